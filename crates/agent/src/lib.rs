@@ -1,0 +1,90 @@
+//! Agent drivers. Every agent — a plain command, Claude Code, Codex, any Agent Client Protocol
+//! agent — runs behind [`AgentDriver`] and reports what it does as [`AgentEvent`]s.
+
+mod budget;
+mod command;
+
+pub use budget::{BudgetLimits, run_with_budget};
+pub use command::CommandDriver;
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use nightshift_core::{AgentEvent, AgentKind, AgentSpec, Usage};
+use nightshift_sandbox::Exit;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("agent {kind} is not configured: {reason}")]
+    NotConfigured { kind: AgentKind, reason: String },
+    #[error(transparent)]
+    Sandbox(#[from] nightshift_sandbox::SandboxError),
+    #[error("agent I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = AgentError> = std::result::Result<T, E>;
+
+/// Everything a driver needs for one agent session.
+#[derive(Debug, Clone)]
+pub struct AgentRequest {
+    pub spec: AgentSpec,
+    /// The checkout the agent works in; its current directory.
+    pub workspace: PathBuf,
+    /// The agent's own HOME, inside the run's directory (sessions, caches, config).
+    pub home: PathBuf,
+    pub prompt: String,
+    /// Continue this session instead of starting a new one (verification rounds, resume).
+    pub resume_session: Option<String>,
+    /// Variables the agent needs (model endpoint and key). Nothing else reaches it.
+    pub env: Vec<(String, String)>,
+}
+
+/// Why an agent session ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentEnd {
+    /// The agent exited by itself; `success` says whether it considered its work done.
+    Finished { success: bool, exit: Exit },
+    /// Stopped from outside (cancel, timeout).
+    Stopped,
+    /// Stopped because usage crossed a limit; the text names the limit.
+    BudgetExceeded(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentOutcome {
+    pub end: AgentEnd,
+    pub session_id: Option<String>,
+    pub summary: Option<String>,
+    pub usage: Usage,
+    /// Why the agent failed, in its own words, when it did.
+    pub error: Option<String>,
+}
+
+impl AgentOutcome {
+    pub fn succeeded(&self) -> bool {
+        matches!(self.end, AgentEnd::Finished { success: true, .. })
+    }
+}
+
+/// A way to run an agent. Capabilities are methods so the engine can ask before relying on them.
+#[async_trait]
+pub trait AgentDriver: Send + Sync {
+    fn kind(&self) -> AgentKind;
+
+    /// Whether `resume_session` continues a previous session with its context.
+    fn supports_resume(&self) -> bool {
+        false
+    }
+
+    /// Runs one session to its end, sending events as they happen. When `stop` fires the driver
+    /// kills the agent's whole process group and returns [`AgentEnd::Stopped`].
+    async fn run(
+        &self,
+        request: AgentRequest,
+        events: mpsc::Sender<AgentEvent>,
+        stop: CancellationToken,
+    ) -> Result<AgentOutcome>;
+}

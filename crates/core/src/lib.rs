@@ -1,0 +1,23 @@
+//! The Nightshift domain: projects, tasks, runs and their events, the run state machine and the
+//! validated values that cross the system's edges. Pure: no IO and no async runtime.
+
+mod agent_event;
+mod error;
+mod model;
+mod run;
+mod values;
+
+pub use agent_event::{AgentEvent, OutputStream, ToolKind, Usage};
+pub use error::{CoreError, Result};
+pub use model::{
+    AgentKind, AgentSpec, Budget, CheckOutcome, CheckResult, Checkpoint, EventKind, GeneratedChange, NewTask,
+    Project, RunEvent, Task, TaskFilter, DEFAULT_PROJECT,
+};
+pub use run::{EndReason, Phase, Run, RunStatus};
+pub use values::{
+    format_duration, format_timestamp, now_millis, parse_duration, parse_timestamp, slug, BranchName,
+    Instructions, RepoUrl, DEFAULT_TIMEOUT, MAX_INSTRUCTIONS_BYTES,
+};
+
+/// Milliseconds since the Unix epoch: the one time representation stored and sent everywhere.
+pub type Millis = i64;
