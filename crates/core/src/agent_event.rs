@@ -51,16 +51,45 @@ impl Usage {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentEvent {
     /// The agent session started; `session_id` is what resume needs.
-    Started { session_id: Option<String>, model: Option<String> },
-    Message { text: String },
-    Thinking { text: String },
-    ToolCall { id: String, name: String, kind: ToolKind, input: serde_json::Value },
-    ToolResult { id: String, output: String, is_error: bool },
-    FileDiff { path: String, diff: String },
+    Started {
+        session_id: Option<String>,
+        model: Option<String>,
+    },
+    Message {
+        text: String,
+    },
+    Thinking {
+        text: String,
+    },
+    ToolCall {
+        id: String,
+        name: String,
+        kind: ToolKind,
+        input: serde_json::Value,
+    },
+    ToolResult {
+        id: String,
+        output: String,
+        is_error: bool,
+    },
+    FileDiff {
+        path: String,
+        diff: String,
+    },
     /// Running totals for the session so far.
-    Usage { usage: Usage },
+    Usage {
+        usage: Usage,
+    },
     /// A line of a process's raw output that is not part of a structured stream.
-    Output { stream: OutputStream, line: String },
-    Final { summary: Option<String>, is_error: bool },
-    Error { message: String },
+    Output {
+        stream: OutputStream,
+        line: String,
+    },
+    Final {
+        summary: Option<String>,
+        is_error: bool,
+    },
+    Error {
+        message: String,
+    },
 }

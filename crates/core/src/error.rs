@@ -7,14 +7,20 @@ pub enum CoreError {
     InvalidBranch { name: String, reason: String },
     #[error("instructions are empty: describe the change the agent should make")]
     EmptyInstructions,
-    #[error("instructions are {size} bytes; the limit is {limit} bytes: shorten them or move detail into the repository")]
+    #[error(
+        "instructions are {size} bytes; the limit is {limit} bytes: shorten them or move detail into the repository"
+    )]
     InstructionsTooLong { size: usize, limit: usize },
     #[error("invalid duration {input:?}: use a number with a unit, e.g. 90s, 10m or 1h")]
     InvalidDuration { input: String },
     #[error("invalid timestamp {input:?}: use RFC 3339, e.g. 2026-11-24T12:00:00Z")]
     InvalidTimestamp { input: String },
     #[error("invalid value {value:?} for {field}: expected one of {expected}")]
-    InvalidEnum { field: &'static str, value: String, expected: &'static str },
+    InvalidEnum {
+        field: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     #[error("run cannot go from {from} to {to}")]
     InvalidTransition { from: String, to: String },
 }

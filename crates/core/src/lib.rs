@@ -10,13 +10,13 @@ mod values;
 pub use agent_event::{AgentEvent, OutputStream, ToolKind, Usage};
 pub use error::{CoreError, Result};
 pub use model::{
-    AgentKind, AgentSpec, Budget, CheckOutcome, CheckResult, Checkpoint, EventKind, GeneratedChange, NewTask,
-    Project, RunEvent, Task, TaskFilter, DEFAULT_PROJECT,
+    AgentKind, AgentSpec, Budget, CheckOutcome, CheckResult, Checkpoint, DEFAULT_PROJECT,
+    EventKind, GeneratedChange, NewTask, Project, RunEvent, Task, TaskFilter,
 };
 pub use run::{EndReason, Phase, Run, RunStatus};
 pub use values::{
-    format_duration, format_timestamp, now_millis, parse_duration, parse_timestamp, slug, BranchName,
-    Instructions, RepoUrl, DEFAULT_TIMEOUT, MAX_INSTRUCTIONS_BYTES,
+    BranchName, DEFAULT_TIMEOUT, Instructions, MAX_INSTRUCTIONS_BYTES, RepoUrl, format_duration,
+    format_timestamp, now_millis, parse_duration, parse_timestamp, slug,
 };
 
 /// Milliseconds since the Unix epoch: the one time representation stored and sent everywhere.

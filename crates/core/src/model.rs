@@ -41,7 +41,12 @@ pub struct AgentSpec {
 
 impl AgentSpec {
     pub fn command(cmd: impl Into<String>) -> Self {
-        AgentSpec { kind: AgentKind::Command, command: Some(cmd.into()), model: None, args: Vec::new() }
+        AgentSpec {
+            kind: AgentKind::Command,
+            command: Some(cmd.into()),
+            model: None,
+            args: Vec::new(),
+        }
     }
 }
 

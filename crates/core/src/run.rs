@@ -83,7 +83,10 @@ string_enum!(
 
 impl RunStatus {
     pub fn is_terminal(self) -> bool {
-        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled)
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
     }
 
     pub fn is_active(self) -> bool {
@@ -153,7 +156,10 @@ impl Run {
         if allowed {
             Ok(())
         } else {
-            Err(CoreError::InvalidTransition { from: self.status.to_string(), to: to.to_string() })
+            Err(CoreError::InvalidTransition {
+                from: self.status.to_string(),
+                to: to.to_string(),
+            })
         }
     }
 
@@ -162,7 +168,10 @@ impl Run {
     }
 
     pub fn commit(&self) -> Option<&str> {
-        self.checkpoint.pushed_commit.as_deref().or(self.checkpoint.commit.as_deref())
+        self.checkpoint
+            .pushed_commit
+            .as_deref()
+            .or(self.checkpoint.commit.as_deref())
     }
 }
 
@@ -196,13 +205,25 @@ mod tests {
 
     #[test]
     fn terminal_states_are_final() {
-        for end in [RunStatus::Succeeded, RunStatus::Failed, RunStatus::Cancelled] {
+        for end in [
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::Cancelled,
+        ] {
             for to in RunStatus::ALL {
                 assert!(run(end).check_transition(*to).is_err(), "{end} -> {to}");
             }
         }
-        assert!(run(RunStatus::Queued).check_transition(RunStatus::Running).is_ok());
-        assert!(run(RunStatus::Queued).check_transition(RunStatus::Failed).is_err());
+        assert!(
+            run(RunStatus::Queued)
+                .check_transition(RunStatus::Running)
+                .is_ok()
+        );
+        assert!(
+            run(RunStatus::Queued)
+                .check_transition(RunStatus::Failed)
+                .is_err()
+        );
     }
 
     #[test]
@@ -210,7 +231,10 @@ mod tests {
         assert_eq!(EndReason::NoChanges.status(), RunStatus::Succeeded);
         assert_eq!(EndReason::TimedOut.status(), RunStatus::Failed);
         assert_eq!(EndReason::Cancelled.status(), RunStatus::Cancelled);
-        assert_eq!("checks_failed".parse::<EndReason>(), Ok(EndReason::ChecksFailed));
+        assert_eq!(
+            "checks_failed".parse::<EndReason>(),
+            Ok(EndReason::ChecksFailed)
+        );
         assert!("bogus".parse::<EndReason>().is_err());
     }
 }

@@ -22,7 +22,10 @@ pub struct RepoUrl(String);
 impl RepoUrl {
     pub fn parse(input: &str) -> Result<Self, CoreError> {
         let url = input.trim();
-        let fail = |reason: &str| CoreError::InvalidRepoUrl { url: url.to_string(), reason: reason.to_string() };
+        let fail = |reason: &str| CoreError::InvalidRepoUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
         if url.is_empty() {
             return Err(fail("it is empty"));
         }
@@ -52,7 +55,9 @@ impl RepoUrl {
         {
             return Ok(RepoUrl(url.to_string()));
         }
-        Err(fail("expected a URL such as https://github.com/org/repo.git or an absolute path"))
+        Err(fail(
+            "expected a URL such as https://github.com/org/repo.git or an absolute path",
+        ))
     }
 
     pub fn as_str(&self) -> &str {
@@ -99,21 +104,36 @@ pub struct BranchName(String);
 impl BranchName {
     pub fn parse(input: &str) -> Result<Self, CoreError> {
         let name = input.trim();
-        let fail = |reason: &str| CoreError::InvalidBranch { name: name.to_string(), reason: reason.to_string() };
+        let fail = |reason: &str| CoreError::InvalidBranch {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        };
         if name.is_empty() {
             return Err(fail("it is empty"));
         }
-        if name.starts_with('-') || name.starts_with('/') || name.ends_with('/') || name.ends_with('.') {
-            return Err(fail("it must not start with '-' or '/' nor end with '/' or '.'"));
+        if name.starts_with('-')
+            || name.starts_with('/')
+            || name.ends_with('/')
+            || name.ends_with('.')
+        {
+            return Err(fail(
+                "it must not start with '-' or '/' nor end with '/' or '.'",
+            ));
         }
         if name.ends_with(".lock") || name == "@" || name == "HEAD" {
             return Err(fail("git reserves this name"));
         }
-        if name.contains("..") || name.contains("//") || name.contains("@{") || name.contains("/.") {
+        if name.contains("..") || name.contains("//") || name.contains("@{") || name.contains("/.")
+        {
             return Err(fail("it must not contain '..', '//', '@{' or '/.'"));
         }
-        if name.chars().any(|c| c.is_control() || " ~^:?*[\\".contains(c)) {
-            return Err(fail("it must not contain spaces, control characters or any of ~^:?*[\\"));
+        if name
+            .chars()
+            .any(|c| c.is_control() || " ~^:?*[\\".contains(c))
+        {
+            return Err(fail(
+                "it must not contain spaces, control characters or any of ~^:?*[\\",
+            ));
         }
         Ok(BranchName(name.to_string()))
     }
@@ -153,7 +173,10 @@ impl Instructions {
             return Err(CoreError::EmptyInstructions);
         }
         if text.len() > MAX_INSTRUCTIONS_BYTES {
-            return Err(CoreError::InstructionsTooLong { size: text.len(), limit: MAX_INSTRUCTIONS_BYTES });
+            return Err(CoreError::InstructionsTooLong {
+                size: text.len(),
+                limit: MAX_INSTRUCTIONS_BYTES,
+            });
         }
         Ok(Instructions(text.to_string()))
     }
@@ -175,7 +198,9 @@ impl Instructions {
 
 /// Parses `90s`, `10m`, `1h`, `1h30m`. Zero is refused: a task needs time to run.
 pub fn parse_duration(input: &str) -> Result<Duration, CoreError> {
-    let fail = || CoreError::InvalidDuration { input: input.to_string() };
+    let fail = || CoreError::InvalidDuration {
+        input: input.to_string(),
+    };
     let d = humantime::parse_duration(input.trim()).map_err(|_| fail())?;
     if d.is_zero() {
         return Err(fail());
@@ -189,11 +214,20 @@ pub fn format_duration(d: Duration) -> String {
 
 /// Parses an RFC 3339 timestamp, or a bare date (`2026-11-24`, midnight UTC).
 pub fn parse_timestamp(input: &str) -> Result<Millis, CoreError> {
-    let fail = || CoreError::InvalidTimestamp { input: input.to_string() };
+    let fail = || CoreError::InvalidTimestamp {
+        input: input.to_string(),
+    };
     let text = input.trim();
-    let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_string() };
+    let full = if text.len() == 10 {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_string()
+    };
     let t = humantime::parse_rfc3339_weak(&full).map_err(|_| fail())?;
-    let ms = t.duration_since(UNIX_EPOCH).map_err(|_| fail())?.as_millis();
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| fail())?
+        .as_millis();
     i64::try_from(ms).map_err(|_| fail())
 }
 
@@ -204,7 +238,10 @@ pub fn format_timestamp(ms: Millis) -> String {
 
 /// Milliseconds since the epoch, now.
 pub fn now_millis() -> Millis {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or_default()
 }
 
 /// A short lowercase ASCII slug for branch names.
@@ -229,7 +266,10 @@ mod tests {
 
     #[test]
     fn repo_urls() {
-        assert_eq!(RepoUrl::parse("/srv/repo.git/").unwrap().as_str(), "file:///srv/repo.git");
+        assert_eq!(
+            RepoUrl::parse("/srv/repo.git/").unwrap().as_str(),
+            "file:///srv/repo.git"
+        );
         assert!(RepoUrl::parse("https://github.com/o/r.git").is_ok());
         assert!(RepoUrl::parse("git@github.com:o/r.git").is_ok());
         assert!(RepoUrl::parse("").is_err());
@@ -252,10 +292,21 @@ mod tests {
 
     #[test]
     fn instructions_bounds() {
-        assert_eq!(Instructions::parse("  \n "), Err(CoreError::EmptyInstructions));
+        assert_eq!(
+            Instructions::parse("  \n "),
+            Err(CoreError::EmptyInstructions)
+        );
         let big = "x".repeat(MAX_INSTRUCTIONS_BYTES + 1);
-        assert!(matches!(Instructions::parse(&big), Err(CoreError::InstructionsTooLong { .. })));
-        assert_eq!(Instructions::parse("Bump serde\nand more").unwrap().summary(), "Bump serde");
+        assert!(matches!(
+            Instructions::parse(&big),
+            Err(CoreError::InstructionsTooLong { .. })
+        ));
+        assert_eq!(
+            Instructions::parse("Bump serde\nand more")
+                .unwrap()
+                .summary(),
+            "Bump serde"
+        );
     }
 
     #[test]

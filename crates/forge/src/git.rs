@@ -19,7 +19,10 @@ impl Forge for GitForge {
         Ok(())
     }
 
-    async fn find_or_create_pull_request(&self, _spec: &PullRequestSpec) -> Result<Option<PullRequest>> {
+    async fn find_or_create_pull_request(
+        &self,
+        _spec: &PullRequestSpec,
+    ) -> Result<Option<PullRequest>> {
         Ok(None)
     }
 }

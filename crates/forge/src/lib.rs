@@ -49,5 +49,8 @@ pub trait Forge: Send + Sync {
 
     /// Opens the pull request for `spec.head`, or adopts and updates the one that exists.
     /// `None` when the forge has no pull requests (plain git).
-    async fn find_or_create_pull_request(&self, spec: &PullRequestSpec) -> Result<Option<PullRequest>>;
+    async fn find_or_create_pull_request(
+        &self,
+        spec: &PullRequestSpec,
+    ) -> Result<Option<PullRequest>>;
 }

@@ -25,7 +25,12 @@ pub struct ProcessSpec {
 
 impl ProcessSpec {
     pub fn new(program: impl Into<String>, cwd: impl Into<PathBuf>) -> Self {
-        ProcessSpec { program: program.into(), args: Vec::new(), cwd: cwd.into(), env: Vec::new() }
+        ProcessSpec {
+            program: program.into(),
+            args: Vec::new(),
+            cwd: cwd.into(),
+            env: Vec::new(),
+        }
     }
 
     /// `sh -c <script>`: how repository checks and `command` agents are run.
@@ -163,7 +168,14 @@ impl Sandbox {
         if let Some(err) = child.stderr.take() {
             tokio::spawn(read_lines(err, OutputStream::Stderr, tx));
         }
-        Ok(RunningProcess { child, pgid, lines: rx, program: spec.program.clone(), grace: self.grace, exit: None })
+        Ok(RunningProcess {
+            child,
+            pgid,
+            lines: rx,
+            program: spec.program.clone(),
+            grace: self.grace,
+            exit: None,
+        })
     }
 
     /// Runs to the end and returns the exit and all output lines. For short commands (git).
@@ -208,8 +220,14 @@ impl RunningProcess {
             .child
             .wait()
             .await
-            .map_err(|source| SandboxError::Wait { program: self.program.clone(), source })?;
-        let exit = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+            .map_err(|source| SandboxError::Wait {
+                program: self.program.clone(),
+                source,
+            })?;
+        let exit = match (
+            status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&status),
+        ) {
             (Some(c), _) => Exit::Code(c),
             (None, Some(s)) => Exit::Signal(s),
             (None, None) => Exit::Code(-1),
@@ -285,7 +303,11 @@ pub fn group_alive(pgid: i32) -> bool {
     })
 }
 
-async fn read_lines(stream: impl AsyncRead + Unpin, which: OutputStream, tx: mpsc::Sender<OutputLine>) {
+async fn read_lines(
+    stream: impl AsyncRead + Unpin,
+    which: OutputStream,
+    tx: mpsc::Sender<OutputLine>,
+) {
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
     let mut truncated = false;
@@ -308,7 +330,15 @@ async fn read_lines(stream: impl AsyncRead + Unpin, which: OutputStream, tx: mps
         reader.consume(take);
         if ended {
             let text = finish_line(&mut line);
-            if tx.send(OutputLine { stream: which, text, truncated }).await.is_err() {
+            if tx
+                .send(OutputLine {
+                    stream: which,
+                    text,
+                    truncated,
+                })
+                .await
+                .is_err()
+            {
                 return;
             }
             truncated = false;
@@ -316,7 +346,13 @@ async fn read_lines(stream: impl AsyncRead + Unpin, which: OutputStream, tx: mps
     }
     if !line.is_empty() {
         let text = finish_line(&mut line);
-        let _ = tx.send(OutputLine { stream: which, text, truncated }).await;
+        let _ = tx
+            .send(OutputLine {
+                stream: which,
+                text,
+                truncated,
+            })
+            .await;
     }
 }
 

@@ -32,7 +32,10 @@ async fn environment_is_scrubbed() {
 
 #[tokio::test]
 async fn non_utf8_and_huge_lines_survive() {
-    let spec = ProcessSpec::shell("printf 'a\\377b\\n'; head -c 20000000 /dev/zero | tr '\\0' x; echo; echo after", tmp());
+    let spec = ProcessSpec::shell(
+        "printf 'a\\377b\\n'; head -c 20000000 /dev/zero | tr '\\0' x; echo; echo after",
+        tmp(),
+    );
     let (exit, lines) = Sandbox::new().output(&spec).await.unwrap();
     assert!(exit.success());
     assert_eq!(lines[0].text, "a\u{FFFD}b");
@@ -68,7 +71,13 @@ async fn wait_reaps_background_children() {
 
 #[tokio::test]
 async fn missing_program_says_so() {
-    let err = Sandbox::new().spawn(&ProcessSpec::new("definitely-not-a-program", tmp())).err().unwrap();
+    let err = Sandbox::new()
+        .spawn(&ProcessSpec::new("definitely-not-a-program", tmp()))
+        .err()
+        .unwrap();
     let text = err.to_string();
-    assert!(text.contains("definitely-not-a-program") && text.contains("not found"), "{text}");
+    assert!(
+        text.contains("definitely-not-a-program") && text.contains("not found"),
+        "{text}"
+    );
 }

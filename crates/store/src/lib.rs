@@ -1,1 +1,177 @@
-//! placeholder
+//! Persistence behind one [`Store`] API, on SQLite (the embedded default, one file) or
+//! PostgreSQL (many nodes). Both speak the same SQL here: numbered `$N` parameters, integer
+//! times and flags, JSON as text; only queue claiming differs (row locks on PostgreSQL).
+
+mod events;
+mod rows;
+mod runs;
+mod tasks;
+
+pub use events::NewEvent;
+pub use runs::{Claim, Heartbeat, RunUpdate};
+pub use tasks::{CancelOutcome, TaskSummary};
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use nightshift_core::{DEFAULT_PROJECT, Millis, Project, now_millis};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor, Row};
+use tokio::sync::broadcast;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("run {run_id} is no longer leased by this worker")]
+    LeaseLost { run_id: i64 },
+}
+
+impl From<nightshift_core::CoreError> for StoreError {
+    fn from(e: nightshift_core::CoreError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The one persistence API. Cheap to clone: a pool and a broadcast sender.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// Wakes live followers of a run in this process when events are appended; followers in
+    /// other processes poll by sequence number.
+    appended: broadcast::Sender<i64>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database file at `path`.
+    pub async fn open_sqlite(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", dir.display())))?;
+        }
+        Store::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    /// Connects to `sqlite://…` or `postgres://…` and applies migrations.
+    pub async fn connect(url: &str) -> Result<Store> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        let options = AnyPoolOptions::new().max_connections(match backend {
+            Backend::Sqlite => 8,
+            Backend::Postgres => 16,
+        });
+        let options = match backend {
+            Backend::Sqlite => options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets readers proceed while a worker writes; the busy timeout makes
+                    // concurrent writers wait instead of failing.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 30000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options,
+        };
+        let pool = options
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        }
+        let (appended, _) = broadcast::channel(4096);
+        let store = Store {
+            pool,
+            backend,
+            appended,
+        };
+        store.ensure_project(DEFAULT_PROJECT).await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Returns the project named `name`, creating it when missing.
+    pub async fn ensure_project(&self, name: &str) -> Result<Project> {
+        sqlx::query(
+            "INSERT INTO projects (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        self.project(name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "project",
+                id: name.into(),
+            })
+    }
+
+    pub async fn project(&self, name: &str) -> Result<Option<Project>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM projects WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| -> Result<Project> {
+            Ok(Project {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                created_at: r.try_get::<Millis, _>("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl FromStr for Backend {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" => Ok(Backend::Postgres),
+            other => Err(StoreError::UnsupportedUrl(other.to_string())),
+        }
+    }
+}

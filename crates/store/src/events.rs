@@ -1,0 +1,103 @@
+//! Run events (append-only, gap-free sequence numbers) and generated changes.
+
+use nightshift_core::{EventKind, GeneratedChange, Phase, RunEvent, now_millis};
+use sqlx::Row;
+use tokio::sync::broadcast;
+
+use crate::rows;
+use crate::{Result, Store, StoreError};
+
+/// An event before it has its sequence number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub kind: EventKind,
+    pub phase: Option<Phase>,
+    pub message: String,
+    pub data: serde_json::Value,
+}
+
+impl Store {
+    /// Appends events in order and returns the last sequence number. The counter and the rows
+    /// change in one transaction, so sequences have no gaps even when a worker dies mid-append.
+    pub async fn append_events(&self, run_id: i64, events: &[NewEvent]) -> Result<i64> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        let last: i64 = sqlx::query(
+            "UPDATE runs SET event_seq = event_seq + $2 WHERE id = $1 RETURNING event_seq",
+        )
+        .bind(run_id)
+        .bind(events.len() as i64)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound {
+            what: "run",
+            id: run_id.to_string(),
+        })?
+        .try_get("event_seq")?;
+        let first = last - events.len() as i64 + 1;
+        for (i, event) in events.iter().enumerate() {
+            let data = (!event.data.is_null()).then(|| event.data.to_string());
+            sqlx::query(
+                "INSERT INTO run_events (run_id, seq, at, kind, phase, message, data) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(run_id)
+            .bind(first + i as i64)
+            .bind(now)
+            .bind(event.kind.as_str())
+            .bind(event.phase.map(|p| p.as_str()))
+            .bind(&event.message)
+            .bind(data)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        let _ = self.appended.send(run_id);
+        Ok(last)
+    }
+
+    /// Events of a run with `seq > after`, oldest first, at most `limit`.
+    pub async fn events(&self, run_id: i64, after: i64, limit: u32) -> Result<Vec<RunEvent>> {
+        let rows = sqlx::query(
+            "SELECT run_id, seq, at, kind, phase, message, data FROM run_events \
+             WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(run_id)
+        .bind(after)
+        .bind(i64::from(limit.clamp(1, 10_000)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::event).collect()
+    }
+
+    /// Wakes when events of any run are appended in this process (carries the run id).
+    pub fn subscribe(&self) -> broadcast::Receiver<i64> {
+        self.appended.subscribe()
+    }
+
+    pub async fn save_change(&self, change: &GeneratedChange) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO generated_changes (run_id, data, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (run_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+        )
+        .bind(change.run_id)
+        .bind(serde_json::to_string(change)?)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn change(&self, run_id: i64) -> Result<Option<GeneratedChange>> {
+        let row = sqlx::query("SELECT data FROM generated_changes WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| -> Result<GeneratedChange> {
+            Ok(serde_json::from_str(&r.try_get::<String, _>("data")?)?)
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,4 @@
+//! The store's conformance suite. Every case is written against `Store` only, so the same
+//! cases run on every back end.
+
+mod suite;
