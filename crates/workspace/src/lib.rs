@@ -1,1 +1,43 @@
-//! placeholder
+//! Git for runs: a bare mirror per repository (fetched, never re-cloned), a worktree per run on
+//! its own branch, commits with trailers, diffs, rebase onto a fresh base, and push. Everything
+//! goes through the `git` CLI so behaviour matches what users see in their own clones.
+
+mod git;
+mod mirror;
+mod worktree;
+
+pub use git::Git;
+pub use mirror::{Mirrors, RemoteInfo};
+pub use worktree::{Diff, Worktree};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error("`{command}` failed ({exit}): {stderr}")]
+    Git { command: String, exit: String, stderr: String },
+    #[error("repository {repo} is unreachable or does not exist: {detail}")]
+    Unreachable { repo: String, detail: String },
+    #[error("branch {branch:?} does not exist in {repo}")]
+    MissingBranch { repo: String, branch: String },
+    #[error("the change conflicts with new commits on {base}: {detail}")]
+    Conflict { base: String, detail: String },
+    #[error("push to {repo} was refused: {detail}")]
+    PushRefused { repo: String, detail: String, permission: bool },
+    #[error("refusing to push to the base branch {0}: Nightshift only pushes its own branches")]
+    PushToBase(String),
+    #[error(transparent)]
+    Sandbox(#[from] nightshift_sandbox::SandboxError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl WorkspaceError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        WorkspaceError::Io { path: path.display().to_string(), source }
+    }
+}
+
+pub type Result<T, E = WorkspaceError> = std::result::Result<T, E>;

@@ -1,0 +1,96 @@
+//! Running `git` with a fixed, minimal environment and typed errors.
+
+use std::path::{Path, PathBuf};
+
+use nightshift_sandbox::{ProcessSpec, Sandbox};
+
+use crate::{Result, WorkspaceError};
+
+/// How Nightshift invokes git: no prompts, no user or system config, a fixed identity.
+#[derive(Debug, Clone)]
+pub struct Git {
+    sandbox: Sandbox,
+    home: PathBuf,
+    /// Extra `-c key=value` settings given through the environment (e.g. an auth header), so
+    /// they never appear on a command line other processes can read.
+    config: Vec<(String, String)>,
+    /// Secrets to mask in anything git prints back.
+    secrets: Vec<String>,
+}
+
+impl Git {
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        Git { sandbox: Sandbox::new(), home: home.into(), config: Vec::new(), secrets: Vec::new() }
+    }
+
+    /// A copy that passes `key = value` to git as configuration, masking `value` in errors.
+    pub fn with_secret_config(&self, key: &str, value: &str) -> Self {
+        let mut git = self.clone();
+        git.config.push((key.to_string(), value.to_string()));
+        git.secrets.push(value.to_string());
+        git
+    }
+
+    fn spec(&self, dir: &Path, args: &[&str]) -> ProcessSpec {
+        let mut spec = ProcessSpec::new("git", dir)
+            .args(args.iter().copied())
+            .env("HOME", self.home.display().to_string())
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Nightshift")
+            .env("GIT_AUTHOR_EMAIL", "nightshift@localhost")
+            .env("GIT_COMMITTER_NAME", "Nightshift")
+            .env("GIT_COMMITTER_EMAIL", "nightshift@localhost");
+        if let Ok(sock) = std::env::var("SSH_AUTH_SOCK") {
+            spec = spec.env("SSH_AUTH_SOCK", sock);
+        }
+        if !self.config.is_empty() {
+            spec = spec.env("GIT_CONFIG_COUNT", self.config.len().to_string());
+            for (i, (k, v)) in self.config.iter().enumerate() {
+                spec = spec.env(format!("GIT_CONFIG_KEY_{i}"), k.clone()).env(format!("GIT_CONFIG_VALUE_{i}"), v.clone());
+            }
+        }
+        spec
+    }
+
+    /// Runs git in `dir` and returns its stdout; a non-zero exit is an error with stderr.
+    pub async fn run(&self, dir: &Path, args: &[&str]) -> Result<String> {
+        let (exit, lines) = self.sandbox.output(&self.spec(dir, args)).await?;
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        for line in lines {
+            let out = if line.stream == nightshift_core::OutputStream::Stdout { &mut stdout } else { &mut stderr };
+            out.push_str(&line.text);
+            out.push('\n');
+        }
+        if exit.success() {
+            Ok(stdout)
+        } else {
+            Err(WorkspaceError::Git {
+                command: format!("git {}", self.redact(&args.join(" "))),
+                exit: exit.to_string(),
+                stderr: self.redact(stderr.trim()),
+            })
+        }
+    }
+
+    /// Masks configured secrets and credentials embedded in URLs.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
+            out = out.replace(secret.as_str(), "***");
+        }
+        // `scheme://user:password@host` → `scheme://***@host`
+        let mut masked = String::with_capacity(out.len());
+        for word in out.split_inclusive(char::is_whitespace) {
+            match nightshift_core::RepoUrl::parse(word.trim_end()) {
+                Ok(url) if word.contains("://") && word.contains('@') => {
+                    masked.push_str(&url.redacted());
+                    masked.push_str(&word[word.trim_end().len()..]);
+                }
+                _ => masked.push_str(word),
+            }
+        }
+        masked
+    }
+}

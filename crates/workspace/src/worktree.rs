@@ -1,0 +1,137 @@
+//! One run's checkout: its own branch in the mirror, its own directory.
+
+use std::path::{Path, PathBuf};
+
+use crate::{Git, Result, WorkspaceError};
+
+/// Stored diffs are capped; the stat and file list always cover the whole change.
+const MAX_DIFF_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worktree {
+    path: PathBuf,
+    mirror: PathBuf,
+    branch: String,
+    base: String,
+    base_commit: String,
+}
+
+/// What a change did, as git reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diff {
+    pub patch: String,
+    pub stat: String,
+    pub files: Vec<String>,
+}
+
+impl Worktree {
+    pub(crate) fn new(path: PathBuf, mirror: PathBuf, branch: String, base: String, base_commit: String) -> Self {
+        Worktree { path, mirror, branch, base, base_commit }
+    }
+
+    /// Re-attaches to a worktree that already exists (a resumed run).
+    pub fn existing(path: PathBuf, mirror: PathBuf, branch: String, base: String, base_commit: String) -> Self {
+        Worktree::new(path, mirror, branch, base, base_commit)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn mirror(&self) -> &Path {
+        &self.mirror
+    }
+
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn base_commit(&self) -> &str {
+        &self.base_commit
+    }
+
+    /// Whether anything differs from the last commit, untracked files included.
+    pub async fn has_changes(&self, git: &Git) -> Result<bool> {
+        Ok(!git.run(&self.path, &["status", "--porcelain"]).await?.trim().is_empty())
+    }
+
+    /// Commits everything with `message` and `trailers`; returns the commit id.
+    pub async fn commit(&self, git: &Git, message: &str, trailers: &[(&str, String)]) -> Result<String> {
+        git.run(&self.path, &["add", "--all"]).await?;
+        let trailer_args: Vec<String> = trailers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let mut args = vec!["commit", "--quiet", "--no-verify", "-m", message];
+        for t in &trailer_args {
+            args.push("--trailer");
+            args.push(t);
+        }
+        git.run(&self.path, &args).await?;
+        self.head(git).await
+    }
+
+    pub async fn head(&self, git: &Git) -> Result<String> {
+        Ok(git.run(&self.path, &["rev-parse", "HEAD"]).await?.trim().to_string())
+    }
+
+    /// The committed change against the commit the run started from.
+    pub async fn diff(&self, git: &Git) -> Result<Diff> {
+        let range = format!("{}..HEAD", self.base_commit);
+        let mut patch = git.run(&self.path, &["diff", "--no-color", &range]).await?;
+        if patch.len() > MAX_DIFF_BYTES {
+            let mut cut = MAX_DIFF_BYTES;
+            while !patch.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            patch.truncate(cut);
+            patch.push_str("\n… diff truncated; the branch has the whole change\n");
+        }
+        let stat = git.run(&self.path, &["diff", "--stat", "--no-color", &range]).await?;
+        let files = git.run(&self.path, &["diff", "--name-only", &range]).await?.lines().map(str::to_string).collect();
+        Ok(Diff { patch, stat: stat.trim_end().to_string(), files })
+    }
+
+    /// Replays the run's commit onto `new_base`. A conflict aborts the rebase and is reported.
+    pub async fn rebase_onto(&mut self, git: &Git, new_base: &str) -> Result<()> {
+        if new_base == self.base_commit {
+            return Ok(());
+        }
+        if let Err(e) = git.run(&self.path, &["rebase", "--quiet", new_base]).await {
+            let _ = git.run(&self.path, &["rebase", "--abort"]).await;
+            let detail = match e {
+                WorkspaceError::Git { stderr, .. } => stderr
+                    .lines()
+                    .filter(|l| l.starts_with("CONFLICT") || l.starts_with("error"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                other => other.to_string(),
+            };
+            return Err(WorkspaceError::Conflict { base: self.base.clone(), detail });
+        }
+        self.base_commit = new_base.to_string();
+        Ok(())
+    }
+
+    /// Pushes HEAD to `refs/heads/<branch>` on the remote (replacing an earlier run's push of the
+    /// same task's branch). Never pushes to the base branch.
+    pub async fn push(&self, git: &Git, remote_label: &str) -> Result<String> {
+        if self.branch == self.base {
+            return Err(WorkspaceError::PushToBase(self.base.clone()));
+        }
+        let refspec = format!("+HEAD:refs/heads/{}", self.branch);
+        if let Err(e) = git.run(&self.path, &["push", "--quiet", "--porcelain", "origin", &refspec]).await {
+            let detail = match e {
+                WorkspaceError::Git { stderr, .. } => stderr,
+                other => other.to_string(),
+            };
+            let lower = detail.to_lowercase();
+            let permission = ["permission", "denied", "403", "401", "insufficient", "unauthorized", "read-only", "authentication"]
+                .iter()
+                .any(|w| lower.contains(w));
+            return Err(WorkspaceError::PushRefused { repo: remote_label.to_string(), detail, permission });
+        }
+        self.head(git).await
+    }
+}
