@@ -1,1 +1,27 @@
-//! placeholder
+//! The repository's own checks: found in `.nightshift.toml` or detected from the files a
+//! repository has, run in order (setup, then format in apply mode, lint and test in check mode),
+//! each reported with its command, exit status, duration and the output lines that matter.
+
+mod discover;
+mod run;
+
+pub use discover::{CONFIG_FILE, CheckPlan, Stage, discover};
+pub use run::{CheckRunner, trim_output};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChecksError {
+    #[error("{file} is not valid: {message}")]
+    InvalidConfig { file: String, message: String },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Sandbox(#[from] nightshift_sandbox::SandboxError),
+    #[error("stopped")]
+    Stopped,
+}
+
+pub type Result<T, E = ChecksError> = std::result::Result<T, E>;

@@ -36,7 +36,16 @@ impl RemoteRepo {
     pub fn with_files(files: &[(&str, &str)]) -> RemoteRepo {
         let dir = tempfile::tempdir().expect("tempdir");
         let bare = dir.path().join("remote.git");
-        git(dir.path(), &["init", "--quiet", "--bare", "--initial-branch=main", &bare.to_string_lossy()]);
+        git(
+            dir.path(),
+            &[
+                "init",
+                "--quiet",
+                "--bare",
+                "--initial-branch=main",
+                &bare.to_string_lossy(),
+            ],
+        );
         let repo = RemoteRepo { dir };
         repo.commit("main", files, "initial commit");
         repo
@@ -51,20 +60,30 @@ impl RemoteRepo {
     }
 
     fn scratch(&self, branch: &str) -> PathBuf {
-        let work = self.dir.path().join(format!("scratch-{}", branch.replace('/', "-")));
+        let work = self
+            .dir
+            .path()
+            .join(format!("scratch-{}", branch.replace('/', "-")));
         if work.exists() {
             std::fs::remove_dir_all(&work).expect("clean scratch");
         }
-        git(self.dir.path(), &["clone", "--quiet", &self.url(), &work.to_string_lossy()]);
+        git(
+            self.dir.path(),
+            &["clone", "--quiet", &self.url(), &work.to_string_lossy()],
+        );
         work
     }
 
     /// Commits `files` on top of `branch` (created from main when missing) and pushes it.
     pub fn commit(&self, branch: &str, files: &[(&str, &str)], message: &str) -> String {
         let work = self.scratch(branch);
-        let has_commits = !git(&work, &["ls-remote", "--heads", "origin"]).trim().is_empty();
+        let has_commits = !git(&work, &["ls-remote", "--heads", "origin"])
+            .trim()
+            .is_empty();
         if has_commits {
-            let exists = !git(&work, &["ls-remote", "--heads", "origin", branch]).trim().is_empty();
+            let exists = !git(&work, &["ls-remote", "--heads", "origin", branch])
+                .trim()
+                .is_empty();
             if exists {
                 git(&work, &["checkout", "--quiet", branch]);
             } else {
@@ -83,24 +102,45 @@ impl RemoteRepo {
             }
         }
         git(&work, &["add", "--all"]);
-        git(&work, &["commit", "--quiet", "--allow-empty", "-m", message]);
-        git(&work, &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")]);
+        git(
+            &work,
+            &["commit", "--quiet", "--allow-empty", "-m", message],
+        );
+        git(
+            &work,
+            &[
+                "push",
+                "--quiet",
+                "origin",
+                &format!("HEAD:refs/heads/{branch}"),
+            ],
+        );
         git(&work, &["rev-parse", "HEAD"]).trim().to_string()
     }
 
     /// The commit `branch` points at on the remote, if it exists.
     pub fn head(&self, branch: &str) -> Option<String> {
-        let out = git(&self.bare_path(), &["for-each-ref", "--format=%(objectname)", &format!("refs/heads/{branch}")]);
+        let out = git(
+            &self.bare_path(),
+            &[
+                "for-each-ref",
+                "--format=%(objectname)",
+                &format!("refs/heads/{branch}"),
+            ],
+        );
         let sha = out.trim();
         (!sha.is_empty()).then(|| sha.to_string())
     }
 
     /// Branch names on the remote.
     pub fn branches(&self) -> Vec<String> {
-        git(&self.bare_path(), &["for-each-ref", "--format=%(refname:short)", "refs/heads"])
-            .lines()
-            .map(str::to_string)
-            .collect()
+        git(
+            &self.bare_path(),
+            &["for-each-ref", "--format=%(refname:short)", "refs/heads"],
+        )
+        .lines()
+        .map(str::to_string)
+        .collect()
     }
 
     /// A file's content at `rev` on the remote.
@@ -115,13 +155,19 @@ impl RemoteRepo {
 
     /// The parent commit of `rev`.
     pub fn parent(&self, rev: &str) -> String {
-        git(&self.bare_path(), &["rev-parse", &format!("{rev}^")]).trim().to_string()
+        git(&self.bare_path(), &["rev-parse", &format!("{rev}^")])
+            .trim()
+            .to_string()
     }
 
     /// Makes the remote refuse every push (a repository without write access).
     pub fn refuse_pushes(&self) {
         let hook = self.bare_path().join("hooks/pre-receive");
-        std::fs::write(&hook, "#!/bin/sh\necho 'permission denied: read-only repository' >&2\nexit 1\n").unwrap();
+        std::fs::write(
+            &hook,
+            "#!/bin/sh\necho 'permission denied: read-only repository' >&2\nexit 1\n",
+        )
+        .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     }

@@ -20,7 +20,12 @@ pub struct Git {
 
 impl Git {
     pub fn new(home: impl Into<PathBuf>) -> Self {
-        Git { sandbox: Sandbox::new(), home: home.into(), config: Vec::new(), secrets: Vec::new() }
+        Git {
+            sandbox: Sandbox::new(),
+            home: home.into(),
+            config: Vec::new(),
+            secrets: Vec::new(),
+        }
     }
 
     /// A copy that passes `key = value` to git as configuration, masking `value` in errors.
@@ -47,7 +52,9 @@ impl Git {
         if !self.config.is_empty() {
             spec = spec.env("GIT_CONFIG_COUNT", self.config.len().to_string());
             for (i, (k, v)) in self.config.iter().enumerate() {
-                spec = spec.env(format!("GIT_CONFIG_KEY_{i}"), k.clone()).env(format!("GIT_CONFIG_VALUE_{i}"), v.clone());
+                spec = spec
+                    .env(format!("GIT_CONFIG_KEY_{i}"), k.clone())
+                    .env(format!("GIT_CONFIG_VALUE_{i}"), v.clone());
             }
         }
         spec
@@ -59,7 +66,11 @@ impl Git {
         let mut stdout = String::new();
         let mut stderr = String::new();
         for line in lines {
-            let out = if line.stream == nightshift_core::OutputStream::Stdout { &mut stdout } else { &mut stderr };
+            let out = if line.stream == nightshift_core::OutputStream::Stdout {
+                &mut stdout
+            } else {
+                &mut stderr
+            };
             out.push_str(&line.text);
             out.push('\n');
         }

@@ -13,7 +13,11 @@ pub use worktree::{Diff, Worktree};
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
     #[error("`{command}` failed ({exit}): {stderr}")]
-    Git { command: String, exit: String, stderr: String },
+    Git {
+        command: String,
+        exit: String,
+        stderr: String,
+    },
     #[error("repository {repo} is unreachable or does not exist: {detail}")]
     Unreachable { repo: String, detail: String },
     #[error("branch {branch:?} does not exist in {repo}")]
@@ -21,7 +25,11 @@ pub enum WorkspaceError {
     #[error("the change conflicts with new commits on {base}: {detail}")]
     Conflict { base: String, detail: String },
     #[error("push to {repo} was refused: {detail}")]
-    PushRefused { repo: String, detail: String, permission: bool },
+    PushRefused {
+        repo: String,
+        detail: String,
+        permission: bool,
+    },
     #[error("refusing to push to the base branch {0}: Nightshift only pushes its own branches")]
     PushToBase(String),
     #[error(transparent)]
@@ -36,7 +44,10 @@ pub enum WorkspaceError {
 
 impl WorkspaceError {
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
-        WorkspaceError::Io { path: path.display().to_string(), source }
+        WorkspaceError::Io {
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use nightshift_core::RepoUrl;
 
-use crate::{Git, Result, Worktree, WorkspaceError};
+use crate::{Git, Result, WorkspaceError, Worktree};
 
 /// What `git ls-remote` tells about a remote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,11 @@ pub struct Mirrors {
 
 impl Mirrors {
     pub fn new(root: impl Into<PathBuf>, git: Git) -> Self {
-        Mirrors { root: root.into(), git, locks: Mutex::new(HashMap::new()) }
+        Mirrors {
+            root: root.into(),
+            git,
+            locks: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn git(&self) -> &Git {
@@ -41,11 +45,19 @@ impl Mirrors {
             .unwrap_or("repo")
             .trim_end_matches(".git")
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .take(40)
             .collect();
         // FNV-1a: stable across Rust releases, unlike the standard library's hasher.
-        let hash = url.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+        let hash = url.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+        });
         self.root.join(format!("{readable}-{hash:016x}.git"))
     }
 
@@ -59,10 +71,23 @@ impl Mirrors {
         std::fs::create_dir_all(&self.root).map_err(|e| WorkspaceError::io(&self.root, e))?;
         let out = self
             .git
-            .run(&self.root, &["ls-remote", "--symref", "--", repo.as_str(), "HEAD", "refs/heads/*"])
+            .run(
+                &self.root,
+                &[
+                    "ls-remote",
+                    "--symref",
+                    "--",
+                    repo.as_str(),
+                    "HEAD",
+                    "refs/heads/*",
+                ],
+            )
             .await
             .map_err(|e| unreachable(repo, e))?;
-        let mut info = RemoteInfo { default_branch: None, branches: Vec::new() };
+        let mut info = RemoteInfo {
+            default_branch: None,
+            branches: Vec::new(),
+        };
         for line in out.lines() {
             if let Some(rest) = line.strip_prefix("ref: refs/heads/") {
                 info.default_branch = rest.split('\t').next().map(str::to_string);
@@ -88,30 +113,75 @@ impl Mirrors {
         if !path.join("HEAD").exists() {
             std::fs::create_dir_all(path).map_err(|e| WorkspaceError::io(path, e))?;
             let p = path.to_string_lossy().to_string();
-            self.git.run(&self.root, &["init", "--quiet", "--bare", &p]).await?;
-            self.git.run(path, &["remote", "add", "origin", repo.as_str()]).await?;
+            self.git
+                .run(&self.root, &["init", "--quiet", "--bare", &p])
+                .await?;
+            self.git
+                .run(path, &["remote", "add", "origin", repo.as_str()])
+                .await?;
             // Remote branches live under refs/remotes/origin so run branches in refs/heads are
             // never touched (or pruned) by a fetch.
-            self.git.run(path, &["config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"]).await?;
+            self.git
+                .run(
+                    path,
+                    &[
+                        "config",
+                        "remote.origin.fetch",
+                        "+refs/heads/*:refs/remotes/origin/*",
+                    ],
+                )
+                .await?;
         }
-        self.git.run(path, &["fetch", "--quiet", "--prune", "origin"]).await.map_err(|e| unreachable(repo, e))?;
+        self.git
+            .run(path, &["fetch", "--quiet", "--prune", "origin"])
+            .await
+            .map_err(|e| unreachable(repo, e))?;
         Ok(())
     }
 
     /// Fetches, then creates a worktree at `dest` on a new branch `branch` from `base`.
-    pub async fn add_worktree(&self, repo: &RepoUrl, base: &str, branch: &str, dest: &Path) -> Result<Worktree> {
+    pub async fn add_worktree(
+        &self,
+        repo: &RepoUrl,
+        base: &str,
+        branch: &str,
+        dest: &Path,
+    ) -> Result<Worktree> {
         let mirror = self.mirror_path(repo);
         let lock = self.lock_for(&mirror);
         let _held = lock.lock().await;
         self.sync_locked(repo, &mirror).await?;
         let base_ref = format!("refs/remotes/origin/{base}");
-        let base_commit = match self.git.run(&mirror, &["rev-parse", "--verify", "--quiet", &format!("{base_ref}^{{commit}}")]).await {
+        let base_commit = match self
+            .git
+            .run(
+                &mirror,
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("{base_ref}^{{commit}}"),
+                ],
+            )
+            .await
+        {
             Ok(sha) => sha.trim().to_string(),
-            Err(_) => return Err(WorkspaceError::MissingBranch { repo: repo.to_string(), branch: base.to_string() }),
+            Err(_) => {
+                return Err(WorkspaceError::MissingBranch {
+                    repo: repo.to_string(),
+                    branch: base.to_string(),
+                });
+            }
         };
         if dest.exists() {
             // A leftover from a run that died: worktrees are disposable.
-            let _ = self.git.run(&mirror, &["worktree", "remove", "--force", &dest.to_string_lossy()]).await;
+            let _ = self
+                .git
+                .run(
+                    &mirror,
+                    &["worktree", "remove", "--force", &dest.to_string_lossy()],
+                )
+                .await;
             let _ = std::fs::remove_dir_all(dest);
         }
         self.git.run(&mirror, &["worktree", "prune"]).await?;
@@ -119,9 +189,27 @@ impl Mirrors {
             std::fs::create_dir_all(parent).map_err(|e| WorkspaceError::io(parent, e))?;
         }
         self.git
-            .run(&mirror, &["worktree", "add", "--quiet", "--no-track", "-B", branch, &dest.to_string_lossy(), &base_commit])
+            .run(
+                &mirror,
+                &[
+                    "worktree",
+                    "add",
+                    "--quiet",
+                    "--no-track",
+                    "-B",
+                    branch,
+                    &dest.to_string_lossy(),
+                    &base_commit,
+                ],
+            )
             .await?;
-        Ok(Worktree::new(dest.to_path_buf(), mirror, branch.to_string(), base.to_string(), base_commit))
+        Ok(Worktree::new(
+            dest.to_path_buf(),
+            mirror,
+            branch.to_string(),
+            base.to_string(),
+            base_commit,
+        ))
     }
 
     /// Fetches the remote again and returns the base branch's current commit.
@@ -129,9 +217,19 @@ impl Mirrors {
         let mirror = self.sync(repo).await?;
         let sha = self
             .git
-            .run(&mirror, &["rev-parse", "--verify", &format!("refs/remotes/origin/{base}^{{commit}}")])
+            .run(
+                &mirror,
+                &[
+                    "rev-parse",
+                    "--verify",
+                    &format!("refs/remotes/origin/{base}^{{commit}}"),
+                ],
+            )
             .await
-            .map_err(|_| WorkspaceError::MissingBranch { repo: repo.to_string(), branch: base.to_string() })?;
+            .map_err(|_| WorkspaceError::MissingBranch {
+                repo: repo.to_string(),
+                branch: base.to_string(),
+            })?;
         Ok(sha.trim().to_string())
     }
 
@@ -140,20 +238,34 @@ impl Mirrors {
         let lock = self.lock_for(worktree.mirror());
         let _held = lock.lock().await;
         let path = worktree.path().to_string_lossy().to_string();
-        let _ = self.git.run(worktree.mirror(), &["worktree", "remove", "--force", &path]).await;
+        let _ = self
+            .git
+            .run(worktree.mirror(), &["worktree", "remove", "--force", &path])
+            .await;
         if worktree.path().exists() {
-            std::fs::remove_dir_all(worktree.path()).map_err(|e| WorkspaceError::io(worktree.path(), e))?;
+            std::fs::remove_dir_all(worktree.path())
+                .map_err(|e| WorkspaceError::io(worktree.path(), e))?;
         }
-        self.git.run(worktree.mirror(), &["worktree", "prune"]).await?;
-        let _ = self.git.run(worktree.mirror(), &["branch", "-D", worktree.branch()]).await;
+        self.git
+            .run(worktree.mirror(), &["worktree", "prune"])
+            .await?;
+        let _ = self
+            .git
+            .run(worktree.mirror(), &["branch", "-D", worktree.branch()])
+            .await;
         Ok(())
     }
 }
 
 fn unreachable(repo: &RepoUrl, error: WorkspaceError) -> WorkspaceError {
     let detail = match error {
-        WorkspaceError::Git { stderr, .. } => stderr.lines().last().unwrap_or("git failed").to_string(),
+        WorkspaceError::Git { stderr, .. } => {
+            stderr.lines().last().unwrap_or("git failed").to_string()
+        }
         other => other.to_string(),
     };
-    WorkspaceError::Unreachable { repo: repo.to_string(), detail }
+    WorkspaceError::Unreachable {
+        repo: repo.to_string(),
+        detail,
+    }
 }

@@ -25,12 +25,30 @@ pub struct Diff {
 }
 
 impl Worktree {
-    pub(crate) fn new(path: PathBuf, mirror: PathBuf, branch: String, base: String, base_commit: String) -> Self {
-        Worktree { path, mirror, branch, base, base_commit }
+    pub(crate) fn new(
+        path: PathBuf,
+        mirror: PathBuf,
+        branch: String,
+        base: String,
+        base_commit: String,
+    ) -> Self {
+        Worktree {
+            path,
+            mirror,
+            branch,
+            base,
+            base_commit,
+        }
     }
 
     /// Re-attaches to a worktree that already exists (a resumed run).
-    pub fn existing(path: PathBuf, mirror: PathBuf, branch: String, base: String, base_commit: String) -> Self {
+    pub fn existing(
+        path: PathBuf,
+        mirror: PathBuf,
+        branch: String,
+        base: String,
+        base_commit: String,
+    ) -> Self {
         Worktree::new(path, mirror, branch, base, base_commit)
     }
 
@@ -56,11 +74,20 @@ impl Worktree {
 
     /// Whether anything differs from the last commit, untracked files included.
     pub async fn has_changes(&self, git: &Git) -> Result<bool> {
-        Ok(!git.run(&self.path, &["status", "--porcelain"]).await?.trim().is_empty())
+        Ok(!git
+            .run(&self.path, &["status", "--porcelain"])
+            .await?
+            .trim()
+            .is_empty())
     }
 
     /// Commits everything with `message` and `trailers`; returns the commit id.
-    pub async fn commit(&self, git: &Git, message: &str, trailers: &[(&str, String)]) -> Result<String> {
+    pub async fn commit(
+        &self,
+        git: &Git,
+        message: &str,
+        trailers: &[(&str, String)],
+    ) -> Result<String> {
         git.run(&self.path, &["add", "--all"]).await?;
         let trailer_args: Vec<String> = trailers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         let mut args = vec!["commit", "--quiet", "--no-verify", "-m", message];
@@ -73,7 +100,11 @@ impl Worktree {
     }
 
     pub async fn head(&self, git: &Git) -> Result<String> {
-        Ok(git.run(&self.path, &["rev-parse", "HEAD"]).await?.trim().to_string())
+        Ok(git
+            .run(&self.path, &["rev-parse", "HEAD"])
+            .await?
+            .trim()
+            .to_string())
     }
 
     /// The committed change against the commit the run started from.
@@ -88,9 +119,20 @@ impl Worktree {
             patch.truncate(cut);
             patch.push_str("\n… diff truncated; the branch has the whole change\n");
         }
-        let stat = git.run(&self.path, &["diff", "--stat", "--no-color", &range]).await?;
-        let files = git.run(&self.path, &["diff", "--name-only", &range]).await?.lines().map(str::to_string).collect();
-        Ok(Diff { patch, stat: stat.trim_end().to_string(), files })
+        let stat = git
+            .run(&self.path, &["diff", "--stat", "--no-color", &range])
+            .await?;
+        let files = git
+            .run(&self.path, &["diff", "--name-only", &range])
+            .await?
+            .lines()
+            .map(str::to_string)
+            .collect();
+        Ok(Diff {
+            patch,
+            stat: stat.trim_end().to_string(),
+            files,
+        })
     }
 
     /// Replays the run's commit onto `new_base`. A conflict aborts the rebase and is reported.
@@ -108,7 +150,10 @@ impl Worktree {
                     .join("; "),
                 other => other.to_string(),
             };
-            return Err(WorkspaceError::Conflict { base: self.base.clone(), detail });
+            return Err(WorkspaceError::Conflict {
+                base: self.base.clone(),
+                detail,
+            });
         }
         self.base_commit = new_base.to_string();
         Ok(())
@@ -121,16 +166,35 @@ impl Worktree {
             return Err(WorkspaceError::PushToBase(self.base.clone()));
         }
         let refspec = format!("+HEAD:refs/heads/{}", self.branch);
-        if let Err(e) = git.run(&self.path, &["push", "--quiet", "--porcelain", "origin", &refspec]).await {
+        if let Err(e) = git
+            .run(
+                &self.path,
+                &["push", "--quiet", "--porcelain", "origin", &refspec],
+            )
+            .await
+        {
             let detail = match e {
                 WorkspaceError::Git { stderr, .. } => stderr,
                 other => other.to_string(),
             };
             let lower = detail.to_lowercase();
-            let permission = ["permission", "denied", "403", "401", "insufficient", "unauthorized", "read-only", "authentication"]
-                .iter()
-                .any(|w| lower.contains(w));
-            return Err(WorkspaceError::PushRefused { repo: remote_label.to_string(), detail, permission });
+            let permission = [
+                "permission",
+                "denied",
+                "403",
+                "401",
+                "insufficient",
+                "unauthorized",
+                "read-only",
+                "authentication",
+            ]
+            .iter()
+            .any(|w| lower.contains(w));
+            return Err(WorkspaceError::PushRefused {
+                repo: remote_label.to_string(),
+                detail,
+                permission,
+            });
         }
         self.head(git).await
     }

@@ -20,12 +20,25 @@ async fn worktree_commit_rebase_push() {
     assert_eq!(info.branches, vec!["main"]);
 
     let dest = data.path().join("runs/1/work");
-    let mut wt = mirrors.add_worktree(&repo, "main", "nightshift/1-edit", &dest).await.unwrap();
+    let mut wt = mirrors
+        .add_worktree(&repo, "main", "nightshift/1-edit", &dest)
+        .await
+        .unwrap();
     assert!(!wt.has_changes(&git).await.unwrap());
     std::fs::write(dest.join("a.txt"), "ONE\n").unwrap();
     std::fs::write(dest.join("new.txt"), "new\n").unwrap();
     assert!(wt.has_changes(&git).await.unwrap());
-    let commit = wt.commit(&git, "Edit a", &[("Nightshift-Task", "1".into()), ("Nightshift-Run", "1".into())]).await.unwrap();
+    let commit = wt
+        .commit(
+            &git,
+            "Edit a",
+            &[
+                ("Nightshift-Task", "1".into()),
+                ("Nightshift-Run", "1".into()),
+            ],
+        )
+        .await
+        .unwrap();
 
     // The base moves without touching our files: the rebase replays our commit on top.
     let moved = remote.commit("main", &[("b.txt", "TWO\n")], "upstream");
@@ -34,12 +47,18 @@ async fn worktree_commit_rebase_push() {
     wt.rebase_onto(&git, &fresh).await.unwrap();
     let pushed = wt.push(&git, "remote").await.unwrap();
     assert_ne!(pushed, commit, "rebased commit differs");
-    assert_eq!(remote.head("nightshift/1-edit").as_deref(), Some(pushed.as_str()));
+    assert_eq!(
+        remote.head("nightshift/1-edit").as_deref(),
+        Some(pushed.as_str())
+    );
     assert_eq!(remote.parent(&pushed), moved);
     assert_eq!(remote.show(&pushed, "a.txt"), "ONE\n");
     assert_eq!(remote.show(&pushed, "b.txt"), "TWO\n");
     let message = remote.message(&pushed);
-    assert!(message.contains("Nightshift-Task: 1") && message.contains("Nightshift-Run: 1"), "{message}");
+    assert!(
+        message.contains("Nightshift-Task: 1") && message.contains("Nightshift-Run: 1"),
+        "{message}"
+    );
 
     let diff = wt.diff(&git).await.unwrap();
     assert_eq!(diff.files, vec!["a.txt", "new.txt"]);
@@ -48,7 +67,10 @@ async fn worktree_commit_rebase_push() {
     mirrors.remove_worktree(&wt).await.unwrap();
     assert!(!dest.exists());
     // A second run reuses the mirror (fetch, not clone) and can reuse the branch name.
-    let again = mirrors.add_worktree(&repo, "main", "nightshift/1-edit", &dest).await.unwrap();
+    let again = mirrors
+        .add_worktree(&repo, "main", "nightshift/1-edit", &dest)
+        .await
+        .unwrap();
     assert_eq!(again.base_commit(), moved);
 }
 
@@ -58,29 +80,44 @@ async fn conflicting_base_is_reported() {
     let repo = RepoUrl::parse(&remote.url()).unwrap();
     let (data, mirrors, git) = setup();
     let dest = data.path().join("w");
-    let mut wt = mirrors.add_worktree(&repo, "main", "nightshift/2-x", &dest).await.unwrap();
+    let mut wt = mirrors
+        .add_worktree(&repo, "main", "nightshift/2-x", &dest)
+        .await
+        .unwrap();
     std::fs::write(dest.join("a.txt"), "mine\n").unwrap();
     wt.commit(&git, "mine", &[]).await.unwrap();
     remote.commit("main", &[("a.txt", "theirs\n")], "theirs");
     let fresh = mirrors.refresh_base(&repo, "main").await.unwrap();
     let err = wt.rebase_onto(&git, &fresh).await.unwrap_err();
     assert!(matches!(err, WorkspaceError::Conflict { .. }), "{err}");
-    assert!(!wt.has_changes(&git).await.unwrap(), "rebase aborted cleanly");
+    assert!(
+        !wt.has_changes(&git).await.unwrap(),
+        "rebase aborted cleanly"
+    );
 }
 
 #[tokio::test]
 async fn bad_remotes_and_refused_pushes() {
     let (data, mirrors, git) = setup();
     let missing = RepoUrl::parse(&format!("file://{}/nope.git", data.path().display())).unwrap();
-    assert!(matches!(mirrors.remote_info(&missing).await, Err(WorkspaceError::Unreachable { .. })));
+    assert!(matches!(
+        mirrors.remote_info(&missing).await,
+        Err(WorkspaceError::Unreachable { .. })
+    ));
 
     let remote = RemoteRepo::with_files(&[("a.txt", "one\n")]);
     let repo = RepoUrl::parse(&remote.url()).unwrap();
-    let err = mirrors.add_worktree(&repo, "develop", "nightshift/3-x", &data.path().join("w3")).await.unwrap_err();
+    let err = mirrors
+        .add_worktree(&repo, "develop", "nightshift/3-x", &data.path().join("w3"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, WorkspaceError::MissingBranch { .. }), "{err}");
 
     remote.refuse_pushes();
-    let wt = mirrors.add_worktree(&repo, "main", "nightshift/3-x", &data.path().join("w3")).await.unwrap();
+    let wt = mirrors
+        .add_worktree(&repo, "main", "nightshift/3-x", &data.path().join("w3"))
+        .await
+        .unwrap();
     std::fs::write(wt.path().join("a.txt"), "two\n").unwrap();
     wt.commit(&git, "x", &[]).await.unwrap();
     match wt.push(&git, "remote").await.unwrap_err() {
@@ -93,7 +130,13 @@ async fn bad_remotes_and_refused_pushes() {
 async fn secrets_in_git_config_are_masked_in_errors() {
     let (data, _mirrors, git) = setup();
     let git = git.with_secret_config("http.extraHeader", "Authorization: Bearer canary-123");
-    let err = git.run(data.path(), &["push", "https://user:canary-123@127.0.0.1:1/x.git"]).await.unwrap_err();
+    let err = git
+        .run(
+            data.path(),
+            &["push", "https://user:canary-123@127.0.0.1:1/x.git"],
+        )
+        .await
+        .unwrap_err();
     let text = err.to_string();
     assert!(!text.contains("canary-123"), "{text}");
 }
