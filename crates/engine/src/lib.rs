@@ -1,1 +1,172 @@
-//! placeholder
+//! The pipeline of one task: workers claim queued runs under a lease and take each through
+//! `preparing → agent → validating → publishing`, writing a checkpoint at every phase end, with
+//! cancel and timeout that kill the run's processes before the run is marked ended.
+
+mod events;
+mod run;
+
+pub use events::EventSink;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nightshift_agent::{AgentDriver, AgentError, CommandDriver};
+use nightshift_core::{AgentKind, AgentSpec, Budget, BranchName, RepoUrl};
+use nightshift_forge::{Forge, GitForge};
+use nightshift_sandbox::Sandbox;
+use nightshift_store::Store;
+use nightshift_workspace::{Git, Mirrors, WorkspaceError};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] nightshift_store::StoreError),
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// How the engine runs. Defaults suit the embedded, single-machine shape.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    /// How long a claim holds without a heartbeat before another worker may take the run.
+    pub lease: Duration,
+    /// How often a worker renews its lease and looks for a cancel request.
+    pub heartbeat: Duration,
+    /// How often an idle worker looks for queued runs (a local wake-up comes sooner).
+    pub poll: Duration,
+    /// Extra agent sessions after failing checks, each fed the failures.
+    pub verification_rounds: u32,
+    pub budget_defaults: Budget,
+    /// How long a stopping worker lets its runs go on before handing them back to the queue.
+    pub shutdown_grace: Duration,
+    /// Keep the workspace of a failed run for inspection instead of deleting it.
+    pub keep_failed_workspaces: bool,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(1),
+            poll: Duration::from_millis(500),
+            verification_rounds: 2,
+            budget_defaults: Budget::default(),
+            shutdown_grace: Duration::from_secs(30),
+            keep_failed_workspaces: false,
+        }
+    }
+}
+
+/// Shared by every worker of a process.
+pub struct Engine {
+    store: Store,
+    config: EngineConfig,
+    git: Git,
+    mirrors: Mirrors,
+    sandbox: Sandbox,
+    wake: Notify,
+    instance: String,
+}
+
+impl Engine {
+    pub fn new(store: Store, config: EngineConfig) -> Arc<Engine> {
+        let git = Git::new(config.data_dir.join("git-home"));
+        let mirrors = Mirrors::new(config.data_dir.join("mirrors"), git.clone());
+        let instance = format!("{}-{}", hostname(), std::process::id());
+        Arc::new(Engine { store, config, git, mirrors, sandbox: Sandbox::new(), wake: Notify::new(), instance })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Tells idle workers of this process that a run was queued.
+    pub fn wake(&self) {
+        self.wake.notify_waiters();
+    }
+
+    /// Checks that `repo` is reachable and resolves the base branch: the one given (which must
+    /// exist) or the remote's default branch.
+    pub async fn resolve_base(&self, repo: &RepoUrl, base: Option<&BranchName>) -> Result<BranchName> {
+        let info = tokio::time::timeout(Duration::from_secs(60), self.mirrors.remote_info(repo))
+            .await
+            .map_err(|_| EngineError::Invalid(format!("repository {repo} did not answer within 60 s")))??;
+        match base {
+            Some(base) if info.branches.iter().any(|b| b == base.as_str()) => Ok(base.clone()),
+            Some(base) => Err(WorkspaceError::MissingBranch { repo: repo.to_string(), branch: base.to_string() }.into()),
+            None => {
+                let name = info.default_branch.ok_or_else(|| {
+                    EngineError::Invalid(format!("repository {repo} has no default branch: pass --base"))
+                })?;
+                BranchName::parse(&name).map_err(|e| EngineError::Invalid(e.to_string()))
+            }
+        }
+    }
+
+    /// The driver for a task's agent.
+    pub(crate) fn driver(&self, spec: &AgentSpec) -> std::result::Result<Box<dyn AgentDriver>, AgentError> {
+        match spec.kind {
+            AgentKind::Command => Ok(Box::new(CommandDriver::new(self.sandbox.clone()))),
+            kind => Err(AgentError::NotConfigured { kind, reason: "this agent is not available in this build".into() }),
+        }
+    }
+
+    /// The forge a repository's branches and pull requests go to.
+    pub(crate) fn forge(&self, _repo: &RepoUrl) -> Box<dyn Forge> {
+        Box::new(GitForge)
+    }
+
+    /// Runs `count` workers until `shutdown` fires, then lets running runs finish (bounded by
+    /// `shutdown_grace`) and hands the rest back to the queue.
+    pub async fn run_workers(self: &Arc<Self>, count: usize, shutdown: CancellationToken) {
+        let mut workers = tokio::task::JoinSet::new();
+        for n in 0..count {
+            let engine = self.clone();
+            let shutdown = shutdown.clone();
+            workers.spawn(async move { engine.worker(n, shutdown).await });
+        }
+        while workers.join_next().await.is_some() {}
+    }
+
+    async fn worker(self: Arc<Self>, n: usize, shutdown: CancellationToken) {
+        let id = format!("{}-w{n}", self.instance);
+        while !shutdown.is_cancelled() {
+            let notified = self.wake.notified();
+            match self.store.claim_run(&id, self.config.lease).await {
+                Ok(Some(claim)) => {
+                    let runner = run::RunExecution::new(self.clone(), claim, id.clone());
+                    runner.execute(shutdown.clone()).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(worker = %id, error = %e, "cannot claim runs"),
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(self.config.poll) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "nightshift".into())
+}
