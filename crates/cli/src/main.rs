@@ -1,1 +1,51 @@
-fn main() {}
+//! `nightshift`: parses arguments and hands over to the server or the API client.
+
+mod client;
+mod serve;
+mod task;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "nightshift",
+    version,
+    about = "A self-hosted background coding agent"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API, the web UI and the workers in one process (SQLite by default).
+    Serve(serve::ServeArgs),
+    /// Create, watch, cancel and retry tasks.
+    #[command(subcommand)]
+    Task(task::TaskCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Task(cmd) => task::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -49,8 +49,19 @@ impl EventSink {
         (EventSink { tx }, writer)
     }
 
-    pub fn emit(&self, kind: EventKind, phase: Option<Phase>, message: impl Into<String>, data: serde_json::Value) {
-        let _ = self.tx.send(Item::Event(NewEvent { kind, phase, message: message.into(), data }));
+    pub fn emit(
+        &self,
+        kind: EventKind,
+        phase: Option<Phase>,
+        message: impl Into<String>,
+        data: serde_json::Value,
+    ) {
+        let _ = self.tx.send(Item::Event(NewEvent {
+            kind,
+            phase,
+            message: message.into(),
+            data,
+        }));
     }
 
     pub fn info(&self, phase: Option<Phase>, message: impl Into<String>) {
@@ -68,9 +79,17 @@ impl EventSink {
                 None => "agent started".into(),
             },
             AgentEvent::Message { text } | AgentEvent::Thinking { text } => text.clone(),
-            AgentEvent::ToolCall { name, input, .. } => format!("{name} {}", short(&input.to_string())),
-            AgentEvent::ToolResult { output, is_error, .. } => {
-                format!("{}{}", if *is_error { "error: " } else { "" }, short(output))
+            AgentEvent::ToolCall { name, input, .. } => {
+                format!("{name} {}", short(&input.to_string()))
+            }
+            AgentEvent::ToolResult {
+                output, is_error, ..
+            } => {
+                format!(
+                    "{}{}",
+                    if *is_error { "error: " } else { "" },
+                    short(output)
+                )
             }
             AgentEvent::FileDiff { path, .. } => format!("changed {path}"),
             AgentEvent::Usage { usage } => format!(
@@ -78,7 +97,9 @@ impl EventSink {
                 usage.input_tokens, usage.output_tokens, usage.cost_usd, usage.turns
             ),
             AgentEvent::Output { line, .. } => line.clone(),
-            AgentEvent::Final { summary, .. } => summary.clone().unwrap_or_else(|| "agent finished".into()),
+            AgentEvent::Final { summary, .. } => {
+                summary.clone().unwrap_or_else(|| "agent finished".into())
+            }
             AgentEvent::Error { message } => message.clone(),
         };
         let data = serde_json::to_value(event).unwrap_or_default();

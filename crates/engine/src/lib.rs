@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nightshift_agent::{AgentDriver, AgentError, CommandDriver};
-use nightshift_core::{AgentKind, AgentSpec, Budget, BranchName, RepoUrl};
+use nightshift_core::{AgentKind, AgentSpec, BranchName, Budget, RepoUrl};
 use nightshift_forge::{Forge, GitForge};
 use nightshift_sandbox::Sandbox;
 use nightshift_store::Store;
@@ -24,8 +24,12 @@ use tokio_util::sync::CancellationToken;
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] nightshift_store::StoreError),
-    #[error(transparent)]
-    Workspace(#[from] WorkspaceError),
+    #[error("{0}")]
+    RepoUnreachable(String),
+    #[error("{0}")]
+    BaseNotFound(String),
+    #[error("{0}")]
+    Git(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -82,7 +86,15 @@ impl Engine {
         let git = Git::new(config.data_dir.join("git-home"));
         let mirrors = Mirrors::new(config.data_dir.join("mirrors"), git.clone());
         let instance = format!("{}-{}", hostname(), std::process::id());
-        Arc::new(Engine { store, config, git, mirrors, sandbox: Sandbox::new(), wake: Notify::new(), instance })
+        Arc::new(Engine {
+            store,
+            config,
+            git,
+            mirrors,
+            sandbox: Sandbox::new(),
+            wake: Notify::new(),
+            instance,
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -100,16 +112,36 @@ impl Engine {
 
     /// Checks that `repo` is reachable and resolves the base branch: the one given (which must
     /// exist) or the remote's default branch.
-    pub async fn resolve_base(&self, repo: &RepoUrl, base: Option<&BranchName>) -> Result<BranchName> {
+    pub async fn resolve_base(
+        &self,
+        repo: &RepoUrl,
+        base: Option<&BranchName>,
+    ) -> Result<BranchName> {
         let info = tokio::time::timeout(Duration::from_secs(60), self.mirrors.remote_info(repo))
             .await
-            .map_err(|_| EngineError::Invalid(format!("repository {repo} did not answer within 60 s")))??;
+            .map_err(|_| {
+                EngineError::RepoUnreachable(format!(
+                    "repository {repo} did not answer within 60 s"
+                ))
+            })?
+            .map_err(|e| match e {
+                WorkspaceError::Unreachable { .. } => EngineError::RepoUnreachable(e.to_string()),
+                other => EngineError::Git(other.to_string()),
+            })?;
         match base {
             Some(base) if info.branches.iter().any(|b| b == base.as_str()) => Ok(base.clone()),
-            Some(base) => Err(WorkspaceError::MissingBranch { repo: repo.to_string(), branch: base.to_string() }.into()),
+            Some(base) => Err(EngineError::BaseNotFound(
+                WorkspaceError::MissingBranch {
+                    repo: repo.to_string(),
+                    branch: base.to_string(),
+                }
+                .to_string(),
+            )),
             None => {
                 let name = info.default_branch.ok_or_else(|| {
-                    EngineError::Invalid(format!("repository {repo} has no default branch: pass --base"))
+                    EngineError::Invalid(format!(
+                        "repository {repo} has no default branch: pass --base"
+                    ))
                 })?;
                 BranchName::parse(&name).map_err(|e| EngineError::Invalid(e.to_string()))
             }
@@ -117,10 +149,16 @@ impl Engine {
     }
 
     /// The driver for a task's agent.
-    pub(crate) fn driver(&self, spec: &AgentSpec) -> std::result::Result<Box<dyn AgentDriver>, AgentError> {
+    pub(crate) fn driver(
+        &self,
+        spec: &AgentSpec,
+    ) -> std::result::Result<Box<dyn AgentDriver>, AgentError> {
         match spec.kind {
             AgentKind::Command => Ok(Box::new(CommandDriver::new(self.sandbox.clone()))),
-            kind => Err(AgentError::NotConfigured { kind, reason: "this agent is not available in this build".into() }),
+            kind => Err(AgentError::NotConfigured {
+                kind,
+                reason: "this agent is not available in this build".into(),
+            }),
         }
     }
 

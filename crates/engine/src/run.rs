@@ -8,8 +8,8 @@ use std::time::Duration;
 use nightshift_agent::{AgentDriver, AgentEnd, AgentRequest, BudgetLimits, run_with_budget};
 use nightshift_checks::{CheckPlan, CheckRunner, ChecksError, Stage};
 use nightshift_core::{
-    AgentEvent, CheckOutcome, CheckResult, Checkpoint, EndReason, EventKind, GeneratedChange, Phase, RepoUrl, Run,
-    Task, Usage, format_duration, now_millis,
+    AgentEvent, CheckOutcome, CheckResult, Checkpoint, EndReason, EventKind, GeneratedChange,
+    Phase, RepoUrl, Run, Task, Usage, format_duration, now_millis,
 };
 use nightshift_forge::{ForgeError, PullRequestSpec};
 use nightshift_store::{Claim, RunUpdate, StoreError};
@@ -30,14 +30,22 @@ enum StopCause {
 
 /// How the pipeline ended early.
 enum Failure {
-    End { reason: EndReason, message: String, phase: Phase },
+    End {
+        reason: EndReason,
+        message: String,
+        phase: Phase,
+    },
     Stopped,
 }
 
 type Step<T> = std::result::Result<T, Failure>;
 
 fn fail(reason: EndReason, phase: Phase, message: impl Into<String>) -> Failure {
-    Failure::End { reason, message: message.into(), phase }
+    Failure::End {
+        reason,
+        message: message.into(),
+        phase,
+    }
 }
 
 pub(crate) struct RunExecution {
@@ -61,9 +69,16 @@ pub(crate) struct RunExecution {
 impl RunExecution {
     pub(crate) fn new(engine: Arc<Engine>, claim: Claim, worker: String) -> Self {
         let (events, writer) = EventSink::start(engine.store.clone(), claim.run.id);
-        let run_dir = engine.config.data_dir.join("runs").join(claim.run.id.to_string());
+        let run_dir = engine
+            .config
+            .data_dir
+            .join("runs")
+            .join(claim.run.id.to_string());
         RunExecution {
-            change: GeneratedChange { run_id: claim.run.id, ..Default::default() },
+            change: GeneratedChange {
+                run_id: claim.run.id,
+                ..Default::default()
+            },
             checkpoint: Checkpoint::default(),
             usage: Usage::default(),
             phase: Phase::Preparing,
@@ -114,30 +129,52 @@ impl RunExecution {
     }
 
     fn check_stop(&self) -> Step<()> {
-        if self.stop.is_cancelled() { Err(Failure::Stopped) } else { Ok(()) }
+        if self.stop.is_cancelled() {
+            Err(Failure::Stopped)
+        } else {
+            Ok(())
+        }
     }
 
     async fn enter(&mut self, phase: Phase) -> Step<()> {
         self.check_stop()?;
         self.phase = phase;
-        self.events.emit(EventKind::Phase, Some(phase), phase.as_str(), serde_json::Value::Null);
+        self.events.emit(
+            EventKind::Phase,
+            Some(phase),
+            phase.as_str(),
+            serde_json::Value::Null,
+        );
         self.progress(phase.start_progress()).await
     }
 
     async fn progress(&self, progress: u8) -> Step<()> {
-        let update = RunUpdate { phase: Some(self.phase), progress: Some(progress), ..Default::default() };
+        let update = RunUpdate {
+            phase: Some(self.phase),
+            progress: Some(progress),
+            ..Default::default()
+        };
         self.store_update(&update).await
     }
 
     async fn store_update(&self, update: &RunUpdate) -> Step<()> {
-        match self.engine.store.update_run(self.run.id, &self.worker, update).await {
+        match self
+            .engine
+            .store
+            .update_run(self.run.id, &self.worker, update)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(StoreError::LeaseLost { .. }) => {
                 self.set_cause(StopCause::LeaseLost);
                 self.stop.cancel();
                 Err(Failure::Stopped)
             }
-            Err(e) => Err(fail(EndReason::Infrastructure, self.phase, format!("cannot record progress: {e}"))),
+            Err(e) => Err(fail(
+                EndReason::Infrastructure,
+                self.phase,
+                format!("cannot record progress: {e}"),
+            )),
         }
     }
 
@@ -145,7 +182,10 @@ impl RunExecution {
         if !self.checkpoint.completed.contains(&completed) {
             self.checkpoint.completed.push(completed);
         }
-        let update = RunUpdate { checkpoint: Some(self.checkpoint.clone()), ..Default::default() };
+        let update = RunUpdate {
+            checkpoint: Some(self.checkpoint.clone()),
+            ..Default::default()
+        };
         self.store_update(&update).await
     }
 
@@ -156,7 +196,8 @@ impl RunExecution {
     }
 
     async fn pipeline(&mut self) -> Step<EndReason> {
-        let repo = RepoUrl::parse(&self.task.repo).map_err(|e| fail(EndReason::Infrastructure, Phase::Preparing, e.to_string()))?;
+        let repo = RepoUrl::parse(&self.task.repo)
+            .map_err(|e| fail(EndReason::Infrastructure, Phase::Preparing, e.to_string()))?;
         let forge = self.engine.forge(&repo);
 
         // preparing
@@ -166,7 +207,13 @@ impl RunExecution {
             Err(ForgeError::PermissionDenied { reason, .. }) => {
                 return Err(fail(EndReason::PermissionDenied, Phase::Preparing, reason));
             }
-            Err(e) => return Err(fail(EndReason::Infrastructure, Phase::Preparing, e.to_string())),
+            Err(e) => {
+                return Err(fail(
+                    EndReason::Infrastructure,
+                    Phase::Preparing,
+                    e.to_string(),
+                ));
+            }
         }
         let branch = self.task.branch_name();
         let work = self.run_dir.join("work");
@@ -178,7 +225,11 @@ impl RunExecution {
             .map_err(|e| self.infra("cannot prepare the workspace")(e.to_string()))?;
         self.events.info(
             Some(Phase::Preparing),
-            format!("checked out {} at {} on branch {branch}", self.task.base_branch, short_sha(worktree.base_commit())),
+            format!(
+                "checked out {} at {} on branch {branch}",
+                self.task.base_branch,
+                short_sha(worktree.base_commit())
+            ),
         );
         self.checkpoint.workspace = Some(work.display().to_string());
         self.checkpoint.branch = Some(branch.clone());
@@ -186,7 +237,8 @@ impl RunExecution {
         self.change.branch = Some(branch);
         self.worktree = Some(worktree);
 
-        let plan = nightshift_checks::discover(&work).map_err(|e| fail(EndReason::ChecksFailed, Phase::Preparing, e.to_string()))?;
+        let plan = nightshift_checks::discover(&work)
+            .map_err(|e| fail(EndReason::ChecksFailed, Phase::Preparing, e.to_string()))?;
         self.change.checks_source = plan.source.clone();
         self.events.emit(
             EventKind::Check,
@@ -203,15 +255,25 @@ impl RunExecution {
                 return Err(fail(
                     EndReason::ChecksFailed,
                     Phase::Preparing,
-                    format!("setup command `{}` failed with exit code {:?}", failed.command, failed.exit_code),
+                    format!(
+                        "setup command `{}` failed with exit code {:?}",
+                        failed.command, failed.exit_code
+                    ),
                 ));
             }
         }
         self.save_checkpoint(Phase::Preparing).await?;
 
         // agent ⇄ validating, until the checks pass or the rounds run out
-        let driver = self.engine.driver(&self.task.agent).map_err(|e| fail(EndReason::AgentFailed, Phase::Agent, e.to_string()))?;
-        let max_rounds = if driver.supports_resume() { 1 + self.engine.config.verification_rounds } else { 1 };
+        let driver = self
+            .engine
+            .driver(&self.task.agent)
+            .map_err(|e| fail(EndReason::AgentFailed, Phase::Agent, e.to_string()))?;
+        let max_rounds = if driver.supports_resume() {
+            1 + self.engine.config.verification_rounds
+        } else {
+            1
+        };
         let mut prompt = self.task.instructions.clone();
         let mut round = 1;
         loop {
@@ -219,24 +281,45 @@ impl RunExecution {
             self.run_agent(driver.as_ref(), &prompt, &work).await?;
             self.save_checkpoint(Phase::Agent).await?;
             if !self.has_changes().await? {
-                self.events.info(Some(Phase::Agent), "the agent changed nothing: nothing to validate or push");
+                self.events.info(
+                    Some(Phase::Agent),
+                    "the agent changed nothing: nothing to validate or push",
+                );
                 return Ok(EndReason::NoChanges);
             }
             self.enter(Phase::Validating).await?;
-            let results = self.run_stages(&plan, &[Stage::Format, Stage::Lint, Stage::Test], round).await?;
+            let results = self
+                .run_stages(&plan, &[Stage::Format, Stage::Lint, Stage::Test], round)
+                .await?;
             self.change.rounds = round;
-            let failures: Vec<&CheckResult> = results.iter().filter(|r| r.outcome != CheckOutcome::Passed).collect();
+            let failures: Vec<&CheckResult> = results
+                .iter()
+                .filter(|r| r.outcome != CheckOutcome::Passed)
+                .collect();
             if failures.is_empty() {
-                self.events.info(Some(Phase::Validating), format!("round {round}: all {} checks passed", results.len()));
+                self.events.info(
+                    Some(Phase::Validating),
+                    format!("round {round}: all {} checks passed", results.len()),
+                );
                 break;
             }
-            let names: Vec<String> = failures.iter().map(|f| format!("{} `{}`", f.stage, f.command)).collect();
+            let names: Vec<String> = failures
+                .iter()
+                .map(|f| format!("{} `{}`", f.stage, f.command))
+                .collect();
             if round >= max_rounds {
-                return Err(fail(EndReason::ChecksFailed, Phase::Validating, format!("failed: {}", names.join(", "))));
+                return Err(fail(
+                    EndReason::ChecksFailed,
+                    Phase::Validating,
+                    format!("failed: {}", names.join(", ")),
+                ));
             }
             self.events.info(
                 Some(Phase::Validating),
-                format!("round {round}: {} failed; sending the failures back to the agent", names.join(", ")),
+                format!(
+                    "round {round}: {} failed; sending the failures back to the agent",
+                    names.join(", ")
+                ),
             );
             prompt = feedback_prompt(&failures);
             round += 1;
@@ -249,13 +332,23 @@ impl RunExecution {
         let commit = {
             let worktree = self.worktree()?;
             worktree
-                .commit(&git, &message, &[("Nightshift-Task", self.task.id.to_string()), ("Nightshift-Run", self.run.number.to_string())])
+                .commit(
+                    &git,
+                    &message,
+                    &[
+                        ("Nightshift-Task", self.task.id.to_string()),
+                        ("Nightshift-Run", self.run.number.to_string()),
+                    ],
+                )
                 .await
                 .map_err(|e| self.infra("cannot commit")(e.to_string()))?
         };
         self.change.commit_message = message;
         self.checkpoint.commit = Some(commit.clone());
-        self.events.info(Some(Phase::Validating), format!("committed {}", short_sha(&commit)));
+        self.events.info(
+            Some(Phase::Validating),
+            format!("committed {}", short_sha(&commit)),
+        );
         self.save_checkpoint(Phase::Validating).await?;
 
         // publishing
@@ -270,25 +363,50 @@ impl RunExecution {
         if fresh != old_base {
             self.events.info(
                 Some(Phase::Publishing),
-                format!("{} moved from {} to {}: rebasing", self.task.base_branch, short_sha(&old_base), short_sha(&fresh)),
+                format!(
+                    "{} moved from {} to {}: rebasing",
+                    self.task.base_branch,
+                    short_sha(&old_base),
+                    short_sha(&fresh)
+                ),
             );
-            let mut worktree = self.worktree.take().ok_or_else(|| fail(EndReason::Infrastructure, Phase::Publishing, "no workspace"))?;
+            let mut worktree = self.worktree.take().ok_or_else(|| {
+                fail(EndReason::Infrastructure, Phase::Publishing, "no workspace")
+            })?;
             let rebased = worktree.rebase_onto(&git, &fresh).await;
             self.worktree = Some(worktree);
             match rebased {
                 Ok(()) => {}
                 Err(WorkspaceError::Conflict { detail, .. }) => {
-                    return Err(fail(EndReason::Conflict, Phase::Publishing, format!("the change conflicts with {}: {detail}", self.task.base_branch)));
+                    return Err(fail(
+                        EndReason::Conflict,
+                        Phase::Publishing,
+                        format!(
+                            "the change conflicts with {}: {detail}",
+                            self.task.base_branch
+                        ),
+                    ));
                 }
-                Err(e) => return Err(fail(EndReason::Infrastructure, Phase::Publishing, e.to_string())),
+                Err(e) => {
+                    return Err(fail(
+                        EndReason::Infrastructure,
+                        Phase::Publishing,
+                        e.to_string(),
+                    ));
+                }
             }
             // The rebased tree is new code: prove it again before it leaves the machine.
-            let results = self.run_stages(&plan, &[Stage::Lint, Stage::Test], round).await?;
+            let results = self
+                .run_stages(&plan, &[Stage::Lint, Stage::Test], round)
+                .await?;
             if let Some(failed) = results.iter().find(|r| r.outcome != CheckOutcome::Passed) {
                 return Err(fail(
                     EndReason::ChecksFailed,
                     Phase::Publishing,
-                    format!("after rebasing onto {}: {} `{}` failed", self.task.base_branch, failed.stage, failed.command),
+                    format!(
+                        "after rebasing onto {}: {} `{}` failed",
+                        self.task.base_branch, failed.stage, failed.command
+                    ),
                 ));
             }
         }
@@ -297,14 +415,31 @@ impl RunExecution {
             let worktree = self.worktree()?;
             match worktree.push(&git, &repo.to_string()).await {
                 Ok(sha) => sha,
-                Err(WorkspaceError::PushRefused { detail, permission: true, .. }) => {
-                    return Err(fail(EndReason::PermissionDenied, Phase::Publishing, format!("push refused: {detail}")));
+                Err(WorkspaceError::PushRefused {
+                    detail,
+                    permission: true,
+                    ..
+                }) => {
+                    return Err(fail(
+                        EndReason::PermissionDenied,
+                        Phase::Publishing,
+                        format!("push refused: {detail}"),
+                    ));
                 }
-                Err(e) => return Err(fail(EndReason::Infrastructure, Phase::Publishing, e.to_string())),
+                Err(e) => {
+                    return Err(fail(
+                        EndReason::Infrastructure,
+                        Phase::Publishing,
+                        e.to_string(),
+                    ));
+                }
             }
         };
         let branch = self.worktree()?.branch().to_string();
-        self.events.info(Some(Phase::Publishing), format!("pushed {} to {branch}", short_sha(&pushed)));
+        self.events.info(
+            Some(Phase::Publishing),
+            format!("pushed {} to {branch}", short_sha(&pushed)),
+        );
         self.checkpoint.pushed_commit = Some(pushed.clone());
         self.change.commit = Some(pushed);
         self.save_checkpoint(Phase::Publishing).await?;
@@ -319,7 +454,8 @@ impl RunExecution {
         };
         match forge.find_or_create_pull_request(&spec).await {
             Ok(Some(pr)) => {
-                self.events.info(Some(Phase::Publishing), format!("pull request {}", pr.url));
+                self.events
+                    .info(Some(Phase::Publishing), format!("pull request {}", pr.url));
                 self.checkpoint.pr_number = Some(pr.number);
                 self.checkpoint.pr_url = Some(pr.url.clone());
                 self.change.pr_number = Some(pr.number);
@@ -327,18 +463,29 @@ impl RunExecution {
                 self.save_checkpoint(Phase::Publishing).await?;
             }
             Ok(None) => {}
-            Err(e) => return Err(fail(EndReason::Infrastructure, Phase::Publishing, e.to_string())),
+            Err(e) => {
+                return Err(fail(
+                    EndReason::Infrastructure,
+                    Phase::Publishing,
+                    e.to_string(),
+                ));
+            }
         }
         Ok(EndReason::Succeeded)
     }
 
     fn worktree(&self) -> Step<&Worktree> {
-        self.worktree.as_ref().ok_or_else(|| fail(EndReason::Infrastructure, self.phase, "no workspace"))
+        self.worktree
+            .as_ref()
+            .ok_or_else(|| fail(EndReason::Infrastructure, self.phase, "no workspace"))
     }
 
     async fn has_changes(&self) -> Step<bool> {
         let worktree = self.worktree()?;
-        worktree.has_changes(&self.engine.git).await.map_err(|e| self.infra("cannot read the workspace")(e.to_string()))
+        worktree
+            .has_changes(&self.engine.git)
+            .await
+            .map_err(|e| self.infra("cannot read the workspace")(e.to_string()))
     }
 
     fn commit_message(&self) -> String {
@@ -350,9 +497,15 @@ impl RunExecution {
         }
     }
 
-    async fn run_agent(&mut self, driver: &dyn AgentDriver, prompt: &str, work: &std::path::Path) -> Step<()> {
+    async fn run_agent(
+        &mut self,
+        driver: &dyn AgentDriver,
+        prompt: &str,
+        work: &std::path::Path,
+    ) -> Step<()> {
         let home = self.run_dir.join("home");
-        std::fs::create_dir_all(&home).map_err(|e| self.infra("cannot create the agent's home")(e.to_string()))?;
+        std::fs::create_dir_all(&home)
+            .map_err(|e| self.infra("cannot create the agent's home")(e.to_string()))?;
         let request = AgentRequest {
             spec: self.task.agent.clone(),
             workspace: work.to_path_buf(),
@@ -382,9 +535,14 @@ impl RunExecution {
             last_usage
         };
         let (outcome, _) = tokio::join!(run, forward);
-        let outcome = outcome.map_err(|e| fail(EndReason::AgentFailed, Phase::Agent, e.to_string()))?;
+        let outcome =
+            outcome.map_err(|e| fail(EndReason::AgentFailed, Phase::Agent, e.to_string()))?;
         self.usage.add(&outcome.usage);
-        self.store_update(&RunUpdate { usage: Some(self.usage), ..Default::default() }).await?;
+        self.store_update(&RunUpdate {
+            usage: Some(self.usage),
+            ..Default::default()
+        })
+        .await?;
         if let Some(session) = &outcome.session_id {
             self.checkpoint.agent_session_id = Some(session.clone());
         }
@@ -393,22 +551,38 @@ impl RunExecution {
         }
         match outcome.end {
             AgentEnd::Finished { success: true, .. } => Ok(()),
-            AgentEnd::Finished { success: false, exit } => Err(fail(
+            AgentEnd::Finished {
+                success: false,
+                exit,
+            } => Err(fail(
                 EndReason::AgentFailed,
                 Phase::Agent,
-                outcome.error.unwrap_or_else(|| format!("the agent failed ({exit})")),
+                outcome
+                    .error
+                    .unwrap_or_else(|| format!("the agent failed ({exit})")),
             )),
             AgentEnd::Stopped => Err(Failure::Stopped),
-            AgentEnd::BudgetExceeded(reason) => Err(fail(EndReason::BudgetExceeded, Phase::Agent, reason)),
+            AgentEnd::BudgetExceeded(reason) => {
+                Err(fail(EndReason::BudgetExceeded, Phase::Agent, reason))
+            }
         }
     }
 
     /// Runs every command of `stages` (all of them, so the report is complete) and records each.
-    async fn run_stages(&mut self, plan: &CheckPlan, stages: &[Stage], round: u32) -> Step<Vec<CheckResult>> {
+    async fn run_stages(
+        &mut self,
+        plan: &CheckPlan,
+        stages: &[Stage],
+        round: u32,
+    ) -> Step<Vec<CheckResult>> {
         let work = self.worktree()?.path().to_path_buf();
         let home = self.run_dir.join("home");
-        std::fs::create_dir_all(&home).map_err(|e| self.infra("cannot create the checks' home")(e.to_string()))?;
-        let runner = CheckRunner::new(self.engine.sandbox.clone(), vec![("HOME".into(), home.display().to_string())]);
+        std::fs::create_dir_all(&home)
+            .map_err(|e| self.infra("cannot create the checks' home")(e.to_string()))?;
+        let runner = CheckRunner::new(
+            self.engine.sandbox.clone(),
+            vec![("HOME".into(), home.display().to_string())],
+        );
         let total: usize = stages.iter().map(|s| plan.commands(*s).len()).sum();
         let mut results = Vec::new();
         for stage in stages {
@@ -430,7 +604,10 @@ impl RunExecution {
                         serde_json::json!({"stream": line.stream.as_str(), "stage": stage.as_str()}),
                     );
                 };
-                let result = match runner.run(*stage, command, &work, round, &self.stop, &mut on_line).await {
+                let result = match runner
+                    .run(*stage, command, &work, round, &self.stop, &mut on_line)
+                    .await
+                {
                     Ok(result) => result,
                     Err(ChecksError::Stopped) => return Err(Failure::Stopped),
                     Err(e) => return Err(fail(EndReason::Infrastructure, phase, e.to_string())),
@@ -442,7 +619,8 @@ impl RunExecution {
                         "{} `{command}` {} in {}",
                         stage.as_str(),
                         result.outcome.as_str(),
-                        format_duration(Duration::from_millis(result.duration_ms)).replace("0s", "<1s")
+                        format_duration(Duration::from_millis(result.duration_ms))
+                            .replace("0s", "<1s")
                     ),
                     serde_json::to_value(&result).unwrap_or_default(),
                 );
@@ -450,7 +628,8 @@ impl RunExecution {
                 results.push(result);
                 if phase == Phase::Validating {
                     let step = (results.len() * 19 / total.max(1)) as u8;
-                    self.progress(Phase::Validating.start_progress() + step).await?;
+                    self.progress(Phase::Validating.start_progress() + step)
+                        .await?;
                 }
             }
         }
@@ -462,20 +641,37 @@ impl RunExecution {
         let store = self.engine.store.clone();
         let (reason, message, phase) = match result {
             Ok(reason) => (Some(reason), None, None),
-            Err(Failure::End { reason, message, phase }) => (Some(reason), Some(message), Some(phase)),
+            Err(Failure::End {
+                reason,
+                message,
+                phase,
+            }) => (Some(reason), Some(message), Some(phase)),
             Err(Failure::Stopped) => match self.cause() {
-                Some(StopCause::Cancelled) => (Some(EndReason::Cancelled), Some("cancelled".to_string()), Some(self.phase)),
+                Some(StopCause::Cancelled) => (
+                    Some(EndReason::Cancelled),
+                    Some("cancelled".to_string()),
+                    Some(self.phase),
+                ),
                 Some(StopCause::TimedOut) => (
                     Some(EndReason::TimedOut),
-                    Some(format!("timed out after {}", format_duration(Duration::from_secs(self.task.timeout_secs)))),
+                    Some(format!(
+                        "timed out after {}",
+                        format_duration(Duration::from_secs(self.task.timeout_secs))
+                    )),
                     Some(self.phase),
                 ),
                 Some(StopCause::LeaseLost) => {
-                    self.events.error(Some(self.phase), "lost the lease on this run: another worker continues it");
+                    self.events.error(
+                        Some(self.phase),
+                        "lost the lease on this run: another worker continues it",
+                    );
                     (None, None, None)
                 }
                 Some(StopCause::Shutdown) | None => {
-                    self.events.info(Some(self.phase), "worker shutting down: the run goes back to the queue");
+                    self.events.info(
+                        Some(self.phase),
+                        "worker shutting down: the run goes back to the queue",
+                    );
                     (None, None, None)
                 }
             },
@@ -493,8 +689,21 @@ impl RunExecution {
                     serde_json::json!({"status": reason.status().as_str(), "end_reason": reason.as_str()}),
                 );
                 self.events.flush().await;
-                let failed_phase = if reason.status() == nightshift_core::RunStatus::Failed { phase } else { None };
-                if let Err(e) = store.finish_run(self.run.id, &self.worker, reason, message.as_deref(), failed_phase).await {
+                let failed_phase = if reason.status() == nightshift_core::RunStatus::Failed {
+                    phase
+                } else {
+                    None
+                };
+                if let Err(e) = store
+                    .finish_run(
+                        self.run.id,
+                        &self.worker,
+                        reason,
+                        message.as_deref(),
+                        failed_phase,
+                    )
+                    .await
+                {
                     tracing::error!(run_id = self.run.id, error = %e, "cannot record the end of the run");
                 }
             }
@@ -506,7 +715,8 @@ impl RunExecution {
             }
             None => self.events.flush().await,
         }
-        let keep = self.engine.config.keep_failed_workspaces && reason.is_some_and(|r| r.status() == nightshift_core::RunStatus::Failed);
+        let keep = self.engine.config.keep_failed_workspaces
+            && reason.is_some_and(|r| r.status() == nightshift_core::RunStatus::Failed);
         if let Some(worktree) = self.worktree.take()
             && !keep
             && let Err(e) = self.engine.mirrors.remove_worktree(&worktree).await
@@ -524,18 +734,38 @@ impl RunExecution {
 
     /// Stores what the run produced, including the uncommitted diff of a failed run.
     async fn record_change(&mut self) {
-        let Some(worktree) = &self.worktree else { return };
+        let Some(worktree) = &self.worktree else {
+            return;
+        };
         let git = &self.engine.git;
         if self.checkpoint.commit.is_none() {
             // Stage everything so the diff shows new files too; nothing is committed.
             let _ = git.run(worktree.path(), &["add", "--all"]).await;
-            if let Ok(patch) = git.run(worktree.path(), &["diff", "--cached", "--no-color", worktree.base_commit()]).await {
+            if let Ok(patch) = git
+                .run(
+                    worktree.path(),
+                    &["diff", "--cached", "--no-color", worktree.base_commit()],
+                )
+                .await
+            {
                 self.change.diff = patch;
             }
-            if let Ok(stat) = git.run(worktree.path(), &["diff", "--cached", "--stat", worktree.base_commit()]).await {
+            if let Ok(stat) = git
+                .run(
+                    worktree.path(),
+                    &["diff", "--cached", "--stat", worktree.base_commit()],
+                )
+                .await
+            {
                 self.change.diff_stat = stat.trim_end().to_string();
             }
-            if let Ok(files) = git.run(worktree.path(), &["diff", "--cached", "--name-only", worktree.base_commit()]).await {
+            if let Ok(files) = git
+                .run(
+                    worktree.path(),
+                    &["diff", "--cached", "--name-only", worktree.base_commit()],
+                )
+                .await
+            {
                 self.change.files_changed = files.lines().map(str::to_string).collect();
             }
         } else if let Ok(diff) = worktree.diff(git).await {
@@ -563,7 +793,10 @@ async fn watch(
     let remaining = (started + (timeout_secs as i64) * 1000 - now_millis()).max(0);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(remaining as u64);
     let stop_with = |c: StopCause| {
-        cause.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(c);
+        cause
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(c);
         stop.cancel();
     };
     let mut grace_end = None;
@@ -598,7 +831,10 @@ fn feedback_prompt(failures: &[&CheckResult]) -> String {
          and do not weaken or skip tests.\n",
     );
     for f in failures {
-        out.push_str(&format!("\n## {} `{}` (exit {:?})\n```\n{}\n```\n", f.stage, f.command, f.exit_code, f.output));
+        out.push_str(&format!(
+            "\n## {} `{}` (exit {:?})\n```\n{}\n```\n",
+            f.stage, f.command, f.exit_code, f.output
+        ));
     }
     out
 }

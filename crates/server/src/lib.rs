@@ -1,1 +1,171 @@
-//! placeholder
+//! The Nightshift server: the REST API under `/api/v1` with live SSE streams, and — in the
+//! embedded shape — the workers, all in one process.
+
+mod api;
+mod error;
+mod views;
+
+pub use error::ApiError;
+pub use views::{RunView, TaskView};
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use nightshift_core::{AgentSpec, DEFAULT_TIMEOUT, Project};
+use nightshift_engine::{Engine, EngineConfig};
+use nightshift_store::Store;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] nightshift_store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Settings of the API itself.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The longest timeout a task may ask for.
+    pub max_timeout: Duration,
+    /// The agent a task gets when it names none.
+    pub default_agent: AgentSpec,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_timeout: DEFAULT_TIMEOUT,
+            default_agent: AgentSpec {
+                kind: nightshift_core::AgentKind::ClaudeCode,
+                command: None,
+                model: None,
+                args: Vec::new(),
+            },
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub engine: Arc<Engine>,
+    pub config: Arc<ServerConfig>,
+}
+
+impl AppState {
+    pub(crate) async fn project(&self, name: &str) -> Result<Project, ApiError> {
+        self.store
+            .project(name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("project {name:?} not found")))
+    }
+
+    /// The store id of run `number` of task `id` in `project`.
+    pub(crate) async fn run_id(
+        &self,
+        project: &str,
+        id: i64,
+        number: i64,
+    ) -> Result<i64, ApiError> {
+        let project = self.project(project).await?;
+        let run = self
+            .store
+            .run_by_number(project.id, id, number)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("run {number} of task {id} not found")))?;
+        Ok(run.id)
+    }
+}
+
+/// Requests larger than this are refused with 413: instructions are capped at 64 KiB anyway.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .nest("/api/v1", api::routes())
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Everything `nightshift serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub workers: usize,
+    /// `sqlite://…` or `postgres://…`; the SQLite file in the data directory when absent.
+    pub database: Option<String>,
+    pub server: ServerConfig,
+    pub engine: Option<EngineConfig>,
+}
+
+/// Opens the store the options name (migrations run on open).
+pub async fn open_store(options: &ServeOptions) -> Result<Store, ServerError> {
+    Ok(match &options.database {
+        Some(url) => Store::connect(url).await?,
+        None => Store::open_sqlite(&options.data_dir.join("nightshift.db")).await?,
+    })
+}
+
+/// Runs the API and the workers until `shutdown` fires or one of them ends.
+pub async fn serve(options: ServeOptions, shutdown: CancellationToken) -> Result<(), ServerError> {
+    let store = open_store(&options).await?;
+    let engine_config = options
+        .engine
+        .clone()
+        .unwrap_or_else(|| EngineConfig::new(&options.data_dir));
+    let engine = Engine::new(store.clone(), engine_config);
+    let state = AppState {
+        store: store.clone(),
+        engine: engine.clone(),
+        config: Arc::new(options.server.clone()),
+    };
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: options.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ServerError::Serve)?;
+    tracing::info!(%addr, workers = options.workers, data_dir = %options.data_dir.display(), "nightshift listening");
+    println!(
+        "nightshift listening on http://{addr} ({} workers, data in {})",
+        options.workers,
+        options.data_dir.display()
+    );
+
+    let api_shutdown = shutdown.clone();
+    let api = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
+        .into_future();
+    let workers = engine.run_workers(options.workers, shutdown.clone());
+    tokio::pin!(api);
+    tokio::pin!(workers);
+    // Whichever part ends first says why; the other is asked to stop and awaited.
+    let result = tokio::select! {
+        r = &mut api => {
+            shutdown.cancel();
+            workers.await;
+            r.map_err(ServerError::Serve)
+        }
+        () = &mut workers => {
+            shutdown.cancel();
+            api.await.map_err(ServerError::Serve)
+        }
+    };
+    store.close().await;
+    result
+}

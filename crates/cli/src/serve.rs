@@ -1,0 +1,93 @@
+//! `nightshift serve`: the embedded shape — API and workers in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use nightshift_core::parse_duration;
+use nightshift_engine::EngineConfig;
+use nightshift_server::{ServeOptions, ServerConfig};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Where the database, mirrors and workspaces live.
+    #[arg(long, env = "NIGHTSHIFT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "NIGHTSHIFT_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// How many runs this process executes at once.
+    #[arg(long, env = "NIGHTSHIFT_WORKERS", default_value_t = 2)]
+    workers: usize,
+    /// Serve the API only; runs are executed by `nightshift worker` processes.
+    #[arg(long)]
+    no_workers: bool,
+    /// `postgres://…` to use PostgreSQL; SQLite in the data directory otherwise.
+    #[arg(long, env = "NIGHTSHIFT_DATABASE")]
+    database: Option<String>,
+    /// The longest timeout a task may ask for (the default timeout is 1h, or this when lower).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    max_timeout: std::time::Duration,
+}
+
+fn default_data_dir() -> PathBuf {
+    match (std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME")) {
+        (Some(xdg), _) => PathBuf::from(xdg).join("nightshift"),
+        (None, Some(home)) => PathBuf::from(home).join(".local/share/nightshift"),
+        (None, None) => PathBuf::from(".nightshift"),
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NIGHTSHIFT_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let data_dir = data_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", data_dir.display()))?;
+    let options = ServeOptions {
+        engine: Some(EngineConfig::new(&data_dir)),
+        data_dir,
+        listen: args.listen,
+        workers: if args.no_workers { 0 } else { args.workers },
+        database: args.database,
+        server: ServerConfig {
+            max_timeout: args.max_timeout,
+            ..ServerConfig::default()
+        },
+    };
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("nightshift: shutting down");
+        signal.cancel();
+    });
+    nightshift_server::serve(options, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! The pipeline end to end with real git remotes on disk, real SQLite and real processes.
+
+mod suite;

@@ -1,0 +1,142 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nightshift_core::{
+    AgentSpec, Budget, DEFAULT_PROJECT, Instructions, NewTask, RepoUrl, Run, RunEvent,
+};
+use nightshift_engine::{Engine, EngineConfig};
+use nightshift_store::Store;
+use tokio_util::sync::CancellationToken;
+
+pub struct Harness {
+    pub data: tempfile::TempDir,
+    pub store: Store,
+    pub engine: Arc<Engine>,
+    pub project_id: i64,
+    shutdown: CancellationToken,
+}
+
+impl Harness {
+    pub async fn start(workers: usize) -> Harness {
+        let data = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&data.path().join("nightshift.db"))
+            .await
+            .unwrap();
+        let mut config = EngineConfig::new(data.path());
+        config.heartbeat = Duration::from_millis(200);
+        config.poll = Duration::from_millis(100);
+        let engine = Engine::new(store.clone(), config);
+        let shutdown = CancellationToken::new();
+        let e = engine.clone();
+        let s = shutdown.clone();
+        tokio::spawn(async move { e.run_workers(workers, s).await });
+        let project_id = store.project(DEFAULT_PROJECT).await.unwrap().unwrap().id;
+        Harness {
+            data,
+            store,
+            engine,
+            project_id,
+            shutdown,
+        }
+    }
+
+    pub async fn create(
+        &self,
+        repo: &str,
+        instructions: &str,
+        command: &str,
+        timeout: Duration,
+    ) -> i64 {
+        let repo = RepoUrl::parse(repo).unwrap();
+        let base = self.engine.resolve_base(&repo, None).await.unwrap();
+        let instructions = Instructions::parse(instructions).unwrap();
+        let new = NewTask {
+            project_id: self.project_id,
+            title: instructions.summary(),
+            instructions,
+            repo,
+            base_branch: base,
+            agent: AgentSpec::command(command),
+            timeout_secs: timeout.as_secs(),
+            budget: Budget::default(),
+            created_by: "tester".into(),
+        };
+        let (task, _) = self.store.create_task(&new).await.unwrap();
+        self.engine.wake();
+        task.id
+    }
+
+    pub async fn latest(&self, task_id: i64) -> Run {
+        self.store
+            .task_runs(self.project_id, task_id)
+            .await
+            .unwrap()
+            .pop()
+            .unwrap()
+    }
+
+    /// Waits for the task's latest run to end.
+    pub async fn wait_end(&self, task_id: i64) -> Run {
+        let started = Instant::now();
+        loop {
+            let run = self.latest(task_id).await;
+            if run.status.is_terminal() {
+                return run;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "run did not end: {run:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_phase(&self, task_id: i64, phase: nightshift_core::Phase) {
+        let started = Instant::now();
+        while self.latest(task_id).await.phase != Some(phase) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "phase {phase} not reached"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn events(&self, run: &Run) -> Vec<RunEvent> {
+        self.store.events(run.id, 0, 10_000).await.unwrap()
+    }
+
+    pub fn branch_of(&self, task_id: i64, title: &str) -> String {
+        let slug = nightshift_core::slug(title);
+        format!("nightshift/{task_id}-{slug}")
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Processes whose command line contains `marker` (a unique argument such as `sleep 987.65`).
+pub fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        if cmdline.contains(marker) && !zombie && !cmdline.contains("cargo") {
+            found.push(format!(
+                "{}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    found
+}

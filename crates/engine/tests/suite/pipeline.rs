@@ -1,0 +1,301 @@
+use std::time::Duration;
+
+use nightshift_core::{CheckOutcome, EndReason, EventKind, Phase, RunStatus};
+use nightshift_test_support::git::RemoteRepo;
+
+use super::harness::Harness;
+
+const CONFIG: &str = r#"[checks]
+format = ["sh fmt.sh"]
+lint = ["sh lint.sh"]
+test = ["sh test.sh"]
+"#;
+
+/// A tiny repository with a formatter (squeezes spaces), a linter (no TODO) and a test
+/// (the greeting says goodbye).
+fn checked_repo() -> RemoteRepo {
+    RemoteRepo::with_files(&[
+        (".nightshift.toml", CONFIG),
+        ("greeting.txt", "hello world\n"),
+        (
+            "fmt.sh",
+            "tr -s ' ' < greeting.txt > .fmt && mv .fmt greeting.txt\n",
+        ),
+        ("lint.sh", "! grep -n TODO greeting.txt\n"),
+        (
+            "test.sh",
+            "grep -q goodbye greeting.txt || { echo 'assertion failed: greeting does not say goodbye'; exit 1; }\n",
+        ),
+    ])
+}
+
+#[tokio::test]
+async fn a_command_task_is_validated_formatted_and_pushed() {
+    let remote = checked_repo();
+    let h = Harness::start(1).await;
+    let task = h
+        .create(
+            &remote.url(),
+            "Say goodbye",
+            "sed -i 's/hello/goodbye/' greeting.txt && echo 'see   you' >> greeting.txt",
+            Duration::from_secs(60),
+        )
+        .await;
+    let run = h.wait_end(task).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    assert_eq!(run.end_reason, Some(EndReason::Succeeded));
+    assert_eq!(run.progress, 100);
+
+    let branch = h.branch_of(task, "Say goodbye");
+    let head = remote.head(&branch).expect("branch pushed");
+    assert_eq!(run.checkpoint.pushed_commit.as_deref(), Some(head.as_str()));
+    // The formatter's result is what was committed.
+    assert_eq!(
+        remote.show(&head, "greeting.txt"),
+        "goodbye world\nsee you\n"
+    );
+    let message = remote.message(&head);
+    assert!(message.starts_with("Say goodbye"), "{message}");
+    assert!(
+        message.contains(&format!("Nightshift-Task: {task}")),
+        "{message}"
+    );
+    assert!(message.contains("Nightshift-Run: 1"), "{message}");
+    assert_eq!(remote.parent(&head), remote.head("main").unwrap());
+
+    let events = h.events(&run).await;
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=events.len() as i64).collect::<Vec<_>>(),
+        "ordered, gap-free"
+    );
+    let phases: Vec<&str> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Phase)
+        .map(|e| e.message.as_str())
+        .collect();
+    assert_eq!(
+        &phases[..4],
+        &["preparing", "agent", "validating", "publishing"]
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == EventKind::Check
+                && e.message.contains("checks from .nightshift.toml"))
+    );
+
+    let change = h
+        .store
+        .change(run.id)
+        .await
+        .unwrap()
+        .expect("generated change stored");
+    assert_eq!(change.files_changed, vec!["greeting.txt"]);
+    assert!(change.diff.contains("+goodbye world"));
+    assert_eq!(change.checks.len(), 3);
+    assert!(
+        change
+            .checks
+            .iter()
+            .all(|c| c.outcome == CheckOutcome::Passed)
+    );
+    assert_eq!(change.checks_source, ".nightshift.toml");
+    assert_eq!(change.branch.as_deref(), Some(branch.as_str()));
+    assert!(run.checkpoint.completed.contains(&Phase::Publishing));
+    assert!(
+        !h.data.path().join("runs").join(run.id.to_string()).exists(),
+        "workspace removed"
+    );
+}
+
+#[tokio::test]
+async fn failing_checks_push_nothing_and_retry_makes_run_two() {
+    let remote = checked_repo();
+    let h = Harness::start(1).await;
+    let task = h
+        .create(
+            &remote.url(),
+            "Break it",
+            "echo 'TODO fix' >> greeting.txt",
+            Duration::from_secs(60),
+        )
+        .await;
+    let run = h.wait_end(task).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(run.end_reason, Some(EndReason::ChecksFailed));
+    assert_eq!(run.failed_phase, Some(Phase::Validating));
+    assert!(
+        run.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("test `sh test.sh`"),
+        "{:?}",
+        run.error
+    );
+    assert_eq!(remote.branches(), vec!["main"], "nothing pushed");
+
+    let events = h.events(&run).await;
+    assert!(
+        events.iter().any(|e| e.kind == EventKind::Log
+            && e.message
+                .contains("assertion failed: greeting does not say goodbye")),
+        "the failing test's output is in the events"
+    );
+    let change = h.store.change(run.id).await.unwrap().unwrap();
+    assert!(
+        change.diff.contains("+TODO fix"),
+        "a failed run keeps its diff"
+    );
+    let test = change.checks.iter().find(|c| c.stage == "test").unwrap();
+    assert_eq!(test.outcome, CheckOutcome::Failed);
+    assert!(test.output.contains("assertion failed"));
+
+    let run2 = h.store.retry_task(h.project_id, task).await.unwrap();
+    assert_eq!(run2.number, 2);
+    h.engine.wake();
+    let run2 = h.wait_end(task).await;
+    assert_eq!(run2.number, 2);
+    assert_eq!(run2.end_reason, Some(EndReason::ChecksFailed));
+    assert_eq!(
+        h.store.task_runs(h.project_id, task).await.unwrap().len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn no_change_succeeds_without_pushing() {
+    let remote = checked_repo();
+    let h = Harness::start(1).await;
+    let task = h
+        .create(
+            &remote.url(),
+            "Do nothing",
+            "echo looked around",
+            Duration::from_secs(60),
+        )
+        .await;
+    let run = h.wait_end(task).await;
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(run.end_reason, Some(EndReason::NoChanges));
+    assert_eq!(remote.branches(), vec!["main"]);
+}
+
+#[tokio::test]
+async fn broken_inputs_end_with_the_right_reason() {
+    let h = Harness::start(1).await;
+    let bad_config = RemoteRepo::with_files(&[
+        (
+            ".nightshift.toml",
+            "[checks]\nformat = [\"ok\"]\nlint = \"oops\n",
+        ),
+        ("a", ""),
+    ]);
+    let task = h
+        .create(&bad_config.url(), "x", "touch b", Duration::from_secs(60))
+        .await;
+    let run = h.wait_end(task).await;
+    assert_eq!(run.end_reason, Some(EndReason::ChecksFailed));
+    assert_eq!(run.failed_phase, Some(Phase::Preparing));
+    assert!(
+        run.error.as_deref().unwrap_or("").contains("line 3"),
+        "{:?}",
+        run.error
+    );
+
+    let plain = RemoteRepo::with_files(&[("a", "")]);
+    let task = h
+        .create(
+            &plain.url(),
+            "y",
+            "definitely-not-a-real-tool --fix",
+            Duration::from_secs(60),
+        )
+        .await;
+    let run = h.wait_end(task).await;
+    assert_eq!(run.end_reason, Some(EndReason::AgentFailed));
+    assert_eq!(run.failed_phase, Some(Phase::Agent));
+    let error = run.error.unwrap_or_default();
+    assert!(
+        error.contains("definitely-not-a-real-tool") && error.contains("not found"),
+        "{error}"
+    );
+
+    let setup =
+        RemoteRepo::with_files(&[(".nightshift.toml", "[setup]\ncommands = [\"exit 7\"]\n")]);
+    let task = h
+        .create(&setup.url(), "z", "touch b", Duration::from_secs(60))
+        .await;
+    let run = h.wait_end(task).await;
+    assert_eq!(run.end_reason, Some(EndReason::ChecksFailed));
+    assert!(
+        run.error
+            .unwrap_or_default()
+            .contains("setup command `exit 7`")
+    );
+}
+
+#[tokio::test]
+async fn a_moving_base_is_rebased_and_a_conflicting_one_fails() {
+    let h = Harness::start(2).await;
+    let remote = RemoteRepo::with_files(&[("a.txt", "a\n"), ("b.txt", "b\n")]);
+    let gate = h.data.path().join("gate");
+    std::fs::create_dir_all(&gate).unwrap();
+    // The agent edits, then waits until the test has moved the remote's main.
+    let agent = |file: &str, name: &str| {
+        format!(
+            "echo changed > {file} && touch {g}/{name}.ready && while [ ! -f {g}/{name}.go ]; do sleep 0.05; done",
+            g = gate.display()
+        )
+    };
+    let clean = h
+        .create(
+            &remote.url(),
+            "Change a",
+            &agent("a.txt", "clean"),
+            Duration::from_secs(60),
+        )
+        .await;
+    wait_file(&gate.join("clean.ready")).await;
+    let upstream = remote.commit("main", &[("b.txt", "upstream\n")], "upstream moves");
+    std::fs::write(gate.join("clean.go"), "").unwrap();
+    let run = h.wait_end(clean).await;
+    assert_eq!(run.end_reason, Some(EndReason::Succeeded), "{run:?}");
+    let head = remote.head(&h.branch_of(clean, "Change a")).unwrap();
+    assert_eq!(remote.parent(&head), upstream, "rebased onto the new base");
+    assert_eq!(remote.show(&head, "b.txt"), "upstream\n");
+    assert_eq!(remote.show(&head, "a.txt"), "changed\n");
+
+    let conflicting = h
+        .create(
+            &remote.url(),
+            "Change b",
+            &agent("b.txt", "conflict"),
+            Duration::from_secs(60),
+        )
+        .await;
+    wait_file(&gate.join("conflict.ready")).await;
+    remote.commit("main", &[("b.txt", "someone else\n")], "conflicting move");
+    std::fs::write(gate.join("conflict.go"), "").unwrap();
+    let run = h.wait_end(conflicting).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(run.end_reason, Some(EndReason::Conflict));
+    assert_eq!(run.failed_phase, Some(Phase::Publishing));
+    assert!(
+        remote.head(&h.branch_of(conflicting, "Change b")).is_none(),
+        "nothing pushed"
+    );
+}
+
+async fn wait_file(path: &std::path::Path) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

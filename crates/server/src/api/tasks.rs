@@ -1,0 +1,270 @@
+//! Task routes: create, list with filters, show, cancel, retry, events, generated change.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use nightshift_core::{
+    AgentKind, AgentSpec, BranchName, Budget, DEFAULT_TIMEOUT, Instructions, NewTask, Project,
+    RepoUrl, RunEvent, TaskFilter, parse_duration, parse_timestamp,
+};
+use nightshift_store::CancelOutcome;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::views::{RunView, TaskView};
+
+/// Turns axum's body rejections into our error shape, naming what was wrong.
+pub(crate) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(v)| v).map_err(|rejection| {
+        let status = rejection.status();
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            StatusCode::UNPROCESSABLE_ENTITY => "invalid_field",
+            _ => "invalid_json",
+        };
+        ApiError::new(status, code, rejection.body_text())
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTask {
+    pub repo: String,
+    #[serde(default)]
+    pub base: Option<String>,
+    pub instructions: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub agent: Option<AgentSpec>,
+    /// `90s`, `10m`, `1h`.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub budget: Option<Budget>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    request: Result<Json<CreateTask>, JsonRejection>,
+) -> Result<(StatusCode, Json<TaskView>), ApiError> {
+    let project = state.project(&project).await?;
+    let request = body(request)?;
+    let instructions = Instructions::parse(&request.instructions)?;
+    let repo = RepoUrl::parse(&request.repo)?;
+    let base = request
+        .base
+        .as_deref()
+        .filter(|b| !b.trim().is_empty())
+        .map(BranchName::parse)
+        .transpose()?;
+    let timeout = match request.timeout.as_deref() {
+        Some(text) => parse_duration(text)?,
+        None => DEFAULT_TIMEOUT.min(state.config.max_timeout),
+    };
+    if timeout > state.config.max_timeout {
+        return Err(ApiError::invalid(
+            "timeout_too_long",
+            format!(
+                "timeout {} is over this server's limit of {}",
+                nightshift_core::format_duration(timeout),
+                nightshift_core::format_duration(state.config.max_timeout)
+            ),
+        ));
+    }
+    let agent = request
+        .agent
+        .unwrap_or_else(|| state.config.default_agent.clone());
+    if agent.kind == AgentKind::Command
+        && agent.command.as_deref().is_none_or(|c| c.trim().is_empty())
+    {
+        return Err(ApiError::invalid(
+            "agent_command_required",
+            "the command agent needs a command: set agent.command (CLI: --agent-command)",
+        ));
+    }
+    let budget = request.budget.unwrap_or_default();
+    if budget
+        .max_cost_usd
+        .is_some_and(|c| !(c.is_finite() && c > 0.0))
+    {
+        return Err(ApiError::invalid(
+            "invalid_budget",
+            "max_cost_usd must be a positive number of dollars",
+        ));
+    }
+    let title = match request
+        .title
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        Some(title) => title.chars().take(200).collect(),
+        None => instructions.summary(),
+    };
+    let base = state.engine.resolve_base(&repo, base.as_ref()).await?;
+    let new = NewTask {
+        project_id: project.id,
+        title,
+        instructions,
+        repo,
+        base_branch: base,
+        agent,
+        timeout_secs: timeout.as_secs(),
+        budget,
+        created_by: "local".into(),
+    };
+    let (task, run) = state.store.create_task(&new).await?;
+    state.engine.wake();
+    let view = TaskView::detail(&task, &project.name, &[run])
+        .ok_or_else(|| ApiError::not_found("task has no run"))?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub repo: Option<String>,
+    pub status: Option<String>,
+    pub end_reason: Option<String>,
+    pub created_by: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub q: Option<String>,
+    pub before: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let project = state.project(&project).await?;
+    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let filter = TaskFilter {
+        repo: q
+            .repo
+            .as_deref()
+            .map(|r| RepoUrl::parse(r).map(String::from))
+            .transpose()?,
+        status: q.status.as_deref().map(str::parse).transpose()?,
+        end_reason: q.end_reason.as_deref().map(str::parse).transpose()?,
+        created_by: q.created_by,
+        since: q.since.as_deref().map(parse_timestamp).transpose()?,
+        until: q.until.as_deref().map(parse_timestamp).transpose()?,
+        text: q.q,
+        before: q.before,
+        limit: q.limit,
+    };
+    let tasks = state.store.list_tasks(project.id, &filter).await?;
+    let limit = filter.limit.unwrap_or(50).clamp(1, 500) as usize;
+    let next = (tasks.len() == limit)
+        .then(|| tasks.last().map(|t| t.task.id))
+        .flatten();
+    let views: Vec<TaskView> = tasks
+        .iter()
+        .map(|t| TaskView::summary(&t.task, &project.name, &t.latest))
+        .collect();
+    Ok(Json(json!({"tasks": views, "next_before": next})))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path((project, id)): Path<(String, i64)>,
+) -> Result<Json<TaskView>, ApiError> {
+    let project = state.project(&project).await?;
+    Ok(Json(task_view(&state, &project, id).await?))
+}
+
+async fn task_view(state: &AppState, project: &Project, id: i64) -> Result<TaskView, ApiError> {
+    let task = state
+        .store
+        .task(project.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))?;
+    let runs = state.store.task_runs(project.id, id).await?;
+    TaskView::detail(&task, &project.name, &runs)
+        .ok_or_else(|| ApiError::not_found(format!("task {id} has no runs")))
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path((project, id)): Path<(String, i64)>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let project = state.project(&project).await?;
+    let (status, outcome, run) = match state.store.cancel_task(project.id, id).await? {
+        CancelOutcome::Cancelled(run) => (StatusCode::OK, "cancelled", run),
+        // Accepted, not done: the run is marked cancelled once its processes are gone.
+        CancelOutcome::Requested(run) => (StatusCode::ACCEPTED, "cancel_requested", run),
+        CancelOutcome::AlreadyEnded(run) => (StatusCode::CONFLICT, "already_ended", run),
+    };
+    if status == StatusCode::CONFLICT {
+        return Err(ApiError::new(
+            status,
+            "already_ended",
+            format!(
+                "run {} of task {id} already ended ({})",
+                run.number, run.status
+            ),
+        ));
+    }
+    Ok((
+        status,
+        Json(json!({"outcome": outcome, "run": RunView::new(&run)})),
+    ))
+}
+
+pub async fn retry(
+    State(state): State<AppState>,
+    Path((project, id)): Path<(String, i64)>,
+) -> Result<(StatusCode, Json<TaskView>), ApiError> {
+    let project = state.project(&project).await?;
+    state.store.retry_task(project.id, id).await?;
+    state.engine.wake();
+    Ok((
+        StatusCode::CREATED,
+        Json(task_view(&state, &project, id).await?),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    #[serde(default)]
+    pub after: i64,
+    pub limit: Option<u32>,
+}
+
+pub async fn events(
+    State(state): State<AppState>,
+    Path((project, id, number)): Path<(String, i64, i64)>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let run_id = state.run_id(&project, id, number).await?;
+    let limit = q.limit.unwrap_or(500).clamp(1, 5000);
+    let events: Vec<RunEvent> = state.store.events(run_id, q.after, limit).await?;
+    let next = (events.len() == limit as usize)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    Ok(Json(json!({"events": events, "next_after": next})))
+}
+
+pub async fn change(
+    State(state): State<AppState>,
+    Path((project, id, number)): Path<(String, i64, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    let run_id = state.run_id(&project, id, number).await?;
+    let change = state
+        .store
+        .change(run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("this run has no generated change yet"))?;
+    Ok(Json(serde_json::to_value(change).unwrap_or_default()))
+}

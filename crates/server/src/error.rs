@@ -1,0 +1,90 @@
+//! The one place errors become HTTP answers: a status and a stable machine-readable `code`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use nightshift_engine::EngineError;
+use nightshift_store::StoreError;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, message = %self.message, "request failed");
+        }
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
+            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            other => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Store(e) => e.into(),
+            EngineError::RepoUnreachable(m) => ApiError::invalid("repo_unreachable", m),
+            EngineError::BaseNotFound(m) => ApiError::invalid("base_not_found", m),
+            EngineError::Git(m) => ApiError::new(StatusCode::BAD_GATEWAY, "git_failed", m),
+            EngineError::Invalid(m) => ApiError::invalid("invalid_request", m),
+        }
+    }
+}
+
+impl From<nightshift_core::CoreError> for ApiError {
+    fn from(e: nightshift_core::CoreError) -> Self {
+        use nightshift_core::CoreError as C;
+        let code = match &e {
+            C::InvalidRepoUrl { .. } => "invalid_repo",
+            C::InvalidBranch { .. } => "invalid_branch",
+            C::EmptyInstructions => "empty_instructions",
+            C::InstructionsTooLong { .. } => "instructions_too_long",
+            C::InvalidDuration { .. } => "invalid_duration",
+            C::InvalidTimestamp { .. } => "invalid_timestamp",
+            C::InvalidEnum { .. } => "invalid_value",
+            C::InvalidTransition { .. } => "invalid_transition",
+        };
+        ApiError::invalid(code, e.to_string())
+    }
+}
