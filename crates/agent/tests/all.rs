@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use nightshift_agent::{AgentDriver, AgentEnd, AgentRequest, CommandDriver};
 use nightshift_core::{AgentEvent, AgentSpec};
 use nightshift_sandbox::Sandbox;

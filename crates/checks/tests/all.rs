@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::fs;
 
 use nightshift_checks::{CheckRunner, ChecksError, Stage, discover, trim_output};

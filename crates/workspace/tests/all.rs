@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use nightshift_core::RepoUrl;
 use nightshift_test_support::git::RemoteRepo;
 use nightshift_workspace::{Git, Mirrors, WorkspaceError};

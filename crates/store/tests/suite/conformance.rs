@@ -297,7 +297,7 @@ pub async fn events_have_gap_free_sequences(store: Store) {
     assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
     let tail = store.events(run.id, 98, 10).await.unwrap();
     assert_eq!(tail.len(), 2);
-    assert_eq!(events[0].data["i"].as_u64().is_some(), true);
+    assert!(events[0].data["i"].as_u64().is_some());
 }
 
 pub async fn cancel_and_retry(store: Store) {
