@@ -1,0 +1,6 @@
+mod claude;
+mod codex;
+mod command;
+mod common;
+mod frame;
+mod stream;
