@@ -6,7 +6,7 @@ use nightshift_core::{AgentKind, AgentSpec};
 use nightshift_sandbox::Sandbox;
 use serde::{Deserialize, Serialize};
 
-use crate::{AgentDriver, ClaudeCodeDriver, CodexDriver, CommandDriver, Result};
+use crate::{AcpDriver, AgentDriver, ClaudeCodeDriver, CodexDriver, CommandDriver, PermissionPolicy, Result};
 
 /// Defaults for one agent kind, from the server's configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -111,6 +111,9 @@ pub fn driver_for(spec: &AgentSpec, config: &AgentConfig, sandbox: Sandbox) -> R
         AgentKind::Command => Box::new(CommandDriver::new(sandbox)),
         AgentKind::ClaudeCode => Box::new(ClaudeCodeDriver::new(sandbox, config)),
         AgentKind::Codex => Box::new(CodexDriver::new(sandbox, config)),
-        AgentKind::Acp => return Err(crate::AgentError::NotConfigured { kind: AgentKind::Acp, reason: "wip".into() }),
+        AgentKind::Acp => {
+            let policy = PermissionPolicy { allow_execute: config.acp_allow_execute };
+            Box::new(AcpDriver::new(sandbox, config, policy))
+        }
     })
 }

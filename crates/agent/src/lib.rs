@@ -1,6 +1,7 @@
 //! Agent drivers. Every agent — a plain command, Claude Code, Codex, any Agent Client Protocol
 //! agent — runs behind [`AgentDriver`] and reports what it does as [`AgentEvent`]s.
 
+mod acp;
 mod budget;
 mod claude;
 mod codex;
@@ -10,6 +11,7 @@ mod frame;
 mod raw;
 mod stream;
 
+pub use acp::{AcpDriver, PermissionPolicy};
 pub use budget::{BudgetLimits, run_with_budget};
 pub use claude::ClaudeCodeDriver;
 pub use codex::CodexDriver;
