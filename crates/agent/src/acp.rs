@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use agent_client_protocol::schema::ProtocolVersion;
 use agent_client_protocol::v1::ConnectionTo;
 use agent_client_protocol::v1::schema::{
-    ContentBlock, InitializeRequest, LoadSessionRequest, NewSessionRequest, PermissionOptionKind, PromptRequest,
-    RequestPermissionOutcome, RequestPermissionRequest, RequestPermissionResponse, SelectedPermissionOutcome,
-    SessionNotification, StopReason, TextContent,
+    ContentBlock, InitializeRequest, LoadSessionRequest, NewSessionRequest, PermissionOptionKind,
+    PromptRequest, RequestPermissionOutcome, RequestPermissionRequest, RequestPermissionResponse,
+    SelectedPermissionOutcome, SessionNotification, StopReason, TextContent,
 };
 use agent_client_protocol::{Agent, Client, Lines};
 use async_trait::async_trait;
@@ -73,7 +73,9 @@ fn tool_paths(tool_call: &Value) -> Vec<PathBuf> {
 fn inside(path: &Path, workspace: &Path) -> bool {
     path.is_absolute()
         && path.starts_with(workspace)
-        && !path.components().any(|c| matches!(c, std::path::Component::ParentDir))
+        && !path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
 }
 
 pub struct AcpDriver {
@@ -84,24 +86,49 @@ pub struct AcpDriver {
 
 impl AcpDriver {
     pub fn new(sandbox: Sandbox, config: AgentConfig, policy: PermissionPolicy) -> Self {
-        AcpDriver { sandbox, config, policy }
+        AcpDriver {
+            sandbox,
+            config,
+            policy,
+        }
     }
 
     fn process_spec(&self, request: &AgentRequest) -> Result<ProcessSpec> {
-        let command = request.spec.command.clone().or(self.config.acp.command.clone()).unwrap_or_default();
+        let command = request
+            .spec
+            .command
+            .clone()
+            .or(self.config.acp.command.clone())
+            .unwrap_or_default();
         // A plain whitespace split: agent command lines are program plus flags, no quoting.
         let mut words = command.split_whitespace();
         let Some(program) = words.next() else {
-            return Err(AgentError::NotConfigured { kind: AgentKind::Acp, reason: "no agent command line given".into() });
+            return Err(AgentError::NotConfigured {
+                kind: AgentKind::Acp,
+                reason: "no agent command line given".into(),
+            });
         };
         let mut spec = ProcessSpec::new(program, &request.workspace)
             .args(words)
-            .args(self.config.acp.args.iter().chain(&request.spec.args).cloned());
+            .args(
+                self.config
+                    .acp
+                    .args
+                    .iter()
+                    .chain(&request.spec.args)
+                    .cloned(),
+            );
         for (key, value) in claude_env(&self.config, request) {
             spec = spec.env(key, value);
         }
         // claude-agent-acp otherwise runs an older bundled CLI that reaches outside hosts.
-        if let Some(claude) = self.config.claude_code.command.as_ref().filter(|c| Path::new(c).is_absolute()) {
+        if let Some(claude) = self
+            .config
+            .claude_code
+            .command
+            .as_ref()
+            .filter(|c| Path::new(c).is_absolute())
+        {
             spec = spec.env("CLAUDE_CODE_EXECUTABLE", claude.clone());
         }
         Ok(spec)
@@ -146,9 +173,13 @@ impl AgentDriver for AcpDriver {
     ) -> Result<AgentOutcome> {
         let raw = Arc::new(Mutex::new(RawLog::open(request.raw_log.as_deref())?));
         let spec = self.process_spec(&request)?;
-        let (mut process, stdin) =
-            self.sandbox.spawn_with_stdin(&spec).map_err(|e| spawn_error(e, ACP_INSTALL_HINT))?;
-        lock(&raw).note(json!({"type": "nightshift.process", "pgid": process.pgid(), "program": spec.program}))?;
+        let (mut process, stdin) = self
+            .sandbox
+            .spawn_with_stdin(&spec)
+            .map_err(|e| spawn_error(e, ACP_INSTALL_HINT))?;
+        lock(&raw).note(
+            json!({"type": "nightshift.process", "pgid": process.pgid(), "program": spec.program}),
+        )?;
 
         let (event_tx, mut event_rx) = mpsc::unbounded_channel();
         let state = Arc::new(Mutex::new(AcpState {
@@ -161,7 +192,9 @@ impl AgentDriver for AcpDriver {
         let (line_tx, line_rx) = mpsc::channel::<String>(256);
         // Dropped when the agent's output closes, which ends the connection's input stream.
         let mut line_tx = Some(line_tx);
-        let incoming = futures::stream::unfold(line_rx, |mut rx| async move { rx.recv().await.map(|l| (Ok(l), rx)) });
+        let incoming = futures::stream::unfold(line_rx, |mut rx| async move {
+            rx.recv().await.map(|l| (Ok(l), rx))
+        });
         let sink_raw = raw.clone();
         let outgoing = futures::sink::unfold(stdin, move |mut stdin, line: String| {
             let raw = sink_raw.clone();
@@ -240,10 +273,19 @@ impl AgentDriver for AcpDriver {
                     }
                     e
                 });
-                let summary = (!last_message.trim().is_empty()).then(|| last_message.trim().to_string());
-                let _ = events.send(AgentEvent::Final { summary: summary.clone(), is_error: !success }).await;
+                let summary =
+                    (!last_message.trim().is_empty()).then(|| last_message.trim().to_string());
+                let _ = events
+                    .send(AgentEvent::Final {
+                        summary: summary.clone(),
+                        is_error: !success,
+                    })
+                    .await;
                 AgentOutcome {
-                    end: AgentEnd::Finished { success, exit: Exit::Killed },
+                    end: AgentEnd::Finished {
+                        success,
+                        exit: Exit::Killed,
+                    },
                     session_id: Some(end.session_id),
                     summary,
                     usage,
@@ -256,10 +298,22 @@ impl AgentDriver for AcpDriver {
                     error.push_str(": ");
                     error.push_str(&cut(stderr_tail.join("\n").trim(), 2000));
                 }
-                let _ = events.send(AgentEvent::Error { message: error.clone() }).await;
-                let _ = events.send(AgentEvent::Final { summary: None, is_error: true }).await;
+                let _ = events
+                    .send(AgentEvent::Error {
+                        message: error.clone(),
+                    })
+                    .await;
+                let _ = events
+                    .send(AgentEvent::Final {
+                        summary: None,
+                        is_error: true,
+                    })
+                    .await;
                 AgentOutcome {
-                    end: AgentEnd::Finished { success: false, exit: Exit::Killed },
+                    end: AgentEnd::Finished {
+                        success: false,
+                        exit: Exit::Killed,
+                    },
                     session_id: request.resume_session.clone(),
                     summary: None,
                     usage,
@@ -285,7 +339,14 @@ async fn session<T>(params: SessionParams<T>) -> std::result::Result<SessionEnd,
 where
     T: agent_client_protocol::ConnectTo<Client> + 'static,
 {
-    let SessionParams { transport, state, policy, workspace, prompt, resume } = params;
+    let SessionParams {
+        transport,
+        state,
+        policy,
+        workspace,
+        prompt,
+        resume,
+    } = params;
     let notify_state = state.clone();
     let permission_state = state.clone();
     let permission_workspace = workspace.clone();
@@ -304,20 +365,35 @@ where
                 let tool_call = serde_json::to_value(&request.tool_call).unwrap_or(Value::Null);
                 let allowed = policy.allows(&tool_call, &permission_workspace);
                 let wanted: &[PermissionOptionKind] = if allowed {
-                    &[PermissionOptionKind::AllowOnce, PermissionOptionKind::AllowAlways]
+                    &[
+                        PermissionOptionKind::AllowOnce,
+                        PermissionOptionKind::AllowAlways,
+                    ]
                 } else {
-                    &[PermissionOptionKind::RejectOnce, PermissionOptionKind::RejectAlways]
+                    &[
+                        PermissionOptionKind::RejectOnce,
+                        PermissionOptionKind::RejectAlways,
+                    ]
                 };
                 // Options are chosen by kind, never by position or label.
-                let option = wanted
-                    .iter()
-                    .find_map(|kind| request.options.iter().find(|o| o.kind == *kind).map(|o| o.option_id.clone()));
+                let option = wanted.iter().find_map(|kind| {
+                    request
+                        .options
+                        .iter()
+                        .find(|o| o.kind == *kind)
+                        .map(|o| o.option_id.clone())
+                });
                 if !allowed {
-                    let title = tool_call["title"].as_str().unwrap_or("a tool call").to_string();
+                    let title = tool_call["title"]
+                        .as_str()
+                        .unwrap_or("a tool call")
+                        .to_string();
                     lock_state(&permission_state).denied.push(title);
                 }
                 let outcome = match option {
-                    Some(id) => RequestPermissionOutcome::Selected(SelectedPermissionOutcome::new(id)),
+                    Some(id) => {
+                        RequestPermissionOutcome::Selected(SelectedPermissionOutcome::new(id))
+                    }
                     None => RequestPermissionOutcome::Cancelled,
                 };
                 responder.respond(RequestPermissionResponse::new(outcome))
@@ -325,26 +401,48 @@ where
             agent_client_protocol::on_receive_request!(),
         )
         .connect_with(transport, async move |cx: ConnectionTo<Agent>| {
-            let init = cx.send_request(InitializeRequest::new(ProtocolVersion::V1)).block_task().await?;
+            let init = cx
+                .send_request(InitializeRequest::new(ProtocolVersion::V1))
+                .block_task()
+                .await?;
             let session_id = match resume {
                 Some(id) if init.agent_capabilities.load_session => {
                     lock_state(&state).replaying = true;
-                    let loaded = cx.send_request(LoadSessionRequest::new(id.clone(), workspace.clone())).block_task().await;
+                    let loaded = cx
+                        .send_request(LoadSessionRequest::new(id.clone(), workspace.clone()))
+                        .block_task()
+                        .await;
                     lock_state(&state).replaying = false;
                     loaded?;
                     id
                 }
-                _ => cx.send_request(NewSessionRequest::new(workspace.clone())).block_task().await?.session_id.to_string(),
+                _ => cx
+                    .send_request(NewSessionRequest::new(workspace.clone()))
+                    .block_task()
+                    .await?
+                    .session_id
+                    .to_string(),
             };
-            lock_state(&state).push(AgentEvent::Started { session_id: Some(session_id.clone()), model: None });
-            let prompt = PromptRequest::new(session_id.clone(), vec![ContentBlock::Text(TextContent::new(prompt))]);
+            lock_state(&state).push(AgentEvent::Started {
+                session_id: Some(session_id.clone()),
+                model: None,
+            });
+            let prompt = PromptRequest::new(
+                session_id.clone(),
+                vec![ContentBlock::Text(TextContent::new(prompt))],
+            );
             let response = cx.send_request(prompt).block_task().await?;
             // Token usage in the prompt response is still an unstable part of the protocol.
-            let usage = serde_json::to_value(&response).map(|r| r["usage"].clone()).unwrap_or(Value::Null);
+            let usage = serde_json::to_value(&response)
+                .map(|r| r["usage"].clone())
+                .unwrap_or(Value::Null);
             if usage.is_object() {
                 lock_state(&state).prompt_usage(&usage);
             }
-            Ok(SessionEnd { session_id, stop_reason: response.stop_reason })
+            Ok(SessionEnd {
+                session_id,
+                stop_reason: response.stop_reason,
+            })
         })
         .await
         .map_err(|e| e.to_string())
@@ -365,22 +463,34 @@ impl AcpState {
                     if !self.replaying {
                         self.last_message.push_str(text);
                     }
-                    self.push(AgentEvent::Message { text: text.to_string() });
+                    self.push(AgentEvent::Message {
+                        text: text.to_string(),
+                    });
                 }
             }
             Some("agent_thought_chunk") => {
                 if let Some(text) = update["content"]["text"].as_str() {
-                    self.push(AgentEvent::Thinking { text: text.to_string() });
+                    self.push(AgentEvent::Thinking {
+                        text: text.to_string(),
+                    });
                 }
             }
             Some("tool_call") => {
                 // A new message starts after a tool call: the summary is the last one.
                 self.last_message.clear();
-                let id = update["toolCallId"].as_str().unwrap_or_default().to_string();
+                let id = update["toolCallId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 let name = update["title"].as_str().unwrap_or("tool").to_string();
                 let kind = acp_tool_kind(update["kind"].as_str());
                 let input = update.get("rawInput").cloned().unwrap_or(json!({}));
-                self.push(AgentEvent::ToolCall { id, name, kind, input });
+                self.push(AgentEvent::ToolCall {
+                    id,
+                    name,
+                    kind,
+                    input,
+                });
             }
             Some("tool_call_update") => self.tool_call_update(update),
             Some("usage_update") => {
@@ -396,17 +506,31 @@ impl AcpState {
     }
 
     fn tool_call_update(&mut self, update: &Value) {
-        let id = update["toolCallId"].as_str().unwrap_or_default().to_string();
+        let id = update["toolCallId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let mut text = Vec::new();
         for item in update["content"].as_array().into_iter().flatten() {
             match item["type"].as_str() {
                 Some("diff") => {
                     let path = item["path"].as_str().unwrap_or_default().to_string();
                     let lines = |t: &Value, sign: char| {
-                        t.as_str().unwrap_or_default().lines().map(|l| format!("{sign}{l}\n")).collect::<String>()
+                        t.as_str()
+                            .unwrap_or_default()
+                            .lines()
+                            .map(|l| format!("{sign}{l}\n"))
+                            .collect::<String>()
                     };
-                    let diff = format!("{}{}", lines(&item["oldText"], '-'), lines(&item["newText"], '+'));
-                    self.push(AgentEvent::FileDiff { path, diff: cut(&diff, 64 * 1024) });
+                    let diff = format!(
+                        "{}{}",
+                        lines(&item["oldText"], '-'),
+                        lines(&item["newText"], '+')
+                    );
+                    self.push(AgentEvent::FileDiff {
+                        path,
+                        diff: cut(&diff, 64 * 1024),
+                    });
                 }
                 Some("content") => {
                     if let Some(t) = item["content"]["text"].as_str() {
@@ -416,18 +540,20 @@ impl AcpState {
                 _ => {}
             }
         }
-        match update["status"].as_str() {
-            Some(status @ ("completed" | "failed")) => {
-                let output = cut(&text.join("\n"), 16 * 1024);
-                self.push(AgentEvent::ToolResult { id, output, is_error: status == "failed" });
-            }
-            _ => {}
+        if let Some(status @ ("completed" | "failed")) = update["status"].as_str() {
+            let output = cut(&text.join("\n"), 16 * 1024);
+            self.push(AgentEvent::ToolResult {
+                id,
+                output,
+                is_error: status == "failed",
+            });
         }
     }
 
     fn prompt_usage(&mut self, usage: &Value) {
         let tokens = |k: &str| usage[k].as_u64().unwrap_or(0);
-        self.usage.input_tokens = tokens("inputTokens") + tokens("cachedReadTokens") + tokens("cachedWriteTokens");
+        self.usage.input_tokens =
+            tokens("inputTokens") + tokens("cachedReadTokens") + tokens("cachedWriteTokens");
         self.usage.output_tokens = tokens("outputTokens");
         let usage = self.usage;
         self.push(AgentEvent::Usage { usage });

@@ -21,8 +21,14 @@ impl BudgetLimits {
 
     pub fn resolve(task: &Budget, defaults: &Budget) -> Self {
         BudgetLimits {
-            max_cost_usd: task.max_cost_usd.or(defaults.max_cost_usd).unwrap_or(Self::DEFAULT_COST_USD),
-            max_turns: task.max_turns.or(defaults.max_turns).unwrap_or(Self::DEFAULT_TURNS),
+            max_cost_usd: task
+                .max_cost_usd
+                .or(defaults.max_cost_usd)
+                .unwrap_or(Self::DEFAULT_COST_USD),
+            max_turns: task
+                .max_turns
+                .or(defaults.max_turns)
+                .unwrap_or(Self::DEFAULT_TURNS),
             max_tokens: task.max_tokens.or(defaults.max_tokens),
         }
     }
@@ -32,15 +38,22 @@ impl BudgetLimits {
         let mut total = *spent;
         total.add(usage);
         if total.cost_usd > self.max_cost_usd {
-            return Some(format!("cost ${:.4} is over the budget of ${:.2}", total.cost_usd, self.max_cost_usd));
+            return Some(format!(
+                "cost ${:.4} is over the budget of ${:.2}",
+                total.cost_usd, self.max_cost_usd
+            ));
         }
         if total.turns > self.max_turns {
-            return Some(format!("{} turns is over the limit of {}", total.turns, self.max_turns));
+            return Some(format!(
+                "{} turns is over the limit of {}",
+                total.turns, self.max_turns
+            ));
         }
         match self.max_tokens {
-            Some(max) if total.total_tokens() > max => {
-                Some(format!("{} tokens is over the limit of {max}", total.total_tokens()))
-            }
+            Some(max) if total.total_tokens() > max => Some(format!(
+                "{} tokens is over the limit of {max}",
+                total.total_tokens()
+            )),
             _ => None,
         }
     }
@@ -76,7 +89,8 @@ pub async fn run_with_budget(
         }
         (crossed, last_usage)
     };
-    let (outcome, (crossed, last_usage)) = tokio::join!(driver.run(request, tx, agent_stop), watcher);
+    let (outcome, (crossed, last_usage)) =
+        tokio::join!(driver.run(request, tx, agent_stop), watcher);
     let mut outcome = outcome?;
     if outcome.usage == Usage::default() {
         outcome.usage = last_usage;

@@ -16,8 +16,7 @@ use crate::raw::RawLog;
 use crate::stream::{LineParser, StreamEnd, StreamOptions, cut, run_json_lines};
 use crate::{AgentDriver, AgentEnd, AgentOutcome, AgentRequest, Result};
 
-pub(crate) const CLAUDE_INSTALL_HINT: &str =
-    "install Claude Code (`npm install -g @anthropic-ai/claude-code`) or set the claude-code command to its absolute path";
+pub(crate) const CLAUDE_INSTALL_HINT: &str = "install Claude Code (`npm install -g @anthropic-ai/claude-code`) or set the claude-code command to its absolute path";
 
 pub struct ClaudeCodeDriver {
     sandbox: Sandbox,
@@ -32,8 +31,14 @@ impl ClaudeCodeDriver {
     fn process_spec(&self, request: &AgentRequest) -> ProcessSpec {
         let defaults = &self.config.claude_code;
         let program = defaults.command.clone().unwrap_or_else(|| "claude".into());
-        let mut spec = ProcessSpec::new(program, &request.workspace)
-            .args(["-p", &request.prompt, "--output-format", "stream-json", "--verbose", "--dangerously-skip-permissions"]);
+        let mut spec = ProcessSpec::new(program, &request.workspace).args([
+            "-p",
+            &request.prompt,
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--dangerously-skip-permissions",
+        ]);
         if let Some(model) = request.spec.model.as_ref().or(defaults.model.as_ref()) {
             spec = spec.args(["--model", model]);
         }
@@ -56,8 +61,14 @@ impl ClaudeCodeDriver {
 pub(crate) fn claude_env(config: &AgentConfig, request: &AgentRequest) -> Vec<(String, String)> {
     let mut env = request.env.clone();
     env.push(("HOME".into(), request.home.display().to_string()));
-    env.push(("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(), "1".into()));
-    env.push(("CLAUDE_CODE_MAX_RETRIES".into(), config.max_retries.to_string()));
+    env.push((
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(),
+        "1".into(),
+    ));
+    env.push((
+        "CLAUDE_CODE_MAX_RETRIES".into(),
+        config.max_retries.to_string(),
+    ));
     env.push(("DISABLE_AUTOUPDATER".into(), "1".into()));
     // As root the permission bypass is refused unless the CLI is told it is sandboxed.
     if running_as_root() {
@@ -89,7 +100,13 @@ impl AgentDriver for ClaudeCodeDriver {
     ) -> Result<AgentOutcome> {
         let mut raw = RawLog::open(request.raw_log.as_deref())?;
         let spec = self.process_spec(&request);
-        let mut parser = ClaudeStream::new(request.spec.model.clone().or_else(|| self.config.claude_code.model.clone()));
+        let mut parser = ClaudeStream::new(
+            request
+                .spec
+                .model
+                .clone()
+                .or_else(|| self.config.claude_code.model.clone()),
+        );
         let options = StreamOptions {
             sandbox: &self.sandbox,
             spec: &spec,
@@ -100,12 +117,21 @@ impl AgentDriver for ClaudeCodeDriver {
         let usage = parser.usage();
         let session_id = parser.session_id.clone().or(request.resume_session.clone());
         if run.end == StreamEnd::Stopped {
-            return Ok(AgentOutcome { end: AgentEnd::Stopped, session_id, summary: None, usage, error: None });
+            return Ok(AgentOutcome {
+                end: AgentEnd::Stopped,
+                session_id,
+                summary: None,
+                usage,
+                error: None,
+            });
         }
         let exit = run.exit();
         let outcome = match &parser.result {
             Some(result) => AgentOutcome {
-                end: AgentEnd::Finished { success: !result.is_error, exit },
+                end: AgentEnd::Finished {
+                    success: !result.is_error,
+                    exit,
+                },
                 session_id,
                 summary: (!result.is_error).then(|| result.text.clone()).flatten(),
                 usage,
@@ -117,9 +143,16 @@ impl AgentDriver for ClaudeCodeDriver {
                     error.push_str(": ");
                     error.push_str(&stderr);
                 }
-                let _ = events.send(AgentEvent::Error { message: error.clone() }).await;
+                let _ = events
+                    .send(AgentEvent::Error {
+                        message: error.clone(),
+                    })
+                    .await;
                 AgentOutcome {
-                    end: AgentEnd::Finished { success: false, exit },
+                    end: AgentEnd::Finished {
+                        success: false,
+                        exit,
+                    },
                     session_id,
                     summary: None,
                     usage,
@@ -183,7 +216,10 @@ impl ClaudeStream {
         if let Some(exact) = self.exact {
             return exact;
         }
-        let (input, output) = self.messages.values().fold((0, 0), |(i, o), (mi, mo)| (i + mi, o + mo));
+        let (input, output) = self
+            .messages
+            .values()
+            .fold((0, 0), |(i, o), (mi, mo)| (i + mi, o + mo));
         Usage {
             input_tokens: input,
             output_tokens: output,
@@ -202,21 +238,31 @@ impl ClaudeStream {
                 Some("text") => {
                     let text = block["text"].as_str().unwrap_or_default();
                     if !text.is_empty() {
-                        out.push(AgentEvent::Message { text: text.to_string() });
+                        out.push(AgentEvent::Message {
+                            text: text.to_string(),
+                        });
                     }
                 }
                 Some("thinking") => {
                     let text = block["thinking"].as_str().unwrap_or_default();
-                    out.push(AgentEvent::Thinking { text: text.to_string() });
+                    out.push(AgentEvent::Thinking {
+                        text: text.to_string(),
+                    });
                 }
                 Some("tool_use") => {
                     let id = block["id"].as_str().unwrap_or_default().to_string();
                     let name = block["name"].as_str().unwrap_or_default().to_string();
                     let input = block["input"].clone();
                     if tool_kind(&name) == ToolKind::Edit {
-                        self.pending_edits.insert(id.clone(), (name.clone(), input.clone()));
+                        self.pending_edits
+                            .insert(id.clone(), (name.clone(), input.clone()));
                     }
-                    out.push(AgentEvent::ToolCall { id, kind: tool_kind(&name), name, input });
+                    out.push(AgentEvent::ToolCall {
+                        id,
+                        kind: tool_kind(&name),
+                        name,
+                        input,
+                    });
                 }
                 _ => {}
             }
@@ -224,10 +270,14 @@ impl ClaudeStream {
         // Usage is counted once per model message, however many blocks it was split into.
         if let (Some(id), Some(usage)) = (message["id"].as_str(), message.get("usage")) {
             let tokens = |k: &str| usage[k].as_u64().unwrap_or(0);
-            let input = tokens("input_tokens") + tokens("cache_creation_input_tokens") + tokens("cache_read_input_tokens");
+            let input = tokens("input_tokens")
+                + tokens("cache_creation_input_tokens")
+                + tokens("cache_read_input_tokens");
             let entry = (input, tokens("output_tokens"));
             if self.messages.insert(id.to_string(), entry) != Some(entry) {
-                out.push(AgentEvent::Usage { usage: self.usage() });
+                out.push(AgentEvent::Usage {
+                    usage: self.usage(),
+                });
             }
         }
     }
@@ -237,14 +287,25 @@ impl ClaudeStream {
             if block["type"].as_str() != Some("tool_result") {
                 continue;
             }
-            let id = block["tool_use_id"].as_str().unwrap_or_default().to_string();
+            let id = block["tool_use_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let is_error = block["is_error"].as_bool().unwrap_or(false);
             let output = match &block["content"] {
                 Value::String(s) => s.clone(),
-                Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n"),
+                Value::Array(parts) => parts
+                    .iter()
+                    .filter_map(|p| p["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 _ => String::new(),
             };
-            out.push(AgentEvent::ToolResult { id: id.clone(), output: cut(&output, 16 * 1024), is_error });
+            out.push(AgentEvent::ToolResult {
+                id: id.clone(),
+                output: cut(&output, 16 * 1024),
+                is_error,
+            });
             if let Some((name, input)) = self.pending_edits.remove(&id)
                 && !is_error
                 && let Some(diff) = edit_diff(&name, &input)
@@ -284,9 +345,14 @@ impl ClaudeStream {
         }
         out.push(AgentEvent::Usage { usage });
         if is_error {
-            out.push(AgentEvent::Error { message: result.error_text() });
+            out.push(AgentEvent::Error {
+                message: result.error_text(),
+            });
         }
-        out.push(AgentEvent::Final { summary: result.text.clone(), is_error });
+        out.push(AgentEvent::Final {
+            summary: result.text.clone(),
+            is_error,
+        });
         self.result = Some(result);
     }
 }
@@ -302,7 +368,10 @@ impl LineParser for ClaudeStream {
             if let Some(model) = value["model"].as_str() {
                 self.model = Some(model.to_string());
             }
-            out.push(AgentEvent::Started { session_id: Some(id.to_string()), model: self.model.clone() });
+            out.push(AgentEvent::Started {
+                session_id: Some(id.to_string()),
+                model: self.model.clone(),
+            });
         }
         match value["type"].as_str() {
             Some("assistant") => self.assistant(value, &mut out),
@@ -333,7 +402,11 @@ fn tool_kind(name: &str) -> ToolKind {
 /// the authoritative diff is taken from git after the session.
 fn edit_diff(name: &str, input: &Value) -> Option<AgentEvent> {
     let path = input["file_path"].as_str()?.to_string();
-    let prefixed = |text: &str, sign: char| text.lines().map(|l| format!("{sign}{l}\n")).collect::<String>();
+    let prefixed = |text: &str, sign: char| {
+        text.lines()
+            .map(|l| format!("{sign}{l}\n"))
+            .collect::<String>()
+    };
     let diff = match name {
         "Write" => prefixed(input["content"].as_str()?, '+'),
         "Edit" => {
@@ -343,7 +416,10 @@ fn edit_diff(name: &str, input: &Value) -> Option<AgentEvent> {
         }
         _ => json!(input).to_string(),
     };
-    Some(AgentEvent::FileDiff { path, diff: cut(&diff, 64 * 1024) })
+    Some(AgentEvent::FileDiff {
+        path,
+        diff: cut(&diff, 64 * 1024),
+    })
 }
 
 /// USD per million input and output tokens. Only an estimate for live budget checks between
@@ -351,7 +427,11 @@ fn edit_diff(name: &str, input: &Value) -> Option<AgentEvent> {
 fn estimate_cost(model: Option<&str>, input: u64, output: u64) -> f64 {
     let model = model.unwrap_or("sonnet");
     let (input_price, output_price) = if model.contains("opus") {
-        if model.contains("opus-4-5") || model.contains("opus-4-6") { (5.0, 25.0) } else { (15.0, 75.0) }
+        if model.contains("opus-4-5") || model.contains("opus-4-6") {
+            (5.0, 25.0)
+        } else {
+            (15.0, 75.0)
+        }
     } else if model.contains("haiku") {
         (1.0, 5.0)
     } else {

@@ -16,8 +16,7 @@ use crate::raw::RawLog;
 use crate::stream::{LineParser, StreamEnd, StreamOptions, cut, run_json_lines};
 use crate::{AgentDriver, AgentEnd, AgentOutcome, AgentRequest, Result};
 
-const CODEX_INSTALL_HINT: &str =
-    "install the Codex CLI (`npm install -g @openai/codex`) or set the codex command to its absolute path";
+const CODEX_INSTALL_HINT: &str = "install the Codex CLI (`npm install -g @openai/codex`) or set the codex command to its absolute path";
 const DEFAULT_MODEL: &str = "gpt-5.5";
 const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
@@ -33,9 +32,20 @@ impl CodexDriver {
 
     /// Codex ignores `OPENAI_BASE_URL`: the endpoint must be a provider in its config file.
     fn config_toml(&self, request: &AgentRequest) -> String {
-        let env = |key: &str| request.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let env = |key: &str| {
+            request
+                .env
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
         let base_url = env("OPENAI_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.into());
-        let model = request.spec.model.clone().or(self.config.codex.model.clone()).unwrap_or_else(|| DEFAULT_MODEL.into());
+        let model = request
+            .spec
+            .model
+            .clone()
+            .or(self.config.codex.model.clone())
+            .unwrap_or_else(|| DEFAULT_MODEL.into());
         // JSON string escapes are valid TOML basic-string escapes.
         let s = |v: &str| Value::String(v.to_string()).to_string();
         let retries = self.config.max_retries;
@@ -54,9 +64,25 @@ impl CodexDriver {
         let codex_home = request.home.join(".codex");
         std::fs::create_dir_all(&codex_home)?;
         std::fs::write(codex_home.join("config.toml"), self.config_toml(request))?;
-        let program = self.config.codex.command.clone().unwrap_or_else(|| "codex".into());
-        let mut spec = ProcessSpec::new(program, &request.workspace).args(["exec", "--json", "--skip-git-repo-check"]);
-        spec = spec.args(self.config.codex.args.iter().chain(&request.spec.args).cloned());
+        let program = self
+            .config
+            .codex
+            .command
+            .clone()
+            .unwrap_or_else(|| "codex".into());
+        let mut spec = ProcessSpec::new(program, &request.workspace).args([
+            "exec",
+            "--json",
+            "--skip-git-repo-check",
+        ]);
+        spec = spec.args(
+            self.config
+                .codex
+                .args
+                .iter()
+                .chain(&request.spec.args)
+                .cloned(),
+        );
         if let Some(thread) = &request.resume_session {
             spec = spec.args(["resume", thread]);
         }
@@ -101,7 +127,13 @@ impl AgentDriver for CodexDriver {
         let run = run_json_lines(options, &mut parser, &mut raw, &events, &stop).await?;
         let session_id = parser.thread_id.clone().or(request.resume_session.clone());
         if run.end == StreamEnd::Stopped {
-            return Ok(AgentOutcome { end: AgentEnd::Stopped, session_id, summary: None, usage: parser.usage, error: None });
+            return Ok(AgentOutcome {
+                end: AgentEnd::Stopped,
+                session_id,
+                summary: None,
+                usage: parser.usage,
+                error: None,
+            });
         }
         let exit = run.exit();
         let success = parser.completed && parser.failure.is_none() && parser.turn_open == 0;
@@ -122,8 +154,17 @@ impl AgentDriver for CodexDriver {
         if !parser.finished()
             && let Some(error) = &error
         {
-            let _ = events.send(AgentEvent::Error { message: error.clone() }).await;
-            let _ = events.send(AgentEvent::Final { summary: None, is_error: true }).await;
+            let _ = events
+                .send(AgentEvent::Error {
+                    message: error.clone(),
+                })
+                .await;
+            let _ = events
+                .send(AgentEvent::Final {
+                    summary: None,
+                    is_error: true,
+                })
+                .await;
         }
         Ok(AgentOutcome {
             end: AgentEnd::Finished { success, exit },
@@ -161,7 +202,10 @@ impl CodexStream {
                 let exit_code = item["exit_code"].as_i64();
                 out.push(AgentEvent::ToolResult {
                     id,
-                    output: cut(item["aggregated_output"].as_str().unwrap_or_default(), 16 * 1024),
+                    output: cut(
+                        item["aggregated_output"].as_str().unwrap_or_default(),
+                        16 * 1024,
+                    ),
                     is_error: exit_code != Some(0) || item["status"].as_str() == Some("failed"),
                 });
             }
@@ -178,14 +222,28 @@ impl CodexStream {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .map(|c| format!("{} {}", c["kind"].as_str().unwrap_or("update"), c["path"].as_str().unwrap_or("?")))
+                    .map(|c| {
+                        format!(
+                            "{} {}",
+                            c["kind"].as_str().unwrap_or("update"),
+                            c["path"].as_str().unwrap_or("?")
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n");
-                out.push(AgentEvent::ToolResult { id, output: summary, is_error: failed });
+                out.push(AgentEvent::ToolResult {
+                    id,
+                    output: summary,
+                    is_error: failed,
+                });
             }
             Some("mcp_tool_call") if started => out.push(AgentEvent::ToolCall {
                 id,
-                name: format!("{}.{}", item["server"].as_str().unwrap_or("mcp"), item["tool"].as_str().unwrap_or("?")),
+                name: format!(
+                    "{}.{}",
+                    item["server"].as_str().unwrap_or("mcp"),
+                    item["tool"].as_str().unwrap_or("?")
+                ),
                 kind: ToolKind::Other,
                 input: item["arguments"].clone(),
             }),
@@ -195,7 +253,9 @@ impl CodexStream {
                 out.push(AgentEvent::Message { text });
             }
             Some("reasoning") if !started => {
-                out.push(AgentEvent::Thinking { text: item["text"].as_str().unwrap_or_default().to_string() });
+                out.push(AgentEvent::Thinking {
+                    text: item["text"].as_str().unwrap_or_default().to_string(),
+                });
             }
             Some("error") if !started => {
                 let message = item["message"].as_str().unwrap_or("error").to_string();
@@ -213,7 +273,10 @@ impl LineParser for CodexStream {
         match value["type"].as_str() {
             Some("thread.started") => {
                 self.thread_id = value["thread_id"].as_str().map(str::to_string);
-                out.push(AgentEvent::Started { session_id: self.thread_id.clone(), model: None });
+                out.push(AgentEvent::Started {
+                    session_id: self.thread_id.clone(),
+                    model: None,
+                });
             }
             Some("turn.started") => self.turn_open += 1,
             Some("item.started") => self.item(true, &value["item"], &mut out),
@@ -227,14 +290,23 @@ impl LineParser for CodexStream {
                 self.usage.turns += 1;
                 self.completed = true;
                 out.push(AgentEvent::Usage { usage: self.usage });
-                out.push(AgentEvent::Final { summary: self.last_message.clone(), is_error: false });
+                out.push(AgentEvent::Final {
+                    summary: self.last_message.clone(),
+                    is_error: false,
+                });
             }
             Some("turn.failed") => {
                 self.turn_open = self.turn_open.saturating_sub(1);
-                let message = value["error"]["message"].as_str().unwrap_or("Codex turn failed").to_string();
+                let message = value["error"]["message"]
+                    .as_str()
+                    .unwrap_or("Codex turn failed")
+                    .to_string();
                 self.failure = Some(message.clone());
                 out.push(AgentEvent::Error { message });
-                out.push(AgentEvent::Final { summary: None, is_error: true });
+                out.push(AgentEvent::Final {
+                    summary: None,
+                    is_error: true,
+                });
             }
             Some("error") => {
                 let message = value["message"].as_str().unwrap_or("error").to_string();

@@ -31,7 +31,12 @@ impl AgentDriver for CommandDriver {
         events: mpsc::Sender<AgentEvent>,
         stop: CancellationToken,
     ) -> Result<AgentOutcome> {
-        let Some(command) = request.spec.command.as_deref().filter(|c| !c.trim().is_empty()) else {
+        let Some(command) = request
+            .spec
+            .command
+            .as_deref()
+            .filter(|c| !c.trim().is_empty())
+        else {
             return Err(AgentError::NotConfigured {
                 kind: AgentKind::Command,
                 reason: "no command given: set --agent-command".into(),
@@ -44,7 +49,12 @@ impl AgentDriver for CommandDriver {
             spec = spec.env(k.clone(), v.clone());
         }
         let mut process = self.sandbox.spawn(&spec)?;
-        let _ = events.send(AgentEvent::Started { session_id: None, model: None }).await;
+        let _ = events
+            .send(AgentEvent::Started {
+                session_id: None,
+                model: None,
+            })
+            .await;
         let mut last_line = None;
         let stopped = loop {
             tokio::select! {
@@ -75,7 +85,18 @@ impl AgentDriver for CommandDriver {
             None => format!("agent command failed with {exit}"),
         });
         let summary = success.then(|| format!("Ran `{command}`"));
-        let _ = events.send(AgentEvent::Final { summary: summary.clone(), is_error: !success }).await;
-        Ok(AgentOutcome { end: AgentEnd::Finished { success, exit }, session_id: None, summary, usage: Usage::default(), error })
+        let _ = events
+            .send(AgentEvent::Final {
+                summary: summary.clone(),
+                is_error: !success,
+            })
+            .await;
+        Ok(AgentOutcome {
+            end: AgentEnd::Finished { success, exit },
+            session_id: None,
+            summary,
+            usage: Usage::default(),
+            error,
+        })
     }
 }

@@ -6,7 +6,9 @@ use nightshift_core::{AgentKind, AgentSpec};
 use nightshift_sandbox::Sandbox;
 use serde::{Deserialize, Serialize};
 
-use crate::{AcpDriver, AgentDriver, ClaudeCodeDriver, CodexDriver, CommandDriver, PermissionPolicy, Result};
+use crate::{
+    AcpDriver, AgentDriver, ClaudeCodeDriver, CodexDriver, CommandDriver, PermissionPolicy, Result,
+};
 
 /// Defaults for one agent kind, from the server's configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -45,7 +47,10 @@ impl Default for AgentConfig {
         AgentConfig {
             claude_code: AgentDefaults::default(),
             codex: AgentDefaults::default(),
-            acp: AgentDefaults { command: Some("claude-agent-acp".into()), ..AgentDefaults::default() },
+            acp: AgentDefaults {
+                command: Some("claude-agent-acp".into()),
+                ..AgentDefaults::default()
+            },
             anthropic_base_url: None,
             anthropic_api_key: None,
             openai_base_url: None,
@@ -92,7 +97,10 @@ impl AgentConfig {
             ("ANTHROPIC_BASE_URL", &self.anthropic_base_url),
             ("ANTHROPIC_API_KEY", &self.anthropic_api_key),
         ];
-        let openai = [("OPENAI_BASE_URL", &self.openai_base_url), ("OPENAI_API_KEY", &self.openai_api_key)];
+        let openai = [
+            ("OPENAI_BASE_URL", &self.openai_base_url),
+            ("OPENAI_API_KEY", &self.openai_api_key),
+        ];
         let pairs: Vec<(&str, &Option<String>)> = match kind {
             AgentKind::ClaudeCode => anthropic.to_vec(),
             AgentKind::Codex => openai.to_vec(),
@@ -100,19 +108,28 @@ impl AgentConfig {
             AgentKind::Acp => anthropic.into_iter().chain(openai).collect(),
             AgentKind::Command => Vec::new(),
         };
-        pairs.into_iter().filter_map(|(k, v)| v.clone().map(|v| (k.to_string(), v))).collect()
+        pairs
+            .into_iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k.to_string(), v)))
+            .collect()
     }
 }
 
 /// The driver for a task's agent choice, with the server's defaults applied.
-pub fn driver_for(spec: &AgentSpec, config: &AgentConfig, sandbox: Sandbox) -> Result<Box<dyn AgentDriver>> {
+pub fn driver_for(
+    spec: &AgentSpec,
+    config: &AgentConfig,
+    sandbox: Sandbox,
+) -> Result<Box<dyn AgentDriver>> {
     let config = config.clone();
     Ok(match spec.kind {
         AgentKind::Command => Box::new(CommandDriver::new(sandbox)),
         AgentKind::ClaudeCode => Box::new(ClaudeCodeDriver::new(sandbox, config)),
         AgentKind::Codex => Box::new(CodexDriver::new(sandbox, config)),
         AgentKind::Acp => {
-            let policy = PermissionPolicy { allow_execute: config.acp_allow_execute };
+            let policy = PermissionPolicy {
+                allow_execute: config.acp_allow_execute,
+            };
             Box::new(AcpDriver::new(sandbox, config, policy))
         }
     })

@@ -13,11 +13,17 @@ const MAX_CHECK_OUTPUT: usize = 6 * 1024;
 /// The first prompt of a session: the frame with the workspace, the repository's own agent
 /// instruction files (named, not inlined: the agent reads them itself), and the instructions.
 pub fn compose_prompt(instructions: &str, workspace: &Path) -> String {
-    let found: Vec<&str> = ["AGENTS.md", "CLAUDE.md"].into_iter().filter(|f| workspace.join(f).is_file()).collect();
+    let found: Vec<&str> = ["AGENTS.md", "CLAUDE.md"]
+        .into_iter()
+        .filter(|f| workspace.join(f).is_file())
+        .collect();
     let conventions = if found.is_empty() {
         String::new()
     } else {
-        format!("- This repository documents its conventions in {}: read and follow them.\n", found.join(" and "))
+        format!(
+            "- This repository documents its conventions in {}: read and follow them.\n",
+            found.join(" and ")
+        )
     };
     FRAME
         .replace("{workspace}", &workspace.display().to_string())
@@ -31,7 +37,10 @@ pub fn feedback_prompt(failures: &[CheckResult]) -> String {
         "The repository's checks failed on your change. Fix the causes below, keeping the change to \
          what the task asked for, and do not skip or weaken tests.\n",
     );
-    for check in failures.iter().filter(|c| c.outcome != CheckOutcome::Passed) {
+    for check in failures
+        .iter()
+        .filter(|c| c.outcome != CheckOutcome::Passed)
+    {
         let status = match check.exit_code {
             Some(code) => format!("exit code {code}"),
             None => check.outcome.as_str().to_string(),
@@ -44,7 +53,8 @@ pub fn feedback_prompt(failures: &[CheckResult]) -> String {
             tail(check.output.trim(), MAX_CHECK_OUTPUT)
         );
     }
-    prompt.push_str("\nWhen the checks would pass, reply with a short summary of what you fixed.\n");
+    prompt
+        .push_str("\nWhen the checks would pass, reply with a short summary of what you fixed.\n");
     prompt
 }
 

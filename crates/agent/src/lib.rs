@@ -70,7 +70,12 @@ pub struct AgentRequest {
 
 impl AgentRequest {
     /// A request for a new session with no extra environment, raw log or turn limit.
-    pub fn new(spec: AgentSpec, workspace: impl Into<PathBuf>, home: impl Into<PathBuf>, prompt: impl Into<String>) -> Self {
+    pub fn new(
+        spec: AgentSpec,
+        workspace: impl Into<PathBuf>,
+        home: impl Into<PathBuf>,
+        prompt: impl Into<String>,
+    ) -> Self {
         AgentRequest {
             spec,
             workspace: workspace.into(),

@@ -19,16 +19,30 @@ impl RawLog {
         let Some(path) = path else {
             return Ok(RawLog { file: None });
         };
-        let raw_err = |source| AgentError::RawLog { path: path.to_path_buf(), source };
+        let raw_err = |source| AgentError::RawLog {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(raw_err)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(raw_err)?;
-        Ok(RawLog { file: Some((path.to_path_buf(), file)) })
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(raw_err)?;
+        Ok(RawLog {
+            file: Some((path.to_path_buf(), file)),
+        })
     }
 
     /// A line the agent wrote: kept verbatim when it is one JSON object, wrapped otherwise.
-    pub(crate) fn agent_line(&mut self, stream: OutputStream, text: &str, truncated: bool) -> Result<()> {
+    pub(crate) fn agent_line(
+        &mut self,
+        stream: OutputStream,
+        text: &str,
+        truncated: bool,
+    ) -> Result<()> {
         let is_json_object = stream == OutputStream::Stdout
             && !truncated
             && text.trim_start().starts_with('{')
@@ -54,6 +68,9 @@ impl RawLog {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        file.write_all(&bytes).map_err(|source| AgentError::RawLog { path: path.clone(), source })
+        file.write_all(&bytes).map_err(|source| AgentError::RawLog {
+            path: path.clone(),
+            source,
+        })
     }
 }

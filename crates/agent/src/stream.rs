@@ -57,9 +57,12 @@ impl StreamRun {
 /// Maps a spawn failure for a missing program to an error that says how to install it.
 pub(crate) fn spawn_error(err: SandboxError, install_hint: &str) -> AgentError {
     match err {
-        SandboxError::Spawn { program, source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            AgentError::MissingBinary { command: program, hint: install_hint.to_string() }
-        }
+        SandboxError::Spawn {
+            program, source, ..
+        } if source.kind() == std::io::ErrorKind::NotFound => AgentError::MissingBinary {
+            command: program,
+            hint: install_hint.to_string(),
+        },
         other => AgentError::Sandbox(other),
     }
 }
@@ -84,7 +87,10 @@ pub(crate) async fn run_json_lines(
     events: &mpsc::Sender<AgentEvent>,
     stop: &CancellationToken,
 ) -> Result<StreamRun> {
-    let mut process = options.sandbox.spawn(options.spec).map_err(|e| spawn_error(e, options.install_hint))?;
+    let mut process = options
+        .sandbox
+        .spawn(options.spec)
+        .map_err(|e| spawn_error(e, options.install_hint))?;
     let pgid = process.pgid();
     raw.note(json!({"type": "nightshift.process", "pgid": pgid, "program": options.spec.program}))?;
     let mut stderr_tail: Vec<String> = Vec::new();
@@ -102,12 +108,21 @@ pub(crate) async fn run_json_lines(
         let line = match step {
             Step::Stop => {
                 process.terminate().await?;
-                return Ok(StreamRun { end: StreamEnd::Stopped, stderr_tail });
+                return Ok(StreamRun {
+                    end: StreamEnd::Stopped,
+                    stderr_tail,
+                });
             }
             Step::Linger => {
-                tracing::info!(pgid, "agent did not exit after its final message; stopping it");
+                tracing::info!(
+                    pgid,
+                    "agent did not exit after its final message; stopping it"
+                );
                 process.terminate().await?;
-                return Ok(StreamRun { end: StreamEnd::Lingered, stderr_tail });
+                return Ok(StreamRun {
+                    end: StreamEnd::Lingered,
+                    stderr_tail,
+                });
             }
             Step::Line(None) => break,
             Step::Line(Some(line)) => line,
@@ -148,11 +163,17 @@ fn line_events(
             stderr_tail.remove(0);
         }
         stderr_tail.push(cut(&line.text, 1000));
-        return vec![AgentEvent::Output { stream: OutputStream::Stderr, line: cut(&line.text, MAX_EVENT_TEXT) }];
+        return vec![AgentEvent::Output {
+            stream: OutputStream::Stderr,
+            line: cut(&line.text, MAX_EVENT_TEXT),
+        }];
     }
     if line.truncated {
         return vec![AgentEvent::Error {
-            message: format!("the agent wrote a line of more than 16 MiB; it was cut and kept in the raw log: {}", cut(&line.text, 200)),
+            message: format!(
+                "the agent wrote a line of more than 16 MiB; it was cut and kept in the raw log: {}",
+                cut(&line.text, 200)
+            ),
         }];
     }
     if line.text.trim().is_empty() {
@@ -161,7 +182,10 @@ fn line_events(
     match serde_json::from_str::<Value>(&line.text) {
         Ok(value) if value.is_object() => parser.parse(&value),
         // Not part of the structured stream (a warning, a half-written line before a crash).
-        _ => vec![AgentEvent::Output { stream: OutputStream::Stdout, line: cut(&line.text, MAX_EVENT_TEXT) }],
+        _ => vec![AgentEvent::Output {
+            stream: OutputStream::Stdout,
+            line: cut(&line.text, MAX_EVENT_TEXT),
+        }],
     }
 }
 

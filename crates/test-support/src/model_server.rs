@@ -26,9 +26,15 @@ pub const AFTER_SCRIPT_ANSWER: &str = "Done.";
 pub enum Item {
     Text(String),
     /// A tool call with JSON input: Anthropic `tool_use`, OpenAI `function_call`.
-    Tool { name: String, input: Value },
+    Tool {
+        name: String,
+        input: Value,
+    },
     /// An OpenAI `custom_tool_call` with free-form input, e.g. Codex's `apply_patch`.
-    CustomTool { name: String, input: String },
+    CustomTool {
+        name: String,
+        input: String,
+    },
 }
 
 /// One assistant turn of the script.
@@ -43,22 +49,46 @@ pub struct Turn {
 
 impl Turn {
     pub fn text(text: impl Into<String>) -> Turn {
-        Turn { items: vec![Item::Text(text.into())], input_tokens: 10, output_tokens: 5, fail_status: None }
+        Turn {
+            items: vec![Item::Text(text.into())],
+            input_tokens: 10,
+            output_tokens: 5,
+            fail_status: None,
+        }
     }
 
     pub fn tool(name: impl Into<String>, input: Value) -> Turn {
-        Turn { items: vec![], input_tokens: 10, output_tokens: 5, fail_status: None }.and_tool(name, input)
+        Turn {
+            items: vec![],
+            input_tokens: 10,
+            output_tokens: 5,
+            fail_status: None,
+        }
+        .and_tool(name, input)
     }
 
     pub fn custom_tool(name: impl Into<String>, input: impl Into<String>) -> Turn {
-        let mut turn = Turn { items: vec![], input_tokens: 10, output_tokens: 5, fail_status: None };
-        turn.items.push(Item::CustomTool { name: name.into(), input: input.into() });
+        let mut turn = Turn {
+            items: vec![],
+            input_tokens: 10,
+            output_tokens: 5,
+            fail_status: None,
+        };
+        turn.items.push(Item::CustomTool {
+            name: name.into(),
+            input: input.into(),
+        });
         turn
     }
 
     /// A turn whose every request is answered with `status` (429, 500, …).
     pub fn failing(status: u16) -> Turn {
-        Turn { items: vec![], input_tokens: 0, output_tokens: 0, fail_status: Some(status) }
+        Turn {
+            items: vec![],
+            input_tokens: 0,
+            output_tokens: 0,
+            fail_status: Some(status),
+        }
     }
 
     pub fn and_text(mut self, text: impl Into<String>) -> Turn {
@@ -67,7 +97,10 @@ impl Turn {
     }
 
     pub fn and_tool(mut self, name: impl Into<String>, input: Value) -> Turn {
-        self.items.push(Item::Tool { name: name.into(), input });
+        self.items.push(Item::Tool {
+            name: name.into(),
+            input,
+        });
         self
     }
 
@@ -99,7 +132,9 @@ pub struct RecordedRequest {
 
 impl RecordedRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 }
 
@@ -125,7 +160,10 @@ pub struct ModelServer {
 impl ModelServer {
     /// Binds 127.0.0.1 on a free port and serves `turns` in order.
     pub async fn start(turns: Vec<Turn>) -> std::io::Result<ModelServer> {
-        let state = Arc::new(ServerState { turns, requests: Mutex::new(Vec::new()) });
+        let state = Arc::new(ServerState {
+            turns,
+            requests: Mutex::new(Vec::new()),
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let app = Router::new().fallback(handle).with_state(state.clone());
@@ -147,7 +185,10 @@ impl ModelServer {
 
     /// The requests that were answered from the script (they offered tools).
     pub fn scripted_requests(&self) -> Vec<RecordedRequest> {
-        self.requests().into_iter().filter(|r| r.turn.is_some()).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.turn.is_some())
+            .collect()
     }
 }
 
@@ -167,7 +208,12 @@ async fn handle(
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let headers = headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let path = uri.path().to_string();
     let api = match (method.as_str(), path.trim_end_matches('/')) {
@@ -175,7 +221,10 @@ async fn handle(
         ("POST", p) if p.ends_with("/responses") => Some(Api::OpenAi),
         _ => None,
     };
-    let has_tools = body.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty());
+    let has_tools = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .is_some_and(|t| !t.is_empty());
     let turn = match api {
         Some(api) if has_tools => Some(assistant_turns(api, &body)),
         _ => None,
@@ -188,13 +237,24 @@ async fn handle(
         turn,
     });
     let Some(api) = api else {
-        return (StatusCode::NOT_FOUND, axum::Json(json!({"error": {"message": format!("no route {path}")}})))
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": {"message": format!("no route {path}")}})),
+        )
             .into_response();
     };
-    let model = body.get("model").and_then(Value::as_str).unwrap_or("scripted-model").to_string();
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("scripted-model")
+        .to_string();
     let reply = match turn {
         None => Turn::text(NO_TOOLS_ANSWER).usage(1, 1),
-        Some(i) => state.turns.get(i).cloned().unwrap_or_else(|| Turn::text(AFTER_SCRIPT_ANSWER)),
+        Some(i) => state
+            .turns
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| Turn::text(AFTER_SCRIPT_ANSWER)),
     };
     if let Some(status) = reply.fail_status {
         return error_response(api, status);
@@ -203,7 +263,14 @@ async fn handle(
         Api::Anthropic => anthropic_stream(&reply, &model, turn.unwrap_or(0)),
         Api::OpenAi => openai_stream(&reply, &model, turn.unwrap_or(0)),
     };
-    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], sse).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        sse,
+    )
+        .into_response()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -216,12 +283,18 @@ enum Api {
 /// and `system` items between them do not break alternation assumptions (there are none).
 fn assistant_turns(api: Api, body: &Value) -> usize {
     let (key, is_model): (&str, fn(&Value) -> bool) = match api {
-        Api::Anthropic => ("messages", |m| m.get("role").and_then(Value::as_str) == Some("assistant")),
+        Api::Anthropic => ("messages", |m| {
+            m.get("role").and_then(Value::as_str) == Some("assistant")
+        }),
         Api::OpenAi => ("input", |item| {
-            let kind = item.get("type").and_then(Value::as_str).unwrap_or("message");
+            let kind = item
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("message");
             match kind {
                 "message" => item.get("role").and_then(Value::as_str) == Some("assistant"),
-                "function_call" | "custom_tool_call" | "local_shell_call" | "reasoning" | "web_search_call" => true,
+                "function_call" | "custom_tool_call" | "local_shell_call" | "reasoning"
+                | "web_search_call" => true,
                 _ => false,
             }
         }),
@@ -293,11 +366,27 @@ fn anthropic_stream(turn: &Turn, model: &str, step: usize) -> String {
                 json!({"type": "input_json_delta", "partial_json": json!({"input": input}).to_string()}),
             ),
         };
-        sse_event(&mut out, "content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": start}));
-        sse_event(&mut out, "content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": delta}));
-        sse_event(&mut out, "content_block_stop", &json!({"type": "content_block_stop", "index": index}));
+        sse_event(
+            &mut out,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": start}),
+        );
+        sse_event(
+            &mut out,
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": index, "delta": delta}),
+        );
+        sse_event(
+            &mut out,
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": index}),
+        );
     }
-    let stop_reason = if turn.has_tool_call() { "tool_use" } else { "end_turn" };
+    let stop_reason = if turn.has_tool_call() {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
     sse_event(
         &mut out,
         "message_delta",
@@ -319,15 +408,21 @@ fn openai_stream(turn: &Turn, model: &str, step: usize) -> String {
     for (index, item) in turn.items.iter().enumerate() {
         let call_id = format!("call_scripted_{step}_{index}");
         let item = match item {
-            Item::Text(text) => json!({"type": "message", "id": format!("msg_scripted_{step}_{index}"), "role": "assistant",
+            Item::Text(text) => {
+                json!({"type": "message", "id": format!("msg_scripted_{step}_{index}"), "role": "assistant",
                                        "status": "completed",
-                                       "content": [{"type": "output_text", "text": text, "annotations": []}]}),
-            Item::Tool { name, input } => json!({"type": "function_call", "id": format!("fc_scripted_{step}_{index}"),
+                                       "content": [{"type": "output_text", "text": text, "annotations": []}]})
+            }
+            Item::Tool { name, input } => {
+                json!({"type": "function_call", "id": format!("fc_scripted_{step}_{index}"),
                                                  "call_id": call_id, "name": name, "arguments": input.to_string(),
-                                                 "status": "completed"}),
-            Item::CustomTool { name, input } => json!({"type": "custom_tool_call", "id": format!("ctc_scripted_{step}_{index}"),
+                                                 "status": "completed"})
+            }
+            Item::CustomTool { name, input } => {
+                json!({"type": "custom_tool_call", "id": format!("ctc_scripted_{step}_{index}"),
                                                        "call_id": call_id, "name": name, "input": input,
-                                                       "status": "completed"}),
+                                                       "status": "completed"})
+            }
         };
         sse_event(
             &mut out,

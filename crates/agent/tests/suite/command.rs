@@ -23,10 +23,20 @@ async fn command_driver_streams_output_and_reports_failure() {
     let driver = CommandDriver::new(Sandbox::new());
     let (tx, mut rx) = mpsc::channel(64);
     let outcome = driver
-        .run(request(dir.path(), "echo hello; echo $NIGHTSHIFT_INSTRUCTIONS; exit 4"), tx, CancellationToken::new())
+        .run(
+            request(
+                dir.path(),
+                "echo hello; echo $NIGHTSHIFT_INSTRUCTIONS; exit 4",
+            ),
+            tx,
+            CancellationToken::new(),
+        )
         .await
         .unwrap();
-    assert!(matches!(outcome.end, AgentEnd::Finished { success: false, .. }));
+    assert!(matches!(
+        outcome.end,
+        AgentEnd::Finished { success: false, .. }
+    ));
     assert!(outcome.error.unwrap().contains("exit code 4"));
     let mut lines = vec![];
     while let Some(e) = rx.recv().await {
@@ -48,6 +58,9 @@ async fn command_driver_stops_on_cancel() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         s.cancel();
     });
-    let outcome = driver.run(request(dir.path(), "sleep 100"), tx, stop).await.unwrap();
+    let outcome = driver
+        .run(request(dir.path(), "sleep 100"), tx, stop)
+        .await
+        .unwrap();
     assert_eq!(outcome.end, AgentEnd::Stopped);
 }

@@ -32,7 +32,13 @@ impl Harness {
         std::fs::create_dir_all(&home).unwrap();
         let server = ModelServer::start(script(&workspace)).await.unwrap();
         let raw_log = dir.path().join("raw/agent.jsonl");
-        Harness { server, _dir: dir, workspace, home, raw_log }
+        Harness {
+            server,
+            _dir: dir,
+            workspace,
+            home,
+            raw_log,
+        }
     }
 
     pub fn path(&self, name: &str) -> String {
@@ -42,9 +48,19 @@ impl Harness {
     pub fn config(&self) -> AgentConfig {
         let claude = test_tool("claude").display().to_string();
         AgentConfig {
-            claude_code: AgentDefaults { command: Some(claude), model: Some(MODEL.into()), args: vec![] },
-            codex: AgentDefaults { command: Some(test_tool("codex").display().to_string()), ..Default::default() },
-            acp: AgentDefaults { command: Some(test_tool("claude-agent-acp").display().to_string()), ..Default::default() },
+            claude_code: AgentDefaults {
+                command: Some(claude),
+                model: Some(MODEL.into()),
+                args: vec![],
+            },
+            codex: AgentDefaults {
+                command: Some(test_tool("codex").display().to_string()),
+                ..Default::default()
+            },
+            acp: AgentDefaults {
+                command: Some(test_tool("claude-agent-acp").display().to_string()),
+                ..Default::default()
+            },
             anthropic_base_url: Some(self.server.url()),
             anthropic_api_key: Some("test-key".into()),
             openai_base_url: Some(format!("{}/v1", self.server.url())),
@@ -56,7 +72,12 @@ impl Harness {
     }
 
     pub fn request(&self, kind: AgentKind, prompt: &str) -> AgentRequest {
-        let spec = AgentSpec { kind, command: None, model: None, args: vec![] };
+        let spec = AgentSpec {
+            kind,
+            command: None,
+            model: None,
+            args: vec![],
+        };
         let mut request = AgentRequest::new(spec, &self.workspace, &self.home, prompt);
         request.env = self.config().agent_env(kind);
         request.raw_log = Some(self.raw_log.clone());
@@ -87,12 +108,18 @@ pub fn raw_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("raw log line is not JSON ({e}): {l:.200}")))
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("raw log line is not JSON ({e}): {l:.200}"))
+        })
         .collect()
 }
 
 /// Runs a driver to its end and collects every event.
-pub async fn run(driver: &dyn AgentDriver, request: AgentRequest) -> (AgentOutcome, Vec<AgentEvent>) {
+pub async fn run(
+    driver: &dyn AgentDriver,
+    request: AgentRequest,
+) -> (AgentOutcome, Vec<AgentEvent>) {
     let (tx, mut rx) = mpsc::channel(1024);
     let collect = tokio::spawn(async move {
         let mut events = vec![];
@@ -101,10 +128,13 @@ pub async fn run(driver: &dyn AgentDriver, request: AgentRequest) -> (AgentOutco
         }
         events
     });
-    let outcome = tokio::time::timeout(std::time::Duration::from_secs(120), driver.run(request, tx, CancellationToken::new()))
-        .await
-        .expect("agent did not finish within 120 s")
-        .unwrap();
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        driver.run(request, tx, CancellationToken::new()),
+    )
+    .await
+    .expect("agent did not finish within 120 s")
+    .unwrap();
     (outcome, collect.await.unwrap())
 }
 
@@ -112,7 +142,9 @@ pub fn tool_results(events: &[AgentEvent]) -> Vec<(String, bool)> {
     events
         .iter()
         .filter_map(|e| match e {
-            AgentEvent::ToolResult { output, is_error, .. } => Some((output.clone(), *is_error)),
+            AgentEvent::ToolResult {
+                output, is_error, ..
+            } => Some((output.clone(), *is_error)),
             _ => None,
         })
         .collect()
