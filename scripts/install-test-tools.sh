@@ -24,7 +24,7 @@ fi
 command -v npm >/dev/null || { echo "npm is required (install Node.js 18+)" >&2; exit 1; }
 mkdir -p "$DIR"
 rm -f "$stamp"
-# --no-save keeps no package.json churn meaningful; --no-audit/--no-fund avoid extra traffic.
+# --no-audit/--no-fund: no extra registry calls beyond the install itself.
 npm install --prefix "$DIR" --no-audit --no-fund --loglevel=error "${PACKAGES[@]}"
 for bin in claude codex claude-agent-acp; do
   [[ -x "$DIR/node_modules/.bin/$bin" ]] || { echo "install finished but $bin is missing in $DIR/node_modules/.bin" >&2; exit 1; }
