@@ -1,11 +1,23 @@
 //! Agent drivers. Every agent — a plain command, Claude Code, Codex, any Agent Client Protocol
 //! agent — runs behind [`AgentDriver`] and reports what it does as [`AgentEvent`]s.
 
+mod acp;
 mod budget;
+mod claude;
+mod codex;
 mod command;
+mod config;
+mod frame;
+mod raw;
+mod stream;
 
+pub use acp::{AcpDriver, PermissionPolicy};
 pub use budget::{BudgetLimits, run_with_budget};
+pub use claude::ClaudeCodeDriver;
+pub use codex::CodexDriver;
 pub use command::CommandDriver;
+pub use config::{AgentConfig, AgentDefaults, driver_for};
+pub use frame::{compose_prompt, feedback_prompt};
 
 use std::path::PathBuf;
 
@@ -23,6 +35,16 @@ pub enum AgentError {
     Sandbox(#[from] nightshift_sandbox::SandboxError),
     #[error("agent I/O failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("agent command {command:?} was not found: {hint}")]
+    MissingBinary { command: String, hint: String },
+    #[error("cannot keep the agent's raw output in {path}: {source}")]
+    RawLog {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("agent protocol failed: {0}")]
+    Protocol(String),
 }
 
 pub type Result<T, E = AgentError> = std::result::Result<T, E>;
@@ -40,6 +62,31 @@ pub struct AgentRequest {
     pub resume_session: Option<String>,
     /// Variables the agent needs (model endpoint and key). Nothing else reaches it.
     pub env: Vec<(String, String)>,
+    /// Where the agent's raw output is appended as JSONL; `None` keeps it nowhere.
+    pub raw_log: Option<PathBuf>,
+    /// Stop after this many model turns, for agents that can enforce it themselves.
+    pub max_turns: Option<u64>,
+}
+
+impl AgentRequest {
+    /// A request for a new session with no extra environment, raw log or turn limit.
+    pub fn new(
+        spec: AgentSpec,
+        workspace: impl Into<PathBuf>,
+        home: impl Into<PathBuf>,
+        prompt: impl Into<String>,
+    ) -> Self {
+        AgentRequest {
+            spec,
+            workspace: workspace.into(),
+            home: home.into(),
+            prompt: prompt.into(),
+            resume_session: None,
+            env: Vec::new(),
+            raw_log: None,
+            max_turns: None,
+        }
+    }
 }
 
 /// Why an agent session ended.

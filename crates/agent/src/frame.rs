@@ -1,0 +1,70 @@
+//! The prompt frame every agent receives around the task's instructions, and the feedback
+//! prompt of a verification round. The frame text lives in `frame.md` so it is reviewed as prose.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use nightshift_core::{CheckOutcome, CheckResult};
+
+const FRAME: &str = include_str!("frame.md");
+/// Check output beyond this is cut from the front: the end of a log holds the failure.
+const MAX_CHECK_OUTPUT: usize = 6 * 1024;
+
+/// The first prompt of a session: the frame with the workspace, the repository's own agent
+/// instruction files (named, not inlined: the agent reads them itself), and the instructions.
+pub fn compose_prompt(instructions: &str, workspace: &Path) -> String {
+    let found: Vec<&str> = ["AGENTS.md", "CLAUDE.md"]
+        .into_iter()
+        .filter(|f| workspace.join(f).is_file())
+        .collect();
+    let conventions = if found.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "- This repository documents its conventions in {}: read and follow them.\n",
+            found.join(" and ")
+        )
+    };
+    FRAME
+        .replace("{workspace}", &workspace.display().to_string())
+        .replace("{conventions}", &conventions)
+        .replace("{instructions}", instructions.trim())
+}
+
+/// The prompt of a verification round: which checks failed and the end of their output.
+pub fn feedback_prompt(failures: &[CheckResult]) -> String {
+    let mut prompt = String::from(
+        "The repository's checks failed on your change. Fix the causes below, keeping the change to \
+         what the task asked for, and do not skip or weaken tests.\n",
+    );
+    for check in failures
+        .iter()
+        .filter(|c| c.outcome != CheckOutcome::Passed)
+    {
+        let status = match check.exit_code {
+            Some(code) => format!("exit code {code}"),
+            None => check.outcome.as_str().to_string(),
+        };
+        let _ = write!(
+            prompt,
+            "\n## {} check `{}` failed ({status})\n```\n{}\n```\n",
+            check.stage,
+            check.command,
+            tail(check.output.trim(), MAX_CHECK_OUTPUT)
+        );
+    }
+    prompt
+        .push_str("\nWhen the checks would pass, reply with a short summary of what you fixed.\n");
+    prompt
+}
+
+fn tail(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("… ({start} bytes cut)\n{}", &text[start..])
+}

@@ -1,0 +1,75 @@
+//! The prompt frame and the feedback prompt of verification rounds.
+
+use nightshift_agent::{AgentConfig, compose_prompt, feedback_prompt};
+use nightshift_core::{AgentKind, CheckOutcome, CheckResult};
+
+#[test]
+fn the_frame_wraps_the_instructions_and_names_the_repository_conventions() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("AGENTS.md"), "secret conventions text").unwrap();
+    let prompt = compose_prompt("  Rename foo to bar.  ", dir.path());
+    assert!(
+        prompt.ends_with("Rename foo to bar.\n")
+            || prompt.trim_end().ends_with("Rename foo to bar.")
+    );
+    assert!(prompt.contains(&dir.path().display().to_string()));
+    assert!(prompt.contains("AGENTS.md") && !prompt.contains("CLAUDE.md"));
+    assert!(
+        !prompt.contains("secret conventions text"),
+        "conventions are named, not inlined"
+    );
+    assert!(prompt.contains("Do not commit, push"));
+    let bare = compose_prompt("x", tempfile::tempdir().unwrap().path());
+    assert!(!bare.contains("AGENTS.md"));
+}
+
+#[test]
+fn feedback_lists_failing_checks_with_the_end_of_their_output() {
+    let check = |command: &str, outcome, output: String| CheckResult {
+        stage: "test".into(),
+        command: command.into(),
+        outcome,
+        exit_code: Some(101),
+        duration_ms: 5,
+        output,
+        round: 1,
+    };
+    let long = format!(
+        "{}\nassertion failed: left == right",
+        "noise\n".repeat(5000)
+    );
+    let prompt = feedback_prompt(&[
+        check("cargo test", CheckOutcome::Failed, long),
+        check("cargo fmt --check", CheckOutcome::Passed, "fine".into()),
+    ]);
+    assert!(prompt.contains("`cargo test` failed (exit code 101)"));
+    assert!(prompt.contains("assertion failed: left == right"));
+    assert!(!prompt.contains("cargo fmt --check"));
+    assert!(prompt.len() < 10 * 1024);
+}
+
+#[test]
+fn agent_env_holds_the_model_endpoint_and_key_only_and_the_server_env_wins() {
+    let file = AgentConfig {
+        anthropic_base_url: Some("http://from-file".into()),
+        anthropic_api_key: Some("file-key".into()),
+        ..AgentConfig::default()
+    };
+    let config = file.with_env(|k| match k {
+        "ANTHROPIC_BASE_URL" => Some("http://from-env".into()),
+        "GITHUB_TOKEN" => Some("forge".into()),
+        _ => None,
+    });
+    assert_eq!(
+        config.agent_env(AgentKind::ClaudeCode),
+        vec![
+            (
+                "ANTHROPIC_BASE_URL".to_string(),
+                "http://from-env".to_string()
+            ),
+            ("ANTHROPIC_API_KEY".to_string(), "file-key".to_string())
+        ]
+    );
+    assert!(config.agent_env(AgentKind::Codex).is_empty());
+    assert!(config.agent_env(AgentKind::Command).is_empty());
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the pinned agent CLIs the agent test suite runs against a scripted model server.
+# Idempotent: a stamp file records the pinned versions, so a second run returns at once.
+set -euo pipefail
+
+# Pins: the versions whose offline behaviour is described in design/AGENT-CLIS.md.
+PACKAGES=(
+  "@anthropic-ai/claude-code@2.1.197"
+  "@openai/codex@0.169.0"
+  "@zed-industries/claude-agent-acp@0.23.1"
+)
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DIR="${NIGHTSHIFT_TEST_TOOLS:-$repo_root/target/test-tools}"
+stamp="$DIR/.nightshift-tools-stamp"
+want="$(printf '%s\n' "${PACKAGES[@]}")"
+
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x "$DIR/node_modules/.bin/claude" \
+      && -x "$DIR/node_modules/.bin/codex" && -x "$DIR/node_modules/.bin/claude-agent-acp" ]]; then
+  echo "test tools already installed in $DIR"
+  exit 0
+fi
+
+command -v npm >/dev/null || { echo "npm is required (install Node.js 18+)" >&2; exit 1; }
+mkdir -p "$DIR"
+rm -f "$stamp"
+# --no-audit/--no-fund: no extra registry calls beyond the install itself.
+npm install --prefix "$DIR" --no-audit --no-fund --loglevel=error "${PACKAGES[@]}"
+for bin in claude codex claude-agent-acp; do
+  [[ -x "$DIR/node_modules/.bin/$bin" ]] || { echo "install finished but $bin is missing in $DIR/node_modules/.bin" >&2; exit 1; }
+done
+printf '%s\n' "${PACKAGES[@]}" > "$stamp"
+echo "test tools installed in $DIR"
