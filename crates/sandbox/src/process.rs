@@ -142,7 +142,10 @@ impl Sandbox {
 
     /// Like [`Sandbox::spawn`], with a pipe to the process's stdin, for agents that speak a
     /// protocol on stdio (Agent Client Protocol).
-    pub fn spawn_with_stdin(&self, spec: &ProcessSpec) -> Result<(RunningProcess, tokio::process::ChildStdin)> {
+    pub fn spawn_with_stdin(
+        &self,
+        spec: &ProcessSpec,
+    ) -> Result<(RunningProcess, tokio::process::ChildStdin)> {
         let (process, stdin) = self.start(spec, true)?;
         match stdin {
             Some(stdin) => Ok((process, stdin)),
@@ -154,7 +157,11 @@ impl Sandbox {
         }
     }
 
-    fn start(&self, spec: &ProcessSpec, with_stdin: bool) -> Result<(RunningProcess, Option<tokio::process::ChildStdin>)> {
+    fn start(
+        &self,
+        spec: &ProcessSpec,
+        with_stdin: bool,
+    ) -> Result<(RunningProcess, Option<tokio::process::ChildStdin>)> {
         if !Path::new(&spec.cwd).is_dir() {
             return Err(SandboxError::MissingDir(spec.cwd.clone()));
         }
@@ -164,7 +171,11 @@ impl Sandbox {
             .env_clear()
             .envs(self.base_env.iter().map(|(k, v)| (k, v)))
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(if with_stdin { Stdio::piped() } else { Stdio::null() })
+            .stdin(if with_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -186,19 +197,18 @@ impl Sandbox {
         if let Some(err) = child.stderr.take() {
             tokio::spawn(read_lines(err, OutputStream::Stderr, tx));
         }
-<<<<<<< HEAD
-        Ok(RunningProcess {
-            child,
-            pgid,
-            lines: rx,
-            program: spec.program.clone(),
-            grace: self.grace,
-            exit: None,
-        })
-=======
         let stdin = child.stdin.take();
-        Ok((RunningProcess { child, pgid, lines: rx, program: spec.program.clone(), grace: self.grace, exit: None }, stdin))
->>>>>>> agents
+        Ok((
+            RunningProcess {
+                child,
+                pgid,
+                lines: rx,
+                program: spec.program.clone(),
+                grace: self.grace,
+                exit: None,
+            },
+            stdin,
+        ))
     }
 
     /// Runs to the end and returns the exit and all output lines. For short commands (git).
