@@ -193,15 +193,31 @@ impl CgroupLease {
 
     /// Removes the (by now empty) cgroups.
     pub(crate) fn remove(&mut self) {
-        for dir in self.dirs.drain(..) {
-            // The last processes may still be exiting; an empty cgroup can be removed soon after.
-            for _ in 0..50 {
-                if std::fs::remove_dir(&dir).is_ok() || !dir.exists() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
+        let left: Vec<PathBuf> = self
+            .dirs
+            .drain(..)
+            .filter(|dir| std::fs::remove_dir(dir).is_err() && dir.exists())
+            .collect();
+        if left.is_empty() {
+            return;
         }
+        // The last processes of a killed tree can take a moment to leave; retry off the async
+        // threads rather than block them.
+        std::thread::spawn(move || {
+            for _ in 0..500 {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                if left
+                    .iter()
+                    .all(|dir| std::fs::remove_dir(dir).is_ok() || !dir.exists())
+                {
+                    return;
+                }
+            }
+            tracing::warn!(
+                ?left,
+                "cgroups of a finished process tree could not be removed"
+            );
+        });
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use crate::confine::{Confinement, ConfinementPolicy, Network, PROXY_PORT_INSIDE};
+use crate::confine::{Confinement, ConfinementPolicy, Network, PROXY_PORT_INSIDE, find_in};
 use crate::limits::{CgroupLease, LimitEnforcement, apply_rlimits};
 use crate::proxy::EgressProxy;
 use crate::redact::Redactor;
@@ -82,7 +82,8 @@ pub struct OutputLine {
     pub truncated: bool,
 }
 
-/// How a process ended.
+/// How a process ended. Under confinement bwrap reports a command killed by signal N as
+/// `Code(128 + N)`, the way a shell does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     Code(i32),
@@ -181,6 +182,13 @@ impl Sandbox {
             .extend([("HOME".into(), home), ("TMPDIR".into(), "/tmp".into())]);
         let proxy = match &policy.network {
             Network::Allow(hosts) => {
+                if policy.forwarder.is_empty() {
+                    return Err(SandboxError::Policy(
+                        "Network::Allow needs the in-sandbox forwarder nightshift-netfwd: install it \
+                         next to the server binary or on PATH, or set ConfinementPolicy::forwarder"
+                            .into(),
+                    ));
+                }
                 if tokio::runtime::Handle::try_current().is_err() {
                     return Err(SandboxError::Policy(
                         "Network::Allow must be set up inside a Tokio runtime".into(),
@@ -247,7 +255,7 @@ impl Sandbox {
                 cmd.args(&spec.args).process_group(0);
                 (cmd, None)
             }
-            Some(confined) => confined.command(spec)?,
+            Some(confined) => confined.command(spec, &self.base_env)?,
         };
         cmd.current_dir(&spec.cwd)
             .env_clear()
@@ -310,7 +318,26 @@ impl Sandbox {
 
 impl Confined {
     /// `bwrap <policy> -- [forwarder] program args`, limited between fork and exec.
-    fn command(&self, spec: &ProcessSpec) -> Result<(Command, Option<CgroupLease>)> {
+    fn command(
+        &self,
+        spec: &ProcessSpec,
+        base_env: &[(String, String)],
+    ) -> Result<(Command, Option<CgroupLease>)> {
+        // bwrap would report a missing program only as its own exit status 1: say it up front.
+        let path = spec
+            .env
+            .iter()
+            .chain(base_env)
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str());
+        let found = path.is_some_and(|path| find_in(&spec.program, path.as_ref()).is_some());
+        if !spec.program.contains('/') && !found {
+            return Err(SandboxError::Spawn {
+                program: spec.program.clone(),
+                hint: " (not found on PATH: install it or give its absolute path)".into(),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
         let socket = self.proxy.as_ref().map(EgressProxy::socket);
         let mut cmd = Command::new(&self.bwrap);
         cmd.args(self.policy.bwrap_args(&spec.cwd, socket)?)

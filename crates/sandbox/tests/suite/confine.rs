@@ -215,3 +215,21 @@ async fn unconfined_must_be_chosen_and_bad_policies_are_refused() {
         .unwrap();
     assert!(matches!(err, SandboxError::Policy(_)), "{err}");
 }
+
+#[tokio::test]
+async fn missing_program_says_so_when_confined() {
+    let run = RunDirs::new();
+    let sandbox = Sandbox::confined(run.policy()).unwrap();
+    let err = sandbox
+        .spawn(&ProcessSpec::new(
+            "definitely-not-a-program",
+            &run.workspace,
+        ))
+        .err()
+        .unwrap();
+    let text = err.to_string();
+    assert!(
+        text.contains("definitely-not-a-program") && text.contains("not found"),
+        "{text}"
+    );
+}
