@@ -1,11 +1,13 @@
-//! What confinement costs: the same short commands run unconfined and under bubblewrap (with no
-//! network, and with the egress proxy), median wall time of N runs, printed as a markdown table.
+//! What confinement costs: the same short commands run unconfined and under bubblewrap (no
+//! network, full network, no cgroups, the egress proxy), median wall time of N runs (spawn to
+//! confirmed end, output captured), printed as a markdown table.
 //!
-//! `cargo run --release -p nightshift-sandbox --example confinement_overhead [N]`
+//! `cargo build --release -p nightshift-sandbox --bins &&
+//!  cargo run --release -p nightshift-sandbox --example confinement_overhead [N]`
 
 use std::time::{Duration, Instant};
 
-use nightshift_sandbox::{AllowedHost, ConfinementPolicy, Network, ProcessSpec, Sandbox};
+use nightshift_sandbox::{AllowedHost, ConfinementPolicy, Limits, Network, ProcessSpec, Sandbox};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -30,8 +32,14 @@ async fn main() -> Result<(), Error> {
         .ok_or("no target dir")?;
     let policy = ConfinementPolicy::new(&workspace, &home)
         .forwarder([forwarder.to_string_lossy().into_owned()]);
+    // Without memory and process caps no cgroup is created: shows what the cgroups cost.
+    let rlimits_only = Limits {
+        memory_bytes: None,
+        processes: None,
+        ..Limits::default()
+    };
     let allow = Network::Allow(vec![AllowedHost::parse("example.com")?]);
-    let sandboxes = [
+    let mut sandboxes = vec![
         ("unconfined", Sandbox::new()),
         (
             "bwrap, network none",
@@ -42,10 +50,22 @@ async fn main() -> Result<(), Error> {
             Sandbox::confined(policy.clone().network(Network::Full))?,
         ),
         (
-            "bwrap, allow-list proxy",
-            Sandbox::confined(policy.network(allow))?,
+            "bwrap, none, rlimits only",
+            Sandbox::confined(policy.clone().limits(rlimits_only))?,
         ),
     ];
+    // `cargo run --example` does not build the package's binaries; the proxy column needs one.
+    if forwarder.is_file() {
+        sandboxes.push((
+            "bwrap, allow-list proxy",
+            Sandbox::confined(policy.network(allow))?,
+        ));
+    } else {
+        eprintln!(
+            "{} is missing: run `cargo build --release -p nightshift-sandbox --bins` for the proxy column",
+            forwarder.display()
+        );
+    }
     let commands = [
         ("true", ProcessSpec::new("true", &workspace)),
         ("sh -c 'echo hi'", ProcessSpec::shell("echo hi", &workspace)),

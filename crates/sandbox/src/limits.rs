@@ -126,6 +126,10 @@ impl CgroupLease {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
+        if limits.processes.is_none() && limits.memory_bytes.is_none() {
+            // Creating cgroups costs milliseconds per spawn; skip it when there is nothing to cap.
+            return Ok(None);
+        }
         let mut settings: Vec<(PathBuf, Vec<(&str, u64)>)> = Vec::new();
         match how {
             LimitEnforcement::Rlimit => return Ok(None),

@@ -245,6 +245,9 @@ impl Sandbox {
         self
     }
 
+    /// Starts `spec`. Confined processes use bwrap's `--die-with-parent`, which the kernel ties
+    /// to the calling *thread*: call this from async code, not from a `spawn_blocking` thread
+    /// that may exit while the process runs.
     pub fn spawn(&self, spec: &ProcessSpec) -> Result<RunningProcess> {
         if !Path::new(&spec.cwd).is_dir() {
             return Err(SandboxError::MissingDir(spec.cwd.clone()));
@@ -463,6 +466,9 @@ impl RunningProcess {
 
     async fn wait_gone(&mut self, within: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + within;
+        // A killed tree is usually gone within a millisecond or two: poll fast first, then back
+        // off, so a short command does not pay a fixed 20 ms.
+        let mut pause = Duration::from_millis(1);
         loop {
             // Reap our own child so it does not linger as a zombie of the group.
             let _ = self.child.try_wait();
@@ -472,7 +478,8 @@ impl RunningProcess {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
 }
