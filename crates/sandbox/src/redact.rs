@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use regex::{NoExpand, Regex};
+use regex::{Captures, NoExpand, Regex};
 
 use crate::{Result, SandboxError};
 
@@ -13,30 +13,68 @@ pub const MASK: &str = "[REDACTED]";
 /// Configured secrets shorter than this are not masked: "abc" would shred every log line.
 pub const MIN_SECRET_LEN: usize = 6;
 
-/// Token shapes; `keep` is a prefix that stays readable so the log still says what was there.
-const SHAPES: &[&str] = &[
+/// A token shape: `secret` is masked; `keep` (a prefix) stays so the log still says what was
+/// there. Shapes that also match prose ("Bearer authentication") only mask a `secret` that
+/// contains a digit.
+struct Shape {
+    pattern: &'static str,
+    needs_digit: bool,
+}
+
+const SHAPES: &[Shape] = &[
     // GitHub: classic and OAuth/user/server/refresh tokens, fine-grained PATs.
-    r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}",
-    r"\bgithub_pat_[A-Za-z0-9_]{20,}",
+    Shape {
+        pattern: r"(?P<secret>\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,})",
+        needs_digit: false,
+    },
+    Shape {
+        pattern: r"(?P<secret>\bgithub_pat_[A-Za-z0-9_]{20,})",
+        needs_digit: false,
+    },
     // GitLab personal/project/group access tokens.
-    r"\bglpat-[A-Za-z0-9_\-]{20,}",
+    Shape {
+        pattern: r"(?P<secret>\bglpat-[A-Za-z0-9_\-]{20,})",
+        needs_digit: false,
+    },
     // OpenAI (sk-, sk-proj-) and Anthropic (sk-ant-) API keys.
-    r"\bsk-[A-Za-z0-9_\-]{20,}",
+    Shape {
+        pattern: r"(?P<secret>\bsk-[A-Za-z0-9_\-]{20,})",
+        needs_digit: true,
+    },
     // AWS access key ids, Slack tokens, Google API keys.
-    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
-    r"\bxox[abposr]-[A-Za-z0-9\-]{10,}",
-    r"\bAIza[0-9A-Za-z_\-]{35}",
-    // Authorization headers.
-    r"(?P<keep>(?i:bearer|token|basic)\s+)[A-Za-z0-9._~+/\-]{12,}=*",
+    Shape {
+        pattern: r"(?P<secret>\b(?:AKIA|ASIA)[0-9A-Z]{16}\b)",
+        needs_digit: false,
+    },
+    Shape {
+        pattern: r"(?P<secret>\bxox[abposr]-[A-Za-z0-9\-]{10,})",
+        needs_digit: false,
+    },
+    Shape {
+        pattern: r"(?P<secret>\bAIza[0-9A-Za-z_\-]{35})",
+        needs_digit: false,
+    },
+    // Bearer tokens anywhere, and `Authorization: Basic|Token …` headers.
+    Shape {
+        pattern: r"(?P<keep>\b(?i:bearer)\s+)(?P<secret>[A-Za-z0-9._~+/\-]{12,}=*)",
+        needs_digit: true,
+    },
+    Shape {
+        pattern: r"(?P<keep>(?i:authorization)\s*[:=]\s*(?i:basic|token)\s+)(?P<secret>[A-Za-z0-9._~+/\-]{8,}=*)",
+        needs_digit: false,
+    },
     // user:password@ in URLs (git remotes with embedded credentials).
-    r"(?P<keep>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^\s/@:]*:[^\s/@]+@",
+    Shape {
+        pattern: r"(?P<keep>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<secret>[^\s/@:]*:[^\s/@]+)@",
+        needs_digit: false,
+    },
 ];
 
 /// Masks configured secrets and token-shaped strings.
 #[derive(Debug, Clone)]
 pub struct Redactor {
     literals: Option<Regex>,
-    shapes: Vec<(Regex, String)>,
+    shapes: Vec<(Regex, bool)>,
 }
 
 impl Redactor {
@@ -66,15 +104,7 @@ impl Redactor {
         };
         let shapes = SHAPES
             .iter()
-            .map(|p| {
-                let replacement = if p.contains("?P<keep>") {
-                    let tail = if p.ends_with('@') { "@" } else { "" };
-                    format!("${{keep}}{MASK}{tail}")
-                } else {
-                    MASK.to_string()
-                };
-                Ok((compile(p)?, replacement))
-            })
+            .map(|shape| Ok((compile(shape.pattern)?, shape.needs_digit)))
             .collect::<Result<_>>()?;
         Ok(Redactor { literals, shapes })
     }
@@ -92,8 +122,24 @@ impl Redactor {
         {
             out = Cow::Owned(s);
         }
-        for (shape, replacement) in &self.shapes {
-            if let Cow::Owned(s) = shape.replace_all(&out, replacement.as_str()) {
+        for (shape, needs_digit) in &self.shapes {
+            let masked = shape.replace_all(&out, |caps: &Captures<'_>| {
+                let whole = caps.get(0).map_or("", |m| m.as_str());
+                let Some(secret) = caps.name("secret") else {
+                    return whole.to_string();
+                };
+                if *needs_digit && !secret.as_str().bytes().any(|b| b.is_ascii_digit()) {
+                    return whole.to_string();
+                }
+                let start = caps.get(0).map_or(0, |m| m.start());
+                let before = &whole[..secret.start() - start];
+                let after = &whole[secret.end() - start..];
+                format!("{before}{MASK}{after}")
+            });
+            // A match left as it was (prose, not a token) must not turn the line into a copy.
+            if let Cow::Owned(s) = masked
+                && s != *out
+            {
                 out = Cow::Owned(s);
             }
         }

@@ -33,6 +33,10 @@ fn masks_common_token_shapes() {
         assert!(out.contains(MASK) && out.ends_with(" end"), "{out}");
     }
     assert_eq!(
+        r.redact("authorization: Basic dXNlcjpwYXNzd29yZA=="),
+        format!("authorization: Basic {MASK}")
+    );
+    assert_eq!(
         r.redact("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig"),
         format!("Authorization: Bearer {MASK}")
     );
@@ -45,7 +49,8 @@ fn masks_common_token_shapes() {
 #[test]
 fn leaves_ordinary_text_borrowed() {
     let r = Redactor::new(["super-secret-value"]).unwrap();
-    let line = "test result: ok. 42 passed; see https://github.com/o/r and sk-short";
+    let line = "test result: ok. 42 passed; see https://github.com/o/r and sk-short; \
+                Bearer authentication; unexpected token identifierName; basic authentication";
     assert!(matches!(r.redact(line), std::borrow::Cow::Borrowed(_)));
 }
 
