@@ -97,6 +97,19 @@ impl ConfinementPolicy {
         self
     }
 
+    /// Whether `path` (canonical) is invisible inside the sandbox: under a hidden path and not
+    /// shown again by a bind.
+    pub(crate) fn hides(&self, path: &Path) -> bool {
+        let under = |paths: &[PathBuf]| {
+            paths
+                .iter()
+                .filter_map(|p| std::fs::canonicalize(p).ok())
+                .any(|p| path.starts_with(p))
+        };
+        let shown = [self.workspace.clone(), self.home.clone()];
+        under(&self.hidden) && !under(&self.extra_readonly) && !under(&shown)
+    }
+
     /// The bubblewrap arguments up to and including `--`; the command follows.
     pub(crate) fn bwrap_args(
         &self,

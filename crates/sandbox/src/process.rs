@@ -333,13 +333,26 @@ impl Confined {
             .chain(base_env)
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_str());
-        let found = path.is_some_and(|path| find_in(&spec.program, path.as_ref()).is_some());
-        if !spec.program.contains('/') && !found {
-            return Err(SandboxError::Spawn {
-                program: spec.program.clone(),
-                hint: " (not found on PATH: install it or give its absolute path)".into(),
-                source: std::io::ErrorKind::NotFound.into(),
-            });
+        let found = if spec.program.contains('/') {
+            Some(PathBuf::from(&spec.program))
+        } else {
+            let found = path.and_then(|path| find_in(&spec.program, path.as_ref()));
+            if found.is_none() {
+                return Err(SandboxError::Spawn {
+                    program: spec.program.clone(),
+                    hint: " (not found on PATH: install it or give its absolute path)".into(),
+                    source: std::io::ErrorKind::NotFound.into(),
+                });
+            }
+            found
+        };
+        if let Some(program) = found.and_then(|p| std::fs::canonicalize(spec.cwd.join(p)).ok())
+            && self.policy.hides(&program)
+        {
+            return Err(SandboxError::Policy(format!(
+                "{} is hidden inside the sandbox: add its directory to extra_readonly",
+                program.display()
+            )));
         }
         let socket = self.proxy.as_ref().map(EgressProxy::socket);
         let mut cmd = Command::new(&self.bwrap);
@@ -487,17 +500,16 @@ impl RunningProcess {
 /// Whether any live (non-zombie) process belongs to process group `pgid`. A confined tree's
 /// group holds bwrap and the PID namespace's init, whose death kills everything inside.
 pub fn group_alive(pgid: i32) -> bool {
-    !group_members(pgid).is_empty()
+    group_members(pgid).next().is_some()
 }
 
 /// Live members of group `pgid` as (pid, ppid).
-fn group_members(pgid: i32) -> Vec<(i32, i32)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
+fn group_members(pgid: i32) -> impl Iterator<Item = (i32, i32)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
         .flatten()
-        .filter_map(|entry| {
+        .flatten()
+        .filter_map(move |entry| {
             let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
             let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
             // Fields after the parenthesised command name: state, ppid, pgrp, …
@@ -508,7 +520,6 @@ fn group_members(pgid: i32) -> Vec<(i32, i32)> {
             let pgrp = fields.next()?.parse::<i32>().ok()?;
             (state != "Z" && state != "X" && pgrp == pgid).then_some((pid, ppid))
         })
-        .collect()
 }
 
 fn signal_group_except(pgid: i32, signal: Signal, spare: impl Fn(i32, i32) -> bool) {

@@ -233,3 +233,32 @@ async fn missing_program_says_so_when_confined() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_program_under_a_hidden_path_is_refused_with_a_hint_until_shown() {
+    let run = RunDirs::new();
+    let tools = run.root.path().join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    let tool = tools.join("hello-tool");
+    std::fs::write(&tool, "#!/bin/sh\necho hello from tool\n").unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let spec = ProcessSpec::new(p(&tool), &run.workspace);
+
+    let hidden = Sandbox::confined(run.policy().hide(&tools)).unwrap();
+    let err = hidden.spawn(&spec).err().unwrap();
+    assert!(err.to_string().contains("extra_readonly"), "{err}");
+
+    let shown = Sandbox::confined(run.policy().hide(&tools).readonly(&tools)).unwrap();
+    let (exit, lines) = shown.output(&spec).await.unwrap();
+    assert!(exit.success(), "{}", text(&lines));
+    assert_eq!(text(&lines), "hello from tool\n");
+    // Shown read-only: the tool cannot be changed from inside.
+    let (_, lines) = shown
+        .output(&ProcessSpec::shell(
+            &format!("echo x >> {} || echo refused", p(&tool)),
+            &run.workspace,
+        ))
+        .await
+        .unwrap();
+    assert!(text(&lines).contains("refused"), "{}", text(&lines));
+}
