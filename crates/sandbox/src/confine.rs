@@ -217,15 +217,18 @@ fn path_str(path: &Path) -> Result<&str> {
         .ok_or_else(|| SandboxError::Policy(format!("path {} is not UTF-8", path.display())))
 }
 
-/// The server user's home (SSH keys, cloud credentials, tokens) and well-known host secrets.
+/// The server user's home (SSH keys, cloud credentials, tokens), every home, and well-known
+/// host secrets. A toolchain under a home goes in `extra_readonly`.
 fn default_hidden() -> Vec<PathBuf> {
     let mut hidden: Vec<PathBuf> = std::env::var_os("HOME")
         .map(PathBuf::from)
         .into_iter()
         .collect();
-    // Sockets stay usable on a read-only bind, and any of these is root on the host.
+    // Every user's home: world-readable dotfiles leak too. Sockets stay usable on a read-only
+    // bind, and any of the container sockets is root on the host.
     hidden.extend(
         [
+            "/home",
             "/root",
             "/etc/shadow",
             "/etc/gshadow",
