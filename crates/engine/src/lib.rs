@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nightshift_agent::{AgentDriver, AgentError, CommandDriver};
-use nightshift_core::{AgentKind, AgentSpec, BranchName, Budget, RepoUrl};
+use nightshift_agent::{AgentConfig, AgentDriver, AgentError};
+use nightshift_core::{AgentSpec, BranchName, Budget, RepoUrl};
 use nightshift_forge::{Forge, GitForge};
 use nightshift_sandbox::Sandbox;
 use nightshift_store::Store;
@@ -53,6 +53,8 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// Keep the workspace of a failed run for inspection instead of deleting it.
     pub keep_failed_workspaces: bool,
+    /// Agent binaries, models and the model endpoint and key.
+    pub agents: AgentConfig,
 }
 
 impl EngineConfig {
@@ -66,6 +68,7 @@ impl EngineConfig {
             budget_defaults: Budget::default(),
             shutdown_grace: Duration::from_secs(30),
             keep_failed_workspaces: false,
+            agents: AgentConfig::default(),
         }
     }
 }
@@ -153,13 +156,7 @@ impl Engine {
         &self,
         spec: &AgentSpec,
     ) -> std::result::Result<Box<dyn AgentDriver>, AgentError> {
-        match spec.kind {
-            AgentKind::Command => Ok(Box::new(CommandDriver::new(self.sandbox.clone()))),
-            kind => Err(AgentError::NotConfigured {
-                kind,
-                reason: "this agent is not available in this build".into(),
-            }),
-        }
+        nightshift_agent::driver_for(spec, &self.config.agents, self.sandbox.clone())
     }
 
     /// The forge a repository's branches and pull requests go to.

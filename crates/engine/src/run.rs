@@ -274,7 +274,11 @@ impl RunExecution {
         } else {
             1
         };
-        let mut prompt = self.task.instructions.clone();
+        let mut prompt = match self.task.agent.kind {
+            // A codemod gets the instructions as they are; an agent gets them in the frame.
+            nightshift_core::AgentKind::Command => self.task.instructions.clone(),
+            _ => nightshift_agent::compose_prompt(&self.task.instructions, &work),
+        };
         let mut round = 1;
         loop {
             self.enter(Phase::Agent).await?;
@@ -321,7 +325,8 @@ impl RunExecution {
                     names.join(", ")
                 ),
             );
-            prompt = feedback_prompt(&failures);
+            let failed: Vec<CheckResult> = failures.into_iter().cloned().collect();
+            prompt = nightshift_agent::feedback_prompt(&failed);
             round += 1;
         }
         if !self.has_changes().await? {
@@ -506,15 +511,21 @@ impl RunExecution {
         let home = self.run_dir.join("home");
         std::fs::create_dir_all(&home)
             .map_err(|e| self.infra("cannot create the agent's home")(e.to_string()))?;
-        let request = AgentRequest {
-            spec: self.task.agent.clone(),
-            workspace: work.to_path_buf(),
-            home,
-            prompt: prompt.to_string(),
-            resume_session: self.checkpoint.agent_session_id.clone(),
-            env: Vec::new(),
-        };
         let limits = BudgetLimits::resolve(&self.task.budget, &self.engine.config.budget_defaults);
+        let logs = self
+            .engine
+            .config
+            .data_dir
+            .join("logs")
+            .join(self.run.id.to_string());
+        std::fs::create_dir_all(&logs)
+            .map_err(|e| self.infra("cannot create the run's log directory")(e.to_string()))?;
+        let mut request = AgentRequest::new(self.task.agent.clone(), work, home, prompt);
+        request.resume_session = self.checkpoint.agent_session_id.clone();
+        request.env = self.engine.config.agents.agent_env(self.task.agent.kind);
+        // Kept outside the workspace so the raw output outlives it.
+        request.raw_log = Some(logs.join("agent.jsonl"));
+        request.max_turns = Some(limits.max_turns);
         let (tx, mut rx) = mpsc::channel::<AgentEvent>(256);
         let spent = self.usage;
         let run = run_with_budget(driver, request, limits, spent, tx, self.stop.clone());
@@ -823,20 +834,6 @@ async fn watch(
             }
         }
     }
-}
-
-fn feedback_prompt(failures: &[&CheckResult]) -> String {
-    let mut out = String::from(
-        "The repository's checks failed on your change. Fix the causes below, keep the change to what was asked, \
-         and do not weaken or skip tests.\n",
-    );
-    for f in failures {
-        out.push_str(&format!(
-            "\n## {} `{}` (exit {:?})\n```\n{}\n```\n",
-            f.stage, f.command, f.exit_code, f.output
-        ));
-    }
-    out
 }
 
 fn short_sha(sha: &str) -> &str {

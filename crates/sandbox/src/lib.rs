@@ -1,9 +1,40 @@
 //! Running a process for the engine: its own process group, a scrubbed environment, output
-//! captured line by line, and a kill that escalates and is confirmed before it returns.
+//! captured line by line (optionally redacted), a kill that escalates and is confirmed before it
+//! returns, and confinement with bubblewrap.
+//!
+//! How a run uses it, one sandbox per phase (each with the network that phase needs):
+//!
+//! ```no_run
+//! # async fn run() -> nightshift_sandbox::Result<()> {
+//! use nightshift_sandbox::{AllowedHost, ConfinementPolicy, Network, ProcessSpec, Redactor, Sandbox};
+//! let run_dir = std::path::Path::new("/var/lib/nightshift/runs/42");
+//! let policy = ConfinementPolicy::new(run_dir.join("workspace"), run_dir.join("home"))
+//!     .hide("/var/lib/nightshift") // data dir: database, other runs, mirrors
+//!     .hide("/etc/nightshift/server.key");
+//! let redactor = Redactor::new(["<forge token>", "<model api key>"])?;
+//! let agent = Sandbox::confined(
+//!     policy.clone().network(Network::Allow(vec![AllowedHost::parse("api.anthropic.com")?])),
+//! )?
+//! .with_redactor(redactor.clone());
+//! let checks = Sandbox::confined(policy.network(Network::None))?.with_redactor(redactor);
+//! let (exit, lines) = checks.output(&ProcessSpec::shell("cargo test", run_dir.join("workspace"))).await?;
+//! # let _ = (agent, exit, lines);
+//! # Ok(())
+//! # }
+//! ```
 
+mod confine;
+mod limits;
+pub mod netfwd;
 mod process;
+mod proxy;
+mod redact;
 
+pub use confine::{Confinement, ConfinementPolicy, ConfinementSupport, Network, detect};
+pub use limits::{LimitEnforcement, Limits};
 pub use process::{Exit, OutputLine, ProcessSpec, RunningProcess, Sandbox, group_alive};
+pub use proxy::AllowedHost;
+pub use redact::{MASK, MIN_SECRET_LEN, Redactor};
 
 use std::path::PathBuf;
 
@@ -26,6 +57,25 @@ pub enum SandboxError {
     },
     #[error("processes of group {0} are still alive after SIGKILL")]
     Unkillable(i32),
+    #[error(
+        "confinement is not available: {0}. Install bubblewrap (scripts/install-system-deps.sh) \
+         or choose Confinement::None explicitly"
+    )]
+    ConfinementUnavailable(String),
+    #[error("invalid confinement policy: {0}")]
+    Policy(String),
+    #[error("{what}: {source}")]
+    Limits {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("egress proxy: {what}: {source}")]
+    Proxy {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = SandboxError> = std::result::Result<T, E>;

@@ -1,5 +1,8 @@
+//! Starting, watching and stopping one process tree, confined or not.
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nightshift_core::OutputStream;
@@ -9,6 +12,10 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use crate::confine::{Confinement, ConfinementPolicy, Network, PROXY_PORT_INSIDE, find_in};
+use crate::limits::{CgroupLease, LimitEnforcement, apply_rlimits};
+use crate::proxy::EgressProxy;
+use crate::redact::Redactor;
 use crate::{Result, SandboxError};
 
 /// Lines longer than this are cut; the cut is marked so nobody mistakes it for the whole line.
@@ -75,7 +82,8 @@ pub struct OutputLine {
     pub truncated: bool,
 }
 
-/// How a process ended.
+/// How a process ended. Under confinement bwrap reports a command killed by signal N as
+/// `Code(128 + N)`, the way a shell does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     Code(i32),
@@ -112,6 +120,18 @@ impl std::fmt::Display for Exit {
 pub struct Sandbox {
     base_env: Vec<(String, String)>,
     grace: Duration,
+    confined: Option<Arc<Confined>>,
+    redactor: Option<Arc<Redactor>>,
+}
+
+/// Everything a confined spawn needs, shared by clones of the sandbox.
+#[derive(Debug)]
+struct Confined {
+    policy: ConfinementPolicy,
+    bwrap: PathBuf,
+    limits: LimitEnforcement,
+    // Lives as long as the sandbox: the proxy stops when the last clone is dropped.
+    proxy: Option<EgressProxy>,
 }
 
 impl Default for Sandbox {
@@ -127,7 +147,96 @@ impl Sandbox {
         Sandbox {
             base_env: vec![("PATH".into(), path), ("LANG".into(), "C.UTF-8".into())],
             grace: Duration::from_secs(2),
+            confined: None,
+            redactor: None,
         }
+    }
+
+    /// Whether bubblewrap confinement works on this machine, and how limits are enforced.
+    pub fn detect() -> Result<crate::ConfinementSupport> {
+        crate::detect()
+    }
+
+    /// A sandbox confined as chosen. `Confinement::None` is the explicit opt-out.
+    pub fn with_confinement(confinement: Confinement) -> Result<Sandbox> {
+        match confinement {
+            Confinement::None => Ok(Sandbox::new()),
+            Confinement::Bubblewrap(policy) => Sandbox::confined(*policy),
+        }
+    }
+
+    /// A sandbox whose processes run under bubblewrap with `policy`. Fails with
+    /// [`SandboxError::ConfinementUnavailable`] when bubblewrap or namespaces do not work here.
+    /// With [`Network::Allow`] this starts the egress proxy, so it must run inside Tokio.
+    pub fn confined(policy: ConfinementPolicy) -> Result<Sandbox> {
+        let support = crate::detect()?;
+        for dir in [&policy.workspace, &policy.home] {
+            if !dir.is_dir() {
+                return Err(SandboxError::MissingDir(dir.clone()));
+            }
+        }
+        let mut sandbox = Sandbox::new();
+        let home = policy.home.to_string_lossy().into_owned();
+        sandbox
+            .base_env
+            .extend([("HOME".into(), home), ("TMPDIR".into(), "/tmp".into())]);
+        let proxy = match &policy.network {
+            Network::Allow(hosts) => {
+                if policy.forwarder.is_empty() {
+                    return Err(SandboxError::Policy(
+                        "Network::Allow needs the in-sandbox forwarder nightshift-netfwd: install it \
+                         next to the server binary or on PATH, or set ConfinementPolicy::forwarder"
+                            .into(),
+                    ));
+                }
+                if tokio::runtime::Handle::try_current().is_err() {
+                    return Err(SandboxError::Policy(
+                        "Network::Allow must be set up inside a Tokio runtime".into(),
+                    ));
+                }
+                let url = format!("http://127.0.0.1:{PROXY_PORT_INSIDE}");
+                for key in [
+                    "HTTP_PROXY",
+                    "HTTPS_PROXY",
+                    "http_proxy",
+                    "https_proxy",
+                    "ALL_PROXY",
+                    "all_proxy",
+                ] {
+                    sandbox.base_env.push((key.into(), url.clone()));
+                }
+                sandbox
+                    .base_env
+                    .push(("NO_PROXY".into(), "localhost,127.0.0.1,::1".into()));
+                sandbox
+                    .base_env
+                    .push(("no_proxy".into(), "localhost,127.0.0.1,::1".into()));
+                Some(EgressProxy::start(hosts.clone())?)
+            }
+            Network::None | Network::Full => None,
+        };
+        sandbox.confined = Some(Arc::new(Confined {
+            policy,
+            bwrap: support.bwrap,
+            limits: support.limits,
+            proxy,
+        }));
+        Ok(sandbox)
+    }
+
+    /// Every captured line passes through `redactor` before anyone sees it.
+    pub fn with_redactor(mut self, redactor: Redactor) -> Self {
+        self.redactor = Some(Arc::new(redactor));
+        self
+    }
+
+    pub fn is_confined(&self) -> bool {
+        self.confined.is_some()
+    }
+
+    /// How memory and process limits are enforced for confined processes (`None` if unconfined).
+    pub fn limit_enforcement(&self) -> Option<&LimitEnforcement> {
+        self.confined.as_ref().map(|c| &c.limits)
     }
 
     /// How long each signal of the SIGINT → SIGTERM → SIGKILL escalation waits.
@@ -136,6 +245,9 @@ impl Sandbox {
         self
     }
 
+    /// Starts `spec`. Confined processes use bwrap's `--die-with-parent`, which the kernel ties
+    /// to the calling *thread*: call this from async code, not from a `spawn_blocking` thread
+    /// that may exit while the process runs.
     pub fn spawn(&self, spec: &ProcessSpec) -> Result<RunningProcess> {
         Ok(self.start(spec, false)?.0)
     }
@@ -165,9 +277,15 @@ impl Sandbox {
         if !Path::new(&spec.cwd).is_dir() {
             return Err(SandboxError::MissingDir(spec.cwd.clone()));
         }
-        let mut cmd = Command::new(&spec.program);
-        cmd.args(&spec.args)
-            .current_dir(&spec.cwd)
+        let (mut cmd, cgroup) = match &self.confined {
+            None => {
+                let mut cmd = Command::new(&spec.program);
+                cmd.args(&spec.args).process_group(0);
+                (cmd, None)
+            }
+            Some(confined) => confined.command(spec, &self.base_env)?,
+        };
+        cmd.current_dir(&spec.cwd)
             .env_clear()
             .envs(self.base_env.iter().map(|(k, v)| (k, v)))
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -178,7 +296,6 @@ impl Sandbox {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn {
             program: spec.program.clone(),
@@ -192,10 +309,20 @@ impl Sandbox {
         let pgid = child.id().map(|p| p as i32).unwrap_or_default();
         let (tx, rx) = mpsc::channel(1024);
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(read_lines(out, OutputStream::Stdout, tx.clone()));
+            tokio::spawn(read_lines(
+                out,
+                OutputStream::Stdout,
+                tx.clone(),
+                self.redactor.clone(),
+            ));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(read_lines(err, OutputStream::Stderr, tx));
+            tokio::spawn(read_lines(
+                err,
+                OutputStream::Stderr,
+                tx,
+                self.redactor.clone(),
+            ));
         }
         let stdin = child.stdin.take();
         Ok((
@@ -206,6 +333,8 @@ impl Sandbox {
                 program: spec.program.clone(),
                 grace: self.grace,
                 exit: None,
+                confined: self.confined.is_some(),
+                cgroup,
             },
             stdin,
         ))
@@ -223,6 +352,67 @@ impl Sandbox {
     }
 }
 
+impl Confined {
+    /// `bwrap <policy> -- [forwarder] program args`, limited between fork and exec.
+    fn command(
+        &self,
+        spec: &ProcessSpec,
+        base_env: &[(String, String)],
+    ) -> Result<(Command, Option<CgroupLease>)> {
+        // bwrap would report a missing program only as its own exit status 1: say it up front.
+        let path = spec
+            .env
+            .iter()
+            .chain(base_env)
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str());
+        let found = if spec.program.contains('/') {
+            Some(PathBuf::from(&spec.program))
+        } else {
+            let found = path.and_then(|path| find_in(&spec.program, path.as_ref()));
+            if found.is_none() {
+                return Err(SandboxError::Spawn {
+                    program: spec.program.clone(),
+                    hint: " (not found on PATH: install it or give its absolute path)".into(),
+                    source: std::io::ErrorKind::NotFound.into(),
+                });
+            }
+            found
+        };
+        if let Some(program) = found.and_then(|p| std::fs::canonicalize(spec.cwd.join(p)).ok())
+            && self.policy.hides(&program)
+        {
+            return Err(SandboxError::Policy(format!(
+                "{} is hidden inside the sandbox: add its directory to extra_readonly",
+                program.display()
+            )));
+        }
+        let socket = self.proxy.as_ref().map(EgressProxy::socket);
+        let mut cmd = Command::new(&self.bwrap);
+        cmd.args(self.policy.bwrap_args(&spec.cwd, socket)?)
+            .arg(&spec.program)
+            .args(&spec.args);
+        let cgroup = CgroupLease::create(&self.policy.limits, &self.limits)?;
+        let joins = cgroup.as_ref().map(CgroupLease::join_handle);
+        let limits = self.policy.limits;
+        let rlimits_only = joins.is_none();
+        // SAFETY: the closure only makes async-signal-safe system calls (setsid, open, write,
+        // getrlimit, setrlimit) on data prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Our own session rather than bwrap's --new-session: that would put the command
+                // in a group of its own, out of reach of killpg and of the graceful SIGINT.
+                nix::unistd::setsid()?;
+                if let Some(joins) = &joins {
+                    joins.join_self()?;
+                }
+                apply_rlimits(&limits, !rlimits_only)
+            });
+        }
+        Ok((cmd, cgroup))
+    }
+}
+
 /// A started process. Dropping it kills the direct child; [`RunningProcess::terminate`] kills
 /// the whole group and confirms it is gone.
 pub struct RunningProcess {
@@ -232,6 +422,9 @@ pub struct RunningProcess {
     program: String,
     grace: Duration,
     exit: Option<Exit>,
+    /// The group leader is bwrap and its child the namespace's init; see `terminate`.
+    confined: bool,
+    cgroup: Option<CgroupLease>,
 }
 
 impl RunningProcess {
@@ -267,6 +460,7 @@ impl RunningProcess {
         };
         // Background children of a finished process must not outlive it.
         self.kill_group(Signal::SIGKILL).await?;
+        self.release_cgroup();
         self.exit = Some(exit);
         Ok(exit)
     }
@@ -278,17 +472,33 @@ impl RunningProcess {
             return Ok(Exit::Killed);
         }
         for signal in [Signal::SIGINT, Signal::SIGTERM] {
-            let _ = killpg(Pid::from_raw(self.pgid), signal);
+            if self.confined {
+                // bwrap dies of SIGINT and takes the namespace with it at once, so the graceful
+                // signals go to the sandboxed processes only, not to bwrap or its init.
+                signal_group_except(self.pgid, signal, |pid, ppid| {
+                    pid == self.pgid || ppid == self.pgid
+                });
+            } else {
+                let _ = killpg(Pid::from_raw(self.pgid), signal);
+            }
             if self.wait_gone(self.grace).await {
                 let _ = self.child.wait().await;
+                self.release_cgroup();
                 self.exit = Some(Exit::Killed);
                 return Ok(Exit::Killed);
             }
         }
         self.kill_group(Signal::SIGKILL).await?;
         let _ = self.child.wait().await;
+        self.release_cgroup();
         self.exit = Some(Exit::Killed);
         Ok(Exit::Killed)
+    }
+
+    fn release_cgroup(&mut self) {
+        if let Some(mut cgroup) = self.cgroup.take() {
+            cgroup.remove();
+        }
     }
 
     async fn kill_group(&mut self, signal: Signal) -> Result<()> {
@@ -302,6 +512,9 @@ impl RunningProcess {
 
     async fn wait_gone(&mut self, within: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + within;
+        // A killed tree is usually gone within a millisecond or two: poll fast first, then back
+        // off, so a short command does not pay a fixed 20 ms.
+        let mut pause = Duration::from_millis(1);
         loop {
             // Reap our own child so it does not linger as a zombie of the group.
             let _ = self.child.try_wait();
@@ -311,36 +524,58 @@ impl RunningProcess {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
 }
 
-/// Whether any live (non-zombie) process belongs to process group `pgid`.
+/// Whether any live (non-zombie) process belongs to process group `pgid`. A confined tree's
+/// group holds bwrap and the PID namespace's init, whose death kills everything inside.
 pub fn group_alive(pgid: i32) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|entry| {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        // Fields after the parenthesised command name: state, ppid, pgrp, …
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            return false;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next().unwrap_or("Z");
-        let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());
-        state != "Z" && state != "X" && pgrp == Some(pgid)
-    })
+    group_members(pgid).next().is_some()
+}
+
+/// Live members of group `pgid` as (pid, ppid).
+fn group_members(pgid: i32) -> impl Iterator<Item = (i32, i32)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(move |entry| {
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // Fields after the parenthesised command name: state, ppid, pgrp, …
+            let rest = stat.rfind(')').map(|i| &stat[i + 1..])?;
+            let mut fields = rest.split_whitespace();
+            let state = fields.next()?;
+            let ppid = fields.next()?.parse::<i32>().ok()?;
+            let pgrp = fields.next()?.parse::<i32>().ok()?;
+            (state != "Z" && state != "X" && pgrp == pgid).then_some((pid, ppid))
+        })
+}
+
+fn signal_group_except(pgid: i32, signal: Signal, spare: impl Fn(i32, i32) -> bool) {
+    for (pid, ppid) in group_members(pgid) {
+        if !spare(pid, ppid) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+        }
+    }
 }
 
 async fn read_lines(
     stream: impl AsyncRead + Unpin,
     which: OutputStream,
     tx: mpsc::Sender<OutputLine>,
+    redactor: Option<Arc<Redactor>>,
 ) {
+    let redact = |text: String| match &redactor {
+        Some(r) => match r.redact(&text) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(masked) => masked,
+        },
+        None => text,
+    };
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
     let mut truncated = false;
@@ -362,7 +597,7 @@ async fn read_lines(
         line.extend_from_slice(&body[..body.len().min(room)]);
         reader.consume(take);
         if ended {
-            let text = finish_line(&mut line);
+            let text = redact(finish_line(&mut line));
             if tx
                 .send(OutputLine {
                     stream: which,
@@ -378,7 +613,7 @@ async fn read_lines(
         }
     }
     if !line.is_empty() {
-        let text = finish_line(&mut line);
+        let text = redact(finish_line(&mut line));
         let _ = tx
             .send(OutputLine {
                 stream: which,

@@ -1,0 +1,331 @@
+//! Confinement of a run's processes with bubblewrap: the workspace and the agent's HOME are the
+//! only writable places, host secrets are invisible, the network is cut or proxied, and resource
+//! limits hold for the whole process tree.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::limits::{LimitEnforcement, Limits};
+use crate::proxy::AllowedHost;
+use crate::{Result, SandboxError};
+
+/// Where the proxy's Unix socket appears inside the sandbox (its private `/tmp`).
+pub(crate) const PROXY_SOCKET_INSIDE: &str = "/tmp/.nightshift/proxy.sock";
+/// The loopback port the in-sandbox forwarder listens on; `HTTP(S)_PROXY` point here.
+pub(crate) const PROXY_PORT_INSIDE: u16 = 3128;
+
+/// How a run's processes are confined. There is no default: `None` has to be chosen on purpose.
+#[derive(Debug, Clone)]
+pub enum Confinement {
+    /// Processes run with the server's own view of the machine (only the environment is scrubbed).
+    None,
+    /// Processes run under bubblewrap with this policy.
+    Bubblewrap(Box<ConfinementPolicy>),
+}
+
+/// What a confined process may reach on the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    /// A private network namespace with only a loopback interface.
+    None,
+    /// The host's network, unfiltered.
+    Full,
+    /// A private network namespace whose only way out is Nightshift's egress proxy, which lets
+    /// through only these hosts (HTTP CONNECT and plain HTTP).
+    Allow(Vec<AllowedHost>),
+}
+
+/// What one confined process tree sees and may do.
+#[derive(Debug, Clone)]
+pub struct ConfinementPolicy {
+    /// The run's checkout: writable.
+    pub workspace: PathBuf,
+    /// The agent's HOME, inside the run directory: writable, and `HOME` points to it.
+    pub home: PathBuf,
+    /// Paths shown read-only even when they lie under a hidden path (toolchains under a hidden home).
+    pub extra_readonly: Vec<PathBuf>,
+    /// Paths that must not be visible at all: the data directory, other workspaces, key files.
+    pub hidden: Vec<PathBuf>,
+    pub network: Network,
+    pub limits: Limits,
+    /// The in-sandbox forwarder for [`Network::Allow`]: a program (plus leading arguments) that
+    /// understands `<listen addr> <socket> -- <command…>`, see [`crate::netfwd`].
+    pub forwarder: Vec<String>,
+}
+
+impl ConfinementPolicy {
+    /// A policy with the server user's home and well-known host secrets hidden, no network and
+    /// the default limits.
+    pub fn new(workspace: impl Into<PathBuf>, home: impl Into<PathBuf>) -> Self {
+        ConfinementPolicy {
+            workspace: workspace.into(),
+            home: home.into(),
+            extra_readonly: Vec::new(),
+            hidden: default_hidden(),
+            network: Network::None,
+            limits: Limits::default(),
+            forwarder: default_forwarder(),
+        }
+    }
+
+    pub fn hide(mut self, path: impl Into<PathBuf>) -> Self {
+        self.hidden.push(path.into());
+        self
+    }
+
+    pub fn readonly(mut self, path: impl Into<PathBuf>) -> Self {
+        self.extra_readonly.push(path.into());
+        self
+    }
+
+    pub fn network(mut self, network: Network) -> Self {
+        self.network = network;
+        self
+    }
+
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn forwarder<I, S>(mut self, command: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.forwarder = command.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether `path` (canonical) is invisible inside the sandbox: under a hidden path and not
+    /// shown again by a bind.
+    pub(crate) fn hides(&self, path: &Path) -> bool {
+        let under = |paths: &[PathBuf]| {
+            paths
+                .iter()
+                .filter_map(|p| std::fs::canonicalize(p).ok())
+                .any(|p| path.starts_with(p))
+        };
+        let shown = [self.workspace.clone(), self.home.clone()];
+        under(&self.hidden) && !under(&self.extra_readonly) && !under(&shown)
+    }
+
+    /// The bubblewrap arguments up to and including `--`; the command follows.
+    pub(crate) fn bwrap_args(
+        &self,
+        cwd: &Path,
+        proxy_socket: Option<&Path>,
+    ) -> Result<Vec<String>> {
+        let workspace = canonical(&self.workspace)?;
+        let home = canonical(&self.home)?;
+        let mut args: Vec<String> = [
+            "--die-with-parent",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            // As root bwrap would keep every capability, and with CAP_SYS_ADMIN the child could
+            // simply unmount what hides the host's secrets.
+            "--cap-drop",
+            "ALL",
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--tmpfs",
+            "/tmp",
+        ]
+        .map(String::from)
+        .to_vec();
+        if self.network != Network::Full {
+            args.push("--unshare-net".into());
+        }
+        let mut covered = Vec::new();
+        for path in &self.hidden {
+            // Only what exists can be covered; a symlink is covered where it points.
+            let Ok(path) = std::fs::canonicalize(path) else {
+                continue;
+            };
+            if path == Path::new("/") {
+                return Err(SandboxError::Policy(
+                    "hiding / would hide the whole system".into(),
+                ));
+            }
+            let arg = if path.is_dir() {
+                ["--tmpfs", path_str(&path)?]
+            } else {
+                ["--ro-bind", "/dev/null"]
+            };
+            args.extend(arg.map(String::from));
+            if path.is_dir() {
+                covered.push(path);
+            } else {
+                args.push(path_str(&path)?.into());
+            }
+        }
+        for path in &self.extra_readonly {
+            let Ok(path) = std::fs::canonicalize(path) else {
+                continue;
+            };
+            let path = path_str(&path)?.to_string();
+            args.extend(["--ro-bind".into(), path.clone(), path]);
+        }
+        // Bound last so they stay writable even when they lie inside a hidden directory.
+        for path in [&workspace, &home] {
+            let path = path_str(path)?.to_string();
+            args.extend(["--bind".into(), path.clone(), path]);
+        }
+        if let Some(socket) = proxy_socket {
+            args.extend([
+                "--ro-bind".into(),
+                path_str(socket)?.into(),
+                PROXY_SOCKET_INSIDE.into(),
+            ]);
+        }
+        // The empty tmpfs over a hidden dir would otherwise take writes that silently vanish;
+        // remounting only that mount keeps the binds made inside it writable.
+        for path in &covered {
+            args.extend(["--remount-ro".into(), path_str(path)?.into()]);
+        }
+        args.extend(["--chdir".into(), path_str(cwd)?.into(), "--".into()]);
+        if matches!(self.network, Network::Allow(_)) {
+            if self.forwarder.is_empty() {
+                return Err(SandboxError::Policy(
+                    "Network::Allow needs the in-sandbox forwarder (nightshift-netfwd) but none was found".into(),
+                ));
+            }
+            args.extend(self.forwarder.iter().cloned());
+            args.extend([
+                format!("127.0.0.1:{PROXY_PORT_INSIDE}"),
+                PROXY_SOCKET_INSIDE.into(),
+                "--".into(),
+            ]);
+        }
+        Ok(args)
+    }
+}
+
+fn canonical(path: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(path).map_err(|_| SandboxError::MissingDir(path.to_path_buf()))
+}
+
+fn path_str(path: &Path) -> Result<&str> {
+    path.to_str()
+        .ok_or_else(|| SandboxError::Policy(format!("path {} is not UTF-8", path.display())))
+}
+
+/// The server user's home (SSH keys, cloud credentials, tokens), every home, and well-known
+/// host secrets. A toolchain under a home goes in `extra_readonly`.
+fn default_hidden() -> Vec<PathBuf> {
+    let mut hidden: Vec<PathBuf> = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    // Every user's home: world-readable dotfiles leak too. Sockets stay usable on a read-only
+    // bind, and any of the container sockets is root on the host.
+    hidden.extend(
+        [
+            "/home",
+            "/root",
+            "/etc/shadow",
+            "/etc/gshadow",
+            "/run/docker.sock",
+            "/var/run/docker.sock",
+            "/run/containerd",
+            "/run/podman",
+        ]
+        .map(PathBuf::from),
+    );
+    hidden
+}
+
+/// `nightshift-netfwd` next to the running executable, else on `PATH`.
+fn default_forwarder() -> Vec<String> {
+    const NAME: &str = "nightshift-netfwd";
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(NAME)));
+    beside
+        .filter(|p| p.is_file())
+        .or_else(|| find_on_path(NAME))
+        .and_then(|p| p.to_str().map(String::from))
+        .into_iter()
+        .collect()
+}
+
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
+    find_in(name, &std::env::var_os("PATH")?)
+}
+
+/// `name` in the directories of a `PATH`-style list.
+pub(crate) fn find_in(name: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// What this machine supports, as found by [`detect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfinementSupport {
+    pub bwrap: PathBuf,
+    pub bwrap_version: String,
+    /// How [`Limits`] are enforced here.
+    pub limits: LimitEnforcement,
+}
+
+/// Probes once per process whether bubblewrap runs here with PID and network namespaces.
+pub fn detect() -> Result<ConfinementSupport> {
+    static PROBE: OnceLock<std::result::Result<ConfinementSupport, String>> = OnceLock::new();
+    PROBE
+        .get_or_init(probe)
+        .clone()
+        .map_err(SandboxError::ConfinementUnavailable)
+}
+
+fn probe() -> std::result::Result<ConfinementSupport, String> {
+    let bwrap =
+        find_on_path("bwrap").ok_or_else(|| "bwrap (bubblewrap) is not installed".to_string())?;
+    let version = std::process::Command::new(&bwrap)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bwrap.display()))?;
+    let run = std::process::Command::new(&bwrap)
+        .args([
+            "--die-with-parent",
+            "--unshare-pid",
+            "--unshare-net",
+            "--cap-drop",
+            "ALL",
+        ])
+        .args([
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--tmpfs",
+            "/tmp",
+            "--",
+            "true",
+        ])
+        .env_clear()
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bwrap.display()))?;
+    if !run.status.success() {
+        return Err(format!(
+            "bwrap cannot create namespaces here ({}): {}",
+            run.status,
+            String::from_utf8_lossy(&run.stderr).trim()
+        ));
+    }
+    Ok(ConfinementSupport {
+        bwrap,
+        bwrap_version: String::from_utf8_lossy(&version.stdout).trim().to_string(),
+        limits: crate::limits::enforcement(),
+    })
+}
