@@ -174,6 +174,8 @@ impl Engine {
             workers.spawn(async move { engine.worker(n, shutdown).await });
         }
         while workers.join_next().await.is_some() {}
+        // With no workers (an API-only node) there is nothing to join: wait for the shutdown.
+        shutdown.cancelled().await;
     }
 
     async fn worker(self: Arc<Self>, n: usize, shutdown: CancellationToken) {
