@@ -31,6 +31,42 @@ pub struct ServeArgs {
     /// The longest timeout a task may ask for (the default timeout is 1h, or this when lower).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     max_timeout: std::time::Duration,
+    /// The configuration file (default: nightshift.toml in the data directory, when present).
+    #[arg(long, env = "NIGHTSHIFT_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// The server's configuration file. Everything is optional; the environment's model endpoint
+/// and key variables win over what the file says.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ConfigFile {
+    /// The agent a task gets when it names none: claude-code, codex, acp or command.
+    default_agent: Option<String>,
+    /// Extra agent sessions after failing checks.
+    verification_rounds: Option<u32>,
+    /// Budget defaults for tasks that set none (`max_cost_usd`, `max_turns`, `max_tokens`).
+    budget: nightshift_core::Budget,
+    agents: nightshift_agent::AgentConfig,
+}
+
+fn load_config(
+    explicit: Option<&PathBuf>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<ConfigFile> {
+    let path = match explicit {
+        Some(path) => path.clone(),
+        None => {
+            let default = data_dir.join("nightshift.toml");
+            if !default.exists() {
+                return Ok(ConfigFile::default());
+            }
+            default
+        }
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not valid: {e}", path.display()))
 }
 
 fn default_data_dir() -> PathBuf {
@@ -55,8 +91,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = data_dir
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", data_dir.display()))?;
+    let config = load_config(args.config.as_ref(), &data_dir)?;
+    let mut engine = EngineConfig::new(&data_dir);
+    engine.agents = config.agents.with_server_env();
+    engine.budget_defaults = config.budget;
+    if let Some(rounds) = config.verification_rounds {
+        engine.verification_rounds = rounds;
+    }
+    let mut server = ServerConfig {
+        max_timeout: args.max_timeout,
+        ..ServerConfig::default()
+    };
+    if let Some(kind) = &config.default_agent {
+        server.default_agent.kind = kind.parse()?;
+    }
     let options = ServeOptions {
-        engine: Some(EngineConfig::new(&data_dir)),
+        engine: Some(engine),
         data_dir,
         listen: args.listen,
         workers: if args.no_workers { 0 } else { args.workers },

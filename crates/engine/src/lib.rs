@@ -141,11 +141,28 @@ impl Engine {
                 .to_string(),
             )),
             None => {
-                let name = info.default_branch.ok_or_else(|| {
-                    EngineError::Invalid(format!(
-                        "repository {repo} has no default branch: pass --base"
-                    ))
-                })?;
+                // A bare repository's HEAD may name a branch that was never pushed; then the
+                // only branch, or a conventional name, is what people mean.
+                let conventional = ["main", "master"]
+                    .into_iter()
+                    .find(|name| info.branches.iter().any(|b| b == name))
+                    .map(str::to_string);
+                let only = (info.branches.len() == 1).then(|| info.branches[0].clone());
+                let name = info
+                    .default_branch
+                    .filter(|d| info.branches.contains(d))
+                    .or(only)
+                    .or(conventional)
+                    .ok_or_else(|| {
+                        EngineError::Invalid(format!(
+                            "repository {repo} has no default branch (branches: {}): pass --base",
+                            if info.branches.is_empty() {
+                                "none".to_string()
+                            } else {
+                                info.branches.join(", ")
+                            }
+                        ))
+                    })?;
                 BranchName::parse(&name).map_err(|e| EngineError::Invalid(e.to_string()))
             }
         }

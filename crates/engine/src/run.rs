@@ -630,8 +630,7 @@ impl RunExecution {
                         "{} `{command}` {} in {}",
                         stage.as_str(),
                         result.outcome.as_str(),
-                        format_duration(Duration::from_millis(result.duration_ms))
-                            .replace("0s", "<1s")
+                        took(result.duration_ms)
                     ),
                     serde_json::to_value(&result).unwrap_or_default(),
                 );
@@ -833,6 +832,15 @@ async fn watch(
                 }
             }
         }
+    }
+}
+
+/// A check's duration as people read it: `340ms`, `12s`, `2m 5s`.
+fn took(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format_duration(Duration::from_millis(ms))
     }
 }
 

@@ -299,3 +299,45 @@ async fn wait_file(path: &std::path::Path) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn the_base_defaults_to_the_remotes_branch_when_head_names_none() {
+    // `git init --bare` points HEAD at a branch nobody pushed; the pushed branch is meant.
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("r.git");
+    nightshift_test_support::git::git(
+        dir.path(),
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch=trunk",
+            &bare.to_string_lossy(),
+        ],
+    );
+    let work = dir.path().join("w");
+    nightshift_test_support::git::git(
+        dir.path(),
+        &[
+            "clone",
+            "--quiet",
+            &bare.to_string_lossy(),
+            &work.to_string_lossy(),
+        ],
+    );
+    std::fs::write(work.join("a"), "a").unwrap();
+    nightshift_test_support::git::git(&work, &["add", "a"]);
+    nightshift_test_support::git::git(&work, &["commit", "--quiet", "-m", "a"]);
+    nightshift_test_support::git::git(
+        &work,
+        &["push", "--quiet", "origin", "HEAD:refs/heads/develop"],
+    );
+    let h = Harness::start(0).await;
+    let repo = nightshift_core::RepoUrl::parse(&bare.to_string_lossy()).unwrap();
+    assert_eq!(
+        h.engine.resolve_base(&repo, None).await.unwrap().as_str(),
+        "develop"
+    );
+    let missing = nightshift_core::BranchName::parse("main").unwrap();
+    assert!(h.engine.resolve_base(&repo, Some(&missing)).await.is_err());
+}
