@@ -269,6 +269,12 @@ fn github(state: &mut FakeState, cx: &Cx, op: &str, params: &Params) -> Reply {
                 json!(format!("{}/{full_name}.git", cx.origin)),
             );
             if let Some(map) = out.as_object_mut() {
+                // GitHub's example predates `language` becoming required; the nested
+                // source/parent repositories are optional and left out.
+                map.insert("language".into(), Value::Null);
+                map.remove("source");
+                map.remove("parent");
+                map.remove("template_repository");
                 match cx.caller {
                     Caller::User(_) => {
                         let write = level >= Access::Write;
@@ -592,7 +598,7 @@ fn github_label(state: &FakeState, cx: &Cx, full_name: &str, name: &str) -> Valu
     let (id, color) = label.map_or((0, "ededed".to_string()), |l| (l.id, l.color.clone()));
     json!({
         "id": id, "node_id": format!("LA_{id}"), "url": format!("{}/api/v3/repos/{full_name}/labels/{name}", cx.origin),
-        "name": name, "description": null, "color": color, "default": false,
+        "name": name, "description": "", "color": color, "default": false,
     })
 }
 
@@ -670,6 +676,8 @@ fn github_pull(state: &FakeState, cx: &Cx, repo: &Repo, pull: &FakePull, simple:
         .map(|n| github_label(state, cx, full, n))
         .collect();
     set(&mut out, "/labels", Value::Array(labels));
+    // The example's team lacks the now-required `type`; Nightshift requests no reviewers.
+    set(&mut out, "/requested_teams", json!([]));
     out
 }
 
@@ -921,8 +929,10 @@ fn gitea(state: &mut FakeState, cx: &Cx, op: &str, params: &Params) -> Reply {
         "repoGetCombinedStatusByRef" => {
             let sha = resolve_ref(cx, &full_name, params.get("ref").map_or("", String::as_str));
             let statuses = repo.statuses.get(&sha).cloned().unwrap_or_default();
+            // Real Gitea sends "" with no statuses, which its own description does not allow;
+            // the fake keeps to the description and sends pending with a count of 0.
             let combined = if statuses.is_empty() {
-                ""
+                "pending"
             } else if statuses.iter().any(|(_, s)| s == "failure" || s == "error") {
                 "failure"
             } else if statuses.iter().any(|(_, s)| s == "pending") {
