@@ -166,7 +166,11 @@ pub async fn honours_retry_after(kind: FakeKind, credential: Credential) {
     }]);
     let started = Instant::now();
     // Asking about a PR that does not exist always reaches the API (no cached answer).
-    let err = h.forge.pull_request_status(&h.repo, 999).await.expect_err("no PR 999");
+    let err = h
+        .forge
+        .pull_request_status(&h.repo, 999)
+        .await
+        .expect_err("no PR 999");
     assert!(matches!(err, ForgeError::NotFound { .. }), "{err:?}");
     assert!(
         started.elapsed() >= Duration::from_secs(1),
