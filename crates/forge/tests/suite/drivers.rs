@@ -203,6 +203,7 @@ pub async fn gives_up_within_bounds(kind: FakeKind, credential: Credential) {
     );
     assert!(!format!("{err} {err:?} {:?}", h.forge).contains(CANARY));
     assert_eq!(h.retry_events().len(), 9);
+    h.assert_contract_kept();
 }
 
 pub async fn reads_status_and_ci(kind: FakeKind, credential: Credential) {
@@ -314,6 +315,7 @@ pub async fn canary_never_leaks(kind: FakeKind, credential: Credential) {
         .expect_err("no such branch");
     assert!(!format!("{err} {err:?}").contains(CANARY), "{err:?}");
     h.assert_no_leak_in_recordings();
+    h.assert_contract_kept();
 }
 
 macro_rules! driver_suite {
