@@ -3,6 +3,7 @@
 //! Test-only code: it panics on setup failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod forge_fake;
 pub mod git;
 pub mod model_server;
 
