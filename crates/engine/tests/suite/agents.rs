@@ -643,3 +643,76 @@ async fn a_model_server_error_fails_the_run_with_the_cause_and_keeps_the_raw_out
     );
     rig.assert_no_agent_left(&run);
 }
+
+/// Codex and the ACP agent go through verification rounds too: the engine resumes their
+/// session (`codex exec resume`, ACP `session/load`) with the failing check's output.
+async fn second_round_resumes(kind: AgentKind, script: impl FnOnce(&Path) -> Vec<Turn>) {
+    let rig = Rig::start(script, |config| config.verification_rounds = 1).await;
+    let run = rig.run_task("Say goodbye", kind, Budget::default()).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    let change = rig.change(&run).await;
+    assert_eq!(change.rounds, 2);
+    let head = rig
+        .remote
+        .head(&rig.h.branch_of(run.task_id, "Say goodbye"))
+        .unwrap();
+    assert_eq!(rig.remote.show(&head, "greeting.txt"), "goodbye world\n");
+    let second_round = rig
+        .server
+        .scripted_requests()
+        .into_iter()
+        .filter(|r| r.body.to_string().contains(FAILURE))
+        .collect::<Vec<_>>();
+    let first = second_round
+        .first()
+        .expect("the failure was sent to the agent");
+    assert!(
+        first.body.to_string().contains("Edited the greeting."),
+        "the second round is a new session, not a resume: {:.3000}",
+        first.body
+    );
+    let events = rig.h.events(&run).await;
+    let sessions: Vec<Value> = agent_events(&events)
+        .into_iter()
+        .filter(|d| d["type"] == "started")
+        .map(|d| d["session_id"].clone())
+        .collect();
+    assert!(
+        !sessions.is_empty()
+            && sessions
+                .iter()
+                .all(|s| s.as_str() == run.checkpoint.agent_session_id.as_deref()),
+        "{sessions:?} vs {:?}",
+        run.checkpoint
+    );
+    rig.assert_no_agent_left(&run);
+}
+
+fn patch(old: &str, new: &str) -> String {
+    format!("*** Begin Patch\n*** Update File: greeting.txt\n@@\n-{old}\n+{new}\n*** End Patch\n")
+}
+
+#[tokio::test]
+async fn codex_resumes_its_thread_for_a_second_round() {
+    second_round_resumes(AgentKind::Codex, |_| {
+        vec![
+            Turn::custom_tool("apply_patch", patch("hello world", "good bye world")),
+            Turn::text("Edited the greeting."),
+            Turn::custom_tool("apply_patch", patch("good bye world", "goodbye world")),
+            Turn::text("Fixed the spelling."),
+        ]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_acp_agent_loads_its_session_for_a_second_round() {
+    second_round_resumes(AgentKind::Acp, |ws| {
+        let mut script = read_then_edit(ws, "hello", "good bye");
+        script.push(Turn::text("Edited the greeting."));
+        script.extend(read_then_edit(ws, "good bye", "goodbye"));
+        script.push(Turn::text("Fixed the spelling."));
+        script
+    })
+    .await;
+}
