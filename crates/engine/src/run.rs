@@ -550,7 +550,19 @@ impl RunExecution {
         request.env = self.engine.config.agents.agent_env(self.task.agent.kind);
         // Kept outside the workspace so the raw output outlives it.
         request.raw_log = Some(logs.join("agent.jsonl"));
-        request.max_turns = Some(limits.max_turns);
+        // The turn budget is the run's: earlier rounds have spent part of it.
+        let turns_left = limits.max_turns.saturating_sub(self.usage.turns);
+        if turns_left == 0 {
+            return Err(fail(
+                EndReason::BudgetExceeded,
+                Phase::Agent,
+                format!(
+                    "the run has used all {} turns of its budget before round {round}",
+                    limits.max_turns
+                ),
+            ));
+        }
+        request.max_turns = Some(turns_left);
         let (tx, mut rx) = mpsc::channel::<AgentEvent>(256);
         let spent = self.usage;
         let run = run_with_budget(driver, request, limits, spent, tx, self.stop.clone());

@@ -716,3 +716,40 @@ async fn an_acp_agent_loads_its_session_for_a_second_round() {
     })
     .await;
 }
+
+/// The turn budget is enforced by Claude Code itself (`--max-turns`): reaching it is a budget
+/// end, not an agent failure.
+#[tokio::test]
+async fn reaching_the_turn_budget_ends_budget_exceeded() {
+    let rig = Rig::start(
+        |ws| {
+            let mut script = read_then_edit(ws, "hello", "goodbye");
+            script.push(Turn::tool(
+                "Write",
+                json!({"file_path": at(ws, "late.txt"), "content": "too late\n"}),
+            ));
+            script.push(Turn::text("done"));
+            script
+        },
+        |_| {},
+    )
+    .await;
+    let budget = Budget {
+        max_turns: Some(2),
+        ..Budget::default()
+    };
+    let run = rig
+        .run_task("Say goodbye", AgentKind::ClaudeCode, budget)
+        .await;
+    assert_eq!(run.end_reason, Some(EndReason::BudgetExceeded), "{run:?}");
+    assert_eq!(run.failed_phase, Some(Phase::Agent));
+    assert!(run.error.as_deref().unwrap().contains("turns"), "{run:?}");
+    assert!(run.usage.turns <= 3, "{:?}", run.usage);
+    assert!(
+        !rig.change(&run)
+            .await
+            .files_changed
+            .contains(&"late.txt".to_string())
+    );
+    rig.assert_no_agent_left(&run);
+}
