@@ -753,3 +753,58 @@ async fn reaching_the_turn_budget_ends_budget_exceeded() {
     );
     rig.assert_no_agent_left(&run);
 }
+
+/// A cancel reaches the real agent's whole process group, tool children included.
+#[tokio::test]
+async fn cancel_stops_claude_code_and_its_tools() {
+    let rig = Rig::start(
+        |_| {
+            vec![
+                Turn::tool("Bash", json!({"command": "sleep 60.417"})),
+                Turn::text("slept"),
+            ]
+        },
+        |_| {},
+    )
+    .await;
+    let agent = AgentSpec {
+        kind: AgentKind::ClaudeCode,
+        command: None,
+        model: None,
+        args: vec![],
+    };
+    let task = rig
+        .h
+        .create_with(
+            &rig.remote.url(),
+            "Sleep",
+            agent,
+            Budget::default(),
+            Duration::from_secs(300),
+        )
+        .await;
+    let started = Instant::now();
+    while processes_with("sleep 60.417").is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the tool never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    rig.h
+        .store
+        .cancel_task(rig.h.project_id, task)
+        .await
+        .unwrap();
+    let asked = Instant::now();
+    let run = rig.h.wait_end(task).await;
+    assert_eq!(run.end_reason, Some(EndReason::Cancelled), "{run:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    // Marked ended only once the processes are gone.
+    assert!(processes_with("sleep 60.417").is_empty());
+    rig.assert_no_agent_left(&run);
+}
