@@ -84,7 +84,23 @@ impl Rig {
                 Duration::from_secs(300),
             )
             .await;
-        let run = self.h.wait_end(task).await;
+        // Polled here rather than with `wait_end` to watch the progress the UI would show.
+        let mut seen: Vec<u8> = Vec::new();
+        let run = loop {
+            let run = self.h.latest(task).await;
+            if seen.last() != Some(&run.progress) {
+                seen.push(run.progress);
+            }
+            if run.status.is_terminal() {
+                break run;
+            }
+            assert!(self.started.elapsed() < Duration::from_secs(120), "{run:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            seen.windows(2).all(|w| w[0] <= w[1]),
+            "progress went backwards: {seen:?}"
+        );
         assert_eq!(run.id, 1, "the script was written for run 1's workspace");
         eprintln!(
             "{instructions:?} ended {:?} after {:.1?}",
@@ -807,4 +823,6 @@ async fn cancel_stops_claude_code_and_its_tools() {
     // Marked ended only once the processes are gone.
     assert!(processes_with("sleep 60.417").is_empty());
     rig.assert_no_agent_left(&run);
+    // The session id was checkpointed when the session started, not only when it ended well.
+    assert!(run.checkpoint.agent_session_id.is_some(), "{run:?}");
 }
