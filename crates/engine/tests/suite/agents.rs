@@ -826,3 +826,54 @@ async fn cancel_stops_claude_code_and_its_tools() {
     // The session id was checkpointed when the session started, not only when it ended well.
     assert!(run.checkpoint.agent_session_id.is_some(), "{run:?}");
 }
+
+/// The cost budget is the run's, across rounds: the second session starts with the first
+/// session's spending counted.
+#[tokio::test]
+async fn the_cost_budget_counts_every_round() {
+    let rig = Rig::start(
+        |ws| {
+            // 180k input tokens at Sonnet prices is about $0.54 (under the 200k long-context
+            // tier): one round fits in $1, two do not.
+            let mut script = read_then_edit(ws, "hello", "good bye");
+            script[0] = script[0].clone().usage(180_000, 10);
+            script.push(Turn::text("Edited the greeting."));
+            let mut second = read_then_edit(ws, "good bye", "goodbye");
+            second[0] = second[0].clone().usage(180_000, 10);
+            script.extend(second);
+            script.push(Turn::text("Fixed it."));
+            script
+        },
+        |config| config.verification_rounds = 2,
+    )
+    .await;
+    let budget = Budget {
+        max_cost_usd: Some(1.0),
+        ..Budget::default()
+    };
+    let run = rig
+        .run_task("Say goodbye", AgentKind::ClaudeCode, budget)
+        .await;
+    assert_eq!(run.end_reason, Some(EndReason::BudgetExceeded), "{run:?}");
+    assert_eq!(run.failed_phase, Some(Phase::Agent));
+    assert!(run.usage.cost_usd > 1.0, "{:?}", run.usage);
+    let change = rig.change(&run).await;
+    assert_eq!(
+        change.rounds, 1,
+        "the second round never reached the checks"
+    );
+    // Stopped on the second session's first usage: its edit never ran.
+    assert!(change.diff.contains("+good bye world"), "{}", change.diff);
+    let turns: Vec<Option<usize>> = rig
+        .server
+        .scripted_requests()
+        .iter()
+        .map(|r| r.turn)
+        .collect();
+    assert!(turns.contains(&Some(3)), "no second round: {turns:?}");
+    assert!(
+        !turns.contains(&Some(4)),
+        "the agent went on after the budget was crossed: {turns:?}"
+    );
+    rig.assert_no_agent_left(&run);
+}
