@@ -62,6 +62,8 @@ pub(crate) struct RunExecution {
     checkpoint: Checkpoint,
     change: GeneratedChange,
     usage: Usage,
+    /// The token totals the agent last reported for its session, as it reported them.
+    session_tokens: (u64, u64),
     phase: Phase,
     /// The highest progress stored: a verification round re-enters `agent` without the
     /// percentage the UI shows going backwards.
@@ -85,6 +87,7 @@ impl RunExecution {
             },
             checkpoint: Checkpoint::default(),
             usage: Usage::default(),
+            session_tokens: (0, 0),
             phase: Phase::Preparing,
             progress: AtomicU8::new(0),
             task: claim.task,
@@ -564,7 +567,13 @@ impl RunExecution {
         }
         request.max_turns = Some(turns_left);
         let (tx, mut rx) = mpsc::channel::<AgentEvent>(256);
-        let spent = self.usage;
+        // What the run spent outside this session's own reports: a resumed Codex thread
+        // reports its earlier rounds' tokens again, so they are not counted twice.
+        let mut spent = self.usage;
+        if request.resume_session.is_some() && driver.resumed_tokens_are_cumulative() {
+            spent.input_tokens = spent.input_tokens.saturating_sub(self.session_tokens.0);
+            spent.output_tokens = spent.output_tokens.saturating_sub(self.session_tokens.1);
+        }
         let run = run_with_budget(driver, request, limits, spent, tx, self.stop.clone());
         let events = self.events.clone();
         let forward = async {
@@ -611,6 +620,8 @@ impl RunExecution {
         let (outcome, ()) = tokio::join!(run, forward);
         let outcome =
             outcome.map_err(|e| fail(EndReason::AgentFailed, Phase::Agent, e.to_string()))?;
+        self.session_tokens = (outcome.usage.input_tokens, outcome.usage.output_tokens);
+        self.usage = spent;
         self.usage.add(&outcome.usage);
         self.store_update(&RunUpdate {
             usage: Some(self.usage),

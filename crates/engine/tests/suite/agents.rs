@@ -662,7 +662,7 @@ async fn a_model_server_error_fails_the_run_with_the_cause_and_keeps_the_raw_out
 
 /// Codex and the ACP agent go through verification rounds too: the engine resumes their
 /// session (`codex exec resume`, ACP `session/load`) with the failing check's output.
-async fn second_round_resumes(kind: AgentKind, script: impl FnOnce(&Path) -> Vec<Turn>) {
+async fn second_round_resumes(kind: AgentKind, script: impl FnOnce(&Path) -> Vec<Turn>) -> Rig {
     let rig = Rig::start(script, |config| config.verification_rounds = 1).await;
     let run = rig.run_task("Say goodbye", kind, Budget::default()).await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
@@ -702,6 +702,7 @@ async fn second_round_resumes(kind: AgentKind, script: impl FnOnce(&Path) -> Vec
         run.checkpoint
     );
     rig.assert_no_agent_left(&run);
+    rig
 }
 
 fn patch(old: &str, new: &str) -> String {
@@ -710,7 +711,7 @@ fn patch(old: &str, new: &str) -> String {
 
 #[tokio::test]
 async fn codex_resumes_its_thread_for_a_second_round() {
-    second_round_resumes(AgentKind::Codex, |_| {
+    let rig = second_round_resumes(AgentKind::Codex, |_| {
         vec![
             Turn::custom_tool("apply_patch", patch("hello world", "good bye world")),
             Turn::text("Edited the greeting."),
@@ -719,6 +720,12 @@ async fn codex_resumes_its_thread_for_a_second_round() {
         ]
     })
     .await;
+    // Codex reports a resumed thread's running totals; the run counts every request once.
+    let run = rig.h.latest(1).await;
+    let requests = rig.server.scripted_requests().len() as u64;
+    assert_eq!(run.usage.input_tokens, 10 * requests, "{:?}", run.usage);
+    assert_eq!(run.usage.output_tokens, 5 * requests, "{:?}", run.usage);
+    assert_eq!(run.usage.turns, 2, "{:?}", run.usage);
 }
 
 #[tokio::test]
