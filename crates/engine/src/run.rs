@@ -2,6 +2,7 @@
 //! happened in; a stop (cancel, timeout) kills the run's processes before the run is marked.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -61,7 +62,12 @@ pub(crate) struct RunExecution {
     checkpoint: Checkpoint,
     change: GeneratedChange,
     usage: Usage,
+    /// The token totals the agent last reported for its session, as it reported them.
+    session_tokens: (u64, u64),
     phase: Phase,
+    /// The highest progress stored: a verification round re-enters `agent` without the
+    /// percentage the UI shows going backwards.
+    progress: AtomicU8,
     worktree: Option<Worktree>,
     run_dir: PathBuf,
 }
@@ -81,7 +87,9 @@ impl RunExecution {
             },
             checkpoint: Checkpoint::default(),
             usage: Usage::default(),
+            session_tokens: (0, 0),
             phase: Phase::Preparing,
+            progress: AtomicU8::new(0),
             task: claim.task,
             resumed: claim.resumed,
             run: claim.run,
@@ -149,6 +157,7 @@ impl RunExecution {
     }
 
     async fn progress(&self, progress: u8) -> Step<()> {
+        let progress = progress.max(self.progress.fetch_max(progress, Ordering::Relaxed));
         let update = RunUpdate {
             phase: Some(self.phase),
             progress: Some(progress),
@@ -282,7 +291,8 @@ impl RunExecution {
         let mut round = 1;
         loop {
             self.enter(Phase::Agent).await?;
-            self.run_agent(driver.as_ref(), &prompt, &work).await?;
+            self.run_agent(driver.as_ref(), &prompt, &work, round)
+                .await?;
             self.save_checkpoint(Phase::Agent).await?;
             if !self.has_changes().await? {
                 self.events.info(
@@ -300,30 +310,47 @@ impl RunExecution {
                 .iter()
                 .filter(|r| r.outcome != CheckOutcome::Passed)
                 .collect();
-            if failures.is_empty() {
-                self.events.info(
-                    Some(Phase::Validating),
-                    format!("round {round}: all {} checks passed", results.len()),
-                );
-                break;
-            }
             let names: Vec<String> = failures
                 .iter()
                 .map(|f| format!("{} `{}`", f.stage, f.command))
                 .collect();
+            // Machine-readable, so the UI can show each round's outcome without parsing text.
+            let outcome = serde_json::json!({"round_outcome": {
+                "round": round, "passed": failures.is_empty(), "failed": names,
+            }});
+            if failures.is_empty() {
+                self.events.emit(
+                    EventKind::Info,
+                    Some(Phase::Validating),
+                    format!("round {round}: all {} checks passed", results.len()),
+                    outcome,
+                );
+                break;
+            }
             if round >= max_rounds {
+                self.events.emit(
+                    EventKind::Info,
+                    Some(Phase::Validating),
+                    format!(
+                        "round {round}: {} failed; no verification rounds left",
+                        names.join(", ")
+                    ),
+                    outcome,
+                );
                 return Err(fail(
                     EndReason::ChecksFailed,
                     Phase::Validating,
                     format!("failed: {}", names.join(", ")),
                 ));
             }
-            self.events.info(
+            self.events.emit(
+                EventKind::Info,
                 Some(Phase::Validating),
                 format!(
                     "round {round}: {} failed; sending the failures back to the agent",
                     names.join(", ")
                 ),
+                outcome,
             );
             let failed: Vec<CheckResult> = failures.into_iter().cloned().collect();
             prompt = nightshift_agent::feedback_prompt(&failed);
@@ -507,6 +534,7 @@ impl RunExecution {
         driver: &dyn AgentDriver,
         prompt: &str,
         work: &std::path::Path,
+        round: u32,
     ) -> Step<()> {
         let home = self.run_dir.join("home");
         std::fs::create_dir_all(&home)
@@ -525,29 +553,75 @@ impl RunExecution {
         request.env = self.engine.config.agents.agent_env(self.task.agent.kind);
         // Kept outside the workspace so the raw output outlives it.
         request.raw_log = Some(logs.join("agent.jsonl"));
-        request.max_turns = Some(limits.max_turns);
+        // The turn budget is the run's: earlier rounds have spent part of it.
+        let turns_left = limits.max_turns.saturating_sub(self.usage.turns);
+        if turns_left == 0 {
+            return Err(fail(
+                EndReason::BudgetExceeded,
+                Phase::Agent,
+                format!(
+                    "the run has used all {} turns of its budget before round {round}",
+                    limits.max_turns
+                ),
+            ));
+        }
+        request.max_turns = Some(turns_left);
         let (tx, mut rx) = mpsc::channel::<AgentEvent>(256);
-        let spent = self.usage;
+        // What the run spent outside this session's own reports: a resumed Codex thread
+        // reports its earlier rounds' tokens again, so they are not counted twice.
+        let mut spent = self.usage;
+        if request.resume_session.is_some() && driver.resumed_tokens_are_cumulative() {
+            spent.input_tokens = spent.input_tokens.saturating_sub(self.session_tokens.0);
+            spent.output_tokens = spent.output_tokens.saturating_sub(self.session_tokens.1);
+        }
         let run = run_with_budget(driver, request, limits, spent, tx, self.stop.clone());
         let events = self.events.clone();
         let forward = async {
             let mut progress = Phase::Agent.start_progress();
-            let mut last_usage = None;
             while let Some(event) = rx.recv().await {
                 events.agent(&event);
-                if let AgentEvent::Usage { usage } = &event {
-                    last_usage = Some(*usage);
+                match &event {
+                    // Checkpointed at once: a worker that dies mid-session leaves the session
+                    // id behind for whoever picks the run up.
+                    AgentEvent::Started {
+                        session_id: Some(id),
+                        ..
+                    } if self.checkpoint.agent_session_id.as_ref() != Some(id) => {
+                        let mut checkpoint = self.checkpoint.clone();
+                        checkpoint.agent_session_id = Some(id.clone());
+                        let _ = self
+                            .store_update(&RunUpdate {
+                                checkpoint: Some(checkpoint),
+                                ..Default::default()
+                            })
+                            .await;
+                    }
+                    // The run's usage is live, not only known when a session ends.
+                    AgentEvent::Usage { usage } => {
+                        let mut total = spent;
+                        total.add(usage);
+                        let _ = self
+                            .store_update(&RunUpdate {
+                                usage: Some(total),
+                                ..Default::default()
+                            })
+                            .await;
+                    }
+                    _ => {}
                 }
                 if progress < 60 {
                     progress += 1;
-                    let _ = self.progress(progress).await;
+                    if progress > self.progress.load(Ordering::Relaxed) {
+                        let _ = self.progress(progress).await;
+                    }
                 }
             }
-            last_usage
         };
-        let (outcome, _) = tokio::join!(run, forward);
+        let (outcome, ()) = tokio::join!(run, forward);
         let outcome =
             outcome.map_err(|e| fail(EndReason::AgentFailed, Phase::Agent, e.to_string()))?;
+        self.session_tokens = (outcome.usage.input_tokens, outcome.usage.output_tokens);
+        self.usage = spent;
         self.usage.add(&outcome.usage);
         self.store_update(&RunUpdate {
             usage: Some(self.usage),
@@ -557,8 +631,16 @@ impl RunExecution {
         if let Some(session) = &outcome.session_id {
             self.checkpoint.agent_session_id = Some(session.clone());
         }
-        if let Some(summary) = &outcome.summary {
-            self.change.summary = Some(summary.clone());
+        if let Some(summary) = outcome.summary.as_deref().map(str::trim)
+            && !summary.is_empty()
+        {
+            // A later round's summary tells what it fixed; the first one what the change is.
+            self.change.summary = Some(match self.change.summary.take() {
+                Some(first) if round > 1 => {
+                    format!("{first}\n\nRound {round}, after failing checks: {summary}")
+                }
+                _ => summary.to_string(),
+            });
         }
         match outcome.end {
             AgentEnd::Finished { success: true, .. } => Ok(()),
@@ -690,6 +772,19 @@ impl RunExecution {
             self.events.error(phase, message.clone());
         }
         self.record_change().await;
+        // Released before the end is recorded: whoever sees the run ended (or claims it again
+        // from the queue, in the same directory) finds no workspace left behind.
+        let keep = self.engine.config.keep_failed_workspaces
+            && reason.is_some_and(|r| r.status() == nightshift_core::RunStatus::Failed);
+        if let Some(worktree) = self.worktree.take()
+            && !keep
+            && let Err(e) = self.engine.mirrors.remove_worktree(&worktree).await
+        {
+            tracing::warn!(run_id = self.run.id, error = %e, "cannot remove the workspace");
+        }
+        if !keep {
+            let _ = std::fs::remove_dir_all(&self.run_dir);
+        }
         match reason {
             Some(reason) => {
                 self.events.emit(
@@ -724,17 +819,6 @@ impl RunExecution {
                 }
             }
             None => self.events.flush().await,
-        }
-        let keep = self.engine.config.keep_failed_workspaces
-            && reason.is_some_and(|r| r.status() == nightshift_core::RunStatus::Failed);
-        if let Some(worktree) = self.worktree.take()
-            && !keep
-            && let Err(e) = self.engine.mirrors.remove_worktree(&worktree).await
-        {
-            tracing::warn!(run_id = self.run.id, error = %e, "cannot remove the workspace");
-        }
-        if !keep {
-            let _ = std::fs::remove_dir_all(&self.run_dir);
         }
         drop(self.events);
         if let Some(writer) = self.writer.take() {

@@ -1,3 +1,4 @@
+mod agents;
 mod harness;
 mod pipeline;
 mod stops;
