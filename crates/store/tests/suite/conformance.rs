@@ -5,6 +5,7 @@ use nightshift_core::{
     Instructions, NewTask, RepoUrl, RunStatus, TaskFilter,
 };
 use nightshift_store::{CancelOutcome, NewEvent, RunUpdate, Store, StoreError};
+use nightshift_test_support::postgres::PgCluster;
 
 pub async fn sqlite() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -12,6 +13,12 @@ pub async fn sqlite() -> (Store, tempfile::TempDir) {
         .await
         .unwrap();
     (store, dir)
+}
+
+/// A fresh database on the test binary's one PostgreSQL cluster.
+pub async fn postgres() -> (Store, ()) {
+    let url = PgCluster::shared().fresh_database();
+    (Store::connect(&url).await.unwrap(), ())
 }
 
 fn new_task(project_id: i64, repo: &str, instructions: &str) -> NewTask {
@@ -66,6 +73,10 @@ macro_rules! conformance_cases {
 
 mod on_sqlite {
     conformance_cases!(super::sqlite);
+}
+
+mod on_postgres {
+    conformance_cases!(super::postgres);
 }
 
 pub async fn creates_and_lists_tasks_with_filters(store: Store) {
