@@ -43,7 +43,8 @@ impl Store {
         row.as_ref().map(rows::run).transpose()
     }
 
-    /// Takes the oldest queued run (or a running one whose lease expired) for `worker`.
+    /// Takes a queued run (or a running one whose lease expired) for `worker`, fairly across
+    /// projects: see [`Store::claim_order`].
     pub async fn claim_run(&self, worker: &str, lease: Duration) -> Result<Option<Claim>> {
         let now = now_millis();
         // On PostgreSQL concurrent claimers skip each other's locked rows; on SQLite the single
@@ -55,17 +56,34 @@ impl Store {
         let sql = format!(
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
              started_at = COALESCE(started_at, $3), waiting_reason = NULL, claims = claims + 1 \
-             WHERE id = (SELECT id FROM runs WHERE status = 'queued' \
-                OR (status = 'running' AND lease_expires_at < $3) ORDER BY id LIMIT 1 {lock}) \
+             WHERE id = (SELECT id FROM runs WHERE project_id = $4 AND (status = 'queued' \
+                OR (status = 'running' AND lease_expires_at < $3)) ORDER BY id LIMIT 1 {lock}) \
              RETURNING id, claims"
         );
-        let row = sqlx::query(&sql)
-            .bind(worker)
-            .bind(now + lease.as_millis() as i64)
+        // The order is a snapshot: another claimer may take the project's last run first, so
+        // fall through to the next project rather than report an empty queue.
+        let mut claimed = None;
+        for project_id in self.claim_order(now).await? {
+            let row = sqlx::query(&sql)
+                .bind(worker)
+                .bind(now + lease.as_millis() as i64)
+                .bind(now)
+                .bind(project_id)
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(row) = row {
+                claimed = Some((project_id, row));
+                break;
+            }
+        }
+        let Some((project_id, row)) = claimed else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE projects SET last_claim_at = $2 WHERE id = $1")
+            .bind(project_id)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .execute(&self.pool)
             .await?;
-        let Some(row) = row else { return Ok(None) };
         let run_id: i64 = row.try_get("id")?;
         let claims: i64 = row.try_get("claims")?;
         self.sync_task_status(run_id).await?;
@@ -85,6 +103,49 @@ impl Store {
             task,
             resumed: claims > 1,
         }))
+    }
+
+    /// The projects with a claimable run, in the order a worker should serve them.
+    ///
+    /// Fairness: a project with a backlog must not starve the others, so the next worker goes
+    /// to the project with the fewest runs holding a live lease (a fair share of workers), then
+    /// to the one served least recently (round-robin, so one worker that claims and finishes in
+    /// turn still alternates), then to the one whose oldest claimable run has waited longest.
+    /// Pure FIFO would make a later project wait for the whole backlog; ranking by running count
+    /// alone would too when runs finish as fast as they are claimed. The cost is one index probe
+    /// per project, not per queued run, so a deep backlog does not slow claiming down.
+    async fn claim_order(&self, now: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.last_claim_at, \
+             (SELECT COUNT(*) FROM runs r WHERE r.project_id = p.id AND r.status = 'running' \
+                AND r.lease_expires_at >= $1) AS active, \
+             (SELECT MIN(r.id) FROM runs r WHERE r.project_id = p.id AND r.status = 'queued') AS queued, \
+             (SELECT MIN(r.id) FROM runs r WHERE r.project_id = p.id AND r.status = 'running' \
+                AND r.lease_expires_at < $1) AS expired \
+             FROM projects p",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut candidates = Vec::new();
+        for row in &rows {
+            let queued: Option<i64> = row.try_get("queued")?;
+            let expired: Option<i64> = row.try_get("expired")?;
+            let oldest = match (queued, expired) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(id) => id,
+                    None => continue,
+                },
+            };
+            let active: i64 = row.try_get("active")?;
+            // Never served sorts first.
+            let last: Option<i64> = row.try_get("last_claim_at")?;
+            let id: i64 = row.try_get("id")?;
+            candidates.push(((active, last.unwrap_or(i64::MIN), oldest), id));
+        }
+        candidates.sort();
+        Ok(candidates.into_iter().map(|(_, id)| id).collect())
     }
 
     /// Renews the lease. Fails with [`StoreError::LeaseLost`] when another worker took the run.

@@ -38,7 +38,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let task_id: i64 = sqlx::query(
             "INSERT INTO tasks (project_id, title, instructions, repo, base_branch, agent, timeout_secs, budget, \
-             created_by, created_at, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued') RETURNING id",
+             created_by, created_at, status, search_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11) \
+             RETURNING id",
         )
         .bind(new.project_id)
         .bind(&new.title)
@@ -50,6 +51,7 @@ impl Store {
         .bind(serde_json::to_string(&new.budget)?)
         .bind(&new.created_by)
         .bind(now)
+        .bind(search_text(&new.title, new.instructions.as_str()))
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
@@ -129,11 +131,8 @@ impl Store {
             push("t.id < ?", Bind::Int(before));
         }
         if let Some(text) = filter.text.as_deref().filter(|t| !t.trim().is_empty()) {
-            let pattern = format!("%{}%", escape_like(&text.trim().to_lowercase()));
-            push(
-                "(LOWER(t.title) LIKE ? ESCAPE '\\' OR LOWER(t.instructions) LIKE ? ESCAPE '\\')",
-                Bind::Text(pattern),
-            );
+            let pattern = format!("%{}%", escape_like(&fold_case(text.trim())));
+            push("t.search_text LIKE ? ESCAPE '\\'", Bind::Text(pattern));
         }
         let limit = filter.limit.unwrap_or(50).clamp(1, 500);
         let sql = format!(
@@ -148,17 +147,37 @@ impl Store {
             };
         }
         let rows = query.fetch_all(&self.pool).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let task = rows::task(row)?;
-            let run_id: i64 = row.try_get("latest_run_id")?;
-            let latest = self
-                .run(run_id)
+        let tasks = rows
+            .iter()
+            .map(|row| Ok((rows::task(row)?, row.try_get::<i64, _>("latest_run_id")?)))
+            .collect::<Result<Vec<_>>>()?;
+        // One query for all latest runs instead of one per task. The ids are integers we just
+        // read, so writing them into the SQL is safe.
+        let mut latest = std::collections::HashMap::new();
+        if !tasks.is_empty() {
+            let ids: Vec<String> = tasks.iter().map(|(_, id)| id.to_string()).collect();
+            let sql = format!(
+                "SELECT {RUN_COLUMNS} FROM runs r WHERE r.id IN ({}) AND r.project_id = $1",
+                ids.join(", ")
+            );
+            for row in sqlx::query(&sql)
+                .bind(project_id)
+                .fetch_all(&self.pool)
                 .await?
-                .ok_or_else(|| not_found("run", run_id))?;
-            out.push(TaskSummary { task, latest });
+            {
+                let run = rows::run(&row)?;
+                latest.insert(run.id, run);
+            }
         }
-        Ok(out)
+        tasks
+            .into_iter()
+            .map(|(task, run_id)| {
+                let latest = latest
+                    .remove(&run_id)
+                    .ok_or_else(|| not_found("run", run_id))?;
+                Ok(TaskSummary { task, latest })
+            })
+            .collect()
     }
 
     /// Creates run N+1 of a task. Refused while a run of the task is still active.
@@ -291,6 +310,25 @@ pub(crate) fn not_found(what: &'static str, id: i64) -> StoreError {
         what,
         id: id.to_string(),
     }
+}
+
+/// Separates title and instructions in `search_text`, so no match spans the two.
+const FIELD_SEPARATOR: char = '\u{1f}';
+
+/// Case folding done here, not by the database: SQLite's `LOWER` folds ASCII only and
+/// PostgreSQL's depends on the database's locale, so folding in Rust makes a search for
+/// "ÜBER" find "über" on both back ends alike.
+fn fold_case(text: &str) -> String {
+    text.to_lowercase().replace(FIELD_SEPARATOR, " ")
+}
+
+/// The text a task's free-text filter searches: title and instructions, case-folded.
+pub(crate) fn search_text(title: &str, instructions: &str) -> String {
+    format!(
+        "{}{FIELD_SEPARATOR}{}",
+        fold_case(title),
+        fold_case(instructions)
+    )
 }
 
 fn escape_like(text: &str) -> String {
