@@ -21,7 +21,7 @@ pub async fn postgres() -> (Store, ()) {
     (Store::connect(&url).await.unwrap(), ())
 }
 
-fn new_task(project_id: i64, repo: &str, instructions: &str) -> NewTask {
+pub fn new_task(project_id: i64, repo: &str, instructions: &str) -> NewTask {
     NewTask {
         project_id,
         title: Instructions::parse(instructions).unwrap().summary(),
@@ -67,6 +67,11 @@ macro_rules! conformance_cases {
         async fn generated_change_round_trips() {
             let (store, _guard) = $make().await;
             crate::suite::conformance::generated_change_round_trips(store).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn follower_sees_appends_in_order() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::follower_sees_appends_in_order(store).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn fair_claims_across_projects() {
@@ -734,4 +739,43 @@ pub async fn ensure_project_is_idempotent(store: Store) {
         assert_eq!(h.await.unwrap(), first, "ON CONFLICT keeps the first row");
     }
     assert!(store.project("nobody").await.unwrap().is_none());
+}
+
+pub async fn follower_sees_appends_in_order(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    let (_, run) = store
+        .create_task(&new_task(project.id, "/srv/a.git", "follow me"))
+        .await
+        .unwrap();
+    store.append_events(run.id, &[log_event(0)]).await.unwrap();
+    let mut follower = store.follow(run.id, 0);
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for batch in 0..5 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let events: Vec<_> = (1..=6).map(|i| log_event(batch * 6 + i)).collect();
+                store.append_events(run.id, &events).await.unwrap();
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    while seen.len() < 31 {
+        let batch = tokio::time::timeout(Duration::from_secs(30), follower.next(100))
+            .await
+            .expect("the follower is woken by appends");
+        seen.extend(batch.unwrap().into_iter().map(|e| e.seq));
+    }
+    writer.await.unwrap();
+    assert_eq!(seen, (1..=31).collect::<Vec<_>>());
+    assert_eq!(follower.position(), 31);
+}
+
+fn log_event(i: usize) -> NewEvent {
+    NewEvent {
+        kind: EventKind::Log,
+        phase: None,
+        message: format!("line {i}"),
+        data: serde_json::Value::Null,
+    }
 }
