@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use nightshift_core::{Checkpoint, EndReason, Phase, Run, Task, Usage, now_millis};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use crate::rows::{self, RUN_COLUMNS, TASK_COLUMNS};
 use crate::tasks::not_found;
@@ -55,54 +55,45 @@ impl Store {
         };
         let sql = format!(
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
-             started_at = COALESCE(started_at, $3), waiting_reason = NULL, claims = claims + 1 \
+             started_at = COALESCE(started_at, $3), claimed_at = $3, waiting_reason = NULL, \
+             claims = claims + 1 \
              WHERE id = (SELECT id FROM runs WHERE project_id = $4 AND (status = 'queued' \
                 OR (status = 'running' AND lease_expires_at < $3)) ORDER BY id LIMIT 1 {lock}) \
              RETURNING id, claims"
         );
         // The order is a snapshot: another claimer may take the project's last run first, so
         // fall through to the next project rather than report an empty queue.
-        let mut claimed = None;
         for project_id in self.claim_order(now).await? {
+            // One transaction, so one commit (one disk flush) per claim, and the task's status
+            // never disagrees with its run's.
+            let mut tx = self.pool.begin().await?;
             let row = sqlx::query(&sql)
                 .bind(worker)
                 .bind(now + lease.as_millis() as i64)
                 .bind(now)
                 .bind(project_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
-            if let Some(row) = row {
-                claimed = Some((project_id, row));
-                break;
-            }
+            let Some(row) = row else { continue };
+            let run_id: i64 = row.try_get("id")?;
+            let claims: i64 = row.try_get("claims")?;
+            sync_task_status(&mut tx, run_id).await?;
+            let run = fetch_run(&mut tx, run_id).await?;
+            let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.id = $1");
+            let task = rows::task(
+                &sqlx::query(&sql)
+                    .bind(run.task_id)
+                    .fetch_one(&mut *tx)
+                    .await?,
+            )?;
+            tx.commit().await?;
+            return Ok(Some(Claim {
+                run,
+                task,
+                resumed: claims > 1,
+            }));
         }
-        let Some((project_id, row)) = claimed else {
-            return Ok(None);
-        };
-        sqlx::query("UPDATE projects SET last_claim_at = $2 WHERE id = $1")
-            .bind(project_id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        let run_id: i64 = row.try_get("id")?;
-        let claims: i64 = row.try_get("claims")?;
-        self.sync_task_status(run_id).await?;
-        let run = self
-            .run(run_id)
-            .await?
-            .ok_or_else(|| not_found("run", run_id))?;
-        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.id = $1");
-        let task = rows::task(
-            &sqlx::query(&sql)
-                .bind(run.task_id)
-                .fetch_one(&self.pool)
-                .await?,
-        )?;
-        Ok(Some(Claim {
-            run,
-            task,
-            resumed: claims > 1,
-        }))
+        Ok(None)
     }
 
     /// The projects with a claimable run, in the order a worker should serve them.
@@ -116,7 +107,7 @@ impl Store {
     /// per project, not per queued run, so a deep backlog does not slow claiming down.
     async fn claim_order(&self, now: i64) -> Result<Vec<i64>> {
         let rows = sqlx::query(
-            "SELECT p.id, p.last_claim_at, \
+            "SELECT p.id, (SELECT MAX(r.claimed_at) FROM runs r WHERE r.project_id = p.id) AS last_claim_at, \
              (SELECT COUNT(*) FROM runs r WHERE r.project_id = p.id AND r.status = 'running' \
                 AND r.lease_expires_at >= $1) AS active, \
              (SELECT MIN(r.id) FROM runs r WHERE r.project_id = p.id AND r.status = 'queued') AS queued, \
@@ -207,6 +198,7 @@ impl Store {
         error: Option<&str>,
         failed_phase: Option<Phase>,
     ) -> Result<Run> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE runs SET status = $3, end_reason = $4, error = $5, failed_phase = $6, ended_at = $7, \
              progress = CASE WHEN $3 = 'succeeded' THEN 100 ELSE progress END, \
@@ -219,28 +211,31 @@ impl Store {
         .bind(error)
         .bind(failed_phase.map(|p| p.as_str()))
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::LeaseLost { run_id });
         }
-        self.sync_task_status(run_id).await?;
-        self.run(run_id)
-            .await?
-            .ok_or_else(|| not_found("run", run_id))
+        sync_task_status(&mut tx, run_id).await?;
+        let run = fetch_run(&mut tx, run_id).await?;
+        tx.commit().await?;
+        Ok(run)
     }
 
     /// Gives a run back to the queue (graceful shutdown): another worker resumes it.
     pub async fn release_run(&self, run_id: i64, worker: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL \
              WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
         )
         .bind(run_id)
         .bind(worker)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        self.sync_task_status(run_id).await
+        sync_task_status(&mut tx, run_id).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The run's number within its task, as users name runs.
@@ -261,4 +256,27 @@ impl Store {
             .await?;
         row.as_ref().map(rows::run).transpose()
     }
+}
+
+/// Reads a run inside a transaction (it must exist: the caller just changed it).
+pub(crate) async fn fetch_run(conn: &mut AnyConnection, run_id: i64) -> Result<Run> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = $1");
+    let row = sqlx::query(&sql).bind(run_id).fetch_optional(conn).await?;
+    row.as_ref()
+        .map(rows::run)
+        .transpose()?
+        .ok_or_else(|| not_found("run", run_id))
+}
+
+/// Copies the run's status to its task when it is the task's latest run, in the caller's
+/// transaction so lists never show a task disagreeing with its run.
+pub(crate) async fn sync_task_status(conn: &mut AnyConnection, run_id: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE tasks SET status = (SELECT status FROM runs WHERE id = $1), \
+         end_reason = (SELECT end_reason FROM runs WHERE id = $1) WHERE latest_run_id = $1",
+    )
+    .bind(run_id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

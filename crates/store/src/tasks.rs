@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::rows::{self, RUN_COLUMNS, TASK_COLUMNS};
+use crate::runs::{fetch_run, sync_task_status};
 use crate::{Result, Store, StoreError};
 
 /// A task with its newest run, as lists show it.
@@ -232,20 +233,19 @@ impl Store {
                 .ok_or_else(|| not_found("task", task_id))?;
             match run.status {
                 RunStatus::Queued => {
+                    let mut tx = self.pool.begin().await?;
                     let done = sqlx::query(
                         "UPDATE runs SET status = 'cancelled', end_reason = 'cancelled', ended_at = $2, \
                          waiting_reason = NULL WHERE id = $1 AND status = 'queued'",
                     )
                     .bind(run.id)
                     .bind(now_millis())
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
                     if done.rows_affected() == 1 {
-                        self.sync_task_status(run.id).await?;
-                        let run = self
-                            .run(run.id)
-                            .await?
-                            .ok_or_else(|| not_found("run", run.id))?;
+                        sync_task_status(&mut tx, run.id).await?;
+                        let run = fetch_run(&mut tx, run.id).await?;
+                        tx.commit().await?;
                         return Ok(CancelOutcome::Cancelled(run));
                     }
                 }
@@ -271,18 +271,6 @@ impl Store {
         Err(StoreError::Conflict(format!(
             "task {task_id} changed state while cancelling: try again"
         )))
-    }
-
-    /// Copies the run's status to its task when it is the task's latest run.
-    pub(crate) async fn sync_task_status(&self, run_id: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE tasks SET status = (SELECT status FROM runs WHERE id = $1), \
-             end_reason = (SELECT end_reason FROM runs WHERE id = $1) WHERE latest_run_id = $1",
-        )
-        .bind(run_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 }
 

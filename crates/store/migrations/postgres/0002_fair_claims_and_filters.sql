@@ -1,5 +1,8 @@
--- Fair claiming across projects: when a project was last given a worker (round-robin tie-break).
-ALTER TABLE projects ADD COLUMN last_claim_at BIGINT;
+-- Fair claiming across projects: when a worker last took the run; the newest per project is
+-- when the project was last served (round-robin tie-break). Kept on runs, not on a project
+-- row, so concurrent claimers do not queue on one hot row.
+ALTER TABLE runs ADD COLUMN claimed_at BIGINT;
+CREATE INDEX runs_by_project_claimed ON runs (project_id, claimed_at);
 
 -- Claims look per project: the oldest queued run, the running ones (count, expired leases).
 CREATE INDEX runs_by_project_status ON runs (project_id, status, id);
