@@ -273,7 +273,8 @@ pub(crate) async fn fetch_run(conn: &mut AnyConnection, run_id: i64) -> Result<R
 pub(crate) async fn sync_task_status(conn: &mut AnyConnection, run_id: i64) -> Result<()> {
     sqlx::query(
         "UPDATE tasks SET status = (SELECT status FROM runs WHERE id = $1), \
-         end_reason = (SELECT end_reason FROM runs WHERE id = $1) WHERE latest_run_id = $1",
+         end_reason = (SELECT end_reason FROM runs WHERE id = $1) \
+         WHERE id = (SELECT task_id FROM runs WHERE id = $1) AND latest_run_id = $1",
     )
     .bind(run_id)
     .execute(conn)
