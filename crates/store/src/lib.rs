@@ -71,6 +71,8 @@ pub struct Store {
     appended: broadcast::Sender<i64>,
     /// The PostgreSQL listener feeding `appended`; stopped when the last clone is dropped.
     _relay: Option<Arc<live::Relay>>,
+    /// Runs being followed on this node, each read once per wake-up for all its followers.
+    tails: live::Tails,
 }
 
 impl Store {
@@ -129,6 +131,7 @@ impl Store {
             backend,
             appended,
             _relay: relay,
+            tails: Default::default(),
         };
         store.ensure_project(DEFAULT_PROJECT).await?;
         Ok(store)

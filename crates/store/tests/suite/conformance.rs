@@ -74,6 +74,11 @@ macro_rules! conformance_cases {
             crate::suite::conformance::follower_sees_appends_in_order(store).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn many_followers_of_one_run_see_every_event() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::many_followers_of_one_run_see_every_event(store).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn fair_claims_across_projects() {
             let (store, _guard) = $make().await;
             crate::suite::conformance::fair_claims_across_projects(store).await;
@@ -777,5 +782,49 @@ fn log_event(i: usize) -> NewEvent {
         phase: None,
         message: format!("line {i}"),
         data: serde_json::Value::Null,
+    }
+}
+
+pub async fn many_followers_of_one_run_see_every_event(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    let (_, run) = store
+        .create_task(&new_task(project.id, "/srv/a.git", "busy run"))
+        .await
+        .unwrap();
+    // More history than a node keeps in memory, so late joiners read it from the database.
+    let history: Vec<_> = (1..=1500).map(log_event).collect();
+    store.append_events(run.id, &history).await.unwrap();
+    let starts = [1490, 1495, 0, 700]
+        .into_iter()
+        .chain(std::iter::repeat_n(1500, 26));
+    let mut handles = Vec::new();
+    for (i, start) in starts.enumerate() {
+        let mut follower = store.follow(run.id, start);
+        // Small and large pages both come out gap-free.
+        let page = if i % 2 == 0 { 7 } else { 1000 };
+        handles.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while follower.position() < 1520 {
+                let batch = tokio::time::timeout(Duration::from_secs(30), follower.next(page))
+                    .await
+                    .expect("the follower is woken by appends")
+                    .unwrap();
+                seen.extend(batch.into_iter().map(|e| e.seq));
+            }
+            (start, seen)
+        }));
+    }
+    for i in 0..4 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let more: Vec<_> = (1..=5).map(|j| log_event(1500 + i * 5 + j)).collect();
+        store.append_events(run.id, &more).await.unwrap();
+    }
+    for h in handles {
+        let (start, seen) = h.await.unwrap();
+        assert_eq!(
+            seen,
+            ((start + 1)..=1520).collect::<Vec<_>>(),
+            "follower from {start}"
+        );
     }
 }
