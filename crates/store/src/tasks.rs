@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use crate::rows::{self, RUN_COLUMNS, TASK_COLUMNS};
 use crate::runs::{fetch_run, sync_task_status};
-use crate::{Result, Store, StoreError};
+use crate::{Backend, Result, Store, StoreError};
 
 /// A task with its newest run, as lists show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -132,15 +132,36 @@ impl Store {
             push("t.id < ?", Bind::Int(before));
         }
         if let Some(text) = filter.text.as_deref().filter(|t| !t.trim().is_empty()) {
-            let pattern = format!("%{}%", escape_like(&fold_case(text.trim())));
-            push("t.search_text LIKE ? ESCAPE '\\'", Bind::Text(pattern));
+            let folded = fold_case(text.trim());
+            let pattern = format!("%{}%", escape_like(&folded));
+            match self.backend {
+                // Backslash is PostgreSQL's default LIKE escape; without an ESCAPE clause the
+                // pg_trgm index (migration 0003) can answer the LIKE.
+                Backend::Postgres => push("t.search_text LIKE ?", Bind::Text(pattern)),
+                Backend::Sqlite => {
+                    // The FTS5 trigram index takes no ESCAPE clause, so it gets a looser pattern
+                    // (wildcard characters become `%`) and the exact LIKE checks what it finds.
+                    // It needs three characters in a row to use the index; shorter text scans.
+                    let pieces: Vec<&str> = folded.split(['%', '_']).collect();
+                    if pieces.iter().any(|p| p.chars().count() >= 3) {
+                        push(
+                            "t.id IN (SELECT rowid FROM tasks_search WHERE search_text LIKE ?)",
+                            Bind::Text(format!("%{}%", pieces.join("%"))),
+                        );
+                    }
+                    push("t.search_text LIKE ? ESCAPE '\\'", Bind::Text(pattern));
+                }
+            }
         }
         let limit = filter.limit.unwrap_or(50).clamp(1, 500);
         let sql = format!(
             "SELECT {TASK_COLUMNS}, t.latest_run_id FROM tasks t WHERE {} ORDER BY t.id DESC LIMIT {limit}",
             clauses.join(" AND ")
         );
-        let mut query = sqlx::query(&sql);
+        // Not a cached prepared statement: the planner then sees the values, and a filter on a
+        // rare status or an old time window gets its own index instead of a plan for the
+        // average value (which on PostgreSQL scanned tens of thousands of rows).
+        let mut query = sqlx::query(&sql).persistent(false);
         for bind in &binds {
             query = match bind {
                 Bind::Int(v) => query.bind(*v),
