@@ -105,6 +105,8 @@ impl Store {
         filter: &TaskFilter,
     ) -> Result<Vec<TaskSummary>> {
         let mut clauses = vec!["t.project_id = $1".to_string()];
+        let mut from = "tasks t";
+        let mut order = "t.id DESC";
         let mut binds = vec![Bind::Int(project_id)];
         let mut push = |clause: &str, bind: Bind| {
             binds.push(bind);
@@ -142,10 +144,14 @@ impl Store {
                     // The FTS5 trigram index takes no ESCAPE clause, so it gets a looser pattern
                     // (wildcard characters become `%`) and the exact LIKE checks what it finds.
                     // It needs three characters in a row to use the index; shorter text scans.
+                    // The index drives the query newest first and stops at `limit` matches,
+                    // so a common word costs as little as a rare one.
                     let pieces: Vec<&str> = folded.split(['%', '_']).collect();
                     if pieces.iter().any(|p| p.chars().count() >= 3) {
+                        from = "tasks_search s CROSS JOIN tasks t";
+                        order = "s.rowid DESC";
                         push(
-                            "t.id IN (SELECT rowid FROM tasks_search WHERE search_text LIKE ?)",
+                            "t.id = s.rowid AND s.search_text LIKE ?",
                             Bind::Text(format!("%{}%", pieces.join("%"))),
                         );
                     }
@@ -155,7 +161,7 @@ impl Store {
         }
         let limit = filter.limit.unwrap_or(50).clamp(1, 500);
         let sql = format!(
-            "SELECT {TASK_COLUMNS}, t.latest_run_id FROM tasks t WHERE {} ORDER BY t.id DESC LIMIT {limit}",
+            "SELECT {TASK_COLUMNS}, t.latest_run_id FROM {from} WHERE {} ORDER BY {order} LIMIT {limit}",
             clauses.join(" AND ")
         );
         // Not a cached prepared statement: the planner then sees the values, and a filter on a

@@ -295,7 +295,8 @@ pub async fn expired_lease_is_resumed_by_another_worker(store: Store) {
         .await
         .unwrap();
     let first = store
-        .claim_run("dead", Duration::from_millis(50))
+        // Long enough that the check below runs before it ends, even on a loaded machine.
+        .claim_run("dead", Duration::from_millis(1500))
         .await
         .unwrap()
         .unwrap();
@@ -307,7 +308,7 @@ pub async fn expired_lease_is_resumed_by_another_worker(store: Store) {
             .unwrap()
             .is_none()
     );
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let second = store
         .claim_run("alive", Duration::from_secs(30))
         .await
