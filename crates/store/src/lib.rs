@@ -1,6 +1,8 @@
 //! Persistence behind one [`Store`] API, on SQLite (the embedded default, one file) or
 //! PostgreSQL (many nodes). Both speak the same SQL here: numbered `$N` parameters, integer
-//! times and flags, JSON as text; only queue claiming differs (row locks on PostgreSQL).
+//! times and flags, JSON as text. Where they differ, the difference is named at the spot: row
+//! locks when claiming, `NOTIFY` for live events across nodes, and the text-search index.
+//! The conformance suite (tests/suite/conformance.rs) runs every case on both.
 
 mod events;
 mod live;

@@ -262,7 +262,14 @@ impl Drop for PgCluster {
 
 fn find_bin_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("NIGHTSHIFT_PG_BIN") {
-        return PathBuf::from(dir);
+        let dir = PathBuf::from(dir);
+        if !dir.join("initdb").is_file() || !dir.join("pg_ctl").is_file() {
+            panic!(
+                "NIGHTSHIFT_PG_BIN={} holds no initdb and pg_ctl: point it at the PostgreSQL server binaries",
+                dir.display()
+            );
+        }
+        return dir;
     }
     for version in PG_VERSIONS {
         let dir = PathBuf::from(format!("/usr/lib/postgresql/{version}/bin"));
