@@ -44,7 +44,7 @@ impl Store {
     }
 
     /// Takes a queued run (or a running one whose lease expired) for `worker`, fairly across
-    /// projects: see [`Store::claim_order`].
+    /// projects (see `claim_order` for the policy).
     pub async fn claim_run(&self, worker: &str, lease: Duration) -> Result<Option<Claim>> {
         let now = now_millis();
         // On PostgreSQL concurrent claimers skip each other's locked rows; on SQLite the single

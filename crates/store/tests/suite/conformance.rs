@@ -73,6 +73,11 @@ macro_rules! conformance_cases {
             let (store, _guard) = $make().await;
             crate::suite::conformance::follower_sees_appends_in_order(store).await;
         }
+        #[tokio::test]
+        async fn time_window_filters_keep_newest_first() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::time_window_filters_keep_newest_first(store).await;
+        }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn many_followers_of_one_run_see_every_event() {
             let (store, _guard) = $make().await;
@@ -828,4 +833,50 @@ pub async fn many_followers_of_one_run_see_every_event(store: Store) {
             "follower from {start}"
         );
     }
+}
+
+pub async fn time_window_filters_keep_newest_first(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let (task, _) = store
+            .create_task(&new_task(project.id, "/srv/a.git", &format!("task {i}")))
+            .await
+            .unwrap();
+        tasks.push(task);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let ids = |found: Vec<nightshift_store::TaskSummary>| -> Vec<i64> {
+        found.into_iter().map(|s| s.task.id).collect()
+    };
+    let window = TaskFilter {
+        since: Some(tasks[1].created_at),
+        until: Some(tasks[4].created_at),
+        ..Default::default()
+    };
+    let expected: Vec<i64> = tasks[1..4].iter().rev().map(|t| t.id).collect();
+    assert_eq!(
+        ids(store.list_tasks(project.id, &window).await.unwrap()),
+        expected
+    );
+    let since = TaskFilter {
+        since: Some(tasks[3].created_at),
+        limit: Some(2),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.list_tasks(project.id, &since).await.unwrap()),
+        vec![tasks[5].id, tasks[4].id]
+    );
+    let until = TaskFilter {
+        until: Some(tasks[0].created_at),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .list_tasks(project.id, &until)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
