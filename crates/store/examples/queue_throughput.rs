@@ -335,6 +335,13 @@ async fn list_benchmark(name: &str, url: &str) {
             },
         ),
         (
+            "created in the last day (86,400)",
+            TaskFilter {
+                since: Some(t0 + (LIST_TASKS - 86_400) * 1000),
+                ..Default::default()
+            },
+        ),
+        (
             "page deep (before = 500,000)",
             TaskFilter {
                 before: Some(500_000),
