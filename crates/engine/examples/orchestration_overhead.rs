@@ -19,10 +19,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let runs: usize = std::env::args().nth(1).map(|a| a.parse().unwrap()).unwrap_or(20);
+    let runs: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().unwrap())
+        .unwrap_or(20);
     let remote = RemoteRepo::with_files(&[("README", "hello\n")]);
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&data.path().join("nightshift.db")).await.unwrap();
+    let store = Store::open_sqlite(&data.path().join("nightshift.db"))
+        .await
+        .unwrap();
     let engine = Engine::new(store.clone(), EngineConfig::new(data.path()));
     let stop = CancellationToken::new();
     let (e, s) = (engine.clone(), stop.clone());
@@ -49,7 +54,12 @@ async fn main() {
         let (task, _) = store.create_task(&new).await.unwrap();
         engine.wake();
         let run = loop {
-            let run = store.task_runs(project.id, task.id).await.unwrap().pop().unwrap();
+            let run = store
+                .task_runs(project.id, task.id)
+                .await
+                .unwrap()
+                .pop()
+                .unwrap();
             if run.status.is_terminal() {
                 break run;
             }
@@ -63,19 +73,26 @@ async fn main() {
             events
                 .iter()
                 .filter(|e| e.kind == EventKind::Agent)
-                .find(|e| serde_json::from_value::<AgentEvent>(e.data.clone()).is_ok_and(|a| want(&a)))
+                .find(|e| {
+                    serde_json::from_value::<AgentEvent>(e.data.clone()).is_ok_and(|a| want(&a))
+                })
                 .map(|e| e.at)
                 .unwrap()
         };
-        let own = (at(|a| matches!(a, AgentEvent::Final { .. })) - at(|a| matches!(a, AgentEvent::Started { .. }))) as f64;
+        let own = (at(|a| matches!(a, AgentEvent::Final { .. }))
+            - at(|a| matches!(a, AgentEvent::Started { .. }))) as f64;
         total.push(wall);
         agent.push(own);
         overhead.push(wall - own);
     }
     stop.cancel();
-    println!("| runs | end-to-end, median | agent's own time, median | orchestration overhead, median | overhead, min–max |");
+    println!(
+        "| runs | end-to-end, median | agent's own time, median | orchestration overhead, median | overhead, min–max |"
+    );
     println!("|---:|---:|---:|---:|---:|");
-    let (lo, hi) = overhead.iter().fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let (lo, hi) = overhead
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
     println!(
         "| {runs} | {:.0} ms | {:.0} ms | {:.0} ms | {lo:.0}–{hi:.0} ms |",
         median(total),

@@ -1,18 +1,23 @@
 //! Persistence behind one [`Store`] API, on SQLite (the embedded default, one file) or
 //! PostgreSQL (many nodes). Both speak the same SQL here: numbered `$N` parameters, integer
-//! times and flags, JSON as text; only queue claiming differs (row locks on PostgreSQL).
+//! times and flags, JSON as text. Where they differ, the difference is named at the spot: row
+//! locks when claiming, `NOTIFY` for live events across nodes, and the text-search index.
+//! The conformance suite (tests/suite/conformance.rs) runs every case on both.
 
 mod events;
+mod live;
 mod rows;
 mod runs;
 mod tasks;
 
 pub use events::NewEvent;
+pub use live::{ANY_RUN, RunFollower};
 pub use runs::{Claim, Heartbeat, RunUpdate};
 pub use tasks::{CancelOutcome, TaskSummary};
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nightshift_core::{DEFAULT_PROJECT, Millis, Project, now_millis};
@@ -63,9 +68,13 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// Wakes live followers of a run in this process when events are appended; followers in
-    /// other processes poll by sequence number.
+    /// Wakes live followers of a run in this process when events are appended (carries the run
+    /// id). On PostgreSQL it is fed by `LISTEN/NOTIFY`, so appends on other nodes wake it too.
     appended: broadcast::Sender<i64>,
+    /// The PostgreSQL listener feeding `appended`; stopped when the last clone is dropped.
+    _relay: Option<Arc<live::Relay>>,
+    /// Runs being followed on this node, each read once per wake-up for all its followers.
+    tails: live::Tails,
 }
 
 impl Store {
@@ -115,10 +124,16 @@ impl Store {
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
         let (appended, _) = broadcast::channel(4096);
+        let relay = match backend {
+            Backend::Postgres => Some(live::start_relay(url, appended.clone()).await?),
+            Backend::Sqlite => None,
+        };
         let store = Store {
             pool,
             backend,
             appended,
+            _relay: relay,
+            tails: Default::default(),
         };
         store.ensure_project(DEFAULT_PROJECT).await?;
         Ok(store)

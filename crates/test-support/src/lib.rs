@@ -6,6 +6,7 @@
 pub mod forge_fake;
 pub mod git;
 pub mod model_server;
+pub mod postgres;
 
 use std::path::PathBuf;
 

@@ -27,12 +27,25 @@ async fn main() {
     for i in 0..files {
         let sub = src.join(format!("d{:03}", i % 200));
         std::fs::create_dir_all(&sub).unwrap();
-        std::fs::write(sub.join(format!("f{i}.txt")), format!("file {i}\n{}\n", "x".repeat(i % 300))).unwrap();
+        std::fs::write(
+            sub.join(format!("f{i}.txt")),
+            format!("file {i}\n{}\n", "x".repeat(i % 300)),
+        )
+        .unwrap();
     }
     git(&src, &["add", "--all"]);
     git(&src, &["commit", "--quiet", "-m", "generated"]);
     let bare = dir.path().join("remote.git");
-    git(dir.path(), &["clone", "--quiet", "--bare", &src.to_string_lossy(), &bare.to_string_lossy()]);
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "--quiet",
+            "--bare",
+            &src.to_string_lossy(),
+            &bare.to_string_lossy(),
+        ],
+    );
     let url = format!("file://{}", bare.display());
     let repo = RepoUrl::parse(&url).unwrap();
 
@@ -40,7 +53,10 @@ async fn main() {
     let mirrors = Mirrors::new(data.join("mirrors"), Git::new(&data));
     let git_ = Git::new(&data);
     let cold_start = Instant::now();
-    let first = mirrors.add_worktree(&repo, "main", "nightshift/0-bench", &data.join("runs/0")).await.unwrap();
+    let first = mirrors
+        .add_worktree(&repo, "main", "nightshift/0-bench", &data.join("runs/0"))
+        .await
+        .unwrap();
     let cold = cold_start.elapsed();
     mirrors.remove_worktree(&first).await.unwrap();
 
@@ -49,7 +65,12 @@ async fn main() {
     for round in 1..=rounds {
         let start = Instant::now();
         let wt = mirrors
-            .add_worktree(&repo, "main", &format!("nightshift/{round}-bench"), &data.join(format!("runs/{round}")))
+            .add_worktree(
+                &repo,
+                "main",
+                &format!("nightshift/{round}-bench"),
+                &data.join(format!("runs/{round}")),
+            )
             .await
             .unwrap();
         warm.push(start.elapsed());
@@ -59,12 +80,17 @@ async fn main() {
         let target = dir.path().join(format!("clone-{round}"));
         let start = Instant::now();
         // `file://` forces the same transport a remote clone uses, not hard links.
-        git(dir.path(), &["clone", "--quiet", &url, &target.to_string_lossy()]);
+        git(
+            dir.path(),
+            &["clone", "--quiet", &url, &target.to_string_lossy()],
+        );
         clone.push(start.elapsed());
         std::fs::remove_dir_all(&target).unwrap();
     }
     let (warm, clone) = (median(warm), median(clone));
-    println!("| files | first run (mirror clone + worktree) | warm mirror (fetch + worktree), median of {rounds} | fresh `git clone`, median of {rounds} | clone ÷ warm |");
+    println!(
+        "| files | first run (mirror clone + worktree) | warm mirror (fetch + worktree), median of {rounds} | fresh `git clone`, median of {rounds} | clone ÷ warm |"
+    );
     println!("|---:|---:|---:|---:|---:|");
     println!(
         "| {files} | {:.0} ms | {:.0} ms | {:.0} ms | {:.1}× |",
