@@ -7,9 +7,24 @@ mod rows;
 mod runs;
 mod tasks;
 
+// Projects, people and policies.
+mod audit;
+mod credentials;
+mod limits;
+mod projects;
+mod retention;
+mod users;
+
 pub use events::NewEvent;
 pub use runs::{Claim, Heartbeat, RunUpdate};
 pub use tasks::{CancelOutcome, TaskSummary};
+
+pub use audit::NewAudit;
+pub use credentials::{CredentialInfo, ForgeCredential, SecretKey, write_private};
+pub use limits::MonthlyUsage;
+pub use projects::{GroupBinding, Member};
+pub use retention::{RetentionPolicy, Swept};
+pub use users::{ApiToken, TOKEN_PREFIX, hash_secret, new_secret};
 
 use std::path::Path;
 use std::str::FromStr;
@@ -36,6 +51,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("run {run_id} is no longer leased by this worker")]
     LeaseLost { run_id: i64 },
+    #[error("server key: {0}")]
+    Key(String),
 }
 
 impl From<nightshift_core::CoreError> for StoreError {

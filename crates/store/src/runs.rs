@@ -52,19 +52,32 @@ impl Store {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // Queued runs start only when the limits admit them (see `limits.rs`); an expired
+        // lease is always resumed, since its run already holds its place.
+        let admissible = crate::limits::admissible(now);
         let sql = format!(
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
              started_at = COALESCE(started_at, $3), waiting_reason = NULL, claims = claims + 1 \
-             WHERE id = (SELECT id FROM runs WHERE status = 'queued' \
-                OR (status = 'running' AND lease_expires_at < $3) ORDER BY id LIMIT 1 {lock}) \
+             WHERE id = (SELECT q.id FROM runs q WHERE (q.status = 'queued' AND {admissible}) \
+                OR (q.status = 'running' AND q.lease_expires_at < $3) ORDER BY q.id LIMIT 1 {lock}) \
              RETURNING id, claims"
         );
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Row locks cannot stop two claimers from each taking a different run of one
+            // repository (or of one user), so claims take turns; each is one short statement.
+            sqlx::query("SELECT 1 AS n FROM pg_advisory_xact_lock(7482903)")
+                .execute(&mut *tx)
+                .await?;
+        }
         let row = sqlx::query(&sql)
             .bind(worker)
             .bind(now + lease.as_millis() as i64)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
+        tx.commit().await?;
+        self.refresh_waiting_reasons().await?;
         let Some(row) = row else { return Ok(None) };
         let run_id: i64 = row.try_get("id")?;
         let claims: i64 = row.try_get("claims")?;

@@ -153,10 +153,10 @@ pub async fn creates_and_lists_tasks_with_filters(store: Store) {
 pub async fn claims_each_run_once_and_finishes_it(store: Store) {
     let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
     for i in 0..5 {
-        store
-            .create_task(&new_task(project.id, "/srv/a.git", &format!("task {i}")))
-            .await
-            .unwrap();
+        // Different users and repositories: one user's runs on one repository take turns.
+        let mut task = new_task(project.id, &format!("/srv/a{i}.git"), &format!("task {i}"));
+        task.created_by = format!("user{i}");
+        store.create_task(&task).await.unwrap();
     }
     let lease = Duration::from_secs(30);
     let mut claimed = std::collections::HashSet::new();
