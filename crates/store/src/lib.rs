@@ -10,6 +10,7 @@ mod tasks;
 // Projects, people and policies.
 mod audit;
 mod credentials;
+mod history;
 mod limits;
 mod projects;
 mod retention;
@@ -21,6 +22,7 @@ pub use tasks::{CancelOutcome, TaskSummary};
 
 pub use audit::NewAudit;
 pub use credentials::{CredentialInfo, ForgeCredential, SecretKey, write_private};
+pub use history::RunFilter;
 pub use limits::MonthlyUsage;
 pub use projects::{GroupBinding, Member};
 pub use retention::{RetentionPolicy, Swept};
