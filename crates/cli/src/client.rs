@@ -161,7 +161,10 @@ async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Res
         }
     }
     // 204 No Content has no body: read it as JSON null.
-    let text = if text.trim().is_empty() { "null" } else { text.as_str() };
-    serde_json::from_str(text)
-        .with_context(|| format!("unexpected answer from the server: {text}"))
+    let text = if text.trim().is_empty() {
+        "null"
+    } else {
+        text.as_str()
+    };
+    serde_json::from_str(text).with_context(|| format!("unexpected answer from the server: {text}"))
 }

@@ -73,14 +73,20 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
             let answer: Value = Client::new(&client)
                 .root(Method::POST, "/tokens", Some(&json!({"name": name})))
                 .await?;
-            eprintln!("token {} created; it is shown only now:", text(&answer, "id"));
+            eprintln!(
+                "token {} created; it is shown only now:",
+                text(&answer, "id")
+            );
             println!("{}", text(&answer, "token"));
         }
         TokenCommand::List { client } => {
             let answer: Value = Client::new(&client)
                 .root::<(), _>(Method::GET, "/tokens", None)
                 .await?;
-            println!("{:<6} {:<20} {:<12} {:<26} {}", "ID", "NAME", "PREFIX", "LAST USED", "REVOKED");
+            println!(
+                "{:<6} {:<20} {:<12} {:<26} {}",
+                "ID", "NAME", "PREFIX", "LAST USED", "REVOKED"
+            );
             for t in answer["tokens"].as_array().into_iter().flatten() {
                 println!(
                     "{:<6} {:<20} {:<12} {:<26} {}",
@@ -116,17 +122,27 @@ pub async fn project(cmd: ProjectCommand) -> anyhow::Result<ExitCode> {
             let answer: Value = Client::new(&client)
                 .root(Method::POST, "/projects", Some(&json!({"name": name})))
                 .await?;
-            println!("project {} created; you are its admin", text(&answer, "name"));
+            println!(
+                "project {} created; you are its admin",
+                text(&answer, "name")
+            );
         }
         ProjectCommand::Show { client } => {
             let client = Client::new(&client);
             let project: Value = client.get("").await?;
             let members: Value = client.get("/members").await?;
-            println!("project   {} (you: {})", text(&project, "name"), text(&project, "role"));
+            println!(
+                "project   {} (you: {})",
+                text(&project, "name"),
+                text(&project, "role")
+            );
             let settings = &project["settings"];
             println!("runs/user {}", text(settings, "max_active_runs_per_user"));
             println!("timeout   {}", text(settings, "max_timeout"));
-            println!("budget    {} USD/month", text(settings, "monthly_budget_usd"));
+            println!(
+                "budget    {} USD/month",
+                text(settings, "monthly_budget_usd")
+            );
             for m in members["members"].as_array().into_iter().flatten() {
                 println!("member    {:<24} {}", text(m, "user"), text(m, "role"));
             }

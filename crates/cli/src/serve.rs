@@ -36,7 +36,11 @@ pub struct ServeArgs {
     #[arg(long)]
     no_auth: bool,
     /// Accept X-Forwarded-User/-Email/-Groups from this proxy address (repeatable).
-    #[arg(long = "trusted-proxy", env = "NIGHTSHIFT_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(
+        long = "trusted-proxy",
+        env = "NIGHTSHIFT_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
     trusted_proxies: Vec<std::net::IpAddr>,
     /// The key that seals stored credentials (32 bytes, base64); else `<data-dir>/secret.key`.
     #[arg(long, env = "NIGHTSHIFT_SECRET_KEY", hide_env_values = true)]

@@ -51,7 +51,12 @@ pub(crate) async fn sweep_forever(
     loop {
         match store.sweep(&policy, now_millis()).await {
             Ok(swept) if swept != Default::default() => {
-                tracing::info!(events = swept.events, changes = swept.changes, audit = swept.audit, "retention sweep");
+                tracing::info!(
+                    events = swept.events,
+                    changes = swept.changes,
+                    audit = swept.audit,
+                    "retention sweep"
+                );
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "retention sweep failed"),

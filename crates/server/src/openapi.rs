@@ -50,7 +50,10 @@ fn operation(spec: &RouteSpec) -> Value {
         }),
     };
     if role.is_some() {
-        responses.insert("401".into(), error("Not signed in, or the token is revoked"));
+        responses.insert(
+            "401".into(),
+            error("Not signed in, or the token is revoked"),
+        );
         responses.insert("403".into(), error("Signed in, but the role is too weak"));
     }
     if matches!(spec.access, Access::Project(_)) {

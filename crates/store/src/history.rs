@@ -54,5 +54,4 @@ impl Store {
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(rows::run).collect()
     }
-
 }

@@ -62,8 +62,7 @@ pub async fn set(
     // field only.
     let credential = request.map(|Json(c)| c).map_err(|rejection| {
         let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::UNSUPPORTED_MEDIA_TYPE
-        {
+        if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
             return super::tasks::body::<()>(Err(rejection))
                 .err()
                 .unwrap_or_else(|| ApiError::invalid("invalid_credential", "invalid credential"));

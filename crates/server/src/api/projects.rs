@@ -1,19 +1,19 @@
 //! Projects: create and list, settings (limits and budget), members and proxy group bindings.
 
+use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use nightshift_core::{ProjectSettings, Role, format_duration, format_timestamp, parse_duration};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::tasks::body;
 use super::tokens::valid_user_name;
+use crate::AppState;
 use crate::auth::{AuditNote, CurrentUser, ProjectAccess};
 use crate::error::ApiError;
-use crate::AppState;
 
 fn valid_project_name(name: &str) -> Result<&str, ApiError> {
     let ok = (1..=63).contains(&name.len())
@@ -48,7 +48,10 @@ fn noted(response: impl IntoResponse, object: String) -> Response {
     response
 }
 
-pub async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Json<Value>, ApiError> {
     let projects: Vec<Value> = state
         .store
         .projects_for(&user.user, &user.groups)
@@ -100,7 +103,9 @@ pub async fn show(
 }
 
 /// `null` clears a setting; an absent field leaves it as it is.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -126,7 +131,10 @@ pub async fn update(
     let mut changed = Vec::new();
     if let Some(n) = request.max_active_runs_per_user {
         if n == 0 || n > 1000 {
-            return Err(ApiError::invalid("invalid_value", "max_active_runs_per_user: 1 to 1000"));
+            return Err(ApiError::invalid(
+                "invalid_value",
+                "max_active_runs_per_user: 1 to 1000",
+            ));
         }
         settings.max_active_runs_per_user = n;
         changed.push(format!("max_active_runs_per_user={n}"));
@@ -153,14 +161,22 @@ pub async fn update(
     }
     if let Some(budget) = request.monthly_budget_usd {
         if budget.is_some_and(|b| !(b.is_finite() && b >= 0.0)) {
-            return Err(ApiError::invalid("invalid_budget", "monthly_budget_usd: a number of dollars, 0 or more"));
+            return Err(ApiError::invalid(
+                "invalid_budget",
+                "monthly_budget_usd: a number of dollars, 0 or more",
+            ));
         }
         settings.monthly_budget_usd = budget;
         changed.push(format!("monthly_budget_usd={budget:?}"));
     }
-    state.store.set_project_settings(access.project.id, &settings).await?;
+    state
+        .store
+        .set_project_settings(access.project.id, &settings)
+        .await?;
     state.engine.wake();
-    let mut response = Json(json!({"name": access.project.name, "settings": settings_view(&settings)})).into_response();
+    let mut response =
+        Json(json!({"name": access.project.name, "settings": settings_view(&settings)}))
+            .into_response();
     response.extensions_mut().insert(AuditNote {
         object: Some(format!("project {}", access.project.name)),
         detail: Some(changed.join(", ")),
@@ -195,12 +211,21 @@ pub async fn set_member(
     let user = state.store.ensure_user(name, None).await?;
     let members = state.store.members(access.project.id).await?;
     let demotes_last_admin = request.role != Role::Admin
-        && members.iter().any(|m| m.user == user.name && m.role == Role::Admin)
+        && members
+            .iter()
+            .any(|m| m.user == user.name && m.role == Role::Admin)
         && state.store.count_admins(access.project.id).await? <= 1;
     if demotes_last_admin {
-        return Err(ApiError::new(StatusCode::CONFLICT, "last_admin", "the project's last admin cannot be demoted"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_admin",
+            "the project's last admin cannot be demoted",
+        ));
     }
-    state.store.set_member(access.project.id, user.id, request.role).await?;
+    state
+        .store
+        .set_member(access.project.id, user.id, request.role)
+        .await?;
     Ok(noted(
         Json(json!({"user": user.name, "role": request.role})),
         format!("member {} as {}", user.name, request.role),
@@ -218,22 +243,37 @@ pub async fn remove_member(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("member {name:?} not found")))?;
     let members = state.store.members(access.project.id).await?;
-    if members.iter().any(|m| m.user == user.name && m.role == Role::Admin)
+    if members
+        .iter()
+        .any(|m| m.user == user.name && m.role == Role::Admin)
         && state.store.count_admins(access.project.id).await? <= 1
     {
-        return Err(ApiError::new(StatusCode::CONFLICT, "last_admin", "the project's last admin cannot leave"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_admin",
+            "the project's last admin cannot leave",
+        ));
     }
-    if !state.store.remove_member(access.project.id, user.id).await? {
+    if !state
+        .store
+        .remove_member(access.project.id, user.id)
+        .await?
+    {
         return Err(ApiError::not_found(format!("member {name:?} not found")));
     }
-    Ok(noted(StatusCode::NO_CONTENT, format!("member {}", user.name)))
+    Ok(noted(
+        StatusCode::NO_CONTENT,
+        format!("member {}", user.name),
+    ))
 }
 
 pub async fn groups(
     State(state): State<AppState>,
     Extension(access): Extension<ProjectAccess>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({"groups": state.store.group_bindings(access.project.id).await?})))
+    Ok(Json(
+        json!({"groups": state.store.group_bindings(access.project.id).await?}),
+    ))
 }
 
 pub async fn set_group(
@@ -245,9 +285,15 @@ pub async fn set_group(
     let request = body(request)?;
     let group = group.trim();
     if group.is_empty() || group.len() > 200 {
-        return Err(ApiError::invalid("invalid_name", "group: 1 to 200 characters"));
+        return Err(ApiError::invalid(
+            "invalid_name",
+            "group: 1 to 200 characters",
+        ));
     }
-    state.store.set_group_binding(access.project.id, group, request.role).await?;
+    state
+        .store
+        .set_group_binding(access.project.id, group, request.role)
+        .await?;
     Ok(noted(
         Json(json!({"group": group, "role": request.role})),
         format!("group {group} as {}", request.role),
@@ -259,7 +305,11 @@ pub async fn remove_group(
     Extension(access): Extension<ProjectAccess>,
     Path((_, group)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    if !state.store.remove_group_binding(access.project.id, &group).await? {
+    if !state
+        .store
+        .remove_group_binding(access.project.id, &group)
+        .await?
+    {
         return Err(ApiError::not_found(format!("group {group:?} is not bound")));
     }
     Ok(noted(StatusCode::NO_CONTENT, format!("group {group}")))

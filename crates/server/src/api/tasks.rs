@@ -62,7 +62,9 @@ pub async fn create(
     let max_timeout = settings
         .max_timeout_secs
         .map(std::time::Duration::from_secs)
-        .map_or(state.config.max_timeout, |p| p.min(state.config.max_timeout));
+        .map_or(state.config.max_timeout, |p| {
+            p.min(state.config.max_timeout)
+        });
     let instructions = Instructions::parse(&request.instructions)?;
     let repo = RepoUrl::parse(&request.repo)?;
     let base = request

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::tasks::body;
+use crate::AppState;
 use crate::auth::{AuditNote, CurrentUser, SESSION_COOKIE};
 use crate::error::ApiError;
-use crate::AppState;
 
 fn token_view(token: &ApiToken) -> Value {
     json!({
@@ -31,7 +31,9 @@ pub(crate) fn valid_user_name(name: &str) -> Result<&str, ApiError> {
     let name = name.trim();
     let ok = !name.is_empty()
         && name.len() <= 100
-        && name.chars().all(|c| c.is_alphanumeric() || "._@+-".contains(c));
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || "._@+-".contains(c));
     if ok {
         Ok(name)
     } else {
@@ -57,9 +59,7 @@ pub async fn sign_in(
         .store
         .user_by_token(request.token.trim())
         .await?
-        .ok_or_else(|| {
-            crate::auth::unauthenticated("the API token is unknown or revoked")
-        })?;
+        .ok_or_else(|| crate::auth::unauthenticated("the API token is unknown or revoked"))?;
     let ttl = state.config.auth.session_ttl;
     let session = state
         .store
@@ -83,7 +83,10 @@ pub async fn sign_in(
     Ok(response)
 }
 
-pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(session) = crate::auth::identity_session(&headers) {
         state.store.delete_session(session).await?;
     }
@@ -108,9 +111,14 @@ pub async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json
     })))
 }
 
-pub async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Json<Value>, ApiError> {
     let tokens = state.store.tokens(user.user.id).await?;
-    Ok(Json(json!({"tokens": tokens.iter().map(token_view).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"tokens": tokens.iter().map(token_view).collect::<Vec<_>>()}),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,7 +135,10 @@ pub async fn create(
     let request = body(request)?;
     let name = request.name.trim();
     if name.is_empty() || name.len() > 100 {
-        return Err(ApiError::invalid("invalid_name", "name: 1 to 100 characters"));
+        return Err(ApiError::invalid(
+            "invalid_name",
+            "name: 1 to 100 characters",
+        ));
     }
     let (token, secret) = state.store.create_token(user.user.id, name).await?;
     let mut view = token_view(&token);

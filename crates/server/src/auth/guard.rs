@@ -31,7 +31,10 @@ pub struct AuditNote {
 }
 
 /// The value of `{project}` in `path`, matching the route's template segment by segment.
+/// Both may or may not carry the `/api/v1` prefix (nesting strips it from the URI only).
 fn project_param<'p>(template: &str, path: &'p str) -> Option<&'p str> {
+    let template = template.strip_prefix("/api/v1").unwrap_or(template);
+    let path = path.strip_prefix("/api/v1").unwrap_or(path);
     template
         .split('/')
         .zip(path.split('/'))
@@ -90,7 +93,11 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     request = Request::from_parts(parts, body);
     let response = next.run(request).await;
     if let (Some(action), true) = (spec.action, response.status().is_success()) {
-        let note = response.extensions().get::<AuditNote>().cloned().unwrap_or_default();
+        let note = response
+            .extensions()
+            .get::<AuditNote>()
+            .cloned()
+            .unwrap_or_default();
         let event = NewAudit {
             project_id: note.project_id.or(project_id),
             actor: note.actor.unwrap_or_else(|| identity.actor().to_string()),

@@ -33,7 +33,10 @@ impl Identity {
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -100,7 +103,9 @@ pub async fn resolve(
     if let Some(token) = bearer(headers) {
         identity.user = state.store.user_by_token(token).await?;
         if identity.user.is_none() {
-            identity.rejected = Some("the API token is unknown or revoked: create a new one with `nightshift token create`");
+            identity.rejected = Some(
+                "the API token is unknown or revoked: create a new one with `nightshift token create`",
+            );
         }
         return Ok(identity);
     }

@@ -6,8 +6,8 @@ mod guard;
 mod identity;
 
 pub use guard::{AuditNote, ProjectAccess, guard};
-pub use identity::{CurrentUser, Identity, SESSION_COOKIE, resolve};
 pub(crate) use identity::session_cookie as identity_session;
+pub use identity::{CurrentUser, Identity, SESSION_COOKIE, resolve};
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -1,0 +1,4 @@
+mod access;
+mod app;
+mod limits;
+mod vault;
