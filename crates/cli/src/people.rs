@@ -84,8 +84,8 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
                 .root::<(), _>(Method::GET, "/tokens", None)
                 .await?;
             println!(
-                "{:<6} {:<20} {:<12} {:<26} {}",
-                "ID", "NAME", "PREFIX", "LAST USED", "REVOKED"
+                "{:<6} {:<20} {:<12} {:<26} REVOKED",
+                "ID", "NAME", "PREFIX", "LAST USED"
             );
             for t in answer["tokens"].as_array().into_iter().flatten() {
                 println!(
