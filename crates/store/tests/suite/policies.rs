@@ -13,6 +13,79 @@ use nightshift_store::{
 
 use super::conformance::sqlite;
 
+/// A fresh store on one back end, with a directory for files.
+pub struct Db {
+    pub store: Store,
+    pub dir: tempfile::TempDir,
+    pub sqlite: bool,
+}
+
+async fn on_sqlite() -> Option<Db> {
+    let (store, dir) = sqlite().await;
+    Some(Db {
+        store,
+        dir,
+        sqlite: true,
+    })
+}
+
+/// A fresh database on the PostgreSQL server `NIGHTSHIFT_TEST_POSTGRES` names (an admin URL);
+/// without it these cases run on SQLite only.
+async fn on_postgres() -> Option<Db> {
+    let admin = std::env::var("NIGHTSHIFT_TEST_POSTGRES").ok()?;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
+    let name = format!(
+        "ns_{}",
+        nightshift_store::new_secret("")
+            .to_lowercase()
+            .replace(['-', '_'], "")[..16]
+            .to_string()
+    );
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let store = Store::connect(&format!("{base}/{name}")).await.unwrap();
+    Some(Db {
+        store,
+        dir: tempfile::tempdir().unwrap(),
+        sqlite: false,
+    })
+}
+
+macro_rules! policy_cases {
+    ($make:path; $($case:ident),+) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let Some(db) = $make().await else { return };
+                crate::suite::policies::$case(db).await;
+            }
+        )+
+    };
+}
+
+macro_rules! all_policy_cases {
+    ($make:path) => {
+        policy_cases!($make; one_users_tasks_on_one_repository_run_one_at_a_time,
+            a_user_at_the_limit_waits_and_others_do_not, a_spent_monthly_budget_holds_new_runs,
+            credentials_are_sealed_and_open_only_with_the_key, tokens_sessions_members_and_audit,
+            retention_deletes_what_is_older_than_the_window_and_nothing_newer,
+            concurrent_claimers_never_share_a_repository);
+    };
+}
+
+mod sqlite_cases {
+    all_policy_cases!(super::on_sqlite);
+}
+
+mod postgres_cases {
+    all_policy_cases!(super::on_postgres);
+}
+
 fn task(project_id: i64, repo: &str, user: &str, instructions: &str) -> NewTask {
     NewTask {
         project_id,
@@ -33,9 +106,10 @@ async fn reason(store: &Store, run_id: i64) -> Option<String> {
     store.run(run_id).await.unwrap().unwrap().waiting_reason
 }
 
-#[tokio::test]
-async fn one_users_tasks_on_one_repository_run_one_at_a_time() {
-    let (store, _dir) = sqlite().await;
+pub async fn one_users_tasks_on_one_repository_run_one_at_a_time(db: Db) {
+    let Db {
+        store, dir: _dir, ..
+    } = db;
     let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
     let mut runs = Vec::new();
     for i in 0..3 {
@@ -76,9 +150,10 @@ async fn one_users_tasks_on_one_repository_run_one_at_a_time() {
     }
 }
 
-#[tokio::test]
-async fn a_user_at_the_limit_waits_and_others_do_not() {
-    let (store, _dir) = sqlite().await;
+pub async fn a_user_at_the_limit_waits_and_others_do_not(db: Db) {
+    let Db {
+        store, dir: _dir, ..
+    } = db;
     let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
     let (_, first) = store
         .create_task(&task(project.id, "/srv/a.git", "alice", "one"))
@@ -120,9 +195,10 @@ async fn a_user_at_the_limit_waits_and_others_do_not() {
     );
 }
 
-#[tokio::test]
-async fn a_spent_monthly_budget_holds_new_runs() {
-    let (store, _dir) = sqlite().await;
+pub async fn a_spent_monthly_budget_holds_new_runs(db: Db) {
+    let Db {
+        store, dir: _dir, ..
+    } = db;
     let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
     store
         .set_project_settings(
@@ -181,9 +257,8 @@ async fn a_spent_monthly_budget_holds_new_runs() {
     assert_eq!(month.budget_usd, Some(1.0));
 }
 
-#[tokio::test]
-async fn credentials_are_sealed_and_open_only_with_the_key() {
-    let (store, dir) = sqlite().await;
+pub async fn credentials_are_sealed_and_open_only_with_the_key(db: Db) {
+    let Db { store, dir, sqlite } = db;
     let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
     let key = SecretKey::load_or_create(&dir.path().join("secret.key")).unwrap();
     let mode = std::fs::metadata(dir.path().join("secret.key")).unwrap();
@@ -237,6 +312,9 @@ async fn credentials_are_sealed_and_open_only_with_the_key() {
             .is_err()
     );
     store.close().await;
+    if !sqlite {
+        return;
+    }
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
@@ -248,9 +326,10 @@ async fn credentials_are_sealed_and_open_only_with_the_key() {
     }
 }
 
-#[tokio::test]
-async fn tokens_sessions_members_and_audit() {
-    let (store, _dir) = sqlite().await;
+pub async fn tokens_sessions_members_and_audit(db: Db) {
+    let Db {
+        store, dir: _dir, ..
+    } = db;
     let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
     let alice = store.create_user("alice", None, false).await.unwrap();
     assert!(store.create_user("alice", None, false).await.is_err());
@@ -324,9 +403,10 @@ async fn tokens_sessions_members_and_audit() {
     );
 }
 
-#[tokio::test]
-async fn retention_deletes_what_is_older_than_the_window_and_nothing_newer() {
-    let (store, _dir) = sqlite().await;
+pub async fn retention_deletes_what_is_older_than_the_window_and_nothing_newer(db: Db) {
+    let Db {
+        store, dir: _dir, ..
+    } = db;
     let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
     let (_, run) = store
         .create_task(&task(project.id, "/srv/a.git", "alice", "one"))
@@ -388,4 +468,39 @@ async fn retention_deletes_what_is_older_than_the_window_and_nothing_newer() {
         store.sweep(&RetentionPolicy::default(), now).await.unwrap(),
         Default::default()
     );
+}
+
+pub async fn concurrent_claimers_never_share_a_repository(db: Db) {
+    let Db {
+        store, dir: _dir, ..
+    } = db;
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    for i in 0..6 {
+        // Different users, so only the repository lock can hold them back.
+        store
+            .create_task(&task(
+                project.id,
+                "/srv/a.git",
+                &format!("user{i}"),
+                &format!("change {i}"),
+            ))
+            .await
+            .unwrap();
+    }
+    let mut handles = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            store
+                .claim_run(&format!("w{w}"), LEASE)
+                .await
+                .unwrap()
+                .is_some()
+        }));
+    }
+    let mut taken = 0;
+    for h in handles {
+        taken += usize::from(h.await.unwrap());
+    }
+    assert_eq!(taken, 1, "one running run per repository and base branch");
 }
