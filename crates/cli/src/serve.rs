@@ -51,6 +51,9 @@ pub struct ServeArgs {
     /// Keep audit events this long.
     #[arg(long, default_value = "400d", value_parser = parse_duration)]
     keep_audit: std::time::Duration,
+    /// Remove workspaces kept from failed runs after this long.
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    keep_failed_workspaces: std::time::Duration,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -93,6 +96,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             retention: RetentionPolicy {
                 events: args.keep_events,
                 audit: args.keep_audit,
+                workspaces: args.keep_failed_workspaces,
             },
             ..ServerConfig::default()
         },

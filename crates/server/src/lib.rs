@@ -10,6 +10,7 @@ mod views;
 
 pub use api::{RouteSpec, route_table};
 pub use auth::{Access, AuthConfig, CurrentUser, ProxyConfig};
+pub use bootstrap::sweep_workspaces;
 pub use error::ApiError;
 pub use views::{RunView, TaskView};
 
@@ -197,6 +198,7 @@ pub async fn serve(options: ServeOptions, shutdown: CancellationToken) -> Result
     let sweeper = tokio::spawn(bootstrap::sweep_forever(
         store.clone(),
         options.server.retention,
+        engine.config().data_dir.join("runs"),
         shutdown.clone(),
     ));
     // Connection info lets the guard trust identity headers only from configured proxies.

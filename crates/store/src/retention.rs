@@ -13,6 +13,9 @@ use crate::{Result, Store};
 pub struct RetentionPolicy {
     pub events: Duration,
     pub audit: Duration,
+    /// Workspaces of ended runs kept for debugging (failed runs, with
+    /// `keep_failed_workspaces`) are removed after this.
+    pub workspaces: Duration,
 }
 
 impl Default for RetentionPolicy {
@@ -21,6 +24,7 @@ impl Default for RetentionPolicy {
         RetentionPolicy {
             events: Duration::from_secs(90 * DAY),
             audit: Duration::from_secs(400 * DAY),
+            workspaces: Duration::from_secs(7 * DAY),
         }
     }
 }

@@ -1,4 +1,5 @@
 mod access;
 mod app;
 mod limits;
+mod retention;
 mod vault;

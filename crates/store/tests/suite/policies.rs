@@ -35,13 +35,10 @@ async fn on_postgres() -> Option<Db> {
     let admin = std::env::var("NIGHTSHIFT_TEST_POSTGRES").ok()?;
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
-    let name = format!(
-        "ns_{}",
-        nightshift_store::new_secret("")
-            .to_lowercase()
-            .replace(['-', '_'], "")[..16]
-            .to_string()
-    );
+    let random = nightshift_store::new_secret("")
+        .to_lowercase()
+        .replace(['-', '_'], "");
+    let name = format!("ns_{}", &random[..16]);
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&pool)
         .await
@@ -441,6 +438,7 @@ pub async fn retention_deletes_what_is_older_than_the_window_and_nothing_newer(d
     let policy = RetentionPolicy {
         events: Duration::from_millis(200),
         audit: Duration::from_millis(200),
+        ..RetentionPolicy::default()
     };
     let now = nightshift_core::now_millis();
     let swept = store.sweep(&policy, now).await.unwrap();
