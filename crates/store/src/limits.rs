@@ -58,34 +58,36 @@ pub struct MonthlyUsage {
     pub budget_usd: Option<f64>,
 }
 
-impl Store {
-    /// Says on every queued run what it waits for, and clears the reason of those that may go.
-    /// Only rows whose reason changes are written.
-    pub(crate) async fn refresh_waiting_reasons(&self) -> Result<()> {
-        let g = gates(month_bounds(now_millis()).0);
-        let reason = format!(
-            "(SELECT CASE \
-               WHEN {budget} THEN 'the project''s monthly budget is spent: an admin can raise it, or the run starts next month' \
-               WHEN {locked} THEN 'waiting for the repository lock on ' || qt.repo || ' ' || qt.base_branch || ': held by ' || \
-                  COALESCE((SELECT 'task ' || CAST(MIN(ht.id) AS TEXT) FROM tasks ht JOIN runs h ON h.task_id = ht.id \
-                    WHERE ht.repo = qt.repo AND ht.base_branch = qt.base_branch AND h.status = 'running' \
-                    AND ht.project_id = qt.project_id), 'a run in another project') \
-               WHEN {user} THEN 'waiting: ' || qt.created_by || ' already has ' || \
-                  CAST((SELECT p.max_active_runs_per_user FROM projects p WHERE p.id = q.project_id) AS TEXT) || \
-                  ' active run(s), the most this project allows per user' \
-               ELSE NULL END FROM tasks qt WHERE qt.id = q.task_id)",
-            budget = g.over_budget,
-            locked = g.repo_locked,
-            user = g.user_at_limit,
-        );
-        let sql = format!(
-            "UPDATE runs AS q SET waiting_reason = {reason} WHERE q.status = 'queued' \
-             AND COALESCE(q.waiting_reason, '') <> COALESCE({reason}, '')"
-        );
-        sqlx::query(&sql).execute(&self.pool).await?;
-        Ok(())
-    }
+/// Says on every queued run what it waits for, and clears the reason of those that may go.
+/// Only rows whose reason changes are written.
+pub(crate) async fn refresh_waiting_reasons(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+) -> Result<()> {
+    let g = gates(month_bounds(now_millis()).0);
+    let reason = format!(
+        "(SELECT CASE \
+           WHEN {budget} THEN 'the project''s monthly budget is spent: an admin can raise it, or the run starts next month' \
+           WHEN {locked} THEN 'waiting for the repository lock on ' || qt.repo || ' ' || qt.base_branch || ': held by ' || \
+              COALESCE((SELECT 'task ' || CAST(MIN(ht.id) AS TEXT) FROM tasks ht JOIN runs h ON h.task_id = ht.id \
+                WHERE ht.repo = qt.repo AND ht.base_branch = qt.base_branch AND h.status = 'running' \
+                AND ht.project_id = qt.project_id), 'a run in another project') \
+           WHEN {user} THEN 'waiting: ' || qt.created_by || ' already has ' || \
+              CAST((SELECT p.max_active_runs_per_user FROM projects p WHERE p.id = q.project_id) AS TEXT) || \
+              ' active run(s), the most this project allows per user' \
+           ELSE NULL END FROM tasks qt WHERE qt.id = q.task_id)",
+        budget = g.over_budget,
+        locked = g.repo_locked,
+        user = g.user_at_limit,
+    );
+    let sql = format!(
+        "UPDATE runs AS q SET waiting_reason = {reason} WHERE q.status = 'queued' \
+         AND COALESCE(q.waiting_reason, '') <> COALESCE({reason}, '')"
+    );
+    sqlx::query(&sql).execute(&mut **tx).await?;
+    Ok(())
+}
 
+impl Store {
     /// The project's spend in the month that contains `at`.
     pub async fn monthly_usage(&self, project_id: i64, at: Millis) -> Result<MonthlyUsage> {
         let (start, end) = month_bounds(at);

@@ -76,8 +76,9 @@ impl Store {
             .bind(now)
             .fetch_optional(&mut *tx)
             .await?;
+        // Under the same lock, so concurrent claimers do not write the same rows in turn.
+        crate::limits::refresh_waiting_reasons(&mut tx).await?;
         tx.commit().await?;
-        self.refresh_waiting_reasons().await?;
         let Some(row) = row else { return Ok(None) };
         let run_id: i64 = row.try_get("id")?;
         let claims: i64 = row.try_get("claims")?;

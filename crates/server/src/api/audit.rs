@@ -34,7 +34,22 @@ pub async fn list(
     Extension(access): Extension<ProjectAccess>,
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let q = query(q)?;
+    audit_page(&state, Some(access.project.id), query(q)?).await
+}
+
+/// Events outside any project: tokens, users, sign-in, forged proxy headers.
+pub async fn list_server(
+    State(state): State<AppState>,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    audit_page(&state, None, query(q)?).await
+}
+
+async fn audit_page(
+    state: &AppState,
+    project_id: Option<i64>,
+    q: AuditQuery,
+) -> Result<Json<Value>, ApiError> {
     let filter = AuditFilter {
         actor: q.actor,
         action: q.action,
@@ -43,10 +58,7 @@ pub async fn list(
         before: q.before,
         limit: q.limit,
     };
-    let events = state
-        .store
-        .audit_events(Some(access.project.id), &filter)
-        .await?;
+    let events = state.store.audit_events(project_id, &filter).await?;
     let limit = filter.limit.unwrap_or(100).clamp(1, 1000) as usize;
     let next = (events.len() == limit)
         .then(|| events.last().map(|e| e.id))
