@@ -148,6 +148,15 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             get(tokens::users),
         ),
         (
+            spec(
+                M::GET,
+                "/audit",
+                Access::ServerAdmin,
+                "Audit events outside any project: tokens, users, sign-in, forged proxy headers",
+            ),
+            get(audit::list_server),
+        ),
+        (
             change(
                 M::POST,
                 "/users",
