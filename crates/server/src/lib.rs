@@ -169,10 +169,11 @@ pub async fn serve(options: ServeOptions, shutdown: CancellationToken) -> Result
             path.display()
         );
     }
-    let engine_config = options
+    let mut engine_config = options
         .engine
         .clone()
         .unwrap_or_else(|| EngineConfig::new(&options.data_dir));
+    engine_config.secret_key = Some(secret_key.clone());
     let engine = Engine::new(store.clone(), engine_config);
     let state = AppState {
         store: store.clone(),

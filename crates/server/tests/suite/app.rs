@@ -20,6 +20,7 @@ pub struct App {
     pub dir: tempfile::TempDir,
     pub store: Store,
     pub router: Router,
+    pub engine: Arc<Engine>,
     /// Tokens by principal: root (server admin), admin, editor, viewer, outsider (beta only).
     pub tokens: std::collections::HashMap<&'static str, String>,
     pub shutdown: CancellationToken,
@@ -43,7 +44,9 @@ impl App {
         let store = Store::open_sqlite(&dir.path().join("nightshift.db"))
             .await
             .unwrap();
+        let key = SecretKey::load_or_create(&dir.path().join("secret.key")).unwrap();
         let mut engine_config = EngineConfig::new(dir.path());
+        engine_config.secret_key = Some(key.clone());
         engine_config.heartbeat = Duration::from_millis(200);
         engine_config.poll = Duration::from_millis(100);
         let engine = Engine::new(store.clone(), engine_config);
@@ -52,12 +55,11 @@ impl App {
             let (e, s) = (engine.clone(), shutdown.clone());
             tokio::spawn(async move { e.run_workers(workers, s).await });
         }
-        let key = SecretKey::load_or_create(&dir.path().join("secret.key")).unwrap();
         let mut config = config;
         config.default_agent = AgentSpec::command("true");
         let state = AppState {
             store: store.clone(),
-            engine,
+            engine: engine.clone(),
             config: Arc::new(config),
             secret_key: Arc::new(key),
         };
@@ -85,7 +87,7 @@ impl App {
             dir,
             store,
             router: router(state),
-
+            engine,
             tokens,
             shutdown,
         }

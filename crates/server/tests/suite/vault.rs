@@ -73,14 +73,10 @@ async fn a_credential_set_through_the_api_cannot_be_read_back_anywhere() {
         assert!(!text.contains(CANARY), "the secret came back: {text}");
     }
     let alpha = app.store.project("alpha").await.unwrap().unwrap();
+    // The engine opens it for its own pushes (host names are case-insensitive).
     let opened = app
-        .store
-        .forge_credential(
-            &nightshift_store::SecretKey::load_or_create(&app.dir.path().join("secret.key"))
-                .unwrap(),
-            alpha.id,
-            "github.com",
-        )
+        .engine
+        .project_credential(alpha.id, "GitHub.com")
         .await
         .unwrap()
         .unwrap();
