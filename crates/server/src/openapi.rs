@@ -85,10 +85,32 @@ fn operation(spec: &RouteSpec) -> Value {
         let example: Value = serde_json::from_str(example).unwrap_or(Value::Null);
         op["requestBody"] = json!({
             "required": true,
-            "content": {"application/json": {"schema": {"type": "object"}, "example": example}}
+            "content": {"application/json": {"schema": schema_of(&example), "example": example}}
         });
     }
     op
+}
+
+/// A JSON Schema for the shape of an example body: the field names and their types, so
+/// clients can generate types. Fields beyond the example are refused by the server.
+fn schema_of(example: &Value) -> Value {
+    match example {
+        Value::Object(fields) => {
+            let properties: Map<String, Value> = fields
+                .iter()
+                .map(|(name, value)| (name.clone(), schema_of(value)))
+                .collect();
+            json!({"type": "object", "properties": properties, "additionalProperties": false})
+        }
+        Value::Array(items) => {
+            json!({"type": "array", "items": items.first().map(schema_of).unwrap_or(json!({}))})
+        }
+        Value::String(_) => json!({"type": "string"}),
+        Value::Number(n) if n.is_f64() => json!({"type": "number"}),
+        Value::Number(_) => json!({"type": "integer"}),
+        Value::Bool(_) => json!({"type": "boolean"}),
+        Value::Null => json!({}),
+    }
 }
 
 fn responses_for_body(op: &mut Value) {
