@@ -61,6 +61,11 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected();
+        // Expired sessions are dead weight (they no longer sign anyone in).
+        sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(Swept {
             events,
             changes,

@@ -80,6 +80,11 @@ pub async fn resolve(
         (Some(proxy), Some(ip)) => proxy.trusted.contains(&ip),
         _ => false,
     };
+    if trusted && let Some(client) = header(headers, "x-forwarded-for") {
+        // Behind a trusted proxy the audit trail wants the client, not the proxy.
+        let client = client.split(',').next().unwrap_or_default().trim();
+        identity.source = format!("{client} via {}", identity.source);
+    }
     if let Some(claimed) = proxy_user.filter(|_| !trusted) {
         // Someone may be trying to pass as another user: ignore the header, keep a record.
         let claimed: String = claimed.chars().take(100).collect();
