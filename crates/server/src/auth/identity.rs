@@ -154,6 +154,11 @@ pub struct CurrentUser {
 }
 
 impl CurrentUser {
+    /// The user's name, as `created_by`, member lists and audit events show it.
+    pub fn name(&self) -> &str {
+        &self.user.name
+    }
+
     pub fn from_identity(identity: &Identity) -> Result<CurrentUser, ApiError> {
         match &identity.user {
             Some(user) => Ok(CurrentUser {
