@@ -1,6 +1,7 @@
 //! `nightshift`: parses arguments and hands over to the server or the API client.
 
 mod client;
+mod people;
 mod serve;
 mod task;
 
@@ -24,6 +25,12 @@ enum Command {
     /// Create, watch, cancel and retry tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Create, list and revoke your API tokens.
+    #[command(subcommand)]
+    Token(people::TokenCommand),
+    /// List and create projects; show one and add members.
+    #[command(subcommand)]
+    Project(people::ProjectCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +46,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Task(cmd) => task::run(cmd).await,
+            Command::Token(cmd) => people::token(cmd).await,
+            Command::Project(cmd) => people::project(cmd).await,
         }
     });
     match result {

@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::Args;
 use nightshift_core::parse_duration;
 use nightshift_engine::EngineConfig;
-use nightshift_server::{ServeOptions, ServerConfig};
+use nightshift_server::{AuthConfig, ProxyConfig, ServeOptions, ServerConfig};
+use nightshift_store::{RetentionPolicy, SecretKey};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Args)]
@@ -31,6 +32,28 @@ pub struct ServeArgs {
     /// The longest timeout a task may ask for (the default timeout is 1h, or this when lower).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     max_timeout: std::time::Duration,
+    /// No sign-in: every request acts as the local admin. Only on a loopback address.
+    #[arg(long)]
+    no_auth: bool,
+    /// Accept X-Forwarded-User/-Email/-Groups from this proxy address (repeatable).
+    #[arg(
+        long = "trusted-proxy",
+        env = "NIGHTSHIFT_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<std::net::IpAddr>,
+    /// The key that seals stored credentials (32 bytes, base64); else `<data-dir>/secret.key`.
+    #[arg(long, env = "NIGHTSHIFT_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// Keep run events and diffs this long.
+    #[arg(long, default_value = "90d", value_parser = parse_duration)]
+    keep_events: std::time::Duration,
+    /// Keep audit events this long.
+    #[arg(long, default_value = "400d", value_parser = parse_duration)]
+    keep_audit: std::time::Duration,
+    /// Remove workspaces kept from failed runs after this long.
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    keep_failed_workspaces: std::time::Duration,
     /// The configuration file (default: nightshift.toml in the data directory, when present).
     #[arg(long, env = "NIGHTSHIFT_CONFIG")]
     config: Option<PathBuf>,
@@ -100,6 +123,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let mut server = ServerConfig {
         max_timeout: args.max_timeout,
+        auth: AuthConfig {
+            disabled: args.no_auth,
+            proxy: (!args.trusted_proxies.is_empty()).then(|| ProxyConfig {
+                trusted: args.trusted_proxies.clone(),
+            }),
+            ..AuthConfig::default()
+        },
+        retention: RetentionPolicy {
+            events: args.keep_events,
+            audit: args.keep_audit,
+            workspaces: args.keep_failed_workspaces,
+        },
         ..ServerConfig::default()
     };
     if let Some(kind) = &config.default_agent {
@@ -111,10 +146,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         workers: if args.no_workers { 0 } else { args.workers },
         database: args.database,
-        server: ServerConfig {
-            max_timeout: args.max_timeout,
-            ..ServerConfig::default()
-        },
+        server,
+        secret_key: args
+            .secret_key
+            .as_deref()
+            .map(SecretKey::from_base64)
+            .transpose()
+            .context("NIGHTSHIFT_SECRET_KEY")?,
     };
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();

@@ -15,7 +15,7 @@ use nightshift_agent::{AgentConfig, AgentDriver, AgentError};
 use nightshift_core::{AgentSpec, BranchName, Budget, RepoUrl};
 use nightshift_forge::{Forge, GitForge};
 use nightshift_sandbox::Sandbox;
-use nightshift_store::Store;
+use nightshift_store::{ForgeCredential, SecretKey, Store};
 use nightshift_workspace::{Git, Mirrors, WorkspaceError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -55,6 +55,8 @@ pub struct EngineConfig {
     pub keep_failed_workspaces: bool,
     /// Agent binaries, models and the model endpoint and key.
     pub agents: AgentConfig,
+    /// Opens the per-project credentials vault; `None` when the server set up no key.
+    pub secret_key: Option<SecretKey>,
 }
 
 impl EngineConfig {
@@ -69,6 +71,7 @@ impl EngineConfig {
             shutdown_grace: Duration::from_secs(30),
             keep_failed_workspaces: false,
             agents: AgentConfig::default(),
+            secret_key: None,
         }
     }
 }
@@ -174,6 +177,22 @@ impl Engine {
         spec: &AgentSpec,
     ) -> std::result::Result<Box<dyn AgentDriver>, AgentError> {
         nightshift_agent::driver_for(spec, &self.config.agents, self.sandbox.clone())
+    }
+
+    /// The project's stored credential for a forge host (e.g. `github.com`), opened with the
+    /// server key. For the engine's own pushes and forge calls only: never hand it to the agent.
+    pub async fn project_credential(
+        &self,
+        project_id: i64,
+        host: &str,
+    ) -> Result<Option<ForgeCredential>> {
+        let Some(key) = &self.config.secret_key else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .forge_credential(key, project_id, &host.to_ascii_lowercase())
+            .await?)
     }
 
     /// The forge a repository's branches and pull requests go to.

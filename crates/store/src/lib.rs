@@ -10,10 +10,27 @@ mod rows;
 mod runs;
 mod tasks;
 
+// Projects, people and policies.
+mod audit;
+mod credentials;
+mod history;
+mod limits;
+mod projects;
+mod retention;
+mod users;
+
 pub use events::NewEvent;
 pub use live::{ANY_RUN, RunFollower};
 pub use runs::{Claim, Heartbeat, RunUpdate};
 pub use tasks::{CancelOutcome, TaskSummary};
+
+pub use audit::NewAudit;
+pub use credentials::{CredentialInfo, ForgeCredential, SecretKey, write_private};
+pub use history::RunFilter;
+pub use limits::MonthlyUsage;
+pub use projects::{GroupBinding, Member};
+pub use retention::{RetentionPolicy, Swept};
+pub use users::{ApiToken, TOKEN_PREFIX, hash_secret, new_secret};
 
 use std::path::Path;
 use std::str::FromStr;
@@ -41,6 +58,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("run {run_id} is no longer leased by this worker")]
     LeaseLost { run_id: i64 },
+    #[error("server key: {0}")]
+    Key(String),
 }
 
 impl From<nightshift_core::CoreError> for StoreError {

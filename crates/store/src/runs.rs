@@ -53,12 +53,15 @@ impl Store {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // Queued runs start only when the limits admit them (see `limits.rs`); an expired
+        // lease is always resumed, since its run already holds its place.
+        let admissible = crate::limits::admissible(now);
         let sql = format!(
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
              started_at = COALESCE(started_at, $3), claimed_at = $3, waiting_reason = NULL, \
              claims = claims + 1 \
-             WHERE id = (SELECT id FROM runs WHERE project_id = $4 AND (status = 'queued' \
-                OR (status = 'running' AND lease_expires_at < $3)) ORDER BY id LIMIT 1 {lock}) \
+             WHERE id = (SELECT q.id FROM runs q WHERE q.project_id = $4 AND ((q.status = 'queued' AND {admissible}) \
+                OR (q.status = 'running' AND q.lease_expires_at < $3)) ORDER BY q.id LIMIT 1 {lock}) \
              RETURNING id, claims"
         );
         // The order is a snapshot: another claimer may take the project's last run first, so
@@ -66,7 +69,7 @@ impl Store {
         for project_id in self.claim_order(now).await? {
             // One transaction, so one commit (one disk flush) per claim, and the task's status
             // never disagrees with its run's.
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_claim().await?;
             let row = sqlx::query(&sql)
                 .bind(worker)
                 .bind(now + lease.as_millis() as i64)
@@ -75,6 +78,8 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some(row) = row else { continue };
+            // Under the same lock, so concurrent claimers do not write the same rows in turn.
+            crate::limits::refresh_waiting_reasons(&mut tx).await?;
             let run_id: i64 = row.try_get("id")?;
             let claims: i64 = row.try_get("claims")?;
             sync_task_status(&mut tx, run_id).await?;
@@ -93,7 +98,23 @@ impl Store {
                 resumed: claims > 1,
             }));
         }
+        // Nothing could start: still tell the waiting runs why.
+        let mut tx = self.begin_claim().await?;
+        crate::limits::refresh_waiting_reasons(&mut tx).await?;
+        tx.commit().await?;
         Ok(None)
+    }
+
+    /// A claim's transaction. Row locks cannot stop two claimers from each taking a different
+    /// run of one repository (or of one user), so on PostgreSQL claims take turns.
+    async fn begin_claim(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT 1 AS n FROM pg_advisory_xact_lock(7482903)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
     }
 
     /// The projects with a claimable run, in the order a worker should serve them.

@@ -85,7 +85,7 @@ fn bad_input_gets_a_clear_error_and_nothing_is_created() {
 async fn the_api_names_what_is_wrong_with_a_body() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), 0);
-    let http = reqwest::Client::new();
+    let http = authed(&server);
     let tasks = format!("{}/api/v1/projects/default/tasks", server.url);
     let post = |body: String| {
         http.post(&tasks)
@@ -117,7 +117,7 @@ async fn the_api_names_what_is_wrong_with_a_body() {
     .unwrap();
     assert_eq!(r.status(), 413);
     // The server closes a connection whose body it refused; start afresh.
-    let http = reqwest::Client::new();
+    let http = authed(&server);
 
     let r = http
         .get(format!("{}/api/v1/projects/nope/tasks", server.url))
@@ -137,6 +137,19 @@ async fn the_api_names_what_is_wrong_with_a_body() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// A client that signs in with the server's admin token.
+fn authed(server: &Server) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "authorization",
+        format!("Bearer {}", server.token).parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 async fn error_code(response: reqwest::Response) -> String {

@@ -11,6 +11,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_nightshift");
 pub struct Server {
     child: Child,
     pub url: String,
+    /// The admin token the server wrote on its first start.
+    pub token: String,
 }
 
 impl Server {
@@ -29,16 +31,28 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let url = loop {
+            let mut line = String::new();
+            assert!(
+                reader.read_line(&mut line).unwrap() > 0,
+                "serve exited before listening"
+            );
+            if line.contains("listening on") {
+                break line
+                    .split_whitespace()
+                    .find(|w| w.starts_with("http://"))
+                    .unwrap_or_else(|| panic!("no address in {line:?}"))
+                    .to_string();
+            }
+        };
+        // Keep reading so the server never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let token = std::fs::read_to_string(data.join("admin.token"))
+            .unwrap()
+            .trim()
             .to_string();
-        Server { child, url }
+        Server { child, url, token }
     }
 
     pub fn kill_hard(&mut self) {
@@ -50,6 +64,7 @@ impl Server {
         Command::new(BIN)
             .args(args)
             .env("NIGHTSHIFT_URL", &self.url)
+            .env("NIGHTSHIFT_TOKEN", &self.token)
             .stdin(Stdio::null())
             .output()
             .unwrap()

@@ -104,10 +104,13 @@ async fn a_command_task_is_validated_formatted_and_pushed() {
     assert_eq!(change.checks_source, ".nightshift.toml");
     assert_eq!(change.branch.as_deref(), Some(branch.as_str()));
     assert!(run.checkpoint.completed.contains(&Phase::Publishing));
-    assert!(
-        !h.data.path().join("runs").join(run.id.to_string()).exists(),
-        "workspace removed"
-    );
+    // The end is recorded first and the workspace removed right after: give it a moment.
+    let workspace = h.data.path().join("runs").join(run.id.to_string());
+    let removing = std::time::Instant::now();
+    while workspace.exists() && removing.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!workspace.exists(), "workspace removed");
 }
 
 #[tokio::test]

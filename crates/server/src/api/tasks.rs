@@ -2,8 +2,9 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use nightshift_core::{
     AgentKind, AgentSpec, BranchName, Budget, DEFAULT_TIMEOUT, Instructions, NewTask, Project,
     RepoUrl, RunEvent, TaskFilter, parse_duration, parse_timestamp,
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::auth::{AuditNote, ProjectAccess};
 use crate::error::ApiError;
 use crate::views::{RunView, TaskView};
 
@@ -50,11 +52,19 @@ pub struct CreateTask {
 
 pub async fn create(
     State(state): State<AppState>,
-    Path(project): Path<String>,
+    Extension(access): Extension<ProjectAccess>,
     request: Result<Json<CreateTask>, JsonRejection>,
-) -> Result<(StatusCode, Json<TaskView>), ApiError> {
-    let project = state.project(&project).await?;
+) -> Result<Response, ApiError> {
+    let project = access.project.clone();
     let request = body(request)?;
+    // The project may lower the server's timeout cap (and with it the default).
+    let settings = state.store.project_settings(project.id).await?;
+    let max_timeout = settings
+        .max_timeout_secs
+        .map(std::time::Duration::from_secs)
+        .map_or(state.config.max_timeout, |p| {
+            p.min(state.config.max_timeout)
+        });
     let instructions = Instructions::parse(&request.instructions)?;
     let repo = RepoUrl::parse(&request.repo)?;
     let base = request
@@ -65,15 +75,15 @@ pub async fn create(
         .transpose()?;
     let timeout = match request.timeout.as_deref() {
         Some(text) => parse_duration(text)?,
-        None => DEFAULT_TIMEOUT.min(state.config.max_timeout),
+        None => DEFAULT_TIMEOUT.min(max_timeout),
     };
-    if timeout > state.config.max_timeout {
+    if timeout > max_timeout {
         return Err(ApiError::invalid(
             "timeout_too_long",
             format!(
-                "timeout {} is over this server's limit of {}",
+                "timeout {} is over this project's limit of {}",
                 nightshift_core::format_duration(timeout),
-                nightshift_core::format_duration(state.config.max_timeout)
+                nightshift_core::format_duration(max_timeout)
             ),
         ));
     }
@@ -107,6 +117,21 @@ pub async fn create(
         Some(title) => title.chars().take(200).collect(),
         None => instructions.summary(),
     };
+    if let Some(existing) = state
+        .store
+        .active_duplicate(project.id, repo.as_str(), instructions.as_str())
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "duplicate_task",
+            format!(
+                "task {existing} has the same instructions on this repository and is still queued or running: \
+                 follow it at /api/v1/projects/{}/tasks/{existing}, or cancel it first",
+                project.name
+            ),
+        ));
+    }
     let base = state.engine.resolve_base(&repo, base.as_ref()).await?;
     let new = NewTask {
         project_id: project.id,
@@ -117,13 +142,18 @@ pub async fn create(
         agent,
         timeout_secs: timeout.as_secs(),
         budget,
-        created_by: "local".into(),
+        created_by: access.user.user.name.clone(),
     };
     let (task, run) = state.store.create_task(&new).await?;
     state.engine.wake();
     let view = TaskView::detail(&task, &project.name, &[run])
         .ok_or_else(|| ApiError::not_found("task has no run"))?;
-    Ok((StatusCode::CREATED, Json(view)))
+    let mut response = (StatusCode::CREATED, Json(view)).into_response();
+    response.extensions_mut().insert(AuditNote {
+        object: Some(format!("task {}", task.id)),
+        ..Default::default()
+    });
+    Ok(response)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -21,6 +21,13 @@ pub async fn postgres() -> (Store, ()) {
     (Store::connect(&url).await.unwrap(), ())
 }
 
+/// A task no limit holds back: its own repository and its own creator.
+pub fn independent_task(project_id: i64, i: usize, instructions: &str) -> NewTask {
+    let mut task = new_task(project_id, &format!("/srv/r{i}.git"), instructions);
+    task.created_by = format!("user{i}");
+    task
+}
+
 pub fn new_task(project_id: i64, repo: &str, instructions: &str) -> NewTask {
     NewTask {
         project_id,
@@ -214,10 +221,10 @@ pub async fn creates_and_lists_tasks_with_filters(store: Store) {
 pub async fn claims_each_run_once_and_finishes_it(store: Store) {
     let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
     for i in 0..5 {
-        store
-            .create_task(&new_task(project.id, "/srv/a.git", &format!("task {i}")))
-            .await
-            .unwrap();
+        // Different users and repositories: one user's runs on one repository take turns.
+        let mut task = new_task(project.id, &format!("/srv/a{i}.git"), &format!("task {i}"));
+        task.created_by = format!("user{i}");
+        store.create_task(&task).await.unwrap();
     }
     let lease = Duration::from_secs(30);
     let mut claimed = std::collections::HashSet::new();
@@ -429,7 +436,7 @@ pub async fn fair_claims_across_projects(store: Store) {
     let b = store.ensure_project("b").await.unwrap();
     for i in 0..50 {
         store
-            .create_task(&new_task(a.id, "/srv/a.git", &format!("backlog {i}")))
+            .create_task(&independent_task(a.id, i, &format!("backlog {i}")))
             .await
             .unwrap();
     }
@@ -439,7 +446,7 @@ pub async fn fair_claims_across_projects(store: Store) {
         assert_eq!(claim.run.project_id, a.id);
     }
     let (_, b_run) = store
-        .create_task(&new_task(b.id, "/srv/b.git", "late but not starved"))
+        .create_task(&independent_task(b.id, 1000, "late but not starved"))
         .await
         .unwrap();
     let next: Vec<i64> = [
@@ -470,7 +477,7 @@ pub async fn fair_claims_when_runs_finish_as_fast_as_claimed(store: Store) {
     let b = store.ensure_project("b").await.unwrap();
     for i in 0..20 {
         store
-            .create_task(&new_task(a.id, "/srv/a.git", &format!("backlog {i}")))
+            .create_task(&independent_task(a.id, i, &format!("backlog {i}")))
             .await
             .unwrap();
     }
@@ -481,7 +488,7 @@ pub async fn fair_claims_when_runs_finish_as_fast_as_claimed(store: Store) {
         .await
         .unwrap();
     let (_, b_run) = store
-        .create_task(&new_task(b.id, "/srv/b.git", "late but not starved"))
+        .create_task(&independent_task(b.id, 1000, "late but not starved"))
         .await
         .unwrap();
     // One worker, nothing running: the project served least recently goes next.
@@ -499,7 +506,7 @@ pub async fn many_concurrent_claimers_take_each_run_once(store: Store) {
     for i in 0..200 {
         let project = &projects[i % projects.len()];
         let (_, run) = store
-            .create_task(&new_task(project.id, "/srv/a.git", &format!("task {i}")))
+            .create_task(&independent_task(project.id, i, &format!("task {i}")))
             .await
             .unwrap();
         created.insert(run.id);
@@ -535,7 +542,7 @@ pub async fn ids_and_ordering(store: Store) {
     let mut run_ids = Vec::new();
     for i in 0..5 {
         let (task, run) = store
-            .create_task(&new_task(project.id, "/srv/a.git", &format!("task {i}")))
+            .create_task(&independent_task(project.id, i, &format!("task {i}")))
             .await
             .unwrap();
         assert!(task.id > 0 && run.id > 0);
@@ -840,7 +847,7 @@ pub async fn time_window_filters_keep_newest_first(store: Store) {
     let mut tasks = Vec::new();
     for i in 0..6 {
         let (task, _) = store
-            .create_task(&new_task(project.id, "/srv/a.git", &format!("task {i}")))
+            .create_task(&independent_task(project.id, i, &format!("task {i}")))
             .await
             .unwrap();
         tasks.push(task);

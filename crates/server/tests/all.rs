@@ -1,0 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The server's integration tests: the API through its router, on a real SQLite store.
+
+mod suite;

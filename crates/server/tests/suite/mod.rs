@@ -1,0 +1,6 @@
+mod access;
+mod app;
+mod embedded;
+mod limits;
+mod retention;
+mod vault;
