@@ -1,3 +1,4 @@
 mod harness;
 mod pipeline;
+mod publish;
 mod stops;
