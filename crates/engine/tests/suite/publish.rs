@@ -515,3 +515,56 @@ async fn flaky_forge_answers_still_publish_each_run_exactly_once() {
     assert_eq!(site.fake.violations(), Vec::<String>::new());
     site.assert_no_leak(&tasks).await;
 }
+
+/// Everything the engine and its libraries log, at every level, for one test thread.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_forge_token_shows_nowhere_a_person_or_a_log_can_read() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    // The test runtime has one thread, so a thread-local subscriber hears every task.
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
+    let site = Site::start(FakeKind::GitHub).await;
+    site.fake.inject_faults(
+        0.3,
+        5,
+        vec![Fault::ServerError(503), Fault::ServerErrorAfterHandling],
+    );
+    let workers = site.workers(1, site.config(fast_retries()));
+    let published = site
+        .create(&workers, WIDGET, "Say goodbye", &site.goodbye("agent"))
+        .await;
+    assert_eq!(site.wait_end(published).await.status, RunStatus::Succeeded);
+    let denied = site
+        .create(&workers, LOCKED, "Say goodbye", &site.goodbye("locked"))
+        .await;
+    assert_eq!(
+        site.wait_end(denied).await.end_reason,
+        Some(EndReason::PermissionDenied)
+    );
+    site.assert_no_leak(&[published, denied]).await;
+    let logged = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(!logged.is_empty(), "the libraries logged something");
+    for form in site.credential_forms().await {
+        assert!(!logged.contains(&form), "credential in the logs:\n{logged}");
+    }
+}
