@@ -71,6 +71,14 @@ struct ConfigFile {
     /// Budget defaults for tasks that set none (`max_cost_usd`, `max_turns`, `max_tokens`).
     budget: nightshift_core::Budget,
     agents: nightshift_agent::AgentConfig,
+    /// Where people reach this server; pull requests link back to `<public_url>/tasks/<id>`.
+    public_url: Option<String>,
+    /// `[[forge]]`: which forge serves which repository host, and the credential it pushes with.
+    forge: Vec<nightshift_forge::ForgeEntry>,
+    /// How hard forge requests are retried (`max_attempts`, backoff, timeouts).
+    retry: nightshift_forge::RetryPolicy,
+    /// How often an open pull request's CI status is asked for, e.g. `30s`.
+    ci_poll: Option<String>,
 }
 
 fn load_config(
@@ -89,7 +97,19 @@ fn load_config(
     };
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not valid: {e}", path.display()))
+    parse_config(&text).map_err(|e| anyhow::anyhow!("{} is not valid: {e}", path.display()))
+}
+
+/// toml's own message quotes the offending line, which may hold a forge token: only the
+/// reason and the line number are kept.
+fn parse_config(text: &str) -> Result<ConfigFile, String> {
+    toml::from_str(text).map_err(|e| match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].lines().count().max(1);
+            format!("line {line}: {}", e.message())
+        }
+        None => e.message().to_string(),
+    })
 }
 
 fn default_data_dir() -> PathBuf {
@@ -120,6 +140,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     engine.budget_defaults = config.budget;
     if let Some(rounds) = config.verification_rounds {
         engine.verification_rounds = rounds;
+    }
+    engine.forges = nightshift_forge::ForgeConfig {
+        entries: config.forge,
+        retry: config.retry,
+    };
+    if let Some(url) = config.public_url {
+        engine.public_url = url;
+    }
+    if let Some(poll) = &config.ci_poll {
+        engine.ci_poll = parse_duration(poll).map_err(|e| anyhow::anyhow!("ci_poll: {e}"))?;
     }
     let mut server = ServerConfig {
         max_timeout: args.max_timeout,
@@ -177,5 +207,44 @@ async fn wait_for_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forge_settings_parse_and_errors_hide_tokens() {
+        let config = parse_config(
+            r#"
+            public_url = "https://ns.example.com"
+            ci_poll = "10s"
+
+            [retry]
+            max_attempts = 3
+
+            [[forge]]
+            kind = "github"
+            host = "github.com"
+            token = "github_pat_canary"
+
+            [[forge]]
+            kind = "forgejo"
+            host = "codeberg.org"
+            token = "tok"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.forge.len(), 2);
+        assert_eq!(config.retry.max_attempts, 3);
+        assert_eq!(config.public_url.as_deref(), Some("https://ns.example.com"));
+
+        let err =
+            parse_config("[[forge]]\nkind = \"github\"\nhost = 1\ntoken = \"glpat-canary\"\n")
+                .err()
+                .unwrap();
+        assert!(!err.contains("canary"), "{err}");
+        assert!(err.starts_with("line 3"), "{err}");
     }
 }

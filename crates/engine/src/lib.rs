@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use nightshift_agent::{AgentConfig, AgentDriver, AgentError};
 use nightshift_core::{AgentSpec, BranchName, Budget, RepoUrl};
-use nightshift_forge::{Forge, GitForge};
+use nightshift_forge::{Forge, ForgeConfig, ForgeError, RetryEvent, RetryObserver};
 use nightshift_sandbox::Sandbox;
 use nightshift_store::{ForgeCredential, SecretKey, Store};
 use nightshift_workspace::{Git, Mirrors, WorkspaceError};
@@ -57,6 +57,14 @@ pub struct EngineConfig {
     pub agents: AgentConfig,
     /// Opens the per-project credentials vault; `None` when the server set up no key.
     pub secret_key: Option<SecretKey>,
+    /// Which forge serves which repository host, with the credential the engine pushes with.
+    pub forges: ForgeConfig,
+    /// Where people reach this server; pull requests link back to `<public_url>/tasks/<id>`.
+    pub public_url: String,
+    /// How often an open pull request's CI status is asked for after the run ended.
+    pub ci_poll: Duration,
+    /// How long after the run a pull request is followed; then the last status stays.
+    pub ci_follow_for: Duration,
 }
 
 impl EngineConfig {
@@ -72,6 +80,10 @@ impl EngineConfig {
             keep_failed_workspaces: false,
             agents: AgentConfig::default(),
             secret_key: None,
+            forges: ForgeConfig::default(),
+            public_url: "http://127.0.0.1:8080".into(),
+            ci_poll: Duration::from_secs(30),
+            ci_follow_for: Duration::from_secs(3600),
         }
     }
 }
@@ -195,9 +207,51 @@ impl Engine {
             .await?)
     }
 
-    /// The forge a repository's branches and pull requests go to.
-    pub(crate) fn forge(&self, _repo: &RepoUrl) -> Box<dyn Forge> {
-        Box::new(GitForge)
+    /// The forge a repository's branches and pull requests go to, resolved per run so every
+    /// retry it makes (rate limits, 5xx) shows in that run's log.
+    pub(crate) fn forge(
+        &self,
+        repo: &RepoUrl,
+        events: &EventSink,
+    ) -> std::result::Result<Box<dyn Forge>, ForgeError> {
+        let sink = events.clone();
+        let observer: RetryObserver = Arc::new(move |retry: &RetryEvent| {
+            sink.emit(
+                nightshift_core::EventKind::Info,
+                None,
+                format!(
+                    "{} {}: {} on attempt {}; retrying in {} ms",
+                    retry.forge,
+                    retry.operation,
+                    retry.reason,
+                    retry.attempt,
+                    retry.delay.as_millis()
+                ),
+                serde_json::json!({
+                    "forge_retry": {
+                        "forge": retry.forge,
+                        "operation": retry.operation,
+                        "attempt": retry.attempt,
+                        "delay_ms": retry.delay.as_millis() as u64,
+                        "reason": retry.reason,
+                        "server_delay": retry.server_delay,
+                    }
+                }),
+            );
+        });
+        nightshift_forge::resolve(repo, &self.config.forges, observer)
+    }
+
+    /// Every configured forge credential, to scrub from anything a run records.
+    pub(crate) fn forge_secrets(&self) -> Vec<nightshift_forge::Secret> {
+        let mut secrets = Vec::new();
+        for entry in &self.config.forges.entries {
+            secrets.extend(entry.token.clone());
+            if let Some(app) = &entry.app {
+                secrets.push(app.private_key.clone());
+            }
+        }
+        secrets
     }
 
     /// Runs `count` workers until `shutdown` fires, then lets running runs finish (bounded by

@@ -12,13 +12,24 @@ use nightshift_core::{
     AgentEvent, CheckOutcome, CheckResult, Checkpoint, EndReason, EventKind, GeneratedChange,
     Phase, RepoUrl, Run, Task, Usage, format_duration, now_millis,
 };
-use nightshift_forge::{ForgeError, PullRequestSpec};
+use nightshift_forge::{
+    Forge, ForgeError, PrBody, PrState, PrStatus, PullRequestSpec, redact, render_pr_body,
+};
 use nightshift_store::{Claim, RunUpdate, StoreError};
 use nightshift_workspace::{WorkspaceError, Worktree};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Engine, EventSink};
+
+/// A background task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Why a run was stopped from outside its own work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +116,9 @@ impl RunExecution {
     }
 
     pub(crate) async fn execute(mut self, shutdown: CancellationToken) {
-        let watchdog = tokio::spawn(watch(
+        // Aborted on drop too: a run whose worker was torn down must stop renewing its lease,
+        // or no other worker could ever resume it.
+        let watchdog = AbortOnDrop(tokio::spawn(watch(
             self.engine.clone(),
             self.run.clone(),
             self.task.timeout_secs,
@@ -113,9 +126,10 @@ impl RunExecution {
             self.stop.clone(),
             self.cause.clone(),
             shutdown,
-        ));
+        )));
         if self.resumed {
-            self.events.info(None, "resumed by another worker after its lease expired: starting again from a fresh workspace");
+            self.events
+                .info(None, "resumed by another worker after its lease expired");
         }
         let result = if self.run.cancel_requested {
             self.set_cause(StopCause::Cancelled);
@@ -123,7 +137,7 @@ impl RunExecution {
         } else {
             self.pipeline().await
         };
-        watchdog.abort();
+        drop(watchdog);
         self.conclude(result).await;
     }
 
@@ -207,24 +221,50 @@ impl RunExecution {
     async fn pipeline(&mut self) -> Step<EndReason> {
         let repo = RepoUrl::parse(&self.task.repo)
             .map_err(|e| fail(EndReason::Infrastructure, Phase::Preparing, e.to_string()))?;
-        let forge = self.engine.forge(&repo);
 
-        // preparing
+        // preparing: the forge and push access first, so a run that could never publish
+        // fails in seconds instead of after the agent's work.
         self.enter(Phase::Preparing).await?;
-        match forge.check_push_access(&repo).await {
-            Ok(()) => {}
-            Err(ForgeError::PermissionDenied { reason, .. }) => {
-                return Err(fail(EndReason::PermissionDenied, Phase::Preparing, reason));
-            }
-            Err(e) => {
-                return Err(fail(
-                    EndReason::Infrastructure,
-                    Phase::Preparing,
-                    e.to_string(),
-                ));
-            }
-        }
+        let forge = self.engine.forge(&repo, &self.events).map_err(|e| {
+            fail(
+                EndReason::Infrastructure,
+                Phase::Preparing,
+                format!("forge settings: {e}"),
+            )
+        })?;
         let branch = self.task.branch_name();
+        if branch == self.task.base_branch {
+            return Err(fail(
+                EndReason::PermissionDenied,
+                Phase::Preparing,
+                format!(
+                    "refusing to run: the base branch {branch} is the branch Nightshift pushes to"
+                ),
+            ));
+        }
+        forge
+            .check_push_access(&repo)
+            .await
+            .map_err(|e| forge_failure(e, Phase::Preparing))?;
+        self.events.info(
+            Some(Phase::Preparing),
+            format!("{} grants push access to {repo}", forge.name()),
+        );
+        if self.resumed && self.resume_after_push().await {
+            self.events.info(
+                Some(Phase::Publishing),
+                "the branch was pushed before the interruption: going on with the pull request",
+            );
+            self.enter(Phase::Publishing).await?;
+            self.open_pull_request(forge.as_ref(), &repo).await?;
+            return Ok(EndReason::Succeeded);
+        }
+        if self.resumed {
+            self.events.info(
+                Some(Phase::Preparing),
+                "starting again from a fresh workspace",
+            );
+        }
         let work = self.run_dir.join("work");
         let worktree = self
             .engine
@@ -443,9 +483,23 @@ impl RunExecution {
             }
         }
         self.progress(90).await?;
+        // The engine's own credential, fetched now because App tokens are short-lived; it goes
+        // to git through environment config, never argv or the remote URL.
+        let auth = forge
+            .git_auth(&repo)
+            .await
+            .map_err(|e| forge_failure(e, Phase::Publishing))?;
+        let push_git = match &auth {
+            Some(auth) => git.with_config_env(&auth.env()),
+            None => git.clone(),
+        };
+        let scrub = |text: String| match &auth {
+            Some(auth) => auth.redact(&text),
+            None => text,
+        };
         let pushed = {
             let worktree = self.worktree()?;
-            match worktree.push(&git, &repo.to_string()).await {
+            match worktree.push(&push_git, &repo.to_string()).await {
                 Ok(sha) => sha,
                 Err(WorkspaceError::PushRefused {
                     detail,
@@ -455,14 +509,14 @@ impl RunExecution {
                     return Err(fail(
                         EndReason::PermissionDenied,
                         Phase::Publishing,
-                        format!("push refused: {detail}"),
+                        format!("push refused: {}", scrub(detail)),
                     ));
                 }
                 Err(e) => {
                     return Err(fail(
                         EndReason::Infrastructure,
                         Phase::Publishing,
-                        e.to_string(),
+                        scrub(e.to_string()),
                     ));
                 }
             }
@@ -472,38 +526,109 @@ impl RunExecution {
             Some(Phase::Publishing),
             format!("pushed {} to {branch}", short_sha(&pushed)),
         );
-        self.checkpoint.pushed_commit = Some(pushed.clone());
-        self.change.commit = Some(pushed);
+        self.change.commit = Some(pushed.clone());
+        if let Ok(diff) = self.worktree()?.diff(&git).await {
+            self.change.diff = diff.patch;
+            self.change.diff_stat = diff.stat;
+            self.change.files_changed = diff.files;
+        }
+        // Stored before the checkpoint that names the push, so a run resumed after a crash
+        // finds what the pull request description needs.
+        if let Err(e) = self.engine.store.save_change(&self.change).await {
+            return Err(fail(
+                EndReason::Infrastructure,
+                Phase::Publishing,
+                format!("cannot store the change: {e}"),
+            ));
+        }
+        self.checkpoint.pushed_commit = Some(pushed);
         self.save_checkpoint(Phase::Publishing).await?;
 
+        self.open_pull_request(forge.as_ref(), &repo).await?;
+        Ok(EndReason::Succeeded)
+    }
+
+    /// For a run resumed after another worker died: when that worker had already pushed,
+    /// takes over its checkpoint and stored change so only the pull request is left to do.
+    async fn resume_after_push(&mut self) -> bool {
+        let checkpoint = self.run.checkpoint.clone();
+        if checkpoint.pushed_commit.is_none() {
+            return false;
+        }
+        let change = match self.engine.store.change(self.run.id).await {
+            Ok(Some(change)) if change.commit.is_some() && change.branch.is_some() => change,
+            Ok(_) => return false,
+            Err(e) => {
+                tracing::warn!(run_id = self.run.id, error = %e, "cannot read the stored change");
+                return false;
+            }
+        };
+        self.checkpoint = checkpoint;
+        self.change = change;
+        self.usage = self.run.usage;
+        true
+    }
+
+    /// Opens the pull request for the pushed branch, or adopts and updates the open one (this
+    /// run before a crash, or an earlier run of the task), and records it.
+    async fn open_pull_request(&mut self, forge: &dyn Forge, repo: &RepoUrl) -> Step<()> {
+        let head = self.change.branch.clone().ok_or_else(|| {
+            fail(
+                EndReason::Infrastructure,
+                Phase::Publishing,
+                "no pushed branch to open a pull request for",
+            )
+        })?;
+        let public_url = self.engine.config.public_url.trim_end_matches('/');
+        let body = render_pr_body(&PrBody {
+            task_id: self.task.id,
+            run_number: self.run.number,
+            summary: self.change.summary.clone(),
+            instructions: self.task.instructions.clone(),
+            files_changed: self.change.files_changed.clone(),
+            diff_stat: self.change.diff_stat.clone(),
+            checks: self.change.checks.clone(),
+            rounds: self.change.rounds,
+            usage: Some(self.usage),
+            task_url: (!public_url.is_empty())
+                .then(|| format!("{public_url}/tasks/{}", self.task.id)),
+        });
         let spec = PullRequestSpec {
             repo: repo.clone(),
             base: self.task.base_branch.clone(),
-            head: branch,
+            head,
             title: self.task.title.clone(),
-            body: self.change.summary.clone().unwrap_or_default(),
-            labels: vec!["nightshift".into()],
+            body,
+            labels: Vec::new(),
         };
-        match forge.find_or_create_pull_request(&spec).await {
-            Ok(Some(pr)) => {
-                self.events
-                    .info(Some(Phase::Publishing), format!("pull request {}", pr.url));
-                self.checkpoint.pr_number = Some(pr.number);
-                self.checkpoint.pr_url = Some(pr.url.clone());
-                self.change.pr_number = Some(pr.number);
-                self.change.pr_url = Some(pr.url);
-                self.save_checkpoint(Phase::Publishing).await?;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                return Err(fail(
-                    EndReason::Infrastructure,
-                    Phase::Publishing,
-                    e.to_string(),
-                ));
-            }
-        }
-        Ok(EndReason::Succeeded)
+        let Some(pr) = forge
+            .find_or_create_pull_request(&spec)
+            .await
+            .map_err(|e| forge_failure(e, Phase::Publishing))?
+        else {
+            // Plain git: the branch is the result; the review page is Nightshift's own.
+            return Ok(());
+        };
+        self.events.emit(
+            EventKind::Info,
+            Some(Phase::Publishing),
+            format!(
+                "{} pull request #{}: {}",
+                if pr.adopted {
+                    "updated the open"
+                } else {
+                    "opened"
+                },
+                pr.number,
+                pr.url
+            ),
+            serde_json::json!({"pr_number": pr.number, "pr_url": pr.url, "adopted": pr.adopted}),
+        );
+        self.checkpoint.pr_number = Some(pr.number);
+        self.checkpoint.pr_url = Some(pr.url.clone());
+        self.change.pr_number = Some(pr.number);
+        self.change.pr_url = Some(pr.url);
+        self.save_checkpoint(Phase::Publishing).await
     }
 
     fn worktree(&self) -> Step<&Worktree> {
@@ -768,6 +893,10 @@ impl RunExecution {
                 }
             },
         };
+        // Forge errors are built without credentials; this is the net under that promise.
+        let secrets = self.engine.forge_secrets();
+        let secrets: Vec<&nightshift_forge::Secret> = secrets.iter().collect();
+        let message = message.map(|m| redact(&m, &secrets));
         if let Some(message) = &message {
             self.events.error(phase, message.clone());
         }
@@ -784,6 +913,17 @@ impl RunExecution {
         }
         if !keep {
             let _ = std::fs::remove_dir_all(&self.run_dir);
+        }
+        if reason == Some(EndReason::Succeeded)
+            && let Some(number) = self.change.pr_number
+            && let Ok(repo) = RepoUrl::parse(&self.task.repo)
+        {
+            tokio::spawn(follow_pull_request(
+                self.engine.clone(),
+                repo,
+                self.run.id,
+                number,
+            ));
         }
         match reason {
             Some(reason) => {
@@ -829,6 +969,12 @@ impl RunExecution {
     /// Stores what the run produced, including the uncommitted diff of a failed run.
     async fn record_change(&mut self) {
         let Some(worktree) = &self.worktree else {
+            // A run resumed after its push has no workspace, only the change stored then.
+            if self.change.commit.is_some()
+                && let Err(e) = self.engine.store.save_change(&self.change).await
+            {
+                tracing::error!(run_id = self.run.id, error = %e, "cannot store the generated change");
+            }
             return;
         };
         let git = &self.engine.git;
@@ -871,6 +1017,85 @@ impl RunExecution {
             tracing::error!(run_id = self.run.id, error = %e, "cannot store the generated change");
         }
     }
+}
+
+/// Follows a pull request after its run ended: stores `open · ci passing`-style statuses on
+/// the run's change until the PR is closed or merged, or `ci_follow_for` has passed. Open PRs
+/// are kept polling after CI settles so a PR closed by a person shows too.
+async fn follow_pull_request(engine: Arc<Engine>, repo: RepoUrl, run_id: i64, number: u64) {
+    // The run's log is closed; retries here are not news to anyone.
+    let forge = match nightshift_forge::resolve(
+        &repo,
+        &engine.config.forges,
+        nightshift_forge::ignore_retries(),
+    ) {
+        Ok(forge) => forge,
+        Err(e) => {
+            tracing::warn!(run_id, error = %e, "cannot follow the pull request");
+            return;
+        }
+    };
+    let poll = engine.config.ci_poll;
+    let until = tokio::time::Instant::now() + engine.config.ci_follow_for;
+    let mut last: Option<String> = None;
+    loop {
+        match forge.pull_request_status(&repo, number).await {
+            Ok(status) => {
+                let text = describe_pr(&status);
+                if last.as_deref() != Some(text.as_str()) {
+                    match engine.store.change(run_id).await {
+                        Ok(Some(mut change)) => {
+                            change.ci_status = Some(text.clone());
+                            if let Err(e) = engine.store.save_change(&change).await {
+                                tracing::warn!(run_id, error = %e, "cannot store the CI status");
+                            }
+                        }
+                        Ok(None) => return,
+                        Err(e) => tracing::warn!(run_id, error = %e, "cannot read the change"),
+                    }
+                    last = Some(text);
+                }
+                if status.state != PrState::Open {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(run_id, pr = number, error = %e, "cannot read the pull request's status")
+            }
+        }
+        if tokio::time::Instant::now() + poll > until {
+            return;
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// A pull request's state as people read it: `open · ci passing`, `merged`, `closed · ci failing`.
+fn describe_pr(status: &PrStatus) -> String {
+    let state = match status.state {
+        PrState::Open => "open",
+        PrState::Closed => "closed",
+        PrState::Merged => "merged",
+    };
+    let ci = match status.ci {
+        nightshift_forge::CiState::Pending => "ci pending",
+        nightshift_forge::CiState::Passing => "ci passing",
+        nightshift_forge::CiState::Failing => "ci failing",
+        nightshift_forge::CiState::None => "no ci",
+    };
+    format!("{state} · {ci}")
+}
+
+/// A forge refusal as the run's end: missing access or a rejected credential is
+/// `permission_denied`, anything else (an outage, retries exhausted) `infrastructure`.
+fn forge_failure(e: ForgeError, phase: Phase) -> Failure {
+    let reason = match e {
+        ForgeError::PermissionDenied { .. } | ForgeError::Unauthorized { .. } => {
+            EndReason::PermissionDenied
+        }
+        _ => EndReason::Infrastructure,
+    };
+    fail(reason, phase, e.to_string())
 }
 
 /// Renews the lease, notices cancel requests, enforces the deadline and worker shutdown.

@@ -25,7 +25,7 @@ impl Store {
             return Ok(0);
         }
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let last: i64 = sqlx::query(
             "UPDATE runs SET event_seq = event_seq + $2 WHERE id = $1 RETURNING event_seq",
         )

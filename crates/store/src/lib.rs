@@ -158,6 +158,16 @@ impl Store {
         Ok(store)
     }
 
+    /// A transaction that writes. On SQLite it takes the write lock up front (`BEGIN
+    /// IMMEDIATE`): a transaction that reads first and writes later cannot wait for the lock and
+    /// fails with "database is locked" when another writer holds it.
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -35,7 +35,7 @@ fn project_row(row: &AnyRow) -> Result<Project> {
 impl Store {
     /// Creates a project with `creator` as its first admin. A taken name is a conflict.
     pub async fn create_project(&self, name: &str, creator: &User) -> Result<Project> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "INSERT INTO projects (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id",
         )

@@ -108,7 +108,7 @@ impl Store {
     /// A claim's transaction. Row locks cannot stop two claimers from each taking a different
     /// run of one repository (or of one user), so on PostgreSQL claims take turns.
     async fn begin_claim(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT 1 AS n FROM pg_advisory_xact_lock(7482903)")
                 .execute(&mut *tx)
@@ -219,7 +219,7 @@ impl Store {
         error: Option<&str>,
         failed_phase: Option<Phase>,
     ) -> Result<Run> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE runs SET status = $3, end_reason = $4, error = $5, failed_phase = $6, ended_at = $7, \
              progress = CASE WHEN $3 = 'succeeded' THEN 100 ELSE progress END, \
@@ -245,7 +245,7 @@ impl Store {
 
     /// Gives a run back to the queue (graceful shutdown): another worker resumes it.
     pub async fn release_run(&self, run_id: i64, worker: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL \
              WHERE id = $1 AND lease_owner = $2 AND status = 'running'",

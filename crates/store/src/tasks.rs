@@ -36,7 +36,7 @@ impl Store {
     /// Stores a task and its first run (queued) in one transaction.
     pub async fn create_task(&self, new: &NewTask) -> Result<(Task, Run)> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let task_id: i64 = sqlx::query(
             "INSERT INTO tasks (project_id, title, instructions, repo, base_branch, agent, timeout_secs, budget, \
              created_by, created_at, status, search_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11) \
@@ -247,7 +247,7 @@ impl Store {
     /// Creates run N+1 of a task. Refused while a run of the task is still active.
     pub async fn retry_task(&self, project_id: i64, task_id: i64) -> Result<Run> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         // Starting with the write takes SQLite's write lock up front, so concurrent writers wait
         // instead of failing, and the status check and the new run are one atomic step.
         let claimed = sqlx::query(
@@ -296,7 +296,7 @@ impl Store {
                 .ok_or_else(|| not_found("task", task_id))?;
             match run.status {
                 RunStatus::Queued => {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.write_tx().await?;
                     let done = sqlx::query(
                         "UPDATE runs SET status = 'cancelled', end_reason = 'cancelled', ended_at = $2, \
                          waiting_reason = NULL WHERE id = $1 AND status = 'queued'",

@@ -151,6 +151,8 @@ struct FakeState {
     rng: u64,
     random_faults: Vec<Fault>,
     scripted: VecDeque<Fault>,
+    /// (method, path suffix, fault): every matching API request gets the fault.
+    targeted: Vec<(String, String, Fault)>,
     requests: Vec<RecordedRequest>,
     violations: Vec<String>,
 }
@@ -188,6 +190,7 @@ impl ForgeFake {
                 rng: 0x9E37_79B9_7F4A_7C15,
                 random_faults: Vec::new(),
                 scripted: VecDeque::new(),
+                targeted: Vec::new(),
                 requests: Vec::new(),
                 violations: Vec::new(),
             }),
@@ -324,6 +327,30 @@ impl ForgeFake {
     /// The next API requests get these faults, in order, before any random ones.
     pub fn fail_next(&self, faults: impl IntoIterator<Item = Fault>) {
         self.state().scripted.extend(faults);
+    }
+
+    /// Every API request with `method` whose path ends with `path_suffix` (e.g. `POST`,
+    /// `/pulls`) gets `fault` until [`ForgeFake::clear_targeted_faults`]: one operation down
+    /// while the rest of the forge works.
+    pub fn fail_requests(&self, method: &str, path_suffix: &str, fault: Fault) {
+        self.state()
+            .targeted
+            .push((method.to_string(), path_suffix.to_string(), fault));
+    }
+
+    pub fn clear_targeted_faults(&self) {
+        self.state().targeted.clear();
+    }
+
+    /// A person closes the pull request without merging it.
+    pub fn close(&self, full_name: &str, number: u64) {
+        if let Some(pr) = self
+            .state()
+            .repo_mut(full_name)
+            .and_then(|r| r.pulls.iter_mut().find(|p| p.number == number))
+        {
+            pr.open = false;
+        }
     }
 
     pub fn pulls(&self, full_name: &str) -> Vec<FakePull> {
@@ -557,7 +584,15 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> 
         .collect();
     let caller = identify(&shared, kind, &parts.headers);
 
-    let fault = lock(&shared).draw_fault();
+    let fault = {
+        let mut state = lock(&shared);
+        let targeted = state
+            .targeted
+            .iter()
+            .find(|(m, suffix, _)| *m == method && path.ends_with(suffix.as_str()))
+            .map(|(_, _, fault)| fault.clone());
+        targeted.or_else(|| state.draw_fault())
+    };
     if let Some(fault) = fault.clone()
         && let Some(response) = fault_before(kind, &fault)
     {
