@@ -5,6 +5,7 @@ mod agent_event;
 mod error;
 mod model;
 mod run;
+mod template;
 mod values;
 
 pub use agent_event::{AgentEvent, OutputStream, ToolKind, Usage};
@@ -14,6 +15,10 @@ pub use model::{
     EventKind, GeneratedChange, NewTask, Project, RunEvent, Task, TaskFilter,
 };
 pub use run::{EndReason, Phase, Run, RunStatus};
+pub use template::{
+    ParamFromText, ParamType, Template, TemplateParam, TemplateParams, TemplateSpec, parameterise,
+    placeholders, valid_template_name,
+};
 pub use values::{
     BranchName, DEFAULT_TIMEOUT, Instructions, MAX_INSTRUCTIONS_BYTES, RepoUrl, format_duration,
     format_timestamp, now_millis, parse_duration, parse_timestamp, slug,

@@ -3,13 +3,17 @@
 //! times and flags, JSON as text; only queue claiming differs (row locks on PostgreSQL).
 
 mod events;
+mod notifications;
 mod rows;
 mod runs;
 mod tasks;
+mod templates;
 
 pub use events::NewEvent;
+pub use notifications::Notification;
 pub use runs::{Claim, Heartbeat, RunUpdate};
 pub use tasks::{CancelOutcome, TaskSummary};
+pub use templates::{TemplateSummary, TemplateUsage, TemplateUse};
 
 use std::path::Path;
 use std::str::FromStr;

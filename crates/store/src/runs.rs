@@ -164,9 +164,15 @@ impl Store {
             return Err(StoreError::LeaseLost { run_id });
         }
         self.sync_task_status(run_id).await?;
-        self.run(run_id)
+        let run = self
+            .run(run_id)
             .await?
-            .ok_or_else(|| not_found("run", run_id))
+            .ok_or_else(|| not_found("run", run_id))?;
+        // Notifications are a courtesy: failing to write one must not undo the run's end.
+        if let Err(e) = self.notify_run_end(&run).await {
+            tracing::warn!(run_id, error = %e, "cannot write the run's notifications");
+        }
+        Ok(run)
     }
 
     /// Gives a run back to the queue (graceful shutdown): another worker resumes it.
