@@ -3,9 +3,12 @@
 
 mod api;
 mod error;
+mod ui;
+mod user;
 mod views;
 
 pub use error::ApiError;
+pub use user::{LOCAL_USER, RequestUser};
 pub use views::{RunView, TaskView};
 
 use std::future::IntoFuture;
@@ -96,6 +99,7 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api::routes())
+        .merge(ui::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

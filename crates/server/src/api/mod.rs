@@ -1,7 +1,9 @@
 //! The REST API under `/api/v1`. Every task route is scoped by project.
 
+mod notifications;
 mod stream;
-mod tasks;
+pub(crate) mod tasks;
+pub(crate) mod templates;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -29,6 +31,39 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/projects/{project}/tasks/{id}/runs/{number}/stream",
             get(stream::follow),
+        )
+        .merge(templates_and_notifications())
+}
+
+fn templates_and_notifications() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/projects/{project}/templates",
+            get(templates::list).post(templates::create),
+        )
+        .route(
+            "/projects/{project}/templates/from-task",
+            post(templates::from_task),
+        )
+        .route(
+            "/projects/{project}/templates/{name}",
+            get(templates::show).put(templates::update),
+        )
+        .route(
+            "/projects/{project}/templates/{name}/tasks",
+            post(templates::instantiate),
+        )
+        .route(
+            "/projects/{project}/notifications",
+            get(notifications::list),
+        )
+        .route(
+            "/projects/{project}/notifications/read-all",
+            post(notifications::read_all),
+        )
+        .route(
+            "/projects/{project}/notifications/{id}/read",
+            post(notifications::read),
         )
 }
 

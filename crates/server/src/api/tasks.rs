@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use nightshift_core::{
     AgentKind, AgentSpec, BranchName, Budget, DEFAULT_TIMEOUT, Instructions, NewTask, Project,
-    RepoUrl, RunEvent, TaskFilter, parse_duration, parse_timestamp,
+    RepoUrl, RunEvent, TaskFilter, Template, TemplateParams, parse_duration, parse_timestamp,
 };
 use nightshift_store::CancelOutcome;
 use serde::Deserialize;
@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::user::RequestUser;
 use crate::views::{RunView, TaskView};
 
 /// Turns axum's body rejections into our error shape, naming what was wrong.
@@ -30,7 +31,7 @@ pub(crate) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiErro
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTask {
     pub repo: String,
@@ -51,10 +52,26 @@ pub struct CreateTask {
 pub async fn create(
     State(state): State<AppState>,
     Path(project): Path<String>,
+    user: RequestUser,
     request: Result<Json<CreateTask>, JsonRejection>,
 ) -> Result<(StatusCode, Json<TaskView>), ApiError> {
     let project = state.project(&project).await?;
     let request = body(request)?;
+    let view = create_task(&state, &project, &user, request, None).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Validates a task request and stores the task with its first run. With a template, its
+/// agent, budget and timeout apply where the request names none, and the task records which
+/// version and values it came from (`request.instructions` is then the rendered text).
+pub(crate) async fn create_task(
+    state: &AppState,
+    project: &Project,
+    user: &RequestUser,
+    request: CreateTask,
+    template: Option<(&Template, &TemplateParams)>,
+) -> Result<TaskView, ApiError> {
+    let spec = template.map(|(t, _)| &t.spec);
     let instructions = Instructions::parse(&request.instructions)?;
     let repo = RepoUrl::parse(&request.repo)?;
     let base = request
@@ -63,9 +80,13 @@ pub async fn create(
         .filter(|b| !b.trim().is_empty())
         .map(BranchName::parse)
         .transpose()?;
-    let timeout = match request.timeout.as_deref() {
-        Some(text) => parse_duration(text)?,
-        None => DEFAULT_TIMEOUT.min(state.config.max_timeout),
+    let timeout = match (
+        request.timeout.as_deref(),
+        spec.and_then(|s| s.timeout_secs),
+    ) {
+        (Some(text), _) => parse_duration(text)?,
+        (None, Some(secs)) => std::time::Duration::from_secs(secs),
+        (None, None) => DEFAULT_TIMEOUT.min(state.config.max_timeout),
     };
     if timeout > state.config.max_timeout {
         return Err(ApiError::invalid(
@@ -79,6 +100,7 @@ pub async fn create(
     }
     let agent = request
         .agent
+        .or_else(|| spec.and_then(|s| s.agent.clone()))
         .unwrap_or_else(|| state.config.default_agent.clone());
     if agent.kind == AgentKind::Command
         && agent.command.as_deref().is_none_or(|c| c.trim().is_empty())
@@ -88,7 +110,10 @@ pub async fn create(
             "the command agent needs a command: set agent.command (CLI: --agent-command)",
         ));
     }
-    let budget = request.budget.unwrap_or_default();
+    let budget = request
+        .budget
+        .or(spec.map(|s| s.budget))
+        .unwrap_or_default();
     if budget
         .max_cost_usd
         .is_some_and(|c| !(c.is_finite() && c > 0.0))
@@ -117,13 +142,20 @@ pub async fn create(
         agent,
         timeout_secs: timeout.as_secs(),
         budget,
-        created_by: "local".into(),
+        created_by: user.name().to_string(),
     };
-    let (task, run) = state.store.create_task(&new).await?;
+    let (task, run) = match template {
+        Some((template, params)) => {
+            state
+                .store
+                .create_task_from_template(&new, template, params)
+                .await?
+        }
+        None => state.store.create_task(&new).await?,
+    };
     state.engine.wake();
-    let view = TaskView::detail(&task, &project.name, &[run])
-        .ok_or_else(|| ApiError::not_found("task has no run"))?;
-    Ok((StatusCode::CREATED, Json(view)))
+    TaskView::detail(&task, &project.name, &[run])
+        .ok_or_else(|| ApiError::not_found("task has no run"))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,7 +214,11 @@ pub async fn show(
     Ok(Json(task_view(&state, &project, id).await?))
 }
 
-async fn task_view(state: &AppState, project: &Project, id: i64) -> Result<TaskView, ApiError> {
+pub(crate) async fn task_view(
+    state: &AppState,
+    project: &Project,
+    id: i64,
+) -> Result<TaskView, ApiError> {
     let task = state
         .store
         .task(project.id, id)

@@ -1,0 +1,2 @@
+mod templates;
+mod ui;
