@@ -3,6 +3,7 @@
 mod client;
 mod serve;
 mod task;
+mod template;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,9 @@ enum Command {
     /// Create, watch, cancel and retry tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// List, show and create templates, or save a succeeded task as one.
+    #[command(subcommand)]
+    Template(template::TemplateCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +43,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Task(cmd) => task::run(cmd).await,
+            Command::Template(cmd) => template::run(cmd).await,
         }
     });
     match result {
