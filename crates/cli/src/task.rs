@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 
 use crate::client::{Client, ClientArgs};
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum TaskCommand {
     /// Create a task; its first run is queued at once.
@@ -210,7 +212,7 @@ fn args_for_template(args: CreateArgs) -> crate::template::FromTemplate {
     };
     let budget =
         (args.max_cost_usd.is_some() || args.max_turns.is_some() || args.max_tokens.is_some())
-            .then(|| Budget {
+            .then_some(Budget {
                 max_cost_usd: args.max_cost_usd,
                 max_turns: args.max_turns,
                 max_tokens: args.max_tokens,

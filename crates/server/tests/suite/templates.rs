@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use nightshift_core::{DEFAULT_PROJECT, EndReason};
+use nightshift_core::EndReason;
 use nightshift_engine::{Engine, EngineConfig};
 use nightshift_server::{AppState, ServerConfig, router};
 use nightshift_store::Store;
