@@ -301,3 +301,46 @@ pub async fn finished_runs_notify_their_creator(store: Store) {
         0
     );
 }
+
+/// A fresh database on the PostgreSQL server named by `NIGHTSHIFT_TEST_POSTGRES` (an admin URL
+/// such as `postgres://postgres@127.0.0.1:5432/postgres`), or `None` when it is not set.
+async fn postgres() -> Option<Store> {
+    use sqlx::{Connection, Executor};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let admin = std::env::var("NIGHTSHIFT_TEST_POSTGRES").ok()?;
+    sqlx::any::install_default_drivers();
+    let name = format!(
+        "ns_templates_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    Some(Store::connect(&format!("{base}/{name}")).await.unwrap())
+}
+
+/// The template cases on PostgreSQL, when a server is given (see `postgres`). The full
+/// conformance suite gets its PostgreSQL back end with the store's PostgreSQL work.
+mod on_postgres {
+    #[tokio::test]
+    async fn templates_are_versioned_and_record_their_use() {
+        let Some(store) = super::postgres().await else {
+            eprintln!("NIGHTSHIFT_TEST_POSTGRES is not set: PostgreSQL case not run");
+            return;
+        };
+        super::templates_are_versioned_and_record_their_use(store).await;
+    }
+
+    #[tokio::test]
+    async fn finished_runs_notify_their_creator() {
+        let Some(store) = super::postgres().await else {
+            eprintln!("NIGHTSHIFT_TEST_POSTGRES is not set: PostgreSQL case not run");
+            return;
+        };
+        super::finished_runs_notify_their_creator(store).await;
+    }
+}
