@@ -206,3 +206,19 @@ test("keyboard: a skip link and visible focus", { timeout: 30_000 }, timed("keyb
   assert.notEqual(outline, "none");
   await page.close();
 }));
+
+test("readable at 200 % zoom and in the dark scheme", { timeout: 30_000 }, timed("zoom_and_dark", async () => {
+  // 200 % zoom of a 1280 px window lays out like a 640 px one at scale 2.
+  const zoomed = await browser.newContext({ viewport: { width: 640, height: 450 }, deviceScaleFactor: 2, colorScheme: "dark" });
+  const page = await zoomed.newPage();
+  for (const path of ["/p/default/tasks", "/p/default/tasks/1", "/p/default/templates/say-goodbye", "/p/default/tasks/new"]) {
+    await page.goto(`${server.url}${path}`);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, `${path} scrolls sideways by ${overflow}px at 200 %`);
+  }
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.equal(bg, "rgb(13, 17, 23)", "the dark scheme applies");
+  await page.goto(`${server.url}/p/default/tasks`);
+  await page.screenshot({ path: join(SCREENSHOTS, "tasks-dark-200.png"), fullPage: true });
+  await zoomed.close();
+}));

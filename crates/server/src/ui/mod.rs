@@ -20,6 +20,9 @@ use crate::user::RequestUser;
 
 const APP_CSS: &str = include_str!("static/app.css");
 const APP_JS: &str = include_str!("static/app.js");
+/// Drawn inline: an emoji needs a font the machine may not have.
+const BELL_SVG: &str = "<svg aria-hidden=\"true\" focusable=\"false\" width=\"16\" height=\"16\" viewBox=\"0 0 16 16\">\
+<path fill=\"currentColor\" d=\"M8 16a2 2 0 0 0 2-2H6a2 2 0 0 0 2 2zm5-5V7a5 5 0 0 0-4-4.9V1a1 1 0 0 0-2 0v1.1A5 5 0 0 0 3 7v4l-2 2h14z\"/></svg>";
 
 pub fn routes() -> Router<AppState> {
     let pages = Router::new()
@@ -233,7 +236,7 @@ pub(crate) fn page(chrome: &Chrome, nav: Nav, title: &str, body: &str) -> Html<S
 <nav aria-label=\"Main\"><ul>{tasks}{new}{templates}</ul></nav>\
 <div class=\"who\"><span class=\"project\" title=\"Project\">Project: <strong>{project}</strong></span>\
 <a class=\"bell\" id=\"bell\" href=\"{base}/notifications\" aria-label=\"{bell_label}\"{bell_current}>\
-<span aria-hidden=\"true\">🔔</span><span class=\"count\" id=\"bell-count\" data-count=\"{unread}\">{unread}</span></a>\
+{BELL_SVG}<span class=\"count\" id=\"bell-count\" data-count=\"{unread}\">{unread}</span></a>\
 <span class=\"user\" title=\"Signed in as\">{user}</span></div></header>\
 <main id=\"main\" tabindex=\"-1\"><h1>{title}</h1>{body}</main></body></html>",
         title = esc(title),

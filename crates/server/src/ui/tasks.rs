@@ -124,13 +124,18 @@ fn row(base: &str, s: &TaskSummary) -> String {
         .map(|w| format!(" <small>{}</small>", esc(w)))
         .unwrap_or_default();
     format!(
-        "<tr data-task=\"{id}\" data-status=\"{status}\"><td><a href=\"{base}/tasks/{id}\">#{id} {title}</a></td>\
-<td>{badge}{reason}{waiting}</td><td>{phase}</td><td class=\"progress\">{bar}</td><td class=\"repo\">{repo}</td>\
+        "<tr data-task=\"{id}\" data-status=\"{status}\"><td><a id=\"task-link-{id}\" href=\"{base}/tasks/{id}\">#{id} {title}</a></td>\
+<td>{badge}{reason}{run}{waiting}</td><td>{phase}</td><td class=\"progress\">{bar}</td><td class=\"repo\">{repo}</td>\
 <td>{creator}</td><td><time datetime=\"{created}\" title=\"{created}\">{age}</time></td><td>{pr}</td></tr>",
         id = task.id,
         status = run.status,
         title = esc(&task.title),
         badge = status_badge(run.status),
+        run = if run.number > 1 {
+            format!(" <small>run {}</small>", run.number)
+        } else {
+            String::new()
+        },
         phase = run
             .phase
             .filter(|_| run.status == RunStatus::Running)
@@ -192,7 +197,7 @@ pub async fn list(
 <label>To <input type=\"date\" name=\"until\" value=\"{until}\"></label>\
 <button type=\"submit\">Filter</button> <a href=\"{base}/tasks\">Clear</a></form>{problem}\
 <p class=\"actions\"><a class=\"button\" href=\"{base}/tasks/new\">New task</a></p>\
-<div class=\"table-wrap\"><table class=\"tasks\"><caption class=\"sr-only\">Tasks, newest first; updates live</caption>\
+<div class=\"table-wrap\" tabindex=\"0\" role=\"region\" aria-label=\"Tasks table\"><table class=\"tasks\"><caption class=\"sr-only\">Tasks, newest first; updates live</caption>\
 <thead><tr><th scope=\"col\">Task</th><th scope=\"col\">Status</th><th scope=\"col\">Phase</th><th scope=\"col\">Progress</th>\
 <th scope=\"col\">Repository</th><th scope=\"col\">Creator</th><th scope=\"col\">Age</th><th scope=\"col\">PR</th></tr></thead>\
 <tbody id=\"task-rows\" data-live=\"{base}/tasks/rows?{qs}\" data-every=\"1500\">{rows}</tbody></table></div>",
@@ -627,7 +632,7 @@ pub async fn detail(
         "<dl class=\"meta\"><dt>Repository</dt><dd>{repo}</dd><dt>Base</dt><dd>{base_branch}</dd><dt>Agent</dt><dd>{agent}</dd>\
 <dt>Creator</dt><dd>{creator}</dd><dt>Created</dt><dd><time datetime=\"{created}\">{created}</time></dd>\
 <dt>Timeout</dt><dd>{timeout}</dd>{from_template}</dl>\
-<details class=\"instructions-box\"><summary>Instructions</summary><pre class=\"instructions\">{instructions}</pre></details>\
+<details class=\"instructions-box\" open><summary>Instructions</summary><pre class=\"instructions\">{instructions}</pre></details>\
 <div id=\"live\" data-live=\"{live_src}\" data-every=\"1000\" data-fixed-run=\"{fixed_run}\">{top}</div>\
 <section aria-labelledby=\"log-h\"><h2 id=\"log-h\">Log of run <span id=\"log-run\">{number}</span></h2>\
 <p class=\"hint\">History first, then live. Tool calls are collapsed: open one to see its input and output.</p>\

@@ -21,9 +21,11 @@ function live(el) {
         }
       }
     } catch (_) { /* the server may restart: try again on the next tick */ }
-    setTimeout(tick, document.hidden ? every * 4 : every);
+    timer = setTimeout(tick, document.hidden ? every * 4 : every);
   }
-  setTimeout(tick, every);
+  let timer = setTimeout(tick, every);
+  // Asked to look now, e.g. when the run's stream says it ended.
+  el.addEventListener("refresh", () => { clearTimeout(timer); timer = setTimeout(tick, 0); });
 }
 
 function text(tag, value, cls) {
@@ -80,6 +82,7 @@ function follow(log) {
       source.close();
       log.dataset.ended = "true";
       document.getElementById("live")?.dispatchEvent(new Event("refresh"));
+      document.getElementById("result")?.dispatchEvent(new Event("refresh"));
     });
   }
   connect(log.dataset.stream);
