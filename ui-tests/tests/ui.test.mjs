@@ -207,6 +207,24 @@ test("keyboard: a skip link and visible focus", { timeout: 30_000 }, timed("keyb
   await page.close();
 }));
 
+test("tool calls in the log are collapsed and user text stays text", { timeout: 30_000 }, timed("log_rendering", async () => {
+  const page = await openPage();
+  await page.goto(`${server.url}/p/default/tasks/1`);
+  // The log renderer on an agent's tool call, as the claude-code driver stores it.
+  const shape = await page.evaluate(() => {
+    const li = renderEvent({ kind: "agent", seq: 999, at: Date.now(), message: "Bash <img src=x onerror=alert(1)>",
+      data: { type: "tool_call", name: "Bash", input: { command: "ls" } } });
+    return { tag: li.firstElementChild?.tagName, open: li.firstElementChild?.open, imgs: li.querySelectorAll("img").length,
+      summary: li.querySelector("summary").textContent, body: li.querySelector("pre").textContent };
+  });
+  assert.equal(shape.tag, "DETAILS");
+  assert.equal(shape.open, false);
+  assert.equal(shape.imgs, 0);
+  assert.match(shape.summary, /tool call: Bash <img/);
+  assert.match(shape.body, /"command": "ls"/);
+  await page.close();
+}));
+
 test("readable at 200 % zoom and in the dark scheme", { timeout: 30_000 }, timed("zoom_and_dark", async () => {
   // 200 % zoom of a 1280 px window lays out like a 640 px one at scale 2.
   const zoomed = await browser.newContext({ viewport: { width: 640, height: 450 }, deviceScaleFactor: 2, colorScheme: "dark" });

@@ -364,10 +364,7 @@ fn param_field(p: &nightshift_core::TemplateParam, form: &TaskForm) -> String {
     let name = format!("param.{}", p.name);
     let id = format!("param-{}", p.name);
     let submitted = field(&form.values, &name).map(str::to_string);
-    let value = submitted
-        .clone()
-        .or_else(|| p.default.clone())
-        .unwrap_or_default();
+    let value = submitted.or_else(|| p.default.clone()).unwrap_or_default();
     let invalid = form.bad_param.as_deref() == Some(p.name.as_str());
     let aria = if invalid {
         " aria-invalid=\"true\" aria-describedby=\"form-error\""
@@ -399,14 +396,12 @@ fn param_field(p: &nightshift_core::TemplateParam, form: &TaskForm) -> String {
     let label = format!("<label for=\"{id}\">{}{help}</label>", esc(&p.name));
     match p.kind {
         ParamType::Boolean => {
-            // The form was submitted when any value is present: then only a sent box is on.
-            let on = if form.values.is_empty() {
-                value == "true"
-            } else {
-                submitted.is_some()
-            };
+            // The hidden field sends `false` for an unticked box; a ticked box comes later in
+            // the form and wins, so a required boolean always has a value.
+            let on = value == "true";
             format!(
-                "<div class=\"check\"><input type=\"checkbox\" id=\"{id}\" name=\"{name}\" value=\"true\"{c}{aria}> {label}</div>",
+                "<div class=\"check\"><input type=\"hidden\" name=\"{name}\" value=\"false\">\
+<input type=\"checkbox\" id=\"{id}\" name=\"{name}\" value=\"true\"{c}{aria}> {label}</div>",
                 c = if on { " checked" } else { "" }
             )
         }
@@ -522,6 +517,7 @@ pub async fn create(
         let request = request_from(&form)?;
         match &template {
             Some(t) => {
+                // Later fields win: a ticked checkbox overrides its hidden `false`.
                 let values: BTreeMap<String, String> = form
                     .iter()
                     .filter_map(|(k, v)| {

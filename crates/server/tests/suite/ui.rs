@@ -97,3 +97,72 @@ async fn forms_from_another_site_are_refused() {
     assert_eq!(t["template"]["parameters"][0]["name"], "x");
     assert_eq!(t["template"]["parameters"][0]["required"], true);
 }
+
+#[tokio::test]
+async fn the_template_form_follows_parameter_types() {
+    let app = app().await;
+    let spec = json!({
+        "name": "typed",
+        "instructions": "Do {{kind}} {{n}} times, loudly: {{loud}}",
+        "parameters": [
+            {"name": "kind", "type": "enum", "required": true, "choices": ["a", "b"]},
+            {"name": "n", "type": "number", "required": true, "default": "2"},
+            {"name": "loud", "type": "boolean", "required": true}
+        ],
+        "agent": {"kind": "command", "command": "true"}
+    });
+    let (status, _) = app.call("POST", "/templates", Some(spec)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, form) = get(&app, "/p/default/tasks/new?template=typed").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(form.contains("<select id=\"param-kind\" name=\"param.kind\" required>"));
+    assert!(
+        form.contains("type=\"number\" step=\"any\" id=\"param-n\" name=\"param.n\" value=\"2\"")
+    );
+    assert!(form.contains("type=\"checkbox\" id=\"param-loud\""));
+
+    let post = |body: String| {
+        Request::post("/p/default/tasks")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let repo = app.repo.url();
+    let encoded: String = repo.bytes().map(|b| format!("%{b:02X}")).collect();
+    // An unticked required boolean is false, not missing.
+    let response = app
+        .router
+        .clone()
+        .oneshot(post(format!(
+            "template=typed&param.kind=b&param.n=3&param.loud=false&repo={encoded}&base=main"
+        )))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let (_, task) = app.call("GET", "/tasks/1", None).await;
+    assert_eq!(task["instructions"], "Do b 3 times, loudly: false");
+
+    let response = app
+        .router
+        .clone()
+        .oneshot(post(format!(
+            "template=typed&param.kind=b&param.n=lots&param.loud=false&param.loud=true&repo={encoded}"
+        )))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let html = String::from_utf8_lossy(&bytes);
+    assert!(html.contains("invalid value for parameter n"), "{html}");
+    assert!(
+        html.contains(
+            "id=\"param-n\" name=\"param.n\" value=\"lots\" required aria-invalid=\"true\""
+        )
+    );
+    assert!(
+        html.contains("value=\"true\" checked"),
+        "the ticked box stays ticked"
+    );
+}
