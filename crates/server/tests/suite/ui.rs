@@ -96,6 +96,21 @@ async fn forms_from_another_site_are_refused() {
     let (_, t) = app.call("GET", "/templates/t1", None).await;
     assert_eq!(t["template"]["parameters"][0]["name"], "x");
     assert_eq!(t["template"]["parameters"][0]["required"], true);
+
+    // The edit form stores version 2 under the same name.
+    let edit = Request::post("/p/default/templates/t1/edit")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(
+            "name=t1&instructions=Redo+%7B%7Bx%7D%7D&p0_name=x&p0_type=string&p0_default=y&timeout=10m",
+        ))
+        .unwrap();
+    let response = app.router.clone().oneshot(edit).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let (_, t) = app.call("GET", "/templates/t1", None).await;
+    assert_eq!(t["template"]["version"], 2);
+    assert_eq!(t["template"]["instructions"], "Redo {{x}}");
+    assert_eq!(t["template"]["parameters"][0]["required"], false);
+    assert_eq!(t["template"]["timeout_secs"], 600);
 }
 
 #[tokio::test]
