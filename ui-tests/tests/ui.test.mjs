@@ -182,6 +182,25 @@ test("save a succeeded task as a template and use it", { timeout: 120_000 }, tim
   await page.close();
 }));
 
+test("a template's checks override runs instead of the repository's checks", { timeout: 120_000 }, timed("checks_override", async () => {
+  await server.api("POST", "/templates", {
+    name: "checked", instructions: "Say goodbye with {{greeting}}",
+    parameters: [{ name: "greeting", type: "string", required: true }],
+    agent: { kind: "command", command: "sed -i 's/hello/goodbye/' greeting.txt" },
+    checks: ["echo override-check && grep -q goodbye greeting.txt"],
+  });
+  const task = await server.api("POST", "/templates/checked/tasks", { repo, params: { greeting: "a wave" } });
+  const page = await openPage();
+  await page.goto(`${server.url}/p/default/tasks/${task.id}`);
+  await eventually(async () => (await page.locator("#live [data-status]").getAttribute("data-status")) === "succeeded", "the run to succeed", 90_000);
+  await eventually(async () => (await page.locator("table.checks").count()) === 1, "the checks table");
+  const checks = await page.locator("table.checks").textContent();
+  assert.match(checks, /template checked v1/);
+  assert.match(checks, /echo override-check/);
+  assert.doesNotMatch(checks, /sh test\.sh/);
+  await page.close();
+}));
+
 test("the bell counts a finished run of the local user", { timeout: 120_000 }, timed("bell", async () => {
   const page = await openPage();
   await page.goto(`${server.url}/p/default/notifications`);

@@ -52,8 +52,7 @@ pub struct TemplateSpec {
     /// The agent tasks get unless the request names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentSpec>,
-    /// Check commands that should replace the repository's own (kept with the template; see
-    /// the task detail for what actually ran).
+    /// Check commands run instead of the repository's format, lint and test commands.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<String>,
     #[serde(default)]

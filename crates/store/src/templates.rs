@@ -279,6 +279,32 @@ impl Store {
         Ok(out)
     }
 
+    /// The checks a task's template version replaces the repository's with, and where they
+    /// come from (`template NAME vN`); `None` for a plain task or a template without override.
+    pub async fn task_checks_override(
+        &self,
+        project_id: i64,
+        task_id: i64,
+    ) -> Result<Option<(String, Vec<String>)>> {
+        let row = sqlx::query(
+            "SELECT t.name, v.version, v.spec FROM tasks k JOIN templates t ON t.id = k.template_id \
+             JOIN template_versions v ON v.template_id = k.template_id AND v.version = k.template_version \
+             WHERE k.id = $1 AND k.project_id = $2",
+        )
+        .bind(task_id)
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let spec: TemplateSpec = serde_json::from_str(&row.try_get::<String, _>("spec")?)?;
+        if spec.checks.is_empty() {
+            return Ok(None);
+        }
+        let name: String = row.try_get("name")?;
+        let version: i64 = row.try_get("version")?;
+        Ok(Some((format!("template {name} v{version}"), spec.checks)))
+    }
+
     /// Whether any run of the task succeeded: only such a task can be saved as a template.
     pub async fn task_ever_succeeded(&self, project_id: i64, task_id: i64) -> Result<bool> {
         Ok(self

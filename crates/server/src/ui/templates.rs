@@ -300,7 +300,7 @@ fn template_form(
 <h2>Parameters</h2>{rows}\
 <fieldset><legend>Defaults for tasks</legend><label for=\"agent\">Agent</label><select id=\"agent\" name=\"agent\">{agent_options}</select>\
 <label for=\"agent_command\">Command <small>(command agent)</small></label><input id=\"agent_command\" name=\"agent_command\" value=\"{agent_command}\">\
-<label for=\"checks\">Checks override <small>(one command per line; kept with the template and shown on it — the engine runs the repository's own checks for now)</small></label>\
+<label for=\"checks\">Checks override <small>(one command per line, run instead of the repository's format, lint and test commands; empty: the repository's own)</small></label>\
 <textarea id=\"checks\" name=\"checks\" rows=\"3\">{checks}</textarea>\
 <label for=\"max_cost_usd\">Budget in USD</label><input id=\"max_cost_usd\" name=\"max_cost_usd\" type=\"number\" step=\"0.01\" min=\"0.01\" value=\"{cost}\">\
 <label for=\"max_turns\">Agent turns</label><input id=\"max_turns\" name=\"max_turns\" type=\"number\" min=\"1\" value=\"{turns}\">\

@@ -132,6 +132,36 @@ pub async fn templates_are_versioned_and_record_their_use(store: Store) {
             .await
             .is_err()
     );
+    assert_eq!(
+        store
+            .task_checks_override(project.id, task.id)
+            .await
+            .unwrap(),
+        None,
+        "no override without checks"
+    );
+    let mut checked = spec("checked", "Check {{krate}}");
+    checked.checks = vec!["cargo test --workspace".into(), "true".into()];
+    let checked = store
+        .create_template(project.id, &checked, "alice")
+        .await
+        .unwrap();
+    let (ct, _) = store
+        .create_task_from_template(
+            &task_for(project.id, "Check serde", "alice"),
+            &checked,
+            &params,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.task_checks_override(project.id, ct.id).await.unwrap(),
+        Some((
+            "template checked v1".to_string(),
+            vec!["cargo test --workspace".to_string(), "true".to_string()]
+        ))
+    );
+    store.cancel_task(project.id, ct.id).await.unwrap();
     // A plain task has no template.
     let (plain, _) = store
         .create_task(&task_for(project.id, "plain", "alice"))
@@ -147,7 +177,7 @@ pub async fn templates_are_versioned_and_record_their_use(store: Store) {
 
     // Usage history and success rate follow the runs.
     let listed = store.list_templates(project.id).await.unwrap();
-    assert_eq!(listed.len(), 1);
+    assert_eq!(listed.len(), 2);
     assert_eq!((listed[0].uses, listed[0].ended), (1, 0));
     assert_eq!(listed[0].success_rate(), None);
     // Claim until we hold the templated task's run (the plain one may come first).
