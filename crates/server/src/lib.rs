@@ -100,6 +100,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api::routes())
         .merge(ui::routes())
+        // A browser's cross-site POST (a form on another site) is refused everywhere, API
+        // included: once sessions are cookies, that is what makes them CSRF-safe.
+        .layer(axum::middleware::from_fn(ui::same_origin))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

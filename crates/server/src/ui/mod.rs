@@ -9,7 +9,7 @@ mod templates;
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use nightshift_core::{DEFAULT_PROJECT, Millis, now_millis};
@@ -58,9 +58,8 @@ pub fn routes() -> Router<AppState> {
             "/p/{project}/notifications/read-all",
             axum::routing::post(notifications::read_all),
         )
-        .route("/p/{project}/notifications/{id}", get(notifications::open))
-        // Forms change state: refuse them when they come from another site (CSRF).
-        .route_layer(middleware::from_fn(same_origin));
+        // Forms change state; `router` refuses them when they come from another site (CSRF).
+        .route("/p/{project}/notifications/{id}", get(notifications::open));
     Router::new()
         .route("/", get(home))
         .route("/static/app.css", get(css))
@@ -96,7 +95,7 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
 /// another site. Together with SameSite session cookies this keeps forms CSRF-safe without
 /// per-form tokens; requests without either header (scripts, the CLI) carry no ambient
 /// browser credentials and pass.
-async fn same_origin(request: Request, next: Next) -> Response {
+pub(crate) async fn same_origin(request: Request, next: Next) -> Response {
     if matches!(*request.method(), Method::GET | Method::HEAD) {
         return next.run(request).await;
     }

@@ -81,6 +81,14 @@ async fn forms_from_another_site_are_refused() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // The API too: a cross-site form could otherwise cancel a task.
+    let cancel = Request::post("/api/v1/projects/default/tasks/1/cancel")
+        .header(header::HOST, "127.0.0.1:8080")
+        .header(header::ORIGIN, "https://evil.example")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.router.clone().oneshot(cancel).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
     let response = app
         .router
         .clone()
