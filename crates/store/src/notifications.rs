@@ -43,47 +43,8 @@ impl Store {
     /// Writes the notifications an ended run deserves for its task's creator. Idempotent: a
     /// (run, kind) pair is written once, so a repeated call after a crash adds nothing.
     pub async fn notify_run_end(&self, run: &Run) -> Result<()> {
-        let mut entries: Vec<(&str, String)> = Vec::new();
-        let reason = run.end_reason.map(|r| r.as_str()).unwrap_or("unknown");
-        match run.status {
-            RunStatus::Succeeded => entries.push((
-                "succeeded",
-                format!("run {} succeeded ({reason})", run.number),
-            )),
-            RunStatus::Failed => entries.push((
-                "failed",
-                format!(
-                    "run {} failed ({reason}{})",
-                    run.number,
-                    run.failed_phase
-                        .map(|p| format!(" in {p}"))
-                        .unwrap_or_default()
-                ),
-            )),
-            // A cancel is the user's own doing: nothing to tell them.
-            _ => {}
-        }
-        if let Some(url) = &run.checkpoint.pr_url {
-            entries.push((
-                "pr_opened",
-                format!("run {} opened a pull request: {url}", run.number),
-            ));
-        }
-        for (kind, message) in entries {
-            sqlx::query(
-                "INSERT INTO notifications (project_id, user_name, task_id, run_id, kind, message, created_at) \
-                 SELECT project_id, created_by, id, $2, $3, title || ': ' || $4, $5 FROM tasks WHERE id = $1 \
-                 ON CONFLICT (run_id, kind) DO NOTHING",
-            )
-            .bind(run.task_id)
-            .bind(run.id)
-            .bind(kind)
-            .bind(message)
-            .bind(now_millis())
-            .execute(&self.pool)
-            .await?;
-        }
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_run_notifications(&mut conn, run).await
     }
 
     /// The user's notifications in a project, newest first.
@@ -162,4 +123,53 @@ impl Store {
         .await?
         .rows_affected())
     }
+}
+
+/// The rows behind [`Store::notify_run_end`], on any connection, so `finish_run` writes them in
+/// the same transaction as the run's end.
+pub(crate) async fn insert_run_notifications(
+    conn: &mut sqlx::AnyConnection,
+    run: &Run,
+) -> Result<()> {
+    let mut entries: Vec<(&str, String)> = Vec::new();
+    let reason = run.end_reason.map(|r| r.as_str()).unwrap_or("unknown");
+    match run.status {
+        RunStatus::Succeeded => entries.push((
+            "succeeded",
+            format!("run {} succeeded ({reason})", run.number),
+        )),
+        RunStatus::Failed => entries.push((
+            "failed",
+            format!(
+                "run {} failed ({reason}{})",
+                run.number,
+                run.failed_phase
+                    .map(|p| format!(" in {p}"))
+                    .unwrap_or_default()
+            ),
+        )),
+        // A cancel is the user's own doing: nothing to tell them.
+        _ => {}
+    }
+    if let Some(url) = &run.checkpoint.pr_url {
+        entries.push((
+            "pr_opened",
+            format!("run {} opened a pull request: {url}", run.number),
+        ));
+    }
+    for (kind, message) in entries {
+        sqlx::query(
+            "INSERT INTO notifications (project_id, user_name, task_id, run_id, kind, message, created_at) \
+             SELECT project_id, created_by, id, $2, $3, title || ': ' || $4, $5 FROM tasks WHERE id = $1 \
+             ON CONFLICT (run_id, kind) DO NOTHING",
+        )
+        .bind(run.task_id)
+        .bind(run.id)
+        .bind(kind)
+        .bind(message)
+        .bind(now_millis())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }

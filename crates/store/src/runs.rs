@@ -137,7 +137,8 @@ impl Store {
         Ok(())
     }
 
-    /// Ends a run this worker holds. `failed_phase` names where a failure happened.
+    /// Ends a run this worker holds. `failed_phase` names where a failure happened. The
+    /// notifications for the task's creator are written in the same transaction.
     pub async fn finish_run(
         &self,
         run_id: i64,
@@ -146,6 +147,7 @@ impl Store {
         error: Option<&str>,
         failed_phase: Option<Phase>,
     ) -> Result<Run> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE runs SET status = $3, end_reason = $4, error = $5, failed_phase = $6, ended_at = $7, \
              progress = CASE WHEN $3 = 'succeeded' THEN 100 ELSE progress END, \
@@ -158,21 +160,19 @@ impl Store {
         .bind(error)
         .bind(failed_phase.map(|p| p.as_str()))
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::LeaseLost { run_id });
         }
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = $1");
+        let ended = rows::run(&sqlx::query(&sql).bind(run_id).fetch_one(&mut *tx).await?)?;
+        crate::notifications::insert_run_notifications(&mut tx, &ended).await?;
+        tx.commit().await?;
         self.sync_task_status(run_id).await?;
-        let run = self
-            .run(run_id)
+        self.run(run_id)
             .await?
-            .ok_or_else(|| not_found("run", run_id))?;
-        // Notifications are a courtesy: failing to write one must not undo the run's end.
-        if let Err(e) = self.notify_run_end(&run).await {
-            tracing::warn!(run_id, error = %e, "cannot write the run's notifications");
-        }
-        Ok(run)
+            .ok_or_else(|| not_found("run", run_id))
     }
 
     /// Gives a run back to the queue (graceful shutdown): another worker resumes it.
