@@ -91,6 +91,7 @@ test("create a task from the form and watch it live", { timeout: 120_000 }, time
   assert.match(await page.locator(".diff .add").allTextContents().then((t) => t.join("\n")), /goodbye/);
   assert.match(await page.locator("table.checks").textContent(), /sh test\.sh/);
   assert.equal(await page.evaluate(() => window.__noReload), true, "no reload happened");
+  assert.equal(await page.locator("#announce").textContent(), "Run 1 succeeded", "the end is announced");
   await page.screenshot({ path: join(SCREENSHOTS, "task-detail.png"), fullPage: true });
   await page.close();
 }));

@@ -275,8 +275,13 @@ fn task_form(
                 )
             })
             .collect();
+        let free = if template.is_some() {
+            format!("<li><a href=\"{base}/tasks/new\">Free text instead</a></li>")
+        } else {
+            String::new()
+        };
         format!(
-            "<nav aria-label=\"Templates\" class=\"picker\"><h2>Start from a template</h2><ul>{links}</ul></nav>"
+            "<nav aria-label=\"Templates\" class=\"picker\"><h2>Start from a template</h2><ul>{links}{free}</ul></nav>"
         )
     };
     let (what, agent_default) = match template {
@@ -629,7 +634,7 @@ pub async fn detail(
 <dt>Creator</dt><dd>{creator}</dd><dt>Created</dt><dd><time datetime=\"{created}\">{created}</time></dd>\
 <dt>Timeout</dt><dd>{timeout}</dd>{from_template}</dl>\
 <details class=\"instructions-box\" open><summary>Instructions</summary><pre class=\"instructions\">{instructions}</pre></details>\
-<div id=\"live\" data-live=\"{live_src}\" data-every=\"1000\" data-fixed-run=\"{fixed_run}\">{top}</div>\
+<p id=\"announce\" class=\"sr-only\" aria-live=\"polite\"></p><div id=\"live\" data-live=\"{live_src}\" data-every=\"1000\" data-fixed-run=\"{fixed_run}\">{top}</div>\
 <section aria-labelledby=\"log-h\"><h2 id=\"log-h\">Log of run <span id=\"log-run\">{number}</span></h2>\
 <p class=\"hint\">History first, then live. Tool calls are collapsed: open one to see its input and output.</p>\
 <ol id=\"log\" class=\"log\" role=\"log\" aria-live=\"polite\" aria-relevant=\"additions\" data-stream=\"{stream}\" data-run=\"{number}\"></ol></section>\

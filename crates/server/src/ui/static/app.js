@@ -86,6 +86,16 @@ function follow(log) {
     });
   }
   connect(log.dataset.stream);
+  // Screen readers hear status changes once, not every refresh of the fragment.
+  let lastStatus = document.querySelector("#live [data-status]")?.dataset.status;
+  document.getElementById("live")?.addEventListener("swapped", () => {
+    const node = document.querySelector("#live [data-status]");
+    const announce = document.getElementById("announce");
+    if (node && announce && node.dataset.status !== lastStatus) {
+      lastStatus = node.dataset.status;
+      announce.textContent = `Run ${node.dataset.run} ${lastStatus}`;
+    }
+  });
   // A retry elsewhere makes a new latest run: follow it unless a run was chosen explicitly.
   const liveEl = document.getElementById("live");
   liveEl?.addEventListener("swapped", () => {
