@@ -22,7 +22,7 @@ use crate::api::templates::{instantiate_template, template_or_404};
 use crate::error::ApiError;
 use crate::user::RequestUser;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct ListParams {
     #[serde(default)]
     repo: String,
@@ -38,7 +38,12 @@ pub struct ListParams {
     until: String,
     #[serde(default)]
     q: String,
+    /// Only tasks older than this id: the next page.
+    before: Option<i64>,
 }
+
+/// Rows per page of the task list.
+const PAGE: u32 = 100;
 
 impl ListParams {
     fn filter(&self) -> Result<TaskFilter, CoreError> {
@@ -57,7 +62,8 @@ impl ListParams {
                 .map(|d| parse_timestamp(&format!("{d}T00:00:00Z")).map(|t| t + 86_400_000))
                 .transpose()?,
             text: some(&self.q),
-            limit: Some(100),
+            before: self.before,
+            limit: Some(PAGE),
             ..Default::default()
         })
     }
@@ -74,6 +80,7 @@ impl ListParams {
         .iter()
         .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| format!("{k}={}", url_component(v)))
+        .chain(self.before.map(|b| format!("before={b}")))
         .collect::<Vec<_>>()
         .join("&")
     }
@@ -165,11 +172,24 @@ pub async fn list(
 ) -> Result<Response, PageError> {
     let (chrome, project) = Chrome::load(&state, &project, &user).await?;
     let base = chrome.base();
+    let mut older = String::new();
     let (rows, problem) = match params.filter() {
-        Ok(filter) => (
-            rows_html(&base, &state.store.list_tasks(project.id, &filter).await?),
-            String::new(),
-        ),
+        Ok(filter) => {
+            let tasks = state.store.list_tasks(project.id, &filter).await?;
+            if tasks.len() == PAGE as usize
+                && let Some(last) = tasks.last()
+            {
+                let next = ListParams {
+                    before: Some(last.task.id),
+                    ..params.clone()
+                };
+                older = format!(
+                    "<p><a href=\"{base}/tasks?{}\">Older tasks</a></p>",
+                    esc(&next.query_string())
+                );
+            }
+            (rows_html(&base, &tasks), String::new())
+        }
         Err(e) => (
             String::new(),
             format!(
@@ -200,7 +220,7 @@ pub async fn list(
 <div class=\"table-wrap\" tabindex=\"0\" role=\"region\" aria-label=\"Tasks table\"><table class=\"tasks\"><caption class=\"sr-only\">Tasks, newest first; updates live</caption>\
 <thead><tr><th scope=\"col\">Task</th><th scope=\"col\">Status</th><th scope=\"col\">Phase</th><th scope=\"col\">Progress</th>\
 <th scope=\"col\">Repository</th><th scope=\"col\">Creator</th><th scope=\"col\">Age</th><th scope=\"col\">PR</th></tr></thead>\
-<tbody id=\"task-rows\" data-live=\"{base}/tasks/rows?{qs}\" data-every=\"1500\">{rows}</tbody></table></div>",
+<tbody id=\"task-rows\" data-live=\"{base}/tasks/rows?{qs}\" data-every=\"1500\">{rows}</tbody></table></div>{older}",
         q = esc(&params.q),
         repo = esc(&params.repo),
         creator = esc(&params.creator),

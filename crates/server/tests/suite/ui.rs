@@ -189,3 +189,35 @@ async fn the_template_form_follows_parameter_types() {
         "the ticked box stays ticked"
     );
 }
+
+#[tokio::test]
+async fn the_task_list_pages_by_hundreds() {
+    use nightshift_core::{AgentSpec, BranchName, Budget, Instructions, NewTask, RepoUrl};
+    let app = app().await;
+    let project = app.store.project("default").await.unwrap().unwrap();
+    for n in 1..=101 {
+        let instructions = Instructions::parse(&format!("Task number {n}")).unwrap();
+        let new = NewTask {
+            project_id: project.id,
+            title: instructions.summary(),
+            instructions,
+            repo: RepoUrl::parse("/srv/r.git").unwrap(),
+            base_branch: BranchName::parse("main").unwrap(),
+            agent: AgentSpec::command("true"),
+            timeout_secs: 60,
+            budget: Budget::default(),
+            created_by: "local".into(),
+        };
+        app.store.create_task(&new).await.unwrap();
+    }
+    let (_, first) = get(&app, "/p/default/tasks?q=number").await;
+    assert_eq!(first.matches("<tr data-task=").count(), 100);
+    assert!(
+        first.contains("href=\"/p/default/tasks?q=number&amp;before=2\">Older tasks</a>"),
+        "{first}"
+    );
+    let (_, second) = get(&app, "/p/default/tasks?q=number&before=2").await;
+    assert_eq!(second.matches("<tr data-task=").count(), 1);
+    assert!(second.contains("#1 Task number 1"));
+    assert!(!second.contains("Older tasks"));
+}
