@@ -127,6 +127,19 @@ impl AgentDriver for ClaudeCodeDriver {
         }
         let exit = run.exit();
         let outcome = match &parser.result {
+            // Claude Code enforced the turn limit we gave it: that is the budget, not a failure.
+            Some(result) if result.subtype == "error_max_turns" => AgentOutcome {
+                end: AgentEnd::BudgetExceeded(format!(
+                    "the agent reached its limit of {} turns",
+                    request
+                        .max_turns
+                        .map_or_else(|| "?".to_string(), |t| t.to_string())
+                )),
+                session_id,
+                summary: None,
+                usage,
+                error: None,
+            },
             Some(result) => AgentOutcome {
                 end: AgentEnd::Finished {
                     success: !result.is_error,

@@ -109,6 +109,11 @@ impl AgentDriver for CodexDriver {
         true
     }
 
+    /// `turn.completed` of `codex exec resume` carries the thread's token totals.
+    fn resumed_tokens_are_cumulative(&self) -> bool {
+        true
+    }
+
     async fn run(
         &self,
         request: AgentRequest,

@@ -126,6 +126,12 @@ pub trait AgentDriver: Send + Sync {
         false
     }
 
+    /// Whether a resumed session reports token totals that include the earlier sessions of
+    /// the same thread (Codex does) instead of its own, so the caller must not add them twice.
+    fn resumed_tokens_are_cumulative(&self) -> bool {
+        false
+    }
+
     /// Runs one session to its end, sending events as they happen. When `stop` fires the driver
     /// kills the agent's whole process group and returns [`AgentEnd::Stopped`].
     async fn run(

@@ -24,37 +24,72 @@ pub struct ClientArgs {
         default_value = "default"
     )]
     pub project: String,
+    /// Your API token (`nightshift token create`; the first admin's is in
+    /// `<data-dir>/admin.token`).
+    #[arg(long, global = true, env = "NIGHTSHIFT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 pub struct Client {
     http: reqwest::Client,
+    project: String,
     base: String,
+    /// The API root, for routes outside a project (tokens, projects).
+    root: String,
+    token: Option<String>,
 }
 
 impl Client {
     pub fn new(args: &ClientArgs) -> Self {
+        let root = format!("{}/api/v1", args.server.trim_end_matches('/'));
         Client {
             http: reqwest::Client::new(),
-            base: format!(
-                "{}/api/v1/projects/{}",
-                args.server.trim_end_matches('/'),
-                args.project
-            ),
+            project: args.project.clone(),
+            base: format!("{root}/projects/{}", args.project),
+            root,
+            token: args
+                .token
+                .as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from),
         }
+    }
+
+    pub fn project(&self) -> &str {
+        &self.project
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let response = self
-            .http
-            .get(self.url(path))
-            .send()
-            .await
-            .with_context(|| self.unreachable())?;
+    /// A request with the token, if any, as a bearer credential.
+    fn request(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, url);
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        body: Option<&B>,
+    ) -> anyhow::Result<T> {
+        let mut request = self.request(method, url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.with_context(|| self.unreachable())?;
         decode(response).await
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send::<(), T>(reqwest::Method::GET, self.url(path), None)
+            .await
     }
 
     pub async fn post<B: Serialize, T: DeserializeOwned>(
@@ -62,20 +97,24 @@ impl Client {
         path: &str,
         body: &B,
     ) -> anyhow::Result<T> {
-        let response = self
-            .http
-            .post(self.url(path))
-            .json(body)
-            .send()
+        self.send(reqwest::Method::POST, self.url(path), Some(body))
             .await
-            .with_context(|| self.unreachable())?;
-        decode(response).await
+    }
+
+    /// A request to a route outside the project (`/tokens`, `/projects`, `/me`).
+    pub async fn root<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<T> {
+        self.send(method, format!("{}{path}", self.root), body)
+            .await
     }
 
     pub async fn stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
         let response = self
-            .http
-            .get(self.url(path))
+            .request(reqwest::Method::GET, self.url(path))
             .header("accept", "text/event-stream")
             .send()
             .await
@@ -115,9 +154,17 @@ async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Res
                     .unwrap_or("request failed"),
                 e.get("code").and_then(Value::as_str).unwrap_or("error")
             ),
+            None if status == reqwest::StatusCode::UNAUTHORIZED => bail!(
+                "the server wants you to sign in: set NIGHTSHIFT_TOKEN (or --token) to an API token"
+            ),
             None => bail!("server answered {status}: {text}"),
         }
     }
-    serde_json::from_str(&text)
-        .with_context(|| format!("unexpected answer from the server: {text}"))
+    // 204 No Content has no body: read it as JSON null.
+    let text = if text.trim().is_empty() {
+        "null"
+    } else {
+        text.as_str()
+    };
+    serde_json::from_str(text).with_context(|| format!("unexpected answer from the server: {text}"))
 }

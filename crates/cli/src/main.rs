@@ -1,6 +1,7 @@
 //! `nightshift`: parses arguments and hands over to the server or the API client.
 
 mod client;
+mod people;
 mod serve;
 mod task;
 mod template;
@@ -28,6 +29,12 @@ enum Command {
     /// List, show and create templates, or save a succeeded task as one.
     #[command(subcommand)]
     Template(template::TemplateCommand),
+    /// Create, list and revoke your API tokens.
+    #[command(subcommand)]
+    Token(people::TokenCommand),
+    /// List and create projects; show one and add members.
+    #[command(subcommand)]
+    Project(people::ProjectCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +51,8 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Task(cmd) => task::run(cmd).await,
             Command::Template(cmd) => template::run(cmd).await,
+            Command::Token(cmd) => people::token(cmd).await,
+            Command::Project(cmd) => people::project(cmd).await,
         }
     });
     match result {

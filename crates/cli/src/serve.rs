@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::Args;
 use nightshift_core::parse_duration;
 use nightshift_engine::EngineConfig;
-use nightshift_server::{ServeOptions, ServerConfig};
+use nightshift_server::{AuthConfig, ProxyConfig, ServeOptions, ServerConfig};
+use nightshift_store::{RetentionPolicy, SecretKey};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Args)]
@@ -31,6 +32,84 @@ pub struct ServeArgs {
     /// The longest timeout a task may ask for (the default timeout is 1h, or this when lower).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     max_timeout: std::time::Duration,
+    /// No sign-in: every request acts as the local admin. Only on a loopback address.
+    #[arg(long)]
+    no_auth: bool,
+    /// Accept X-Forwarded-User/-Email/-Groups from this proxy address (repeatable).
+    #[arg(
+        long = "trusted-proxy",
+        env = "NIGHTSHIFT_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<std::net::IpAddr>,
+    /// The key that seals stored credentials (32 bytes, base64); else `<data-dir>/secret.key`.
+    #[arg(long, env = "NIGHTSHIFT_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// Keep run events and diffs this long.
+    #[arg(long, default_value = "90d", value_parser = parse_duration)]
+    keep_events: std::time::Duration,
+    /// Keep audit events this long.
+    #[arg(long, default_value = "400d", value_parser = parse_duration)]
+    keep_audit: std::time::Duration,
+    /// Remove workspaces kept from failed runs after this long.
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    keep_failed_workspaces: std::time::Duration,
+    /// The configuration file (default: nightshift.toml in the data directory, when present).
+    #[arg(long, env = "NIGHTSHIFT_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// The server's configuration file. Everything is optional; the environment's model endpoint
+/// and key variables win over what the file says.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ConfigFile {
+    /// The agent a task gets when it names none: claude-code, codex, acp or command.
+    default_agent: Option<String>,
+    /// Extra agent sessions after failing checks.
+    verification_rounds: Option<u32>,
+    /// Budget defaults for tasks that set none (`max_cost_usd`, `max_turns`, `max_tokens`).
+    budget: nightshift_core::Budget,
+    agents: nightshift_agent::AgentConfig,
+    /// Where people reach this server; pull requests link back to `<public_url>/tasks/<id>`.
+    public_url: Option<String>,
+    /// `[[forge]]`: which forge serves which repository host, and the credential it pushes with.
+    forge: Vec<nightshift_forge::ForgeEntry>,
+    /// How hard forge requests are retried (`max_attempts`, backoff, timeouts).
+    retry: nightshift_forge::RetryPolicy,
+    /// How often an open pull request's CI status is asked for, e.g. `30s`.
+    ci_poll: Option<String>,
+}
+
+fn load_config(
+    explicit: Option<&PathBuf>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<ConfigFile> {
+    let path = match explicit {
+        Some(path) => path.clone(),
+        None => {
+            let default = data_dir.join("nightshift.toml");
+            if !default.exists() {
+                return Ok(ConfigFile::default());
+            }
+            default
+        }
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    parse_config(&text).map_err(|e| anyhow::anyhow!("{} is not valid: {e}", path.display()))
+}
+
+/// toml's own message quotes the offending line, which may hold a forge token: only the
+/// reason and the line number are kept.
+fn parse_config(text: &str) -> Result<ConfigFile, String> {
+    toml::from_str(text).map_err(|e| match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].lines().count().max(1);
+            format!("line {line}: {}", e.message())
+        }
+        None => e.message().to_string(),
+    })
 }
 
 fn default_data_dir() -> PathBuf {
@@ -55,16 +134,55 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = data_dir
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", data_dir.display()))?;
+    let config = load_config(args.config.as_ref(), &data_dir)?;
+    let mut engine = EngineConfig::new(&data_dir);
+    engine.agents = config.agents.with_server_env();
+    engine.budget_defaults = config.budget;
+    if let Some(rounds) = config.verification_rounds {
+        engine.verification_rounds = rounds;
+    }
+    engine.forges = nightshift_forge::ForgeConfig {
+        entries: config.forge,
+        retry: config.retry,
+    };
+    if let Some(url) = config.public_url {
+        engine.public_url = url;
+    }
+    if let Some(poll) = &config.ci_poll {
+        engine.ci_poll = parse_duration(poll).map_err(|e| anyhow::anyhow!("ci_poll: {e}"))?;
+    }
+    let mut server = ServerConfig {
+        max_timeout: args.max_timeout,
+        auth: AuthConfig {
+            disabled: args.no_auth,
+            proxy: (!args.trusted_proxies.is_empty()).then(|| ProxyConfig {
+                trusted: args.trusted_proxies.clone(),
+            }),
+            ..AuthConfig::default()
+        },
+        retention: RetentionPolicy {
+            events: args.keep_events,
+            audit: args.keep_audit,
+            workspaces: args.keep_failed_workspaces,
+        },
+        ..ServerConfig::default()
+    };
+    if let Some(kind) = &config.default_agent {
+        server.default_agent.kind = kind.parse()?;
+    }
     let options = ServeOptions {
-        engine: Some(EngineConfig::new(&data_dir)),
+        engine: Some(engine),
         data_dir,
         listen: args.listen,
         workers: if args.no_workers { 0 } else { args.workers },
         database: args.database,
-        server: ServerConfig {
-            max_timeout: args.max_timeout,
-            ..ServerConfig::default()
-        },
+        server,
+        secret_key: args
+            .secret_key
+            .as_deref()
+            .map(SecretKey::from_base64)
+            .transpose()
+            .context("NIGHTSHIFT_SECRET_KEY")?,
     };
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
@@ -89,5 +207,44 @@ async fn wait_for_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forge_settings_parse_and_errors_hide_tokens() {
+        let config = parse_config(
+            r#"
+            public_url = "https://ns.example.com"
+            ci_poll = "10s"
+
+            [retry]
+            max_attempts = 3
+
+            [[forge]]
+            kind = "github"
+            host = "github.com"
+            token = "github_pat_canary"
+
+            [[forge]]
+            kind = "forgejo"
+            host = "codeberg.org"
+            token = "tok"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.forge.len(), 2);
+        assert_eq!(config.retry.max_attempts, 3);
+        assert_eq!(config.public_url.as_deref(), Some("https://ns.example.com"));
+
+        let err =
+            parse_config("[[forge]]\nkind = \"github\"\nhost = 1\ntoken = \"glpat-canary\"\n")
+                .err()
+                .unwrap();
+        assert!(!err.contains("canary"), "{err}");
+        assert!(err.starts_with("line 3"), "{err}");
     }
 }

@@ -276,6 +276,9 @@ async fn wait_for_end(client: &Client, id: i64, quiet: bool) -> anyhow::Result<V
                 .unwrap_or_default(),
             if status == "running" {
                 format!(" · {}%", run["progress"])
+            } else if let Some(why) = run["waiting_reason"].as_str() {
+                // A limit holds the run back: say which.
+                format!(" · {why}")
             } else {
                 String::new()
             }
@@ -331,6 +334,9 @@ fn print_task(task: &Value, json: bool) {
         }
         if let Some(error) = run["error"].as_str() {
             line.push_str(&format!("\n          {error}"));
+        }
+        if let Some(why) = run["waiting_reason"].as_str() {
+            line.push_str(&format!("\n          {why}"));
         }
         println!("{line}");
     }

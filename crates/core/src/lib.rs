@@ -4,6 +4,7 @@
 mod agent_event;
 mod error;
 mod model;
+mod people;
 mod run;
 mod template;
 mod values;
@@ -13,6 +14,9 @@ pub use error::{CoreError, Result};
 pub use model::{
     AgentKind, AgentSpec, Budget, CheckOutcome, CheckResult, Checkpoint, DEFAULT_PROJECT,
     EventKind, GeneratedChange, NewTask, Project, RunEvent, Task, TaskFilter,
+};
+pub use people::{
+    AuditEvent, AuditFilter, ProjectSettings, Role, User, month_bounds, month_label, parse_month,
 };
 pub use run::{EndReason, Phase, Run, RunStatus};
 pub use template::{

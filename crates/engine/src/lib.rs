@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use nightshift_agent::{AgentConfig, AgentDriver, AgentError};
 use nightshift_core::{AgentSpec, BranchName, Budget, RepoUrl};
-use nightshift_forge::{Forge, GitForge};
+use nightshift_forge::{Forge, ForgeConfig, ForgeError, RetryEvent, RetryObserver};
 use nightshift_sandbox::Sandbox;
-use nightshift_store::Store;
+use nightshift_store::{ForgeCredential, SecretKey, Store};
 use nightshift_workspace::{Git, Mirrors, WorkspaceError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -55,6 +55,16 @@ pub struct EngineConfig {
     pub keep_failed_workspaces: bool,
     /// Agent binaries, models and the model endpoint and key.
     pub agents: AgentConfig,
+    /// Opens the per-project credentials vault; `None` when the server set up no key.
+    pub secret_key: Option<SecretKey>,
+    /// Which forge serves which repository host, with the credential the engine pushes with.
+    pub forges: ForgeConfig,
+    /// Where people reach this server; pull requests link back to `<public_url>/tasks/<id>`.
+    pub public_url: String,
+    /// How often an open pull request's CI status is asked for after the run ended.
+    pub ci_poll: Duration,
+    /// How long after the run a pull request is followed; then the last status stays.
+    pub ci_follow_for: Duration,
 }
 
 impl EngineConfig {
@@ -69,6 +79,11 @@ impl EngineConfig {
             shutdown_grace: Duration::from_secs(30),
             keep_failed_workspaces: false,
             agents: AgentConfig::default(),
+            secret_key: None,
+            forges: ForgeConfig::default(),
+            public_url: "http://127.0.0.1:8080".into(),
+            ci_poll: Duration::from_secs(30),
+            ci_follow_for: Duration::from_secs(3600),
         }
     }
 }
@@ -141,11 +156,28 @@ impl Engine {
                 .to_string(),
             )),
             None => {
-                let name = info.default_branch.ok_or_else(|| {
-                    EngineError::Invalid(format!(
-                        "repository {repo} has no default branch: pass --base"
-                    ))
-                })?;
+                // A bare repository's HEAD may name a branch that was never pushed; then the
+                // only branch, or a conventional name, is what people mean.
+                let conventional = ["main", "master"]
+                    .into_iter()
+                    .find(|name| info.branches.iter().any(|b| b == name))
+                    .map(str::to_string);
+                let only = (info.branches.len() == 1).then(|| info.branches[0].clone());
+                let name = info
+                    .default_branch
+                    .filter(|d| info.branches.contains(d))
+                    .or(only)
+                    .or(conventional)
+                    .ok_or_else(|| {
+                        EngineError::Invalid(format!(
+                            "repository {repo} has no default branch (branches: {}): pass --base",
+                            if info.branches.is_empty() {
+                                "none".to_string()
+                            } else {
+                                info.branches.join(", ")
+                            }
+                        ))
+                    })?;
                 BranchName::parse(&name).map_err(|e| EngineError::Invalid(e.to_string()))
             }
         }
@@ -159,9 +191,67 @@ impl Engine {
         nightshift_agent::driver_for(spec, &self.config.agents, self.sandbox.clone())
     }
 
-    /// The forge a repository's branches and pull requests go to.
-    pub(crate) fn forge(&self, _repo: &RepoUrl) -> Box<dyn Forge> {
-        Box::new(GitForge)
+    /// The project's stored credential for a forge host (e.g. `github.com`), opened with the
+    /// server key. For the engine's own pushes and forge calls only: never hand it to the agent.
+    pub async fn project_credential(
+        &self,
+        project_id: i64,
+        host: &str,
+    ) -> Result<Option<ForgeCredential>> {
+        let Some(key) = &self.config.secret_key else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .forge_credential(key, project_id, &host.to_ascii_lowercase())
+            .await?)
+    }
+
+    /// The forge a repository's branches and pull requests go to, resolved per run so every
+    /// retry it makes (rate limits, 5xx) shows in that run's log.
+    pub(crate) fn forge(
+        &self,
+        repo: &RepoUrl,
+        events: &EventSink,
+    ) -> std::result::Result<Box<dyn Forge>, ForgeError> {
+        let sink = events.clone();
+        let observer: RetryObserver = Arc::new(move |retry: &RetryEvent| {
+            sink.emit(
+                nightshift_core::EventKind::Info,
+                None,
+                format!(
+                    "{} {}: {} on attempt {}; retrying in {} ms",
+                    retry.forge,
+                    retry.operation,
+                    retry.reason,
+                    retry.attempt,
+                    retry.delay.as_millis()
+                ),
+                serde_json::json!({
+                    "forge_retry": {
+                        "forge": retry.forge,
+                        "operation": retry.operation,
+                        "attempt": retry.attempt,
+                        "delay_ms": retry.delay.as_millis() as u64,
+                        "reason": retry.reason,
+                        "server_delay": retry.server_delay,
+                    }
+                }),
+            );
+        });
+        nightshift_forge::resolve(repo, &self.config.forges, observer)
+    }
+
+    /// Every configured forge credential, to scrub from anything a run records.
+    pub(crate) fn forge_secrets(&self) -> Vec<nightshift_forge::Secret> {
+        let mut secrets = Vec::new();
+        for entry in &self.config.forges.entries {
+            secrets.extend(entry.token.clone());
+            if let Some(app) = &entry.app {
+                secrets.push(app.private_key.clone());
+            }
+        }
+        secrets
     }
 
     /// Runs `count` workers until `shutdown` fires, then lets running runs finish (bounded by
@@ -174,6 +264,8 @@ impl Engine {
             workers.spawn(async move { engine.worker(n, shutdown).await });
         }
         while workers.join_next().await.is_some() {}
+        // With no workers (an API-only node) there is nothing to join: wait for the shutdown.
+        shutdown.cancelled().await;
     }
 
     async fn worker(self: Arc<Self>, n: usize, shutdown: CancellationToken) {

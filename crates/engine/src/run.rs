@@ -2,6 +2,7 @@
 //! happened in; a stop (cancel, timeout) kills the run's processes before the run is marked.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,13 +12,24 @@ use nightshift_core::{
     AgentEvent, CheckOutcome, CheckResult, Checkpoint, EndReason, EventKind, GeneratedChange,
     Phase, RepoUrl, Run, Task, Usage, format_duration, now_millis,
 };
-use nightshift_forge::{ForgeError, PullRequestSpec};
+use nightshift_forge::{
+    Forge, ForgeError, PrBody, PrState, PrStatus, PullRequestSpec, redact, render_pr_body,
+};
 use nightshift_store::{Claim, RunUpdate, StoreError};
 use nightshift_workspace::{WorkspaceError, Worktree};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Engine, EventSink};
+
+/// A background task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Why a run was stopped from outside its own work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +73,12 @@ pub(crate) struct RunExecution {
     checkpoint: Checkpoint,
     change: GeneratedChange,
     usage: Usage,
+    /// The token totals the agent last reported for its session, as it reported them.
+    session_tokens: (u64, u64),
     phase: Phase,
+    /// The highest progress stored: a verification round re-enters `agent` without the
+    /// percentage the UI shows going backwards.
+    progress: AtomicU8,
     worktree: Option<Worktree>,
     run_dir: PathBuf,
 }
@@ -81,7 +98,9 @@ impl RunExecution {
             },
             checkpoint: Checkpoint::default(),
             usage: Usage::default(),
+            session_tokens: (0, 0),
             phase: Phase::Preparing,
+            progress: AtomicU8::new(0),
             task: claim.task,
             resumed: claim.resumed,
             run: claim.run,
@@ -97,7 +116,9 @@ impl RunExecution {
     }
 
     pub(crate) async fn execute(mut self, shutdown: CancellationToken) {
-        let watchdog = tokio::spawn(watch(
+        // Aborted on drop too: a run whose worker was torn down must stop renewing its lease,
+        // or no other worker could ever resume it.
+        let watchdog = AbortOnDrop(tokio::spawn(watch(
             self.engine.clone(),
             self.run.clone(),
             self.task.timeout_secs,
@@ -105,9 +126,10 @@ impl RunExecution {
             self.stop.clone(),
             self.cause.clone(),
             shutdown,
-        ));
+        )));
         if self.resumed {
-            self.events.info(None, "resumed by another worker after its lease expired: starting again from a fresh workspace");
+            self.events
+                .info(None, "resumed by another worker after its lease expired");
         }
         let result = if self.run.cancel_requested {
             self.set_cause(StopCause::Cancelled);
@@ -115,7 +137,7 @@ impl RunExecution {
         } else {
             self.pipeline().await
         };
-        watchdog.abort();
+        drop(watchdog);
         self.conclude(result).await;
     }
 
@@ -149,6 +171,7 @@ impl RunExecution {
     }
 
     async fn progress(&self, progress: u8) -> Step<()> {
+        let progress = progress.max(self.progress.fetch_max(progress, Ordering::Relaxed));
         let update = RunUpdate {
             phase: Some(self.phase),
             progress: Some(progress),
@@ -198,24 +221,50 @@ impl RunExecution {
     async fn pipeline(&mut self) -> Step<EndReason> {
         let repo = RepoUrl::parse(&self.task.repo)
             .map_err(|e| fail(EndReason::Infrastructure, Phase::Preparing, e.to_string()))?;
-        let forge = self.engine.forge(&repo);
 
-        // preparing
+        // preparing: the forge and push access first, so a run that could never publish
+        // fails in seconds instead of after the agent's work.
         self.enter(Phase::Preparing).await?;
-        match forge.check_push_access(&repo).await {
-            Ok(()) => {}
-            Err(ForgeError::PermissionDenied { reason, .. }) => {
-                return Err(fail(EndReason::PermissionDenied, Phase::Preparing, reason));
-            }
-            Err(e) => {
-                return Err(fail(
-                    EndReason::Infrastructure,
-                    Phase::Preparing,
-                    e.to_string(),
-                ));
-            }
-        }
+        let forge = self.engine.forge(&repo, &self.events).map_err(|e| {
+            fail(
+                EndReason::Infrastructure,
+                Phase::Preparing,
+                format!("forge settings: {e}"),
+            )
+        })?;
         let branch = self.task.branch_name();
+        if branch == self.task.base_branch {
+            return Err(fail(
+                EndReason::PermissionDenied,
+                Phase::Preparing,
+                format!(
+                    "refusing to run: the base branch {branch} is the branch Nightshift pushes to"
+                ),
+            ));
+        }
+        forge
+            .check_push_access(&repo)
+            .await
+            .map_err(|e| forge_failure(e, Phase::Preparing))?;
+        self.events.info(
+            Some(Phase::Preparing),
+            format!("{} grants push access to {repo}", forge.name()),
+        );
+        if self.resumed && self.resume_after_push().await {
+            self.events.info(
+                Some(Phase::Publishing),
+                "the branch was pushed before the interruption: going on with the pull request",
+            );
+            self.enter(Phase::Publishing).await?;
+            self.open_pull_request(forge.as_ref(), &repo).await?;
+            return Ok(EndReason::Succeeded);
+        }
+        if self.resumed {
+            self.events.info(
+                Some(Phase::Preparing),
+                "starting again from a fresh workspace",
+            );
+        }
         let work = self.run_dir.join("work");
         let worktree = self
             .engine
@@ -295,7 +344,8 @@ impl RunExecution {
         let mut round = 1;
         loop {
             self.enter(Phase::Agent).await?;
-            self.run_agent(driver.as_ref(), &prompt, &work).await?;
+            self.run_agent(driver.as_ref(), &prompt, &work, round)
+                .await?;
             self.save_checkpoint(Phase::Agent).await?;
             if !self.has_changes().await? {
                 self.events.info(
@@ -313,30 +363,47 @@ impl RunExecution {
                 .iter()
                 .filter(|r| r.outcome != CheckOutcome::Passed)
                 .collect();
-            if failures.is_empty() {
-                self.events.info(
-                    Some(Phase::Validating),
-                    format!("round {round}: all {} checks passed", results.len()),
-                );
-                break;
-            }
             let names: Vec<String> = failures
                 .iter()
                 .map(|f| format!("{} `{}`", f.stage, f.command))
                 .collect();
+            // Machine-readable, so the UI can show each round's outcome without parsing text.
+            let outcome = serde_json::json!({"round_outcome": {
+                "round": round, "passed": failures.is_empty(), "failed": names,
+            }});
+            if failures.is_empty() {
+                self.events.emit(
+                    EventKind::Info,
+                    Some(Phase::Validating),
+                    format!("round {round}: all {} checks passed", results.len()),
+                    outcome,
+                );
+                break;
+            }
             if round >= max_rounds {
+                self.events.emit(
+                    EventKind::Info,
+                    Some(Phase::Validating),
+                    format!(
+                        "round {round}: {} failed; no verification rounds left",
+                        names.join(", ")
+                    ),
+                    outcome,
+                );
                 return Err(fail(
                     EndReason::ChecksFailed,
                     Phase::Validating,
                     format!("failed: {}", names.join(", ")),
                 ));
             }
-            self.events.info(
+            self.events.emit(
+                EventKind::Info,
                 Some(Phase::Validating),
                 format!(
                     "round {round}: {} failed; sending the failures back to the agent",
                     names.join(", ")
                 ),
+                outcome,
             );
             let failed: Vec<CheckResult> = failures.into_iter().cloned().collect();
             prompt = nightshift_agent::feedback_prompt(&failed);
@@ -429,9 +496,23 @@ impl RunExecution {
             }
         }
         self.progress(90).await?;
+        // The engine's own credential, fetched now because App tokens are short-lived; it goes
+        // to git through environment config, never argv or the remote URL.
+        let auth = forge
+            .git_auth(&repo)
+            .await
+            .map_err(|e| forge_failure(e, Phase::Publishing))?;
+        let push_git = match &auth {
+            Some(auth) => git.with_config_env(&auth.env()),
+            None => git.clone(),
+        };
+        let scrub = |text: String| match &auth {
+            Some(auth) => auth.redact(&text),
+            None => text,
+        };
         let pushed = {
             let worktree = self.worktree()?;
-            match worktree.push(&git, &repo.to_string()).await {
+            match worktree.push(&push_git, &repo.to_string()).await {
                 Ok(sha) => sha,
                 Err(WorkspaceError::PushRefused {
                     detail,
@@ -441,14 +522,14 @@ impl RunExecution {
                     return Err(fail(
                         EndReason::PermissionDenied,
                         Phase::Publishing,
-                        format!("push refused: {detail}"),
+                        format!("push refused: {}", scrub(detail)),
                     ));
                 }
                 Err(e) => {
                     return Err(fail(
                         EndReason::Infrastructure,
                         Phase::Publishing,
-                        e.to_string(),
+                        scrub(e.to_string()),
                     ));
                 }
             }
@@ -458,38 +539,109 @@ impl RunExecution {
             Some(Phase::Publishing),
             format!("pushed {} to {branch}", short_sha(&pushed)),
         );
-        self.checkpoint.pushed_commit = Some(pushed.clone());
-        self.change.commit = Some(pushed);
+        self.change.commit = Some(pushed.clone());
+        if let Ok(diff) = self.worktree()?.diff(&git).await {
+            self.change.diff = diff.patch;
+            self.change.diff_stat = diff.stat;
+            self.change.files_changed = diff.files;
+        }
+        // Stored before the checkpoint that names the push, so a run resumed after a crash
+        // finds what the pull request description needs.
+        if let Err(e) = self.engine.store.save_change(&self.change).await {
+            return Err(fail(
+                EndReason::Infrastructure,
+                Phase::Publishing,
+                format!("cannot store the change: {e}"),
+            ));
+        }
+        self.checkpoint.pushed_commit = Some(pushed);
         self.save_checkpoint(Phase::Publishing).await?;
 
+        self.open_pull_request(forge.as_ref(), &repo).await?;
+        Ok(EndReason::Succeeded)
+    }
+
+    /// For a run resumed after another worker died: when that worker had already pushed,
+    /// takes over its checkpoint and stored change so only the pull request is left to do.
+    async fn resume_after_push(&mut self) -> bool {
+        let checkpoint = self.run.checkpoint.clone();
+        if checkpoint.pushed_commit.is_none() {
+            return false;
+        }
+        let change = match self.engine.store.change(self.run.id).await {
+            Ok(Some(change)) if change.commit.is_some() && change.branch.is_some() => change,
+            Ok(_) => return false,
+            Err(e) => {
+                tracing::warn!(run_id = self.run.id, error = %e, "cannot read the stored change");
+                return false;
+            }
+        };
+        self.checkpoint = checkpoint;
+        self.change = change;
+        self.usage = self.run.usage;
+        true
+    }
+
+    /// Opens the pull request for the pushed branch, or adopts and updates the open one (this
+    /// run before a crash, or an earlier run of the task), and records it.
+    async fn open_pull_request(&mut self, forge: &dyn Forge, repo: &RepoUrl) -> Step<()> {
+        let head = self.change.branch.clone().ok_or_else(|| {
+            fail(
+                EndReason::Infrastructure,
+                Phase::Publishing,
+                "no pushed branch to open a pull request for",
+            )
+        })?;
+        let public_url = self.engine.config.public_url.trim_end_matches('/');
+        let body = render_pr_body(&PrBody {
+            task_id: self.task.id,
+            run_number: self.run.number,
+            summary: self.change.summary.clone(),
+            instructions: self.task.instructions.clone(),
+            files_changed: self.change.files_changed.clone(),
+            diff_stat: self.change.diff_stat.clone(),
+            checks: self.change.checks.clone(),
+            rounds: self.change.rounds,
+            usage: Some(self.usage),
+            task_url: (!public_url.is_empty())
+                .then(|| format!("{public_url}/tasks/{}", self.task.id)),
+        });
         let spec = PullRequestSpec {
             repo: repo.clone(),
             base: self.task.base_branch.clone(),
-            head: branch,
+            head,
             title: self.task.title.clone(),
-            body: self.change.summary.clone().unwrap_or_default(),
-            labels: vec!["nightshift".into()],
+            body,
+            labels: Vec::new(),
         };
-        match forge.find_or_create_pull_request(&spec).await {
-            Ok(Some(pr)) => {
-                self.events
-                    .info(Some(Phase::Publishing), format!("pull request {}", pr.url));
-                self.checkpoint.pr_number = Some(pr.number);
-                self.checkpoint.pr_url = Some(pr.url.clone());
-                self.change.pr_number = Some(pr.number);
-                self.change.pr_url = Some(pr.url);
-                self.save_checkpoint(Phase::Publishing).await?;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                return Err(fail(
-                    EndReason::Infrastructure,
-                    Phase::Publishing,
-                    e.to_string(),
-                ));
-            }
-        }
-        Ok(EndReason::Succeeded)
+        let Some(pr) = forge
+            .find_or_create_pull_request(&spec)
+            .await
+            .map_err(|e| forge_failure(e, Phase::Publishing))?
+        else {
+            // Plain git: the branch is the result; the review page is Nightshift's own.
+            return Ok(());
+        };
+        self.events.emit(
+            EventKind::Info,
+            Some(Phase::Publishing),
+            format!(
+                "{} pull request #{}: {}",
+                if pr.adopted {
+                    "updated the open"
+                } else {
+                    "opened"
+                },
+                pr.number,
+                pr.url
+            ),
+            serde_json::json!({"pr_number": pr.number, "pr_url": pr.url, "adopted": pr.adopted}),
+        );
+        self.checkpoint.pr_number = Some(pr.number);
+        self.checkpoint.pr_url = Some(pr.url.clone());
+        self.change.pr_number = Some(pr.number);
+        self.change.pr_url = Some(pr.url);
+        self.save_checkpoint(Phase::Publishing).await
     }
 
     fn worktree(&self) -> Step<&Worktree> {
@@ -520,6 +672,7 @@ impl RunExecution {
         driver: &dyn AgentDriver,
         prompt: &str,
         work: &std::path::Path,
+        round: u32,
     ) -> Step<()> {
         let home = self.run_dir.join("home");
         std::fs::create_dir_all(&home)
@@ -538,29 +691,75 @@ impl RunExecution {
         request.env = self.engine.config.agents.agent_env(self.task.agent.kind);
         // Kept outside the workspace so the raw output outlives it.
         request.raw_log = Some(logs.join("agent.jsonl"));
-        request.max_turns = Some(limits.max_turns);
+        // The turn budget is the run's: earlier rounds have spent part of it.
+        let turns_left = limits.max_turns.saturating_sub(self.usage.turns);
+        if turns_left == 0 {
+            return Err(fail(
+                EndReason::BudgetExceeded,
+                Phase::Agent,
+                format!(
+                    "the run has used all {} turns of its budget before round {round}",
+                    limits.max_turns
+                ),
+            ));
+        }
+        request.max_turns = Some(turns_left);
         let (tx, mut rx) = mpsc::channel::<AgentEvent>(256);
-        let spent = self.usage;
+        // What the run spent outside this session's own reports: a resumed Codex thread
+        // reports its earlier rounds' tokens again, so they are not counted twice.
+        let mut spent = self.usage;
+        if request.resume_session.is_some() && driver.resumed_tokens_are_cumulative() {
+            spent.input_tokens = spent.input_tokens.saturating_sub(self.session_tokens.0);
+            spent.output_tokens = spent.output_tokens.saturating_sub(self.session_tokens.1);
+        }
         let run = run_with_budget(driver, request, limits, spent, tx, self.stop.clone());
         let events = self.events.clone();
         let forward = async {
             let mut progress = Phase::Agent.start_progress();
-            let mut last_usage = None;
             while let Some(event) = rx.recv().await {
                 events.agent(&event);
-                if let AgentEvent::Usage { usage } = &event {
-                    last_usage = Some(*usage);
+                match &event {
+                    // Checkpointed at once: a worker that dies mid-session leaves the session
+                    // id behind for whoever picks the run up.
+                    AgentEvent::Started {
+                        session_id: Some(id),
+                        ..
+                    } if self.checkpoint.agent_session_id.as_ref() != Some(id) => {
+                        let mut checkpoint = self.checkpoint.clone();
+                        checkpoint.agent_session_id = Some(id.clone());
+                        let _ = self
+                            .store_update(&RunUpdate {
+                                checkpoint: Some(checkpoint),
+                                ..Default::default()
+                            })
+                            .await;
+                    }
+                    // The run's usage is live, not only known when a session ends.
+                    AgentEvent::Usage { usage } => {
+                        let mut total = spent;
+                        total.add(usage);
+                        let _ = self
+                            .store_update(&RunUpdate {
+                                usage: Some(total),
+                                ..Default::default()
+                            })
+                            .await;
+                    }
+                    _ => {}
                 }
                 if progress < 60 {
                     progress += 1;
-                    let _ = self.progress(progress).await;
+                    if progress > self.progress.load(Ordering::Relaxed) {
+                        let _ = self.progress(progress).await;
+                    }
                 }
             }
-            last_usage
         };
-        let (outcome, _) = tokio::join!(run, forward);
+        let (outcome, ()) = tokio::join!(run, forward);
         let outcome =
             outcome.map_err(|e| fail(EndReason::AgentFailed, Phase::Agent, e.to_string()))?;
+        self.session_tokens = (outcome.usage.input_tokens, outcome.usage.output_tokens);
+        self.usage = spent;
         self.usage.add(&outcome.usage);
         self.store_update(&RunUpdate {
             usage: Some(self.usage),
@@ -570,8 +769,16 @@ impl RunExecution {
         if let Some(session) = &outcome.session_id {
             self.checkpoint.agent_session_id = Some(session.clone());
         }
-        if let Some(summary) = &outcome.summary {
-            self.change.summary = Some(summary.clone());
+        if let Some(summary) = outcome.summary.as_deref().map(str::trim)
+            && !summary.is_empty()
+        {
+            // A later round's summary tells what it fixed; the first one what the change is.
+            self.change.summary = Some(match self.change.summary.take() {
+                Some(first) if round > 1 => {
+                    format!("{first}\n\nRound {round}, after failing checks: {summary}")
+                }
+                _ => summary.to_string(),
+            });
         }
         match outcome.end {
             AgentEnd::Finished { success: true, .. } => Ok(()),
@@ -643,8 +850,7 @@ impl RunExecution {
                         "{} `{command}` {} in {}",
                         stage.as_str(),
                         result.outcome.as_str(),
-                        format_duration(Duration::from_millis(result.duration_ms))
-                            .replace("0s", "<1s")
+                        took(result.duration_ms)
                     ),
                     serde_json::to_value(&result).unwrap_or_default(),
                 );
@@ -700,10 +906,38 @@ impl RunExecution {
                 }
             },
         };
+        // Forge errors are built without credentials; this is the net under that promise.
+        let secrets = self.engine.forge_secrets();
+        let secrets: Vec<&nightshift_forge::Secret> = secrets.iter().collect();
+        let message = message.map(|m| redact(&m, &secrets));
         if let Some(message) = &message {
             self.events.error(phase, message.clone());
         }
         self.record_change().await;
+        // Released before the end is recorded: whoever sees the run ended (or claims it again
+        // from the queue, in the same directory) finds no workspace left behind.
+        let keep = self.engine.config.keep_failed_workspaces
+            && reason.is_some_and(|r| r.status() == nightshift_core::RunStatus::Failed);
+        if let Some(worktree) = self.worktree.take()
+            && !keep
+            && let Err(e) = self.engine.mirrors.remove_worktree(&worktree).await
+        {
+            tracing::warn!(run_id = self.run.id, error = %e, "cannot remove the workspace");
+        }
+        if !keep {
+            let _ = std::fs::remove_dir_all(&self.run_dir);
+        }
+        if reason == Some(EndReason::Succeeded)
+            && let Some(number) = self.change.pr_number
+            && let Ok(repo) = RepoUrl::parse(&self.task.repo)
+        {
+            tokio::spawn(follow_pull_request(
+                self.engine.clone(),
+                repo,
+                self.run.id,
+                number,
+            ));
+        }
         match reason {
             Some(reason) => {
                 self.events.emit(
@@ -739,17 +973,6 @@ impl RunExecution {
             }
             None => self.events.flush().await,
         }
-        let keep = self.engine.config.keep_failed_workspaces
-            && reason.is_some_and(|r| r.status() == nightshift_core::RunStatus::Failed);
-        if let Some(worktree) = self.worktree.take()
-            && !keep
-            && let Err(e) = self.engine.mirrors.remove_worktree(&worktree).await
-        {
-            tracing::warn!(run_id = self.run.id, error = %e, "cannot remove the workspace");
-        }
-        if !keep {
-            let _ = std::fs::remove_dir_all(&self.run_dir);
-        }
         drop(self.events);
         if let Some(writer) = self.writer.take() {
             let _ = writer.await;
@@ -759,6 +982,12 @@ impl RunExecution {
     /// Stores what the run produced, including the uncommitted diff of a failed run.
     async fn record_change(&mut self) {
         let Some(worktree) = &self.worktree else {
+            // A run resumed after its push has no workspace, only the change stored then.
+            if self.change.commit.is_some()
+                && let Err(e) = self.engine.store.save_change(&self.change).await
+            {
+                tracing::error!(run_id = self.run.id, error = %e, "cannot store the generated change");
+            }
             return;
         };
         let git = &self.engine.git;
@@ -801,6 +1030,85 @@ impl RunExecution {
             tracing::error!(run_id = self.run.id, error = %e, "cannot store the generated change");
         }
     }
+}
+
+/// Follows a pull request after its run ended: stores `open · ci passing`-style statuses on
+/// the run's change until the PR is closed or merged, or `ci_follow_for` has passed. Open PRs
+/// are kept polling after CI settles so a PR closed by a person shows too.
+async fn follow_pull_request(engine: Arc<Engine>, repo: RepoUrl, run_id: i64, number: u64) {
+    // The run's log is closed; retries here are not news to anyone.
+    let forge = match nightshift_forge::resolve(
+        &repo,
+        &engine.config.forges,
+        nightshift_forge::ignore_retries(),
+    ) {
+        Ok(forge) => forge,
+        Err(e) => {
+            tracing::warn!(run_id, error = %e, "cannot follow the pull request");
+            return;
+        }
+    };
+    let poll = engine.config.ci_poll;
+    let until = tokio::time::Instant::now() + engine.config.ci_follow_for;
+    let mut last: Option<String> = None;
+    loop {
+        match forge.pull_request_status(&repo, number).await {
+            Ok(status) => {
+                let text = describe_pr(&status);
+                if last.as_deref() != Some(text.as_str()) {
+                    match engine.store.change(run_id).await {
+                        Ok(Some(mut change)) => {
+                            change.ci_status = Some(text.clone());
+                            if let Err(e) = engine.store.save_change(&change).await {
+                                tracing::warn!(run_id, error = %e, "cannot store the CI status");
+                            }
+                        }
+                        Ok(None) => return,
+                        Err(e) => tracing::warn!(run_id, error = %e, "cannot read the change"),
+                    }
+                    last = Some(text);
+                }
+                if status.state != PrState::Open {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(run_id, pr = number, error = %e, "cannot read the pull request's status")
+            }
+        }
+        if tokio::time::Instant::now() + poll > until {
+            return;
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// A pull request's state as people read it: `open · ci passing`, `merged`, `closed · ci failing`.
+fn describe_pr(status: &PrStatus) -> String {
+    let state = match status.state {
+        PrState::Open => "open",
+        PrState::Closed => "closed",
+        PrState::Merged => "merged",
+    };
+    let ci = match status.ci {
+        nightshift_forge::CiState::Pending => "ci pending",
+        nightshift_forge::CiState::Passing => "ci passing",
+        nightshift_forge::CiState::Failing => "ci failing",
+        nightshift_forge::CiState::None => "no ci",
+    };
+    format!("{state} · {ci}")
+}
+
+/// A forge refusal as the run's end: missing access or a rejected credential is
+/// `permission_denied`, anything else (an outage, retries exhausted) `infrastructure`.
+fn forge_failure(e: ForgeError, phase: Phase) -> Failure {
+    let reason = match e {
+        ForgeError::PermissionDenied { .. } | ForgeError::Unauthorized { .. } => {
+            EndReason::PermissionDenied
+        }
+        _ => EndReason::Infrastructure,
+    };
+    fail(reason, phase, e.to_string())
 }
 
 /// Renews the lease, notices cancel requests, enforces the deadline and worker shutdown.
@@ -846,6 +1154,15 @@ async fn watch(
                 }
             }
         }
+    }
+}
+
+/// A check's duration as people read it: `340ms`, `12s`, `2m 5s`.
+fn took(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format_duration(Duration::from_millis(ms))
     }
 }
 

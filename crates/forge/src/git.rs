@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use nightshift_core::RepoUrl;
 
-use crate::{Forge, PullRequest, PullRequestSpec, Result};
+use crate::{Forge, ForgeError, GitAuth, PrStatus, PullRequest, PullRequestSpec, Result};
 
 #[derive(Debug, Clone, Default)]
 pub struct GitForge;
@@ -19,10 +19,22 @@ impl Forge for GitForge {
         Ok(())
     }
 
+    async fn git_auth(&self, _repo: &RepoUrl) -> Result<Option<GitAuth>> {
+        Ok(None)
+    }
+
     async fn find_or_create_pull_request(
         &self,
         _spec: &PullRequestSpec,
     ) -> Result<Option<PullRequest>> {
         Ok(None)
+    }
+
+    async fn pull_request_status(&self, _repo: &RepoUrl, _number: u64) -> Result<PrStatus> {
+        // Plain git never returns a PR number, so there is nothing to ask about.
+        Err(ForgeError::Unsupported {
+            forge: "git",
+            what: "pull requests",
+        })
     }
 }

@@ -166,7 +166,15 @@ impl ConfinementPolicy {
                 args.push(path_str(&path)?.into());
             }
         }
-        for path in &self.extra_readonly {
+        // The forwarder runs inside: it must stay visible even when it lives under a directory
+        // the sandbox covers (a checkout under /tmp, say).
+        let forwarder = match (&self.network, self.forwarder.first()) {
+            (Network::Allow(_), Some(program)) if Path::new(program).is_absolute() => {
+                Some(PathBuf::from(program))
+            }
+            _ => None,
+        };
+        for path in self.extra_readonly.iter().chain(forwarder.as_ref()) {
             let Ok(path) = std::fs::canonicalize(path) else {
                 continue;
             };

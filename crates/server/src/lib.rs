@@ -2,13 +2,17 @@
 //! embedded shape — the workers, all in one process.
 
 mod api;
+pub mod auth;
+mod bootstrap;
 mod error;
+pub mod openapi;
 mod ui;
-mod user;
 mod views;
 
+pub use api::{RouteSpec, route_table};
+pub use auth::{Access, AuthConfig, CurrentUser, ProxyConfig};
+pub use bootstrap::sweep_workspaces;
 pub use error::ApiError;
-pub use user::{LOCAL_USER, RequestUser};
 pub use views::{RunView, TaskView};
 
 use std::future::IntoFuture;
@@ -21,7 +25,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use nightshift_core::{AgentSpec, DEFAULT_TIMEOUT, Project};
 use nightshift_engine::{Engine, EngineConfig};
-use nightshift_store::Store;
+use nightshift_store::{RetentionPolicy, SecretKey, Store};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +40,17 @@ pub enum ServerError {
     },
     #[error("server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(
+        "refusing to listen on {0} with sign-in disabled: anyone who can reach it would act as admin. \
+         Listen on 127.0.0.1, or drop --no-auth so API tokens (or a trusted proxy) are required"
+    )]
+    Insecure(SocketAddr),
+    #[error("cannot write {path}: {source}")]
+    AdminToken {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Settings of the API itself.
@@ -45,6 +60,10 @@ pub struct ServerConfig {
     pub max_timeout: Duration,
     /// The agent a task gets when it names none.
     pub default_agent: AgentSpec,
+    /// How people sign in.
+    pub auth: AuthConfig,
+    /// How long events, diffs and audit events are kept.
+    pub retention: RetentionPolicy,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +76,8 @@ impl Default for ServerConfig {
                 model: None,
                 args: Vec::new(),
             },
+            auth: AuthConfig::default(),
+            retention: RetentionPolicy::default(),
         }
     }
 }
@@ -66,6 +87,8 @@ pub struct AppState {
     pub store: Store,
     pub engine: Arc<Engine>,
     pub config: Arc<ServerConfig>,
+    /// Seals and opens the credentials vault.
+    pub secret_key: Arc<SecretKey>,
 }
 
 impl AppState {
@@ -97,11 +120,16 @@ impl AppState {
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
+    // The guard wraps every API route (and only those): sign-in, access, audit.
+    let api = api::routes().layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::guard,
+    ));
     Router::new()
-        .nest("/api/v1", api::routes())
-        .merge(ui::routes())
+        .nest("/api/v1", api)
+        .merge(ui::routes(state.clone()))
         // A browser's cross-site POST (a form on another site) is refused everywhere, API
-        // included: once sessions are cookies, that is what makes them CSRF-safe.
+        // included: sessions are cookies, and this is what makes them CSRF-safe.
         .layer(axum::middleware::from_fn(ui::same_origin))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -117,6 +145,8 @@ pub struct ServeOptions {
     pub database: Option<String>,
     pub server: ServerConfig,
     pub engine: Option<EngineConfig>,
+    /// The vault key (from `NIGHTSHIFT_SECRET_KEY`); else `<data-dir>/secret.key`, created once.
+    pub secret_key: Option<SecretKey>,
 }
 
 /// Opens the store the options name (migrations run on open).
@@ -129,16 +159,32 @@ pub async fn open_store(options: &ServeOptions) -> Result<Store, ServerError> {
 
 /// Runs the API and the workers until `shutdown` fires or one of them ends.
 pub async fn serve(options: ServeOptions, shutdown: CancellationToken) -> Result<(), ServerError> {
+    if options.server.auth.disabled && !options.listen.ip().is_loopback() {
+        return Err(ServerError::Insecure(options.listen));
+    }
     let store = open_store(&options).await?;
-    let engine_config = options
+    let secret_key = match &options.secret_key {
+        Some(key) => key.clone(),
+        None => SecretKey::load_or_create(&options.data_dir.join("secret.key"))?,
+    };
+    if let Some(path) = bootstrap::first_start(&store, &options).await? {
+        println!(
+            "nightshift: created the admin user; its API token is in {} (export NIGHTSHIFT_TOKEN=$(cat {}))",
+            path.display(),
+            path.display()
+        );
+    }
+    let mut engine_config = options
         .engine
         .clone()
         .unwrap_or_else(|| EngineConfig::new(&options.data_dir));
+    engine_config.secret_key = Some(secret_key.clone());
     let engine = Engine::new(store.clone(), engine_config);
     let state = AppState {
         store: store.clone(),
         engine: engine.clone(),
         config: Arc::new(options.server.clone()),
+        secret_key: Arc::new(secret_key),
     };
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -155,9 +201,19 @@ pub async fn serve(options: ServeOptions, shutdown: CancellationToken) -> Result
     );
 
     let api_shutdown = shutdown.clone();
-    let api = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
-        .into_future();
+    let sweeper = tokio::spawn(bootstrap::sweep_forever(
+        store.clone(),
+        options.server.retention,
+        engine.config().data_dir.join("runs"),
+        shutdown.clone(),
+    ));
+    // Connection info lets the guard trust identity headers only from configured proxies.
+    let api = axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
+    .into_future();
     let workers = engine.run_workers(options.workers, shutdown.clone());
     tokio::pin!(api);
     tokio::pin!(workers);
@@ -173,6 +229,7 @@ pub async fn serve(options: ServeOptions, shutdown: CancellationToken) -> Result
             api.await.map_err(ServerError::Serve)
         }
     };
+    sweeper.abort();
     store.close().await;
     result
 }

@@ -4,8 +4,9 @@ use nightshift_core::{EventKind, GeneratedChange, Phase, RunEvent, now_millis};
 use sqlx::Row;
 use tokio::sync::broadcast;
 
+use crate::live::CHANNEL;
 use crate::rows;
-use crate::{Result, Store, StoreError};
+use crate::{Backend, Result, Store, StoreError};
 
 /// An event before it has its sequence number.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,7 +25,7 @@ impl Store {
             return Ok(0);
         }
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let last: i64 = sqlx::query(
             "UPDATE runs SET event_seq = event_seq + $2 WHERE id = $1 RETURNING event_seq",
         )
@@ -53,8 +54,21 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
-        let _ = self.appended.send(run_id);
+        match self.backend {
+            // Delivered at commit to every node listening, this one included (see live.rs).
+            Backend::Postgres => {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANNEL)
+                    .bind(run_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Backend::Sqlite => {
+                tx.commit().await?;
+                let _ = self.appended.send(run_id);
+            }
+        }
         Ok(last)
     }
 
@@ -72,7 +86,9 @@ impl Store {
         rows.iter().map(rows::event).collect()
     }
 
-    /// Wakes when events of any run are appended in this process (carries the run id).
+    /// Wakes when events of any run are appended: in this process on SQLite, on any node on
+    /// PostgreSQL. Carries the run id, or [`ANY_RUN`](crate::ANY_RUN) when wake-ups may have
+    /// been lost. [`Store::follow`] builds a follower on top of it.
     pub fn subscribe(&self) -> broadcast::Receiver<i64> {
         self.appended.subscribe()
     }

@@ -1,22 +1,44 @@
 //! Persistence behind one [`Store`] API, on SQLite (the embedded default, one file) or
 //! PostgreSQL (many nodes). Both speak the same SQL here: numbered `$N` parameters, integer
-//! times and flags, JSON as text; only queue claiming differs (row locks on PostgreSQL).
+//! times and flags, JSON as text. Where they differ, the difference is named at the spot: row
+//! locks when claiming, `NOTIFY` for live events across nodes, and the text-search index.
+//! The conformance suite (tests/suite/conformance.rs) runs every case on both.
 
 mod events;
+mod live;
 mod notifications;
 mod rows;
 mod runs;
 mod tasks;
 mod templates;
 
+// Projects, people and policies.
+mod audit;
+mod credentials;
+mod history;
+mod limits;
+mod projects;
+mod retention;
+mod users;
+
 pub use events::NewEvent;
+pub use live::{ANY_RUN, RunFollower};
 pub use notifications::Notification;
 pub use runs::{Claim, Heartbeat, RunUpdate};
 pub use tasks::{CancelOutcome, TaskSummary};
 pub use templates::{TemplateSummary, TemplateUsage, TemplateUse};
 
+pub use audit::NewAudit;
+pub use credentials::{CredentialInfo, ForgeCredential, SecretKey, write_private};
+pub use history::RunFilter;
+pub use limits::MonthlyUsage;
+pub use projects::{GroupBinding, Member};
+pub use retention::{RetentionPolicy, Swept};
+pub use users::{ApiToken, TOKEN_PREFIX, hash_secret, new_secret};
+
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nightshift_core::{DEFAULT_PROJECT, Millis, Project, now_millis};
@@ -40,6 +62,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("run {run_id} is no longer leased by this worker")]
     LeaseLost { run_id: i64 },
+    #[error("server key: {0}")]
+    Key(String),
 }
 
 impl From<nightshift_core::CoreError> for StoreError {
@@ -67,9 +91,13 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// Wakes live followers of a run in this process when events are appended; followers in
-    /// other processes poll by sequence number.
+    /// Wakes live followers of a run in this process when events are appended (carries the run
+    /// id). On PostgreSQL it is fed by `LISTEN/NOTIFY`, so appends on other nodes wake it too.
     appended: broadcast::Sender<i64>,
+    /// The PostgreSQL listener feeding `appended`; stopped when the last clone is dropped.
+    _relay: Option<Arc<live::Relay>>,
+    /// Runs being followed on this node, each read once per wake-up for all its followers.
+    tails: live::Tails,
 }
 
 impl Store {
@@ -119,13 +147,29 @@ impl Store {
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
         let (appended, _) = broadcast::channel(4096);
+        let relay = match backend {
+            Backend::Postgres => Some(live::start_relay(url, appended.clone()).await?),
+            Backend::Sqlite => None,
+        };
         let store = Store {
             pool,
             backend,
             appended,
+            _relay: relay,
+            tails: Default::default(),
         };
         store.ensure_project(DEFAULT_PROJECT).await?;
         Ok(store)
+    }
+
+    /// A transaction that writes. On SQLite it takes the write lock up front (`BEGIN
+    /// IMMEDIATE`): a transaction that reads first and writes later cannot wait for the lock and
+    /// fails with "database is locked" when another writer holds it.
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     pub fn backend(&self) -> Backend {

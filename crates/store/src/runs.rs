@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use nightshift_core::{Checkpoint, EndReason, Phase, Run, Task, Usage, now_millis};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use crate::rows::{self, RUN_COLUMNS, TASK_COLUMNS};
 use crate::tasks::not_found;
@@ -43,7 +43,8 @@ impl Store {
         row.as_ref().map(rows::run).transpose()
     }
 
-    /// Takes the oldest queued run (or a running one whose lease expired) for `worker`.
+    /// Takes a queued run (or a running one whose lease expired) for `worker`, fairly across
+    /// projects (see `claim_order` for the policy).
     pub async fn claim_run(&self, worker: &str, lease: Duration) -> Result<Option<Claim>> {
         let now = now_millis();
         // On PostgreSQL concurrent claimers skip each other's locked rows; on SQLite the single
@@ -52,39 +53,111 @@ impl Store {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // Queued runs start only when the limits admit them (see `limits.rs`); an expired
+        // lease is always resumed, since its run already holds its place.
+        let admissible = crate::limits::admissible(now);
         let sql = format!(
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
-             started_at = COALESCE(started_at, $3), waiting_reason = NULL, claims = claims + 1 \
-             WHERE id = (SELECT id FROM runs WHERE status = 'queued' \
-                OR (status = 'running' AND lease_expires_at < $3) ORDER BY id LIMIT 1 {lock}) \
+             started_at = COALESCE(started_at, $3), claimed_at = $3, waiting_reason = NULL, \
+             claims = claims + 1 \
+             WHERE id = (SELECT q.id FROM runs q WHERE q.project_id = $4 AND ((q.status = 'queued' AND {admissible}) \
+                OR (q.status = 'running' AND q.lease_expires_at < $3)) ORDER BY q.id LIMIT 1 {lock}) \
              RETURNING id, claims"
         );
-        let row = sqlx::query(&sql)
-            .bind(worker)
-            .bind(now + lease.as_millis() as i64)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let run_id: i64 = row.try_get("id")?;
-        let claims: i64 = row.try_get("claims")?;
-        self.sync_task_status(run_id).await?;
-        let run = self
-            .run(run_id)
-            .await?
-            .ok_or_else(|| not_found("run", run_id))?;
-        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.id = $1");
-        let task = rows::task(
-            &sqlx::query(&sql)
-                .bind(run.task_id)
-                .fetch_one(&self.pool)
-                .await?,
-        )?;
-        Ok(Some(Claim {
-            run,
-            task,
-            resumed: claims > 1,
-        }))
+        // The order is a snapshot: another claimer may take the project's last run first, so
+        // fall through to the next project rather than report an empty queue.
+        for project_id in self.claim_order(now).await? {
+            // One transaction, so one commit (one disk flush) per claim, and the task's status
+            // never disagrees with its run's.
+            let mut tx = self.begin_claim().await?;
+            let row = sqlx::query(&sql)
+                .bind(worker)
+                .bind(now + lease.as_millis() as i64)
+                .bind(now)
+                .bind(project_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else { continue };
+            // Under the same lock, so concurrent claimers do not write the same rows in turn.
+            crate::limits::refresh_waiting_reasons(&mut tx).await?;
+            let run_id: i64 = row.try_get("id")?;
+            let claims: i64 = row.try_get("claims")?;
+            sync_task_status(&mut tx, run_id).await?;
+            let run = fetch_run(&mut tx, run_id).await?;
+            let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.id = $1");
+            let task = rows::task(
+                &sqlx::query(&sql)
+                    .bind(run.task_id)
+                    .fetch_one(&mut *tx)
+                    .await?,
+            )?;
+            tx.commit().await?;
+            return Ok(Some(Claim {
+                run,
+                task,
+                resumed: claims > 1,
+            }));
+        }
+        // Nothing could start: still tell the waiting runs why.
+        let mut tx = self.begin_claim().await?;
+        crate::limits::refresh_waiting_reasons(&mut tx).await?;
+        tx.commit().await?;
+        Ok(None)
+    }
+
+    /// A claim's transaction. Row locks cannot stop two claimers from each taking a different
+    /// run of one repository (or of one user), so on PostgreSQL claims take turns.
+    async fn begin_claim(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.write_tx().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT 1 AS n FROM pg_advisory_xact_lock(7482903)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
+    /// The projects with a claimable run, in the order a worker should serve them.
+    ///
+    /// Fairness: a project with a backlog must not starve the others, so the next worker goes
+    /// to the project with the fewest runs holding a live lease (a fair share of workers), then
+    /// to the one served least recently (round-robin, so one worker that claims and finishes in
+    /// turn still alternates), then to the one whose oldest claimable run has waited longest.
+    /// Pure FIFO would make a later project wait for the whole backlog; ranking by running count
+    /// alone would too when runs finish as fast as they are claimed. The cost is one index probe
+    /// per project, not per queued run, so a deep backlog does not slow claiming down.
+    async fn claim_order(&self, now: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT p.id, (SELECT MAX(r.claimed_at) FROM runs r WHERE r.project_id = p.id) AS last_claim_at, \
+             (SELECT COUNT(*) FROM runs r WHERE r.project_id = p.id AND r.status = 'running' \
+                AND r.lease_expires_at >= $1) AS active, \
+             (SELECT MIN(r.id) FROM runs r WHERE r.project_id = p.id AND r.status = 'queued') AS queued, \
+             (SELECT MIN(r.id) FROM runs r WHERE r.project_id = p.id AND r.status = 'running' \
+                AND r.lease_expires_at < $1) AS expired \
+             FROM projects p",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut candidates = Vec::new();
+        for row in &rows {
+            let queued: Option<i64> = row.try_get("queued")?;
+            let expired: Option<i64> = row.try_get("expired")?;
+            let oldest = match (queued, expired) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(id) => id,
+                    None => continue,
+                },
+            };
+            let active: i64 = row.try_get("active")?;
+            // Never served sorts first.
+            let last: Option<i64> = row.try_get("last_claim_at")?;
+            let id: i64 = row.try_get("id")?;
+            candidates.push(((active, last.unwrap_or(i64::MIN), oldest), id));
+        }
+        candidates.sort();
+        Ok(candidates.into_iter().map(|(_, id)| id).collect())
     }
 
     /// Renews the lease. Fails with [`StoreError::LeaseLost`] when another worker took the run.
@@ -147,7 +220,7 @@ impl Store {
         error: Option<&str>,
         failed_phase: Option<Phase>,
     ) -> Result<Run> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE runs SET status = $3, end_reason = $4, error = $5, failed_phase = $6, ended_at = $7, \
              progress = CASE WHEN $3 = 'succeeded' THEN 100 ELSE progress END, \
@@ -165,27 +238,29 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::LeaseLost { run_id });
         }
-        let sql = format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = $1");
-        let ended = rows::run(&sqlx::query(&sql).bind(run_id).fetch_one(&mut *tx).await?)?;
-        crate::notifications::insert_run_notifications(&mut tx, &ended).await?;
+        sync_task_status(&mut tx, run_id).await?;
+        let run = fetch_run(&mut tx, run_id).await?;
+        // In the same transaction as the status change, so a finished run always has its
+        // notifications and a failed insert leaves the run unfinished rather than silent.
+        crate::notifications::insert_run_notifications(&mut tx, &run).await?;
         tx.commit().await?;
-        self.sync_task_status(run_id).await?;
-        self.run(run_id)
-            .await?
-            .ok_or_else(|| not_found("run", run_id))
+        Ok(run)
     }
 
     /// Gives a run back to the queue (graceful shutdown): another worker resumes it.
     pub async fn release_run(&self, run_id: i64, worker: &str) -> Result<()> {
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL \
              WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
         )
         .bind(run_id)
         .bind(worker)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        self.sync_task_status(run_id).await
+        sync_task_status(&mut tx, run_id).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The run's number within its task, as users name runs.
@@ -206,4 +281,28 @@ impl Store {
             .await?;
         row.as_ref().map(rows::run).transpose()
     }
+}
+
+/// Reads a run inside a transaction (it must exist: the caller just changed it).
+pub(crate) async fn fetch_run(conn: &mut AnyConnection, run_id: i64) -> Result<Run> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = $1");
+    let row = sqlx::query(&sql).bind(run_id).fetch_optional(conn).await?;
+    row.as_ref()
+        .map(rows::run)
+        .transpose()?
+        .ok_or_else(|| not_found("run", run_id))
+}
+
+/// Copies the run's status to its task when it is the task's latest run, in the caller's
+/// transaction so lists never show a task disagreeing with its run.
+pub(crate) async fn sync_task_status(conn: &mut AnyConnection, run_id: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE tasks SET status = (SELECT status FROM runs WHERE id = $1), \
+         end_reason = (SELECT end_reason FROM runs WHERE id = $1) \
+         WHERE id = (SELECT task_id FROM runs WHERE id = $1) AND latest_run_id = $1",
+    )
+    .bind(run_id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -5,7 +5,8 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::rows::{self, RUN_COLUMNS, TASK_COLUMNS};
-use crate::{Result, Store, StoreError};
+use crate::runs::{fetch_run, sync_task_status};
+use crate::{Backend, Result, Store, StoreError};
 
 /// A task with its newest run, as lists show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,10 +45,11 @@ impl Store {
         template: Option<(i64, i64, String)>,
     ) -> Result<(Task, Run)> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let task_id: i64 = sqlx::query(
             "INSERT INTO tasks (project_id, title, instructions, repo, base_branch, agent, timeout_secs, budget, \
-             created_by, created_at, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued') RETURNING id",
+             created_by, created_at, status, search_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11) \
+             RETURNING id",
         )
         .bind(new.project_id)
         .bind(&new.title)
@@ -59,6 +61,7 @@ impl Store {
         .bind(serde_json::to_string(&new.budget)?)
         .bind(&new.created_by)
         .bind(now)
+        .bind(search_text(&new.title, new.instructions.as_str()))
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
@@ -121,7 +124,26 @@ impl Store {
         project_id: i64,
         filter: &TaskFilter,
     ) -> Result<Vec<TaskSummary>> {
+        // Neither planner knows that `created_at` grows with `id`, and each guessed wrong for one
+        // kind of time window over a million tasks: PostgreSQL walked the id index newest first
+        // through an old one-hour window (841 ms), SQLite sorted a whole recent day (316 ms).
+        // So count the window first, stopping at NARROW_WINDOW + 1, and say which index to use:
+        // a narrow window is read through `created_at` and sorted (`id + 0` cannot use the id
+        // index), a wide one is met soon walking the id index (`+created_at` cannot use its
+        // index). Same rows, same order; only the plan differs.
+        let narrow = if filter.since.is_some() || filter.until.is_some() {
+            Some(self.narrow_window(project_id, filter).await?)
+        } else {
+            None
+        };
+        let created_at = if narrow == Some(false) {
+            "+t.created_at"
+        } else {
+            "t.created_at"
+        };
         let mut clauses = vec!["t.project_id = $1".to_string()];
+        let mut from = "tasks t";
+        let mut order = "t.id DESC";
         let mut binds = vec![Bind::Int(project_id)];
         let mut push = |clause: &str, bind: Bind| {
             binds.push(bind);
@@ -140,27 +162,52 @@ impl Store {
             push("t.created_by = ?", Bind::Text(creator.clone()));
         }
         if let Some(since) = filter.since {
-            push("t.created_at >= ?", Bind::Int(since));
+            push(&format!("{created_at} >= ?"), Bind::Int(since));
         }
         if let Some(until) = filter.until {
-            push("t.created_at < ?", Bind::Int(until));
+            push(&format!("{created_at} < ?"), Bind::Int(until));
         }
         if let Some(before) = filter.before {
             push("t.id < ?", Bind::Int(before));
         }
         if let Some(text) = filter.text.as_deref().filter(|t| !t.trim().is_empty()) {
-            let pattern = format!("%{}%", escape_like(&text.trim().to_lowercase()));
-            push(
-                "(LOWER(t.title) LIKE ? ESCAPE '\\' OR LOWER(t.instructions) LIKE ? ESCAPE '\\')",
-                Bind::Text(pattern),
-            );
+            let folded = fold_case(text.trim());
+            let pattern = format!("%{}%", escape_like(&folded));
+            match self.backend {
+                // Backslash is PostgreSQL's default LIKE escape; without an ESCAPE clause the
+                // pg_trgm index (migration 0003) can answer the LIKE.
+                Backend::Postgres => push("t.search_text LIKE ?", Bind::Text(pattern)),
+                Backend::Sqlite => {
+                    // The FTS5 trigram index takes no ESCAPE clause, so it gets a looser pattern
+                    // (wildcard characters become `%`) and the exact LIKE checks what it finds.
+                    // It needs three characters in a row to use the index; shorter text scans.
+                    // The index drives the query newest first and stops at `limit` matches,
+                    // so a common word costs as little as a rare one.
+                    let pieces: Vec<&str> = folded.split(['%', '_']).collect();
+                    if pieces.iter().any(|p| p.chars().count() >= 3) {
+                        from = "tasks_search s CROSS JOIN tasks t";
+                        order = "s.rowid DESC";
+                        push(
+                            "t.id = s.rowid AND s.search_text LIKE ?",
+                            Bind::Text(format!("%{}%", pieces.join("%"))),
+                        );
+                    }
+                    push("t.search_text LIKE ? ESCAPE '\\'", Bind::Text(pattern));
+                }
+            }
+        }
+        if narrow == Some(true) && from == "tasks t" {
+            order = "t.id + 0 DESC";
         }
         let limit = filter.limit.unwrap_or(50).clamp(1, 500);
         let sql = format!(
-            "SELECT {TASK_COLUMNS}, t.latest_run_id FROM tasks t WHERE {} ORDER BY t.id DESC LIMIT {limit}",
+            "SELECT {TASK_COLUMNS}, t.latest_run_id FROM {from} WHERE {} ORDER BY {order} LIMIT {limit}",
             clauses.join(" AND ")
         );
-        let mut query = sqlx::query(&sql);
+        // Not a cached prepared statement: the planner then sees the values, and a filter on a
+        // rare status or an old time window gets its own index instead of a plan for the
+        // average value (which on PostgreSQL scanned tens of thousands of rows).
+        let mut query = sqlx::query(&sql).persistent(false);
         for bind in &binds {
             query = match bind {
                 Bind::Int(v) => query.bind(*v),
@@ -168,23 +215,59 @@ impl Store {
             };
         }
         let rows = query.fetch_all(&self.pool).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let task = rows::task(row)?;
-            let run_id: i64 = row.try_get("latest_run_id")?;
-            let latest = self
-                .run(run_id)
+        let tasks = rows
+            .iter()
+            .map(|row| Ok((rows::task(row)?, row.try_get::<i64, _>("latest_run_id")?)))
+            .collect::<Result<Vec<_>>>()?;
+        // One query for all latest runs instead of one per task. The ids are integers we just
+        // read, so writing them into the SQL is safe.
+        let mut latest = std::collections::HashMap::new();
+        if !tasks.is_empty() {
+            let ids: Vec<String> = tasks.iter().map(|(_, id)| id.to_string()).collect();
+            let sql = format!(
+                "SELECT {RUN_COLUMNS} FROM runs r WHERE r.id IN ({}) AND r.project_id = $1",
+                ids.join(", ")
+            );
+            for row in sqlx::query(&sql)
+                .bind(project_id)
+                .fetch_all(&self.pool)
                 .await?
-                .ok_or_else(|| not_found("run", run_id))?;
-            out.push(TaskSummary { task, latest });
+            {
+                let run = rows::run(&row)?;
+                latest.insert(run.id, run);
+            }
         }
-        Ok(out)
+        tasks
+            .into_iter()
+            .map(|(task, run_id)| {
+                let latest = latest
+                    .remove(&run_id)
+                    .ok_or_else(|| not_found("run", run_id))?;
+                Ok(TaskSummary { task, latest })
+            })
+            .collect()
+    }
+
+    /// Whether at most [`NARROW_WINDOW`] tasks of the project were created in the filter's
+    /// time window: a bounded count over the `created_at` index, so it costs at most that.
+    async fn narrow_window(&self, project_id: i64, filter: &TaskFilter) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM tasks WHERE project_id = $1 \
+             AND created_at >= $2 AND created_at < $3 LIMIT $4) AS w",
+        )
+        .bind(project_id)
+        .bind(filter.since.unwrap_or(i64::MIN))
+        .bind(filter.until.unwrap_or(i64::MAX))
+        .bind(NARROW_WINDOW + 1)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? <= NARROW_WINDOW)
     }
 
     /// Creates run N+1 of a task. Refused while a run of the task is still active.
     pub async fn retry_task(&self, project_id: i64, task_id: i64) -> Result<Run> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         // Starting with the write takes SQLite's write lock up front, so concurrent writers wait
         // instead of failing, and the status check and the new run are one atomic step.
         let claimed = sqlx::query(
@@ -233,20 +316,19 @@ impl Store {
                 .ok_or_else(|| not_found("task", task_id))?;
             match run.status {
                 RunStatus::Queued => {
+                    let mut tx = self.write_tx().await?;
                     let done = sqlx::query(
                         "UPDATE runs SET status = 'cancelled', end_reason = 'cancelled', ended_at = $2, \
                          waiting_reason = NULL WHERE id = $1 AND status = 'queued'",
                     )
                     .bind(run.id)
                     .bind(now_millis())
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
                     if done.rows_affected() == 1 {
-                        self.sync_task_status(run.id).await?;
-                        let run = self
-                            .run(run.id)
-                            .await?
-                            .ok_or_else(|| not_found("run", run.id))?;
+                        sync_task_status(&mut tx, run.id).await?;
+                        let run = fetch_run(&mut tx, run.id).await?;
+                        tx.commit().await?;
                         return Ok(CancelOutcome::Cancelled(run));
                     }
                 }
@@ -272,18 +354,6 @@ impl Store {
         Err(StoreError::Conflict(format!(
             "task {task_id} changed state while cancelling: try again"
         )))
-    }
-
-    /// Copies the run's status to its task when it is the task's latest run.
-    pub(crate) async fn sync_task_status(&self, run_id: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE tasks SET status = (SELECT status FROM runs WHERE id = $1), \
-             end_reason = (SELECT end_reason FROM runs WHERE id = $1) WHERE latest_run_id = $1",
-        )
-        .bind(run_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 }
 
@@ -311,6 +381,29 @@ pub(crate) fn not_found(what: &'static str, id: i64) -> StoreError {
         what,
         id: id.to_string(),
     }
+}
+
+/// Up to this many tasks in a time window, listing sorts the window instead of walking the
+/// newest tasks (see `list_tasks`).
+const NARROW_WINDOW: i64 = 5_000;
+
+/// Separates title and instructions in `search_text`, so no match spans the two.
+const FIELD_SEPARATOR: char = '\u{1f}';
+
+/// Case folding done here, not by the database: SQLite's `LOWER` folds ASCII only and
+/// PostgreSQL's depends on the database's locale, so folding in Rust makes a search for
+/// "ÜBER" find "über" on both back ends alike.
+fn fold_case(text: &str) -> String {
+    text.to_lowercase().replace(FIELD_SEPARATOR, " ")
+}
+
+/// The text a task's free-text filter searches: title and instructions, case-folded.
+pub(crate) fn search_text(title: &str, instructions: &str) -> String {
+    format!(
+        "{}{FIELD_SEPARATOR}{}",
+        fold_case(title),
+        fold_case(instructions)
+    )
 }
 
 fn escape_like(text: &str) -> String {

@@ -68,7 +68,7 @@ impl Store {
         created_by: &str,
     ) -> Result<Template> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let id: Option<i64> = sqlx::query(
             "INSERT INTO templates (project_id, name, latest_version, created_by, created_at) \
              VALUES ($1, $2, 1, $3, $4) ON CONFLICT (project_id, name) DO NOTHING RETURNING id",
@@ -109,7 +109,7 @@ impl Store {
             )));
         }
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         // Bumping the counter first serialises concurrent edits: each gets its own version.
         let row = sqlx::query(
             "UPDATE templates SET latest_version = latest_version + 1 WHERE project_id = $1 AND name = $2 \

@@ -3,8 +3,10 @@
 //! Test-only code: it panics on setup failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod forge_fake;
 pub mod git;
 pub mod model_server;
+pub mod postgres;
 
 use std::path::PathBuf;
 

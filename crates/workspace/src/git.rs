@@ -36,6 +36,26 @@ impl Git {
         git
     }
 
+    /// A copy that takes git configuration given as `GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_<n>`/
+    /// `GIT_CONFIG_VALUE_<n>` pairs (as a forge hands out its push credential), merged with
+    /// the settings this `Git` already has. Every value is treated as a secret.
+    pub fn with_config_env(&self, env: &[(String, String)]) -> Self {
+        let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let count: usize = get("GIT_CONFIG_COUNT")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let mut git = self.clone();
+        for i in 0..count {
+            if let (Some(key), Some(value)) = (
+                get(&format!("GIT_CONFIG_KEY_{i}")),
+                get(&format!("GIT_CONFIG_VALUE_{i}")),
+            ) {
+                git = git.with_secret_config(key, value);
+            }
+        }
+        git
+    }
+
     fn spec(&self, dir: &Path, args: &[&str]) -> ProcessSpec {
         let mut spec = ProcessSpec::new("git", dir)
             .args(args.iter().copied())

@@ -141,3 +141,35 @@ async fn secrets_in_git_config_are_masked_in_errors() {
     let text = err.to_string();
     assert!(!text.contains("canary-123"), "{text}");
 }
+
+#[tokio::test]
+async fn config_from_environment_pairs_merges_with_earlier_settings() {
+    let (data, _mirrors, git) = setup();
+    let env = vec![
+        ("GIT_CONFIG_COUNT".to_string(), "1".to_string()),
+        (
+            "GIT_CONFIG_KEY_0".to_string(),
+            "http.https://forge.example/.extraHeader".to_string(),
+        ),
+        (
+            "GIT_CONFIG_VALUE_0".to_string(),
+            "Authorization: Basic canary-456".to_string(),
+        ),
+    ];
+    let git = git
+        .with_secret_config("nightshift.first", "one")
+        .with_config_env(&env);
+    let first = git
+        .run(data.path(), &["config", "--get", "nightshift.first"])
+        .await
+        .unwrap();
+    assert_eq!(first.trim(), "one");
+    let header = git
+        .run(
+            data.path(),
+            &["config", "--get", "http.https://forge.example/.extraHeader"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(header.trim(), "Authorization: Basic canary-456");
+}

@@ -279,3 +279,30 @@ async fn claude_code_missing_binary_names_the_command_and_the_install() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn claude_code_reaching_its_turn_limit_is_a_budget_end() {
+    let h = Harness::start(|ws| {
+        vec![
+            Turn::tool(
+                "Write",
+                json!({"file_path": at(ws, "a.txt"), "content": "a\n"}),
+            ),
+            Turn::tool(
+                "Write",
+                json!({"file_path": at(ws, "b.txt"), "content": "b\n"}),
+            ),
+            Turn::text("done"),
+        ]
+    })
+    .await;
+    let driver = ClaudeCodeDriver::new(Sandbox::new(), h.config());
+    let mut request = h.request(AgentKind::ClaudeCode, "Write a and b");
+    request.max_turns = Some(1);
+    let (outcome, _) = run(&driver, request).await;
+    assert!(
+        matches!(&outcome.end, AgentEnd::BudgetExceeded(reason) if reason.contains("limit of 1 turns")),
+        "{outcome:?}"
+    );
+    assert!(!std::path::Path::new(&h.path("b.txt")).exists());
+}

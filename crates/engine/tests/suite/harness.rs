@@ -18,13 +18,22 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(workers: usize) -> Harness {
-        let data = tempfile::tempdir().unwrap();
+        Harness::start_with(tempfile::tempdir().unwrap(), workers, |_| {}).await
+    }
+
+    /// Starts the engine on `data` with the test's own configuration (agents, rounds, budget).
+    pub async fn start_with(
+        data: tempfile::TempDir,
+        workers: usize,
+        configure: impl FnOnce(&mut EngineConfig),
+    ) -> Harness {
         let store = Store::open_sqlite(&data.path().join("nightshift.db"))
             .await
             .unwrap();
         let mut config = EngineConfig::new(data.path());
         config.heartbeat = Duration::from_millis(200);
         config.poll = Duration::from_millis(100);
+        configure(&mut config);
         let engine = Engine::new(store.clone(), config);
         let shutdown = CancellationToken::new();
         let e = engine.clone();
@@ -47,6 +56,25 @@ impl Harness {
         command: &str,
         timeout: Duration,
     ) -> i64 {
+        self.create_with(
+            repo,
+            instructions,
+            AgentSpec::command(command),
+            Budget::default(),
+            timeout,
+        )
+        .await
+    }
+
+    /// Creates a task through the store with any agent and budget, as the API does.
+    pub async fn create_with(
+        &self,
+        repo: &str,
+        instructions: &str,
+        agent: AgentSpec,
+        budget: Budget,
+        timeout: Duration,
+    ) -> i64 {
         let repo = RepoUrl::parse(repo).unwrap();
         let base = self.engine.resolve_base(&repo, None).await.unwrap();
         let instructions = Instructions::parse(instructions).unwrap();
@@ -56,9 +84,9 @@ impl Harness {
             instructions,
             repo,
             base_branch: base,
-            agent: AgentSpec::command(command),
+            agent,
             timeout_secs: timeout.as_secs(),
-            budget: Budget::default(),
+            budget,
             created_by: "tester".into(),
         };
         let (task, _) = self.store.create_task(&new).await.unwrap();

@@ -1,3 +1,5 @@
+mod agents;
 mod harness;
 mod pipeline;
+mod publish;
 mod stops;

@@ -104,10 +104,13 @@ async fn a_command_task_is_validated_formatted_and_pushed() {
     assert_eq!(change.checks_source, ".nightshift.toml");
     assert_eq!(change.branch.as_deref(), Some(branch.as_str()));
     assert!(run.checkpoint.completed.contains(&Phase::Publishing));
-    assert!(
-        !h.data.path().join("runs").join(run.id.to_string()).exists(),
-        "workspace removed"
-    );
+    // The end is recorded first and the workspace removed right after: give it a moment.
+    let workspace = h.data.path().join("runs").join(run.id.to_string());
+    let removing = std::time::Instant::now();
+    while workspace.exists() && removing.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!workspace.exists(), "workspace removed");
 }
 
 #[tokio::test]
@@ -298,4 +301,46 @@ async fn wait_file(path: &std::path::Path) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn the_base_defaults_to_the_remotes_branch_when_head_names_none() {
+    // `git init --bare` points HEAD at a branch nobody pushed; the pushed branch is meant.
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("r.git");
+    nightshift_test_support::git::git(
+        dir.path(),
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch=trunk",
+            &bare.to_string_lossy(),
+        ],
+    );
+    let work = dir.path().join("w");
+    nightshift_test_support::git::git(
+        dir.path(),
+        &[
+            "clone",
+            "--quiet",
+            &bare.to_string_lossy(),
+            &work.to_string_lossy(),
+        ],
+    );
+    std::fs::write(work.join("a"), "a").unwrap();
+    nightshift_test_support::git::git(&work, &["add", "a"]);
+    nightshift_test_support::git::git(&work, &["commit", "--quiet", "-m", "a"]);
+    nightshift_test_support::git::git(
+        &work,
+        &["push", "--quiet", "origin", "HEAD:refs/heads/develop"],
+    );
+    let h = Harness::start(0).await;
+    let repo = nightshift_core::RepoUrl::parse(&bare.to_string_lossy()).unwrap();
+    assert_eq!(
+        h.engine.resolve_base(&repo, None).await.unwrap().as_str(),
+        "develop"
+    );
+    let missing = nightshift_core::BranchName::parse("main").unwrap();
+    assert!(h.engine.resolve_base(&repo, Some(&missing)).await.is_err());
 }

@@ -56,7 +56,15 @@ async fn cancel_is_confirmed_only_once_processes_are_gone() {
         )
         .await;
     h.wait_phase(task, Phase::Agent).await;
-    assert!(!processes_with("876.54").is_empty());
+    // The phase is recorded just before the agent starts: wait for its processes to appear.
+    let appeared = Instant::now();
+    while processes_with("876.54").is_empty() {
+        assert!(
+            appeared.elapsed() < Duration::from_secs(10),
+            "the agent never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     match h.store.cancel_task(h.project_id, task).await.unwrap() {
         CancelOutcome::Requested(run) => assert_eq!(run.status, RunStatus::Running),
         other => panic!("{other:?}"),

@@ -91,9 +91,12 @@ async fn only_workspace_home_and_private_tmp_are_writable() {
     for allowed in ["workspace", "home", "tmp"] {
         assert!(out.contains(&format!("wrote {allowed}\n")), "{out}");
     }
-    for refused in ["usr", "fixture-root", "hidden-data", "other-run"] {
+    for refused in ["usr", "hidden-data", "other-run"] {
         assert!(out.contains(&format!("refused {refused}\n")), "{out}");
     }
+    // Outside the workspace a write either fails or lands in the private /tmp (when the fixtures
+    // themselves live under /tmp): it never reaches the host.
+    assert!(!run.root.path().join("escape").exists(), "{out}");
     assert!(!out.contains("host tmp visible"), "{out}");
     // Workspace and home writes land on the host; the private /tmp and the hidden dirs do not.
     assert!(run.workspace.join("made-inside").is_file());

@@ -1,70 +1,538 @@
-//! The REST API under `/api/v1`. Every task route is scoped by project.
+//! The REST API under `/api/v1`. One route table says, for every route, who may call it,
+//! what it is for and which audit action it records; the router, the guard, the OpenAPI
+//! document and the tests all read it, so they cannot disagree.
 
+mod audit;
+mod credentials;
 mod notifications;
+mod projects;
 mod stream;
 pub(crate) mod tasks;
 pub(crate) mod templates;
+pub(crate) mod tokens;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::http::Method;
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
+use nightshift_core::Role;
 
 use crate::AppState;
+use crate::auth::Access;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route(
-            "/projects/{project}/tasks",
-            get(tasks::list).post(tasks::create),
-        )
-        .route("/projects/{project}/tasks/{id}", get(tasks::show))
-        .route("/projects/{project}/tasks/{id}/cancel", post(tasks::cancel))
-        .route("/projects/{project}/tasks/{id}/retry", post(tasks::retry))
-        .route(
-            "/projects/{project}/tasks/{id}/runs/{number}/events",
-            get(tasks::events),
-        )
-        .route(
-            "/projects/{project}/tasks/{id}/runs/{number}/change",
-            get(tasks::change),
-        )
-        .route(
-            "/projects/{project}/tasks/{id}/runs/{number}/stream",
-            get(stream::follow),
-        )
-        .merge(templates_and_notifications())
+/// One route of the API.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub method: Method,
+    /// The path under `/api/v1`, with `{parameters}`.
+    pub path: &'static str,
+    pub access: Access,
+    pub summary: &'static str,
+    /// The audit action a successful call records; every route that changes something has one.
+    pub action: Option<&'static str>,
+    /// A valid request body, for the OpenAPI document and the tests.
+    pub example: Option<&'static str>,
 }
 
-fn templates_and_notifications() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/projects/{project}/templates",
-            get(templates::list).post(templates::create),
-        )
-        .route(
-            "/projects/{project}/templates/from-task",
+fn spec(method: Method, path: &'static str, access: Access, summary: &'static str) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        access,
+        summary,
+        action: None,
+        example: None,
+    }
+}
+
+fn change(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    action: &'static str,
+    summary: &'static str,
+    example: Option<&'static str>,
+) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        access,
+        summary,
+        action: Some(action),
+        example,
+    }
+}
+
+const VIEWER: Access = Access::Project(Role::Viewer);
+const EDITOR: Access = Access::Project(Role::Editor);
+const ADMIN: Access = Access::Project(Role::Admin);
+
+/// Every route with its handler. Templates and the web UI add theirs here.
+fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
+    use Method as M;
+    vec![
+        (
+            spec(M::GET, "/health", Access::Public, "Liveness and version"),
+            get(health),
+        ),
+        (
+            spec(
+                M::GET,
+                "/openapi.json",
+                Access::Public,
+                "This API's OpenAPI 3.1 document",
+            ),
+            get(crate::openapi::document),
+        ),
+        (
+            change(
+                M::POST,
+                "/session",
+                Access::Public,
+                "session.create",
+                "Sign in with an API token: sets an HttpOnly, SameSite=Strict session cookie",
+                Some(r#"{"token":"nst_…"}"#),
+            ),
+            post(tokens::sign_in),
+        ),
+        (
+            change(
+                M::DELETE,
+                "/session",
+                Access::SignedIn,
+                "session.delete",
+                "Sign out: ends the session",
+                None,
+            ),
+            delete(tokens::sign_out),
+        ),
+        (
+            spec(
+                M::GET,
+                "/me",
+                Access::SignedIn,
+                "The signed-in user and their projects",
+            ),
+            get(tokens::me),
+        ),
+        (
+            spec(
+                M::GET,
+                "/tokens",
+                Access::SignedIn,
+                "Your API tokens (never the tokens themselves)",
+            ),
+            get(tokens::list),
+        ),
+        (
+            change(
+                M::POST,
+                "/tokens",
+                Access::SignedIn,
+                "token.create",
+                "Create an API token; the answer shows it once",
+                Some(r#"{"name":"laptop"}"#),
+            ),
+            post(tokens::create),
+        ),
+        (
+            change(
+                M::DELETE,
+                "/tokens/{id}",
+                Access::SignedIn,
+                "token.revoke",
+                "Revoke one of your API tokens",
+                None,
+            ),
+            delete(tokens::revoke),
+        ),
+        (
+            spec(M::GET, "/users", Access::ServerAdmin, "All users"),
+            get(tokens::users),
+        ),
+        (
+            spec(
+                M::GET,
+                "/audit",
+                Access::ServerAdmin,
+                "Audit events outside any project: tokens, users, sign-in, forged proxy headers",
+            ),
+            get(audit::list_server),
+        ),
+        (
+            change(
+                M::POST,
+                "/users",
+                Access::ServerAdmin,
+                "user.create",
+                "Create a user and its first API token (shown once)",
+                Some(r#"{"name":"bob","email":"bob@example.com"}"#),
+            ),
+            post(tokens::create_user),
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects",
+                Access::SignedIn,
+                "Projects you can see, with your role",
+            ),
+            get(projects::list),
+        ),
+        (
+            change(
+                M::POST,
+                "/projects",
+                Access::SignedIn,
+                "project.create",
+                "Create a project; you become its admin",
+                Some(r#"{"name":"payments"}"#),
+            ),
+            post(projects::create),
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects/{project}",
+                VIEWER,
+                "A project, its settings and your role",
+            ),
+            get(projects::show),
+        ),
+        (
+            change(
+                M::PATCH,
+                "/projects/{project}",
+                ADMIN,
+                "project.update",
+                "Change the project's limits: runs per user, timeout, monthly budget",
+                Some(
+                    r#"{"max_active_runs_per_user":2,"max_timeout":"30m","monthly_budget_usd":100}"#,
+                ),
+            ),
+            patch(projects::update),
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects/{project}/members",
+                VIEWER,
+                "Members and their roles",
+            ),
+            get(projects::members),
+        ),
+        (
+            change(
+                M::PUT,
+                "/projects/{project}/members/{user}",
+                ADMIN,
+                "member.set",
+                "Add a member or change their role",
+                Some(r#"{"role":"viewer"}"#),
+            ),
+            put(projects::set_member),
+        ),
+        (
+            change(
+                M::DELETE,
+                "/projects/{project}/members/{user}",
+                ADMIN,
+                "member.remove",
+                "Remove a member",
+                None,
+            ),
+            delete(projects::remove_member),
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects/{project}/groups",
+                ADMIN,
+                "Proxy groups bound to project roles",
+            ),
+            get(projects::groups),
+        ),
+        (
+            change(
+                M::PUT,
+                "/projects/{project}/groups/{group}",
+                ADMIN,
+                "group.set",
+                "Give everyone in a proxy group a role",
+                Some(r#"{"role":"editor"}"#),
+            ),
+            put(projects::set_group),
+        ),
+        (
+            change(
+                M::DELETE,
+                "/projects/{project}/groups/{group}",
+                ADMIN,
+                "group.remove",
+                "Unbind a proxy group",
+                None,
+            ),
+            delete(projects::remove_group),
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects/{project}/credentials",
+                ADMIN,
+                "Stored forge credentials (fingerprints only)",
+            ),
+            get(credentials::list),
+        ),
+        (
+            change(
+                M::PUT,
+                "/projects/{project}/credentials/{host}",
+                ADMIN,
+                "credential.set",
+                "Store the forge credential for a host, sealed; it is never shown again",
+                Some(r#"{"kind":"github_token","token":"ghp_…"}"#),
+            ),
+            put(credentials::set),
+        ),
+        (
+            change(
+                M::DELETE,
+                "/projects/{project}/credentials/{host}",
+                ADMIN,
+                "credential.delete",
+                "Delete a stored credential",
+                None,
+            ),
+            delete(credentials::remove),
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects/{project}/audit",
+                ADMIN,
+                "The audit trail, filtered by actor, action and time",
+            ),
+            get(audit::list),
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects/{project}/usage",
+                VIEWER,
+                "Spend and tokens per calendar month",
+            ),
+            get(audit::usage),
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects/{project}/runs",
+                VIEWER,
+                "Runs, filtered by status, newest first",
+            ),
+            get(audit::runs),
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects/{project}/tasks",
+                VIEWER,
+                "Tasks with filters and a stable cursor",
+            ),
+            get(tasks::list),
+        ),
+        (
+            change(
+                M::POST,
+                "/projects/{project}/tasks",
+                EDITOR,
+                "task.create",
+                "Create a task; its first run is queued",
+                Some(r#"{"repo":"https://example.com/repo.git","instructions":"Bump serde"}"#),
+            ),
+            post(tasks::create),
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects/{project}/tasks/{id}",
+                VIEWER,
+                "A task with all its runs",
+            ),
+            get(tasks::show),
+        ),
+        (
+            change(
+                M::POST,
+                "/projects/{project}/tasks/{id}/cancel",
+                EDITOR,
+                "task.cancel",
+                "Cancel the task's latest run",
+                None,
+            ),
+            post(tasks::cancel),
+        ),
+        (
+            change(
+                M::POST,
+                "/projects/{project}/tasks/{id}/retry",
+                EDITOR,
+                "task.retry",
+                "Start a new run of an ended task",
+                None,
+            ),
+            post(tasks::retry),
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects/{project}/tasks/{id}/runs/{number}/events",
+                VIEWER,
+                "A run's events, after a sequence number",
+            ),
+            get(tasks::events),
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects/{project}/tasks/{id}/runs/{number}/change",
+                VIEWER,
+                "A run's generated change",
+            ),
+            get(tasks::change),
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects/{project}/tasks/{id}/runs/{number}/stream",
+                VIEWER,
+                "A run's events live (SSE)",
+            ),
+            get(stream::follow),
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects/{project}/templates",
+                VIEWER,
+                "Templates with their use count and success rate",
+            ),
+            get(templates::list),
+        ),
+        (
+            change(
+                M::POST,
+                "/projects/{project}/templates",
+                EDITOR,
+                "template.create",
+                "Create a template (version 1)",
+                Some(r#"{"name":"bump-deps","instructions":"Bump the dependencies"}"#),
+            ),
+            post(templates::create),
+        ),
+        (
+            change(
+                M::POST,
+                "/projects/{project}/templates/from-task",
+                EDITOR,
+                "template.from_task",
+                "Save a succeeded task as a template, marking parts of its instructions as parameters",
+                Some(r#"{"task_id":1,"name":"from-task"}"#),
+            ),
             post(templates::from_task),
-        )
-        .route(
-            "/projects/{project}/templates/{name}",
-            get(templates::show).put(templates::update),
-        )
-        .route(
-            "/projects/{project}/templates/{name}/tasks",
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects/{project}/templates/{name}",
+                VIEWER,
+                "A template version with its versions and usage history",
+            ),
+            get(templates::show),
+        ),
+        (
+            change(
+                M::PUT,
+                "/projects/{project}/templates/{name}",
+                EDITOR,
+                "template.update",
+                "Edit a template: stores the next version",
+                Some(r#"{"name":"bump-deps","instructions":"Bump every dependency"}"#),
+            ),
+            put(templates::update),
+        ),
+        (
+            change(
+                M::POST,
+                "/projects/{project}/templates/{name}/tasks",
+                EDITOR,
+                "template.instantiate",
+                "Create a task from a template with parameter values",
+                Some(r#"{"repo":"https://example.com/repo.git","params":{}}"#),
+            ),
             post(templates::instantiate),
-        )
-        .route(
-            "/projects/{project}/notifications",
+        ),
+        (
+            // Any member: notifications are the caller's own, so viewing needs no more.
+            spec(
+                M::GET,
+                "/projects/{project}/notifications",
+                VIEWER,
+                "Your notifications in this project, with the unread count",
+            ),
             get(notifications::list),
-        )
-        .route(
-            "/projects/{project}/notifications/read-all",
+        ),
+        (
+            change(
+                M::POST,
+                "/projects/{project}/notifications/read-all",
+                VIEWER,
+                "notification.read_all",
+                "Mark all your notifications in this project read",
+                None,
+            ),
             post(notifications::read_all),
-        )
-        .route(
-            "/projects/{project}/notifications/{id}/read",
+        ),
+        (
+            change(
+                M::POST,
+                "/projects/{project}/notifications/{id}/read",
+                VIEWER,
+                "notification.read",
+                "Mark one of your notifications read",
+                None,
+            ),
             post(notifications::read),
-        )
+        ),
+    ]
+}
+
+/// The route table without handlers.
+pub fn route_table() -> Vec<RouteSpec> {
+    table().into_iter().map(|(spec, _)| spec).collect()
+}
+
+/// The spec of the route axum matched (`template` with or without the `/api/v1` prefix).
+pub(crate) fn spec_for(method: &Method, template: &str) -> Option<&'static RouteSpec> {
+    static TABLE: std::sync::OnceLock<Vec<RouteSpec>> = std::sync::OnceLock::new();
+    let template = template.strip_prefix("/api/v1").unwrap_or(template);
+    // axum answers HEAD with the GET handler.
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    TABLE
+        .get_or_init(route_table)
+        .iter()
+        .find(|s| s.method == *method && s.path == template)
+}
+
+pub fn routes() -> Router<AppState> {
+    table()
+        .into_iter()
+        .fold(Router::new(), |router, (spec, handler)| {
+            router.route(spec.path, handler)
+        })
 }
 
 async fn health() -> axum::Json<serde_json::Value> {

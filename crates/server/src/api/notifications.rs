@@ -7,8 +7,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use crate::user::RequestUser;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
@@ -32,7 +32,7 @@ fn view(n: &Notification, project: &str) -> Value {
 pub async fn list(
     State(state): State<AppState>,
     Path(project): Path<String>,
-    user: RequestUser,
+    user: CurrentUser,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let project = state.project(&project).await?;
@@ -58,7 +58,7 @@ pub async fn list(
 pub async fn read(
     State(state): State<AppState>,
     Path((project, id)): Path<(String, i64)>,
-    user: RequestUser,
+    user: CurrentUser,
 ) -> Result<Json<Value>, ApiError> {
     let project = state.project(&project).await?;
     let n = state
@@ -72,7 +72,7 @@ pub async fn read(
 pub async fn read_all(
     State(state): State<AppState>,
     Path(project): Path<String>,
-    user: RequestUser,
+    user: CurrentUser,
 ) -> Result<Json<Value>, ApiError> {
     let project = state.project(&project).await?;
     let marked = state

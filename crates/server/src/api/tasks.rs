@@ -2,8 +2,9 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use nightshift_core::{
     AgentKind, AgentSpec, BranchName, Budget, DEFAULT_TIMEOUT, Instructions, NewTask, Project,
     RepoUrl, RunEvent, TaskFilter, Template, TemplateParams, parse_duration, parse_timestamp,
@@ -13,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::auth::{AuditNote, CurrentUser, ProjectAccess};
 use crate::error::ApiError;
-use crate::user::RequestUser;
 use crate::views::{RunView, TaskView};
 
 /// Turns axum's body rejections into our error shape, naming what was wrong.
@@ -51,14 +52,19 @@ pub struct CreateTask {
 
 pub async fn create(
     State(state): State<AppState>,
-    Path(project): Path<String>,
-    user: RequestUser,
+    Extension(access): Extension<ProjectAccess>,
     request: Result<Json<CreateTask>, JsonRejection>,
-) -> Result<(StatusCode, Json<TaskView>), ApiError> {
-    let project = state.project(&project).await?;
+) -> Result<Response, ApiError> {
+    let project = access.project.clone();
     let request = body(request)?;
-    let view = create_task(&state, &project, &user, request, None).await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    let view = create_task(&state, &project, &access.user, request, None).await?;
+    let task_id = view.id;
+    let mut response = (StatusCode::CREATED, Json(view)).into_response();
+    response.extensions_mut().insert(AuditNote {
+        object: Some(format!("task {task_id}")),
+        ..Default::default()
+    });
+    Ok(response)
 }
 
 /// Validates a task request and stores the task with its first run. With a template, its
@@ -67,11 +73,19 @@ pub async fn create(
 pub(crate) async fn create_task(
     state: &AppState,
     project: &Project,
-    user: &RequestUser,
+    user: &CurrentUser,
     request: CreateTask,
     template: Option<(&Template, &TemplateParams)>,
 ) -> Result<TaskView, ApiError> {
     let spec = template.map(|(t, _)| &t.spec);
+    // The project may lower the server's timeout cap (and with it the default).
+    let settings = state.store.project_settings(project.id).await?;
+    let max_timeout = settings
+        .max_timeout_secs
+        .map(std::time::Duration::from_secs)
+        .map_or(state.config.max_timeout, |p| {
+            p.min(state.config.max_timeout)
+        });
     let instructions = Instructions::parse(&request.instructions)?;
     let repo = RepoUrl::parse(&request.repo)?;
     let base = request
@@ -86,15 +100,15 @@ pub(crate) async fn create_task(
     ) {
         (Some(text), _) => parse_duration(text)?,
         (None, Some(secs)) => std::time::Duration::from_secs(secs),
-        (None, None) => DEFAULT_TIMEOUT.min(state.config.max_timeout),
+        (None, None) => DEFAULT_TIMEOUT.min(max_timeout),
     };
-    if timeout > state.config.max_timeout {
+    if timeout > max_timeout {
         return Err(ApiError::invalid(
             "timeout_too_long",
             format!(
-                "timeout {} is over this server's limit of {}",
+                "timeout {} is over this project's limit of {}",
                 nightshift_core::format_duration(timeout),
-                nightshift_core::format_duration(state.config.max_timeout)
+                nightshift_core::format_duration(max_timeout)
             ),
         ));
     }
@@ -132,6 +146,21 @@ pub(crate) async fn create_task(
         Some(title) => title.chars().take(200).collect(),
         None => instructions.summary(),
     };
+    if let Some(existing) = state
+        .store
+        .active_duplicate(project.id, repo.as_str(), instructions.as_str())
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "duplicate_task",
+            format!(
+                "task {existing} has the same instructions on this repository and is still queued or running: \
+                 follow it at /api/v1/projects/{}/tasks/{existing}, or cancel it first",
+                project.name
+            ),
+        ));
+    }
     let base = state.engine.resolve_base(&repo, base.as_ref()).await?;
     let new = NewTask {
         project_id: project.id,

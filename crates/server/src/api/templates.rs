@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::api::tasks::{CreateTask, body, create_task};
+use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use crate::user::RequestUser;
 use crate::views::{RunView, TaskView};
 
 /// A template as the API sends it: the version's spec plus its identity and usage.
@@ -140,7 +140,7 @@ pub async fn show(
 pub(crate) async fn create_template(
     state: &AppState,
     project: &Project,
-    user: &RequestUser,
+    user: &CurrentUser,
     spec: &TemplateSpec,
 ) -> Result<Template, ApiError> {
     spec.validate()?;
@@ -155,7 +155,7 @@ pub(crate) async fn create_template(
 pub(crate) async fn update_template(
     state: &AppState,
     project: &Project,
-    user: &RequestUser,
+    user: &CurrentUser,
     name: &str,
     spec: &TemplateSpec,
 ) -> Result<Template, ApiError> {
@@ -183,7 +183,7 @@ fn check_agent(agent: Option<&AgentSpec>) -> Result<(), ApiError> {
 pub async fn create(
     State(state): State<AppState>,
     Path(project): Path<String>,
-    user: RequestUser,
+    user: CurrentUser,
     request: Result<Json<TemplateSpec>, JsonRejection>,
 ) -> Result<(StatusCode, Json<TemplateView>), ApiError> {
     let project = state.project(&project).await?;
@@ -195,7 +195,7 @@ pub async fn create(
 pub async fn update(
     State(state): State<AppState>,
     Path((project, name)): Path<(String, String)>,
-    user: RequestUser,
+    user: CurrentUser,
     request: Result<Json<TemplateSpec>, JsonRejection>,
 ) -> Result<Json<TemplateView>, ApiError> {
     let project = state.project(&project).await?;
@@ -254,7 +254,7 @@ pub(crate) async fn spec_from_task(
 pub async fn from_task(
     State(state): State<AppState>,
     Path(project): Path<String>,
-    user: RequestUser,
+    user: CurrentUser,
     request: Result<Json<FromTask>, JsonRejection>,
 ) -> Result<(StatusCode, Json<TemplateView>), ApiError> {
     let project = state.project(&project).await?;
@@ -304,7 +304,7 @@ fn value_text(name: &str, value: &Value) -> Result<String, ApiError> {
 pub(crate) async fn instantiate_template(
     state: &AppState,
     project: &Project,
-    user: &RequestUser,
+    user: &CurrentUser,
     template: &Template,
     values: &BTreeMap<String, String>,
     mut request: CreateTask,
@@ -317,7 +317,7 @@ pub(crate) async fn instantiate_template(
 pub async fn instantiate(
     State(state): State<AppState>,
     Path((project, name)): Path<(String, String)>,
-    user: RequestUser,
+    user: CurrentUser,
     request: Result<Json<Instantiate>, JsonRejection>,
 ) -> Result<(StatusCode, Json<TaskView>), ApiError> {
     let project = state.project(&project).await?;

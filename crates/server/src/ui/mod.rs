@@ -3,6 +3,7 @@
 //! plain files compiled into the binary.
 
 mod notifications;
+mod session;
 mod tasks;
 mod templates;
 
@@ -15,8 +16,8 @@ use axum::routing::get;
 use nightshift_core::{DEFAULT_PROJECT, Millis, now_millis};
 
 use crate::AppState;
+use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use crate::user::RequestUser;
 
 const APP_CSS: &str = include_str!("static/app.css");
 const APP_JS: &str = include_str!("static/app.js");
@@ -24,7 +25,7 @@ const APP_JS: &str = include_str!("static/app.js");
 const BELL_SVG: &str = "<svg aria-hidden=\"true\" focusable=\"false\" width=\"16\" height=\"16\" viewBox=\"0 0 16 16\">\
 <path fill=\"currentColor\" d=\"M8 16a2 2 0 0 0 2-2H6a2 2 0 0 0 2 2zm5-5V7a5 5 0 0 0-4-4.9V1a1 1 0 0 0-2 0v1.1A5 5 0 0 0 3 7v4l-2 2h14z\"/></svg>";
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: AppState) -> Router<AppState> {
     let pages = Router::new()
         .route("/p/{project}/tasks", get(tasks::list).post(tasks::create))
         .route("/p/{project}/tasks/rows", get(tasks::rows))
@@ -59,9 +60,16 @@ pub fn routes() -> Router<AppState> {
             axum::routing::post(notifications::read_all),
         )
         // Forms change state; `router` refuses them when they come from another site (CSRF).
-        .route("/p/{project}/notifications/{id}", get(notifications::open));
-    Router::new()
+        .route("/p/{project}/notifications/{id}", get(notifications::open))
         .route("/", get(home))
+        .route("/signout", axum::routing::post(session::sign_out))
+        // Every page needs a signed-in user with a role in the page's project.
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            session::require_user,
+        ));
+    Router::new()
+        .route("/signin", get(session::page).post(session::sign_in))
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
         .merge(pages)
@@ -178,7 +186,7 @@ impl Chrome {
     pub async fn load(
         state: &AppState,
         project: &str,
-        user: &RequestUser,
+        user: &CurrentUser,
     ) -> Result<(Chrome, nightshift_core::Project), PageError> {
         let project = state.project(project).await?;
         let unread = state
@@ -236,7 +244,9 @@ pub(crate) fn page(chrome: &Chrome, nav: Nav, title: &str, body: &str) -> Html<S
 <div class=\"who\"><span class=\"project\" title=\"Project\">Project: <strong>{project}</strong></span>\
 <a class=\"bell\" id=\"bell\" href=\"{base}/notifications\" aria-label=\"{bell_label}\"{bell_current}>\
 {BELL_SVG}<span class=\"count\" id=\"bell-count\" data-count=\"{unread}\">{unread}</span></a>\
-<span class=\"user\" title=\"Signed in as\">{user}</span></div></header>\
+<span class=\"user\" title=\"Signed in as\">{user}</span>\
+<form method=\"post\" action=\"/signout\" class=\"signout\"><button type=\"submit\">Sign out</button></form>\
+</div></header>\
 <main id=\"main\" tabindex=\"-1\"><h1>{title}</h1>{body}</main></body></html>",
         title = esc(title),
         project = esc(&chrome.project),

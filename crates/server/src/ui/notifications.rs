@@ -5,13 +5,13 @@ use axum::response::{Html, Response};
 
 use super::{Chrome, Nav, PageError, age, esc, see_other, url_component};
 use crate::AppState;
+use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use crate::user::RequestUser;
 
 pub async fn list(
     State(state): State<AppState>,
     Path(project): Path<String>,
-    user: RequestUser,
+    user: CurrentUser,
 ) -> Result<Html<String>, PageError> {
     let (chrome, project) = Chrome::load(&state, &project, &user).await?;
     let base = chrome.base();
@@ -53,7 +53,7 @@ fn page_with(chrome: &Chrome, body: &str) -> Html<String> {
 pub async fn open(
     State(state): State<AppState>,
     Path((project, id)): Path<(String, i64)>,
-    user: RequestUser,
+    user: CurrentUser,
 ) -> Result<Response, PageError> {
     let project = state.project(&project).await?;
     let n = state
@@ -71,7 +71,7 @@ pub async fn open(
 pub async fn read_all(
     State(state): State<AppState>,
     Path(project): Path<String>,
-    user: RequestUser,
+    user: CurrentUser,
 ) -> Result<Response, PageError> {
     let project = state.project(&project).await?;
     state

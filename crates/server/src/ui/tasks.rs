@@ -19,8 +19,8 @@ use super::{
 use crate::AppState;
 use crate::api::tasks::CreateTask;
 use crate::api::templates::{instantiate_template, template_or_404};
+use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use crate::user::RequestUser;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ListParams {
@@ -167,7 +167,7 @@ fn rows_html(base: &str, tasks: &[TaskSummary]) -> String {
 pub async fn list(
     State(state): State<AppState>,
     Path(project): Path<String>,
-    user: RequestUser,
+    user: CurrentUser,
     Query(params): Query<ListParams>,
 ) -> Result<Response, PageError> {
     let (chrome, project) = Chrome::load(&state, &project, &user).await?;
@@ -468,7 +468,7 @@ async fn template_names(state: &AppState, project_id: i64) -> Result<Vec<String>
 pub async fn new_form(
     State(state): State<AppState>,
     Path(project): Path<String>,
-    user: RequestUser,
+    user: CurrentUser,
     Query(params): Query<NewParams>,
 ) -> Result<Html<String>, PageError> {
     let (chrome, project) = Chrome::load(&state, &project, &user).await?;
@@ -526,7 +526,7 @@ fn request_from(form: &[(String, String)]) -> Result<CreateTask, ApiError> {
 pub async fn create(
     State(state): State<AppState>,
     Path(project): Path<String>,
-    user: RequestUser,
+    user: CurrentUser,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let (chrome, project) = Chrome::load(&state, &project, &user).await?;
@@ -611,7 +611,7 @@ fn shown_run(runs: &[Run], number: Option<i64>) -> Result<&Run, PageError> {
 pub async fn detail(
     State(state): State<AppState>,
     Path((project, id)): Path<(String, i64)>,
-    user: RequestUser,
+    user: CurrentUser,
     Query(params): Query<DetailParams>,
 ) -> Result<Html<String>, PageError> {
     let (chrome, project) = Chrome::load(&state, &project, &user).await?;

@@ -17,13 +17,13 @@ use crate::AppState;
 use crate::api::templates::{
     FromTask, create_template, spec_from_task, template_or_404, update_template,
 };
+use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use crate::user::RequestUser;
 
 pub async fn list(
     State(state): State<AppState>,
     Path(project): Path<String>,
-    user: RequestUser,
+    user: CurrentUser,
 ) -> Result<Html<String>, PageError> {
     let (chrome, project) = Chrome::load(&state, &project, &user).await?;
     let base = chrome.base();
@@ -69,7 +69,7 @@ pub struct VersionParams {
 pub async fn detail(
     State(state): State<AppState>,
     Path((project, name)): Path<(String, String)>,
-    user: RequestUser,
+    user: CurrentUser,
     Query(params): Query<VersionParams>,
 ) -> Result<Html<String>, PageError> {
     let (chrome, project) = Chrome::load(&state, &project, &user).await?;
@@ -451,7 +451,7 @@ fn empty_spec() -> TemplateSpec {
 pub async fn new_form(
     State(state): State<AppState>,
     Path(project): Path<String>,
-    user: RequestUser,
+    user: CurrentUser,
 ) -> Result<Html<String>, PageError> {
     let (chrome, _) = Chrome::load(&state, &project, &user).await?;
     Ok(template_form(&chrome, &empty_spec(), false, None))
@@ -461,7 +461,7 @@ pub async fn new_form(
 async fn save(
     state: &AppState,
     project: &str,
-    user: &RequestUser,
+    user: &CurrentUser,
     form: &[(String, String)],
     editing: Option<&str>,
 ) -> Result<Response, PageError> {
@@ -493,7 +493,7 @@ async fn save(
 pub async fn create(
     State(state): State<AppState>,
     Path(project): Path<String>,
-    user: RequestUser,
+    user: CurrentUser,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     save(&state, &project, &user, &form, None).await
@@ -502,7 +502,7 @@ pub async fn create(
 pub async fn edit_form(
     State(state): State<AppState>,
     Path((project, name)): Path<(String, String)>,
-    user: RequestUser,
+    user: CurrentUser,
 ) -> Result<Html<String>, PageError> {
     let (chrome, project) = Chrome::load(&state, &project, &user).await?;
     let t = template_or_404(&state, &project, &name, None).await?;
@@ -512,7 +512,7 @@ pub async fn edit_form(
 pub async fn edit(
     State(state): State<AppState>,
     Path((project, name)): Path<(String, String)>,
-    user: RequestUser,
+    user: CurrentUser,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     save(&state, &project, &user, &form, Some(&name)).await
@@ -582,7 +582,7 @@ Mark the parts of its instructions that change from use to use: each occurrence 
 pub async fn from_task_form(
     State(state): State<AppState>,
     Path(project): Path<String>,
-    user: RequestUser,
+    user: CurrentUser,
     Query(params): Query<FromTaskParams>,
 ) -> Result<Html<String>, PageError> {
     let (chrome, project) = Chrome::load(&state, &project, &user).await?;
@@ -597,7 +597,7 @@ pub async fn from_task_form(
 pub async fn from_task(
     State(state): State<AppState>,
     Path(project): Path<String>,
-    user: RequestUser,
+    user: CurrentUser,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let (chrome, project) = Chrome::load(&state, &project, &user).await?;

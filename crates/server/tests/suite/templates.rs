@@ -5,10 +5,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use nightshift_core::EndReason;
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+use nightshift_core::{EndReason, Role};
 use nightshift_engine::{Engine, EngineConfig};
 use nightshift_server::{AppState, ServerConfig, router};
-use nightshift_store::Store;
+use nightshift_store::{SecretKey, Store};
 use nightshift_test_support::git::RemoteRepo;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -17,24 +20,39 @@ pub struct App {
     pub router: Router,
     pub store: Store,
     pub repo: RemoteRepo,
+    /// The API token of `admin`, the signed-in user every request acts for.
+    pub token: String,
     _dir: tempfile::TempDir,
 }
+
+/// The user the requests sign in as, like the admin a real first start creates.
+pub const USER: &str = "admin";
 
 pub async fn app() -> App {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_sqlite(&dir.path().join("nightshift.db"))
         .await
         .unwrap();
+    let key = SecretKey::load_or_create(&dir.path().join("secret.key")).unwrap();
     let engine = Engine::new(store.clone(), EngineConfig::new(dir.path()));
     let state = AppState {
         store: store.clone(),
         engine,
         config: std::sync::Arc::new(ServerConfig::default()),
+        secret_key: std::sync::Arc::new(key),
     };
+    let admin = store.create_user(USER, None, true).await.unwrap();
+    let project = store.ensure_project("default").await.unwrap();
+    store
+        .set_member(project.id, admin.id, Role::Admin)
+        .await
+        .unwrap();
+    let (_, token) = store.create_token(admin.id, "t").await.unwrap();
     App {
         router: router(state),
         store,
         repo: RemoteRepo::with_files(&[("a.txt", "hello\n")]),
+        token,
         _dir: dir,
     }
 }
@@ -50,7 +68,7 @@ impl App {
         let request = request
             .body(body.map(|b| Body::from(b.to_string())).unwrap_or_default())
             .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
+        let response = self.send(request).await;
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
@@ -59,6 +77,23 @@ impl App {
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
+    }
+
+    /// Sends a request as the signed-in admin (bearer token, from the loopback address).
+    pub async fn send(&self, mut request: Request<Body>) -> axum::response::Response {
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.token).parse().unwrap(),
+        );
+        self.send_anonymous(request).await
+    }
+
+    /// Sends a request with only the credentials it carries.
+    pub async fn send_anonymous(&self, mut request: Request<Body>) -> axum::response::Response {
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        self.router.clone().oneshot(request).await.unwrap()
     }
 
     /// Ends the next queued run the way a worker would.
@@ -214,15 +249,16 @@ async fn a_succeeded_task_becomes_a_template() {
 }
 
 #[tokio::test]
-async fn finished_runs_notify_the_local_user() {
+async fn finished_runs_notify_the_signed_in_creator() {
     let app = app().await;
-    for _ in 0..2 {
+    // Different instructions: two identical active tasks would be refused as duplicates.
+    for n in 0..2 {
         let (status, _) = app
             .call(
                 "POST",
                 "/tasks",
                 Some(
-                    json!({"repo": app.repo.url(), "base": "main", "instructions": "Do it",
+                    json!({"repo": app.repo.url(), "base": "main", "instructions": format!("Do it {n}"),
                     "agent": {"kind": "command", "command": "true"}}),
                 ),
             )

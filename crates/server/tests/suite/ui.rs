@@ -3,17 +3,13 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::json;
-use tower::ServiceExt;
 
 use super::templates::app;
 
 async fn get(app: &super::templates::App, path: &str) -> (StatusCode, String) {
     let response = app
-        .router
-        .clone()
-        .oneshot(Request::get(path).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+        .send(Request::get(path).body(Body::empty()).unwrap())
+        .await;
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
@@ -74,12 +70,7 @@ async fn forms_from_another_site_are_refused() {
         ))
         .unwrap()
     };
-    let response = app
-        .router
-        .clone()
-        .oneshot(post(Some("https://evil.example")))
-        .await
-        .unwrap();
+    let response = app.send(post(Some("https://evil.example"))).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     // The API too: a cross-site form could otherwise cancel a task.
     let cancel = Request::post("/api/v1/projects/default/tasks/1/cancel")
@@ -87,14 +78,9 @@ async fn forms_from_another_site_are_refused() {
         .header(header::ORIGIN, "https://evil.example")
         .body(Body::empty())
         .unwrap();
-    let response = app.router.clone().oneshot(cancel).await.unwrap();
+    let response = app.send(cancel).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    let response = app
-        .router
-        .clone()
-        .oneshot(post(Some("http://127.0.0.1:8080")))
-        .await
-        .unwrap();
+    let response = app.send(post(Some("http://127.0.0.1:8080"))).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         response.headers()[header::LOCATION],
@@ -112,7 +98,7 @@ async fn forms_from_another_site_are_refused() {
             "name=t1&instructions=Redo+%7B%7Bx%7D%7D&p0_name=x&p0_type=string&p0_default=y&timeout=10m",
         ))
         .unwrap();
-    let response = app.router.clone().oneshot(edit).await.unwrap();
+    let response = app.send(edit).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let (_, t) = app.call("GET", "/templates/t1", None).await;
     assert_eq!(t["template"]["version"], 2);
@@ -154,25 +140,17 @@ async fn the_template_form_follows_parameter_types() {
     let encoded: String = repo.bytes().map(|b| format!("%{b:02X}")).collect();
     // An unticked required boolean is false, not missing.
     let response = app
-        .router
-        .clone()
-        .oneshot(post(format!(
+        .send(post(format!(
             "template=typed&param.kind=b&param.n=3&param.loud=false&repo={encoded}&base=main"
         )))
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let (_, task) = app.call("GET", "/tasks/1", None).await;
     assert_eq!(task["instructions"], "Do b 3 times, loudly: false");
 
-    let response = app
-        .router
-        .clone()
-        .oneshot(post(format!(
+    let response = app.send(post(format!(
             "template=typed&param.kind=b&param.n=lots&param.loud=false&param.loud=true&repo={encoded}"
-        )))
-        .await
-        .unwrap();
+        ))).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
@@ -206,7 +184,7 @@ async fn the_task_list_pages_by_hundreds() {
             agent: AgentSpec::command("true"),
             timeout_secs: 60,
             budget: Budget::default(),
-            created_by: "local".into(),
+            created_by: super::templates::USER.into(),
         };
         app.store.create_task(&new).await.unwrap();
     }
@@ -220,4 +198,127 @@ async fn the_task_list_pages_by_hundreds() {
     assert_eq!(second.matches("<tr data-task=").count(), 1);
     assert!(second.contains("#1 Task number 1"));
     assert!(!second.contains("Older tasks"));
+}
+
+#[tokio::test]
+async fn pages_need_sign_in_and_the_project_role() {
+    let app = app().await;
+    // No credentials: every page sends the browser to the sign-in form, with the way back.
+    let response = app
+        .send_anonymous(
+            Request::get("/p/default/tasks?q=x")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        response.headers()[header::LOCATION],
+        "/signin?next=%2Fp%2Fdefault%2Ftasks%3Fq%3Dx"
+    );
+    let response = app
+        .send_anonymous(Request::get("/").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let response = app
+        .send_anonymous(
+            Request::get("/signin?next=%2Fp%2Fdefault%2Ftasks")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // A wrong token shows the form again; a right one sets the session cookie and goes on.
+    let sign_in = |token: &str, next: &str| {
+        Request::post("/signin")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("token={token}&next={next}")))
+            .unwrap()
+    };
+    let response = app
+        .send_anonymous(sign_in("nst_wrong", "%2Fp%2Fdefault%2Ftasks"))
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().get(header::SET_COOKIE).is_none());
+    let response = app
+        .send_anonymous(sign_in(&app.token, "%2Fp%2Fdefault%2Ftasks"))
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], "/p/default/tasks");
+    let cookie = response.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let session = cookie.split(';').next().unwrap().to_string();
+    let response = app
+        .send_anonymous(
+            Request::get("/p/default/tasks")
+                .header(header::COOKIE, &session)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // `next` never leaves the site.
+    let response = app
+        .send_anonymous(sign_in(&app.token, "https%3A%2F%2Fevil.example%2F"))
+        .await;
+    assert_eq!(response.headers()[header::LOCATION], "/");
+
+    // A viewer reads but may not post forms; someone outside the project sees nothing.
+    let project = app.store.project("default").await.unwrap().unwrap();
+    let vera = app.store.create_user("vera", None, false).await.unwrap();
+    app.store
+        .set_member(project.id, vera.id, nightshift_core::Role::Viewer)
+        .await
+        .unwrap();
+    let (_, vera_token) = app.store.create_token(vera.id, "t").await.unwrap();
+    let otto = app.store.create_user("otto", None, false).await.unwrap();
+    let (_, otto_token) = app.store.create_token(otto.id, "t").await.unwrap();
+    let as_user = |token: &str, request: axum::http::request::Builder, body: &str| {
+        request
+            .header("authorization", format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let response = app
+        .send_anonymous(as_user(&vera_token, Request::get("/p/default/tasks"), ""))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = app
+        .send_anonymous(as_user(
+            &vera_token,
+            Request::post("/p/default/templates"),
+            "name=t1&instructions=Do+it",
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = app
+        .send_anonymous(as_user(&otto_token, Request::get("/p/default/tasks"), ""))
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    // Signing out ends the session: the cookie no longer signs in.
+    let response = app
+        .send_anonymous(
+            Request::post("/signout")
+                .header(header::COOKIE, &session)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], "/signin");
+    let response = app
+        .send_anonymous(
+            Request::get("/p/default/tasks")
+                .header(header::COOKIE, &session)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
 }

@@ -5,6 +5,7 @@ use nightshift_core::{
     Instructions, NewTask, RepoUrl, RunStatus, TaskFilter,
 };
 use nightshift_store::{CancelOutcome, NewEvent, RunUpdate, Store, StoreError};
+use nightshift_test_support::postgres::PgCluster;
 
 pub async fn sqlite() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -14,7 +15,20 @@ pub async fn sqlite() -> (Store, tempfile::TempDir) {
     (store, dir)
 }
 
-fn new_task(project_id: i64, repo: &str, instructions: &str) -> NewTask {
+/// A fresh database on the test binary's one PostgreSQL cluster.
+pub async fn postgres() -> (Store, ()) {
+    let url = PgCluster::shared().fresh_database();
+    (Store::connect(&url).await.unwrap(), ())
+}
+
+/// A task no limit holds back: its own repository and its own creator.
+pub fn independent_task(project_id: i64, i: usize, instructions: &str) -> NewTask {
+    let mut task = new_task(project_id, &format!("/srv/r{i}.git"), instructions);
+    task.created_by = format!("user{i}");
+    task
+}
+
+pub fn new_task(project_id: i64, repo: &str, instructions: &str) -> NewTask {
     NewTask {
         project_id,
         title: Instructions::parse(instructions).unwrap().summary(),
@@ -71,11 +85,65 @@ macro_rules! conformance_cases {
             let (store, _guard) = $make().await;
             crate::suite::templates::finished_runs_notify_their_creator(store).await;
         }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn follower_sees_appends_in_order() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::follower_sees_appends_in_order(store).await;
+        }
+        #[tokio::test]
+        async fn time_window_filters_keep_newest_first() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::time_window_filters_keep_newest_first(store).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn many_followers_of_one_run_see_every_event() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::many_followers_of_one_run_see_every_event(store).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn fair_claims_across_projects() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::fair_claims_across_projects(store).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn fair_claims_when_runs_finish_as_fast_as_claimed() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::fair_claims_when_runs_finish_as_fast_as_claimed(store).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn many_concurrent_claimers_take_each_run_once() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::many_concurrent_claimers_take_each_run_once(store).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn ids_and_ordering() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::ids_and_ordering(store).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn text_search_escapes_and_folds_case() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::text_search_escapes_and_folds_case(store).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn values_round_trip_exactly() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::values_round_trip_exactly(store).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn ensure_project_is_idempotent() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::ensure_project_is_idempotent(store).await;
+        }
     };
 }
 
 mod on_sqlite {
     conformance_cases!(super::sqlite);
+}
+
+mod on_postgres {
+    conformance_cases!(super::postgres);
 }
 
 pub async fn creates_and_lists_tasks_with_filters(store: Store) {
@@ -163,10 +231,10 @@ pub async fn creates_and_lists_tasks_with_filters(store: Store) {
 pub async fn claims_each_run_once_and_finishes_it(store: Store) {
     let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
     for i in 0..5 {
-        store
-            .create_task(&new_task(project.id, "/srv/a.git", &format!("task {i}")))
-            .await
-            .unwrap();
+        // Different users and repositories: one user's runs on one repository take turns.
+        let mut task = new_task(project.id, &format!("/srv/a{i}.git"), &format!("task {i}"));
+        task.created_by = format!("user{i}");
+        store.create_task(&task).await.unwrap();
     }
     let lease = Duration::from_secs(30);
     let mut claimed = std::collections::HashSet::new();
@@ -249,7 +317,8 @@ pub async fn expired_lease_is_resumed_by_another_worker(store: Store) {
         .await
         .unwrap();
     let first = store
-        .claim_run("dead", Duration::from_millis(50))
+        // Long enough that the check below runs before it ends, even on a loaded machine.
+        .claim_run("dead", Duration::from_millis(1500))
         .await
         .unwrap()
         .unwrap();
@@ -261,7 +330,7 @@ pub async fn expired_lease_is_resumed_by_another_worker(store: Store) {
             .unwrap()
             .is_none()
     );
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let second = store
         .claim_run("alive", Duration::from_secs(30))
         .await
@@ -370,4 +439,461 @@ pub async fn generated_change_round_trips(store: Store) {
     change.pr_url = Some("https://example/pr/1".into());
     store.save_change(&change).await.unwrap();
     assert_eq!(store.change(run.id).await.unwrap(), Some(change));
+}
+
+pub async fn fair_claims_across_projects(store: Store) {
+    let a = store.ensure_project("a").await.unwrap();
+    let b = store.ensure_project("b").await.unwrap();
+    for i in 0..50 {
+        store
+            .create_task(&independent_task(a.id, i, &format!("backlog {i}")))
+            .await
+            .unwrap();
+    }
+    let lease = Duration::from_secs(30);
+    for _ in 0..3 {
+        let claim = store.claim_run("w", lease).await.unwrap().unwrap();
+        assert_eq!(claim.run.project_id, a.id);
+    }
+    let (_, b_run) = store
+        .create_task(&independent_task(b.id, 1000, "late but not starved"))
+        .await
+        .unwrap();
+    let next: Vec<i64> = [
+        store.claim_run("w", lease).await.unwrap().unwrap(),
+        store.claim_run("w", lease).await.unwrap().unwrap(),
+    ]
+    .iter()
+    .map(|c| c.run.id)
+    .collect();
+    assert!(
+        next.contains(&b_run.id),
+        "project b's run must be claimed within two claims, got {next:?}"
+    );
+    // Within a project the queue stays first in, first out.
+    let mut rest = Vec::new();
+    while let Some(claim) = store.claim_run("w", lease).await.unwrap() {
+        rest.push(claim.run.id);
+    }
+    assert_eq!(rest.len(), 46);
+    assert!(
+        rest.windows(2).all(|w| w[0] < w[1]),
+        "oldest first within a project"
+    );
+}
+
+pub async fn fair_claims_when_runs_finish_as_fast_as_claimed(store: Store) {
+    let a = store.ensure_project("a").await.unwrap();
+    let b = store.ensure_project("b").await.unwrap();
+    for i in 0..20 {
+        store
+            .create_task(&independent_task(a.id, i, &format!("backlog {i}")))
+            .await
+            .unwrap();
+    }
+    let lease = Duration::from_secs(30);
+    let first = store.claim_run("w", lease).await.unwrap().unwrap();
+    store
+        .finish_run(first.run.id, "w", EndReason::Succeeded, None, None)
+        .await
+        .unwrap();
+    let (_, b_run) = store
+        .create_task(&independent_task(b.id, 1000, "late but not starved"))
+        .await
+        .unwrap();
+    // One worker, nothing running: the project served least recently goes next.
+    let next = store.claim_run("w", lease).await.unwrap().unwrap();
+    assert_eq!(next.run.id, b_run.id);
+}
+
+pub async fn many_concurrent_claimers_take_each_run_once(store: Store) {
+    let projects = [
+        store.ensure_project("p1").await.unwrap(),
+        store.ensure_project("p2").await.unwrap(),
+        store.ensure_project("p3").await.unwrap(),
+    ];
+    let mut created = std::collections::HashSet::new();
+    for i in 0..200 {
+        let project = &projects[i % projects.len()];
+        let (_, run) = store
+            .create_task(&independent_task(project.id, i, &format!("task {i}")))
+            .await
+            .unwrap();
+        created.insert(run.id);
+    }
+    let lease = Duration::from_secs(60);
+    let mut handles = Vec::new();
+    for w in 0..16 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let worker = format!("w{w}");
+            let mut mine = Vec::new();
+            while let Some(claim) = store.claim_run(&worker, lease).await.unwrap() {
+                assert_eq!(claim.run.lease_owner.as_deref(), Some(worker.as_str()));
+                assert!(!claim.resumed);
+                mine.push(claim.run.id);
+            }
+            mine
+        }));
+    }
+    let mut claimed = std::collections::HashSet::new();
+    for h in handles {
+        for id in h.await.unwrap() {
+            assert!(claimed.insert(id), "run {id} claimed twice");
+        }
+    }
+    assert_eq!(claimed, created, "every run claimed exactly once");
+    assert!(store.claim_run("late", lease).await.unwrap().is_none());
+}
+
+pub async fn ids_and_ordering(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    let mut task_ids = Vec::new();
+    let mut run_ids = Vec::new();
+    for i in 0..5 {
+        let (task, run) = store
+            .create_task(&independent_task(project.id, i, &format!("task {i}")))
+            .await
+            .unwrap();
+        assert!(task.id > 0 && run.id > 0);
+        task_ids.push(task.id);
+        run_ids.push(run.id);
+    }
+    assert!(
+        task_ids.windows(2).all(|w| w[0] < w[1]),
+        "ids grow in creation order"
+    );
+    assert!(run_ids.windows(2).all(|w| w[0] < w[1]));
+    let listed: Vec<i64> = store
+        .list_tasks(project.id, &TaskFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.task.id)
+        .collect();
+    let mut newest_first = task_ids.clone();
+    newest_first.reverse();
+    assert_eq!(listed, newest_first);
+
+    // A retry is run 2 of the same task, and the list shows it as the latest.
+    let task = task_ids[0];
+    while let Some(claim) = store.claim_run("w", Duration::from_secs(30)).await.unwrap() {
+        store
+            .finish_run(
+                claim.run.id,
+                "w",
+                EndReason::AgentFailed,
+                Some("boom"),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let second = store.retry_task(project.id, task).await.unwrap();
+    let runs = store.task_runs(project.id, task).await.unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.number).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(
+        store
+            .run_by_number(project.id, task, 2)
+            .await
+            .unwrap()
+            .map(|r| r.id),
+        Some(second.id)
+    );
+    let summary = store
+        .list_tasks(project.id, &TaskFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.task.id == task)
+        .unwrap();
+    assert_eq!(summary.latest.id, second.id);
+    assert_eq!(summary.latest.status, RunStatus::Queued);
+}
+
+pub async fn text_search_escapes_and_folds_case(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    for text in [
+        "Rename a_b",
+        "Rename axb",
+        "Fix C:\\temp paths",
+        "Fix C:temp paths",
+        "Übersetze die Fehlermeldungen",
+        "Raise coverage to 100%",
+        "Raise coverage to 1000",
+    ] {
+        store
+            .create_task(&new_task(project.id, "/srv/a.git", text))
+            .await
+            .unwrap();
+    }
+    let search = |text: &str| {
+        let store = store.clone();
+        let filter = TaskFilter {
+            text: Some(text.into()),
+            ..Default::default()
+        };
+        async move {
+            let mut found: Vec<String> = store
+                .list_tasks(project.id, &filter)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| s.task.instructions)
+                .collect();
+            found.sort();
+            found
+        }
+    };
+    assert_eq!(
+        search("a_b").await,
+        vec!["Rename a_b"],
+        "_ is not a wildcard"
+    );
+    assert_eq!(
+        search("100%").await,
+        vec!["Raise coverage to 100%"],
+        "% is not a wildcard"
+    );
+    assert_eq!(
+        search("c:\\t").await,
+        vec!["Fix C:\\temp paths"],
+        "\\ is literal"
+    );
+    assert_eq!(search("RENAME").await.len(), 2, "ASCII case folds");
+    assert_eq!(
+        search("über").await,
+        vec!["Übersetze die Fehlermeldungen"],
+        "non-ASCII case folds the same on every back end"
+    );
+    assert_eq!(search("ÜBERSETZE").await.len(), 1);
+    assert_eq!(
+        search("  paths  ").await.len(),
+        2,
+        "surrounding space is ignored"
+    );
+    assert!(search("nothing like it").await.is_empty());
+}
+
+pub async fn values_round_trip_exactly(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    let text = "Emoji 🦀, quotes ' \" and a NUL-free\nsecond line\twith tab";
+    let (task, _) = store
+        .create_task(&new_task(project.id, "/srv/a.git", text))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .task(project.id, task.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .instructions,
+        text
+    );
+    let claim = store
+        .claim_run("w", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let usage = nightshift_core::Usage {
+        input_tokens: u32::MAX as u64 + 7,
+        output_tokens: 1,
+        cost_usd: 0.1 + 0.2,
+        turns: 3,
+    };
+    store
+        .update_run(
+            claim.run.id,
+            "w",
+            &RunUpdate {
+                usage: Some(usage),
+                checkpoint: Some(nightshift_core::Checkpoint {
+                    branch: Some("nightshift/1-emoji".into()),
+                    pr_number: Some(42),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let run = store.run(claim.run.id).await.unwrap().unwrap();
+    assert_eq!(
+        run.usage, usage,
+        "integers above 32 bits and floats survive bit for bit"
+    );
+    assert_eq!(run.checkpoint.pr_number, Some(42));
+    store
+        .append_events(
+            run.id,
+            &[
+                NewEvent {
+                    kind: EventKind::Agent,
+                    phase: Some(nightshift_core::Phase::Agent),
+                    message: text.into(),
+                    data: serde_json::Value::Null,
+                },
+                NewEvent {
+                    kind: EventKind::Check,
+                    phase: None,
+                    message: String::new(),
+                    data: serde_json::json!({"nested": {"list": [1, 2.5, "x", null]}}),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let events = store.events(run.id, 0, 10).await.unwrap();
+    assert_eq!(events[0].message, text);
+    assert_eq!(events[0].data, serde_json::Value::Null);
+    assert_eq!(events[0].phase, Some(nightshift_core::Phase::Agent));
+    assert_eq!(events[1].data["nested"]["list"][1], 2.5);
+    assert_eq!(events[1].phase, None);
+}
+
+pub async fn ensure_project_is_idempotent(store: Store) {
+    let first = store.ensure_project("team").await.unwrap();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.ensure_project("team").await.unwrap() })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.await.unwrap(), first, "ON CONFLICT keeps the first row");
+    }
+    assert!(store.project("nobody").await.unwrap().is_none());
+}
+
+pub async fn follower_sees_appends_in_order(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    let (_, run) = store
+        .create_task(&new_task(project.id, "/srv/a.git", "follow me"))
+        .await
+        .unwrap();
+    store.append_events(run.id, &[log_event(0)]).await.unwrap();
+    let mut follower = store.follow(run.id, 0);
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for batch in 0..5 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let events: Vec<_> = (1..=6).map(|i| log_event(batch * 6 + i)).collect();
+                store.append_events(run.id, &events).await.unwrap();
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    while seen.len() < 31 {
+        let batch = tokio::time::timeout(Duration::from_secs(30), follower.next(100))
+            .await
+            .expect("the follower is woken by appends");
+        seen.extend(batch.unwrap().into_iter().map(|e| e.seq));
+    }
+    writer.await.unwrap();
+    assert_eq!(seen, (1..=31).collect::<Vec<_>>());
+    assert_eq!(follower.position(), 31);
+}
+
+fn log_event(i: usize) -> NewEvent {
+    NewEvent {
+        kind: EventKind::Log,
+        phase: None,
+        message: format!("line {i}"),
+        data: serde_json::Value::Null,
+    }
+}
+
+pub async fn many_followers_of_one_run_see_every_event(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    let (_, run) = store
+        .create_task(&new_task(project.id, "/srv/a.git", "busy run"))
+        .await
+        .unwrap();
+    // More history than a node keeps in memory, so late joiners read it from the database.
+    let history: Vec<_> = (1..=1500).map(log_event).collect();
+    store.append_events(run.id, &history).await.unwrap();
+    let starts = [1490, 1495, 0, 700]
+        .into_iter()
+        .chain(std::iter::repeat_n(1500, 26));
+    let mut handles = Vec::new();
+    for (i, start) in starts.enumerate() {
+        let mut follower = store.follow(run.id, start);
+        // Small and large pages both come out gap-free.
+        let page = if i % 2 == 0 { 7 } else { 1000 };
+        handles.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while follower.position() < 1520 {
+                let batch = tokio::time::timeout(Duration::from_secs(30), follower.next(page))
+                    .await
+                    .expect("the follower is woken by appends")
+                    .unwrap();
+                seen.extend(batch.into_iter().map(|e| e.seq));
+            }
+            (start, seen)
+        }));
+    }
+    for i in 0..4 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let more: Vec<_> = (1..=5).map(|j| log_event(1500 + i * 5 + j)).collect();
+        store.append_events(run.id, &more).await.unwrap();
+    }
+    for h in handles {
+        let (start, seen) = h.await.unwrap();
+        assert_eq!(
+            seen,
+            ((start + 1)..=1520).collect::<Vec<_>>(),
+            "follower from {start}"
+        );
+    }
+}
+
+pub async fn time_window_filters_keep_newest_first(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let (task, _) = store
+            .create_task(&independent_task(project.id, i, &format!("task {i}")))
+            .await
+            .unwrap();
+        tasks.push(task);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let ids = |found: Vec<nightshift_store::TaskSummary>| -> Vec<i64> {
+        found.into_iter().map(|s| s.task.id).collect()
+    };
+    let window = TaskFilter {
+        since: Some(tasks[1].created_at),
+        until: Some(tasks[4].created_at),
+        ..Default::default()
+    };
+    let expected: Vec<i64> = tasks[1..4].iter().rev().map(|t| t.id).collect();
+    assert_eq!(
+        ids(store.list_tasks(project.id, &window).await.unwrap()),
+        expected
+    );
+    let since = TaskFilter {
+        since: Some(tasks[3].created_at),
+        limit: Some(2),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.list_tasks(project.id, &since).await.unwrap()),
+        vec![tasks[5].id, tasks[4].id]
+    );
+    let until = TaskFilter {
+        until: Some(tasks[0].created_at),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .list_tasks(project.id, &until)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -1,2 +1,4 @@
 mod conformance;
+mod policies;
+mod postgres;
 mod templates;

@@ -1,0 +1,465 @@
+//! The one HTTP path every forge driver uses: JSON requests with retries (exponential backoff
+//! with jitter, `Retry-After` and rate-limit reset headers honoured, bounded in attempts and
+//! time), every retry reported to an observer, and errors that never carry credentials.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::{ForgeError, Result, Secret, redact};
+
+/// How hard to try before giving up. Deserialised from the server's forge settings.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// Total time one request may take across all its attempts and waits.
+    pub max_total_ms: u64,
+    /// Time one attempt may take before it counts as failed.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            initial_backoff_ms: 500,
+            max_backoff_ms: 30_000,
+            max_total_ms: 120_000,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// One retry about to happen; the engine turns it into a run event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryEvent {
+    pub forge: &'static str,
+    /// Method and path, e.g. `POST /repos/acme/widget/pulls`. Never carries credentials.
+    pub operation: String,
+    /// The attempt that failed (1 = the first).
+    pub attempt: u32,
+    pub delay: Duration,
+    /// Why: `HTTP 429`, `HTTP 503`, `request timed out`, …
+    pub reason: String,
+    /// True when the delay came from the server (`Retry-After` or a rate-limit reset).
+    pub server_delay: bool,
+}
+
+/// Called before every retry. Cheap to clone; must not block.
+pub type RetryObserver = Arc<dyn Fn(&RetryEvent) + Send + Sync>;
+
+/// An observer for callers that do not report retries.
+pub fn ignore_retries() -> RetryObserver {
+    Arc::new(|_| {})
+}
+
+/// A response the caller interprets: the status and the JSON body (`Null` when empty or not JSON).
+#[derive(Debug)]
+pub(crate) struct ApiResponse {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl ApiResponse {
+    /// The body of a 2xx answer, else the error the status means.
+    pub fn into_body(self, forge: &'static str, operation: &str, what: &str) -> Result<Value> {
+        let status = self.status.as_u16();
+        match status {
+            200..=299 => Ok(self.body),
+            401 => Err(ForgeError::Unauthorized {
+                forge,
+                status,
+                detail: self.detail(),
+            }),
+            404 => Err(ForgeError::NotFound {
+                forge,
+                what: what.to_string(),
+                detail: self.detail(),
+            }),
+            _ => Err(ForgeError::Api {
+                forge,
+                operation: operation.to_string(),
+                status,
+                detail: self.detail(),
+            }),
+        }
+    }
+
+    /// The forge's own error text (`message`, `error`), short, for error messages.
+    pub fn detail(&self) -> String {
+        let text = match &self.body {
+            Value::Object(map) => map
+                .get("message")
+                .or_else(|| map.get("error"))
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let text = if text.is_empty() {
+            self.status.to_string()
+        } else {
+            text
+        };
+        text.chars().take(300).collect()
+    }
+}
+
+/// Authentication for one request: a header name and its secret value.
+#[derive(Debug, Clone)]
+pub(crate) struct Auth {
+    pub header: HeaderName,
+    pub value: Secret,
+}
+
+/// A forge's API endpoint with its retry settings.
+#[derive(Clone)]
+pub(crate) struct Api {
+    forge: &'static str,
+    base: String,
+    client: reqwest::Client,
+    policy: RetryPolicy,
+    observer: RetryObserver,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("forge", &self.forge)
+            .field("base", &self.base)
+            .finish()
+    }
+}
+
+impl Api {
+    pub fn new(
+        forge: &'static str,
+        base: &str,
+        policy: RetryPolicy,
+        observer: RetryObserver,
+    ) -> Result<Api> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(policy.request_timeout_ms))
+            .user_agent(concat!("nightshift/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ForgeError::Config(format!("cannot build HTTP client: {e}")))?;
+        Ok(Api {
+            forge,
+            base: base.trim_end_matches('/').to_string(),
+            client,
+            policy,
+            observer,
+        })
+    }
+
+    /// Sends a request and returns the body of a 2xx answer; any other answer is an error
+    /// naming `what` was asked for.
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        auth: &Auth,
+        what: &str,
+    ) -> Result<Value> {
+        let operation = format!("{method} {path}");
+        let response = self.send(method, path, query, body, auth).await?;
+        response.into_body(self.forge, &operation, what)
+    }
+
+    /// Sends one request, retrying what is worth retrying. Any other answer, success or
+    /// not, is returned for the caller to interpret.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        auth: &Auth,
+    ) -> Result<ApiResponse> {
+        let operation = format!("{method} {path}");
+        let started = Instant::now();
+        let budget = Duration::from_millis(self.policy.max_total_ms);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let outcome = self.attempt(method.clone(), path, query, body, auth).await;
+            let (reason, server_delay) = match outcome {
+                Ok(Attempt::Done(response)) => return Ok(response),
+                Ok(Attempt::Retry {
+                    reason,
+                    server_delay,
+                }) => (reason, server_delay),
+                Err(reason) => (reason, None),
+            };
+            let delay = server_delay.unwrap_or_else(|| self.backoff(attempt));
+            let elapsed = started.elapsed();
+            if attempt >= self.policy.max_attempts.max(1) || elapsed + delay > budget {
+                return Err(ForgeError::RetriesExhausted {
+                    forge: self.forge,
+                    operation,
+                    attempts: attempt,
+                    elapsed_ms: elapsed.as_millis() as u64,
+                    last: reason,
+                });
+            }
+            (self.observer)(&RetryEvent {
+                forge: self.forge,
+                operation: operation.clone(),
+                attempt,
+                delay,
+                reason,
+                server_delay: server_delay.is_some(),
+            });
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        auth: &Auth,
+    ) -> std::result::Result<Attempt, String> {
+        let mut value = HeaderValue::from_str(auth.value.expose())
+            .map_err(|_| "the credential is not a valid HTTP header value".to_string())?;
+        value.set_sensitive(true);
+        let mut request = self
+            .client
+            .request(method, format!("{}{}", self.base, path))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(auth.header.clone(), value);
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| describe_transport_error(&e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| describe_transport_error(&e))?;
+        if let Some(server_delay) = retry_verdict(status, &headers) {
+            return Ok(Attempt::Retry {
+                reason: format!("HTTP {}", status.as_u16()),
+                server_delay,
+            });
+        }
+        // A forge that echoes a credential back must not get it into our errors or logs.
+        let text = redact(&text, &[&auth.value]);
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Attempt::Done(ApiResponse { status, body }))
+    }
+
+    /// Exponential backoff with jitter: a random delay in the upper half of the window, so
+    /// many workers hitting the same limit do not retry in lockstep.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .policy
+            .initial_backoff_ms
+            .saturating_mul(1u64 << (attempt - 1).min(20));
+        let window = exp.min(self.policy.max_backoff_ms).max(1);
+        let jitter = random_u64() % (window / 2 + 1);
+        Duration::from_millis(window / 2 + jitter)
+    }
+}
+
+enum Attempt {
+    Done(ApiResponse),
+    Retry {
+        reason: String,
+        server_delay: Option<Duration>,
+    },
+}
+
+/// `Some(server-requested delay or None)` when the answer is worth retrying.
+fn retry_verdict(status: StatusCode, headers: &HeaderMap) -> Option<Option<Duration>> {
+    let rate_limited = status == StatusCode::TOO_MANY_REQUESTS
+        // GitHub answers 403 for primary and secondary rate limits.
+        || (status == StatusCode::FORBIDDEN
+            && (headers.contains_key("retry-after")
+                || header_str(headers, "x-ratelimit-remaining") == Some("0")));
+    let transient = matches!(status.as_u16(), 500 | 502 | 503 | 504);
+    if rate_limited || transient {
+        Some(server_delay(headers))
+    } else {
+        None
+    }
+}
+
+/// The wait the server asked for: `Retry-After` (seconds or HTTP date), else the time until
+/// the rate-limit window resets (`X-RateLimit-Reset` on GitHub/Gitea, `RateLimit-Reset` on GitLab).
+pub(crate) fn server_delay(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(value) = header_str(headers, "retry-after") {
+        if let Ok(secs) = value.trim().parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        if let Ok(at) = httpdate::parse_http_date(value.trim()) {
+            return Some(at.duration_since(SystemTime::now()).unwrap_or_default());
+        }
+    }
+    let reset = header_str(headers, "x-ratelimit-reset")
+        .or_else(|| header_str(headers, "ratelimit-reset"))?;
+    let reset: u64 = reset.trim().parse().ok()?;
+    // Epoch seconds on GitHub and GitLab; the IETF draft sends seconds from now instead.
+    if reset > 1_000_000_000 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        Some(Duration::from_secs(reset.saturating_sub(now)))
+    } else {
+        Some(Duration::from_secs(reset))
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A transport error in words that carry no URL query, header or credential.
+fn describe_transport_error(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "request timed out".to_string()
+    } else if error.is_connect() {
+        "connection failed".to_string()
+    } else if error.is_body() || error.is_decode() {
+        "response body could not be read".to_string()
+    } else {
+        "transport error".to_string()
+    }
+}
+
+/// Randomness for jitter without another dependency: std's per-instance random hash keys.
+fn random_u64() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    hasher.finish()
+}
+
+/// Reads a field the forge's API promises, or says which one was missing.
+pub(crate) fn field<'a>(
+    value: &'a Value,
+    pointer: &str,
+    forge: &'static str,
+    operation: &str,
+) -> Result<&'a Value> {
+    value
+        .pointer(pointer)
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| ForgeError::Protocol {
+            forge,
+            operation: operation.to_string(),
+            detail: format!("the answer has no {pointer}"),
+        })
+}
+
+pub(crate) fn field_u64(
+    value: &Value,
+    pointer: &str,
+    forge: &'static str,
+    operation: &str,
+) -> Result<u64> {
+    field(value, pointer, forge, operation)?
+        .as_u64()
+        .ok_or_else(|| ForgeError::Protocol {
+            forge,
+            operation: operation.to_string(),
+            detail: format!("{pointer} is not a number"),
+        })
+}
+
+pub(crate) fn field_str(value: &Value, pointer: &str) -> String {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Percent-encodes one path segment (RFC 3986 unreserved characters stay as they are).
+pub(crate) fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_delay_reads_retry_after_and_resets() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(server_delay(&headers), Some(Duration::from_secs(7)));
+        let mut headers = HeaderMap::new();
+        headers.insert("ratelimit-reset", HeaderValue::from_static("3"));
+        assert_eq!(server_delay(&headers), Some(Duration::from_secs(3)));
+        let soon = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 5;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-ratelimit-reset",
+            HeaderValue::from_str(&soon.to_string()).unwrap(),
+        );
+        let delay = server_delay(&headers).unwrap();
+        assert!(
+            delay <= Duration::from_secs(5) && delay >= Duration::from_secs(3),
+            "{delay:?}"
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let policy = RetryPolicy {
+            initial_backoff_ms: 100,
+            max_backoff_ms: 1000,
+            ..RetryPolicy::default()
+        };
+        let api = Api::new("test", "http://localhost", policy, ignore_retries()).unwrap();
+        let first = api.backoff(1);
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        let late = api.backoff(10);
+        assert!(late >= Duration::from_millis(500) && late <= Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(encode_segment("group/sub project"), "group%2Fsub%20project");
+    }
+}

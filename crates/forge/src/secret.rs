@@ -1,0 +1,135 @@
+//! Credentials that must never leak: a wrapper whose Debug and Display redact, the git push
+//! credential handed to `git` through its environment, and scrubbing of text that may echo one.
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+/// A credential (token, private key, header value). Debug and Display print `***`; only
+/// [`Secret::expose`] gives the value, at the one place it is put on the wire.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Replaces every occurrence of each secret in `text` with `***`. Empty and very short
+/// values are skipped: replacing them would mangle unrelated text without protecting anything.
+pub fn redact(text: &str, secrets: &[&Secret]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets {
+        if secret.0.len() >= 4 {
+            out = out.replace(&secret.0, "***");
+        }
+    }
+    out
+}
+
+/// How `git push` authenticates as the engine: an HTTP `Authorization` header scoped to the
+/// forge's origin. Handed to git through `GIT_CONFIG_*` environment variables, never argv.
+#[derive(Clone)]
+pub struct GitAuth {
+    origin: String,
+    header: Secret,
+    /// Every form of the credential that could show up in git's output.
+    secrets: Vec<Secret>,
+}
+
+impl GitAuth {
+    /// Basic auth as the forges document for token pushes over HTTPS
+    /// (GitHub `x-access-token`, GitLab `oauth2`, Gitea any user name).
+    pub fn basic(origin: &str, username: &str, token: &Secret) -> GitAuth {
+        let encoded = base64::engine::general_purpose::STANDARD
+            .encode(format!("{username}:{}", token.expose()));
+        GitAuth {
+            origin: origin.trim_end_matches('/').to_string(),
+            header: Secret::new(format!("Authorization: Basic {encoded}")),
+            secrets: vec![token.clone(), Secret::new(encoded)],
+        }
+    }
+
+    /// The environment for the `git push` child: one `http.<origin>/.extraHeader` entry.
+    /// `GIT_CONFIG_COUNT` is set here, so callers that add their own entries must merge.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("GIT_CONFIG_COUNT".to_string(), "1".to_string()),
+            (
+                "GIT_CONFIG_KEY_0".to_string(),
+                format!("http.{}/.extraHeader", self.origin),
+            ),
+            (
+                "GIT_CONFIG_VALUE_0".to_string(),
+                self.header.expose().to_string(),
+            ),
+        ]
+    }
+
+    /// The URL prefix the header is limited to, e.g. `https://github.com`.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Scrubs git's stderr (or anything else) of every form of this credential.
+    pub fn redact(&self, text: &str) -> String {
+        let mut all: Vec<&Secret> = self.secrets.iter().collect();
+        all.push(&self.header);
+        redact(text, &all)
+    }
+
+    /// Every form of the credential, for callers that scrub with [`redact`] themselves.
+    pub fn secrets(&self) -> Vec<Secret> {
+        let mut all = self.secrets.clone();
+        all.push(self.header.clone());
+        all
+    }
+}
+
+impl std::fmt::Debug for GitAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitAuth")
+            .field("origin", &self.origin)
+            .field("header", &self.header)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let token = Secret::new("canary-123456");
+        assert_eq!(format!("{token} {token:?}"), "*** Secret(***)");
+        let auth = GitAuth::basic("https://example.com/", "oauth2", &token);
+        assert!(!format!("{auth:?}").contains("canary"));
+        let env = auth.env();
+        assert_eq!(env[1].1, "http.https://example.com/.extraHeader");
+        assert!(env[2].1.starts_with("Authorization: Basic "));
+        let stderr = format!("fatal: {} and {}", token.expose(), env[2].1);
+        let clean = auth.redact(&stderr);
+        assert!(
+            !clean.contains("canary") && !clean.contains(&env[2].1[21..]),
+            "{clean}"
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! Projects: create and list, settings (limits and budget), members and proxy group bindings.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use nightshift_core::{ProjectSettings, Role, format_duration, format_timestamp, parse_duration};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+
+use super::tasks::body;
+use super::tokens::valid_user_name;
+use crate::AppState;
+use crate::auth::{AuditNote, CurrentUser, ProjectAccess};
+use crate::error::ApiError;
+
+fn valid_project_name(name: &str) -> Result<&str, ApiError> {
+    let ok = (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(name)
+    } else {
+        Err(ApiError::invalid(
+            "invalid_name",
+            "name: 1 to 63 lowercase letters, digits, - or _, starting with a letter or digit",
+        ))
+    }
+}
+
+fn settings_view(settings: &ProjectSettings) -> Value {
+    json!({
+        "max_active_runs_per_user": settings.max_active_runs_per_user,
+        "max_timeout": settings.max_timeout_secs.map(|s| format_duration(std::time::Duration::from_secs(s))),
+        "monthly_budget_usd": settings.monthly_budget_usd,
+    })
+}
+
+fn noted(response: impl IntoResponse, object: String) -> Response {
+    let mut response = response.into_response();
+    response.extensions_mut().insert(AuditNote {
+        object: Some(object),
+        ..Default::default()
+    });
+    response
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Json<Value>, ApiError> {
+    let projects: Vec<Value> = state
+        .store
+        .projects_for(&user.user, &user.groups)
+        .await?
+        .into_iter()
+        .map(|(p, role)| json!({"name": p.name, "role": role, "created_at": format_timestamp(p.created_at)}))
+        .collect();
+    Ok(Json(json!({"projects": projects})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    pub name: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    request: Result<Json<CreateProject>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = body(request)?;
+    let name = valid_project_name(request.name.trim())?;
+    let project = state.store.create_project(name, &user.user).await?;
+    let mut response = (
+        StatusCode::CREATED,
+        Json(json!({"name": project.name, "role": Role::Admin, "created_at": format_timestamp(project.created_at)})),
+    )
+        .into_response();
+    response.extensions_mut().insert(AuditNote {
+        object: Some(format!("project {}", project.name)),
+        project_id: Some(project.id),
+        ..Default::default()
+    });
+    Ok(response)
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Extension(access): Extension<ProjectAccess>,
+) -> Result<Json<Value>, ApiError> {
+    let settings = state.store.project_settings(access.project.id).await?;
+    Ok(Json(json!({
+        "name": access.project.name,
+        "role": access.role,
+        "created_at": format_timestamp(access.project.created_at),
+        "settings": settings_view(&settings),
+    })))
+}
+
+/// `null` clears a setting; an absent field leaves it as it is.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProject {
+    #[serde(default)]
+    pub max_active_runs_per_user: Option<u32>,
+    /// `30m`, `2h`; `null` for the server's limit.
+    #[serde(default, deserialize_with = "present")]
+    pub max_timeout: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub monthly_budget_usd: Option<Option<f64>>,
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Extension(access): Extension<ProjectAccess>,
+    request: Result<Json<UpdateProject>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = body(request)?;
+    let mut settings = state.store.project_settings(access.project.id).await?;
+    let mut changed = Vec::new();
+    if let Some(n) = request.max_active_runs_per_user {
+        if n == 0 || n > 1000 {
+            return Err(ApiError::invalid(
+                "invalid_value",
+                "max_active_runs_per_user: 1 to 1000",
+            ));
+        }
+        settings.max_active_runs_per_user = n;
+        changed.push(format!("max_active_runs_per_user={n}"));
+    }
+    if let Some(timeout) = request.max_timeout {
+        settings.max_timeout_secs = match timeout {
+            None => None,
+            Some(text) => {
+                let d = parse_duration(&text)?;
+                if d > state.config.max_timeout {
+                    return Err(ApiError::invalid(
+                        "timeout_too_long",
+                        format!(
+                            "max_timeout: {} is over this server's limit of {}",
+                            format_duration(d),
+                            format_duration(state.config.max_timeout)
+                        ),
+                    ));
+                }
+                Some(d.as_secs())
+            }
+        };
+        changed.push(format!("max_timeout={:?}", settings.max_timeout_secs));
+    }
+    if let Some(budget) = request.monthly_budget_usd {
+        if budget.is_some_and(|b| !(b.is_finite() && b >= 0.0)) {
+            return Err(ApiError::invalid(
+                "invalid_budget",
+                "monthly_budget_usd: a number of dollars, 0 or more",
+            ));
+        }
+        settings.monthly_budget_usd = budget;
+        changed.push(format!("monthly_budget_usd={budget:?}"));
+    }
+    state
+        .store
+        .set_project_settings(access.project.id, &settings)
+        .await?;
+    state.engine.wake();
+    let mut response =
+        Json(json!({"name": access.project.name, "settings": settings_view(&settings)}))
+            .into_response();
+    response.extensions_mut().insert(AuditNote {
+        object: Some(format!("project {}", access.project.name)),
+        detail: Some(changed.join(", ")),
+        ..Default::default()
+    });
+    Ok(response)
+}
+
+pub async fn members(
+    State(state): State<AppState>,
+    Extension(access): Extension<ProjectAccess>,
+) -> Result<Json<Value>, ApiError> {
+    let members = state.store.members(access.project.id).await?;
+    Ok(Json(json!({"members": members})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRole {
+    pub role: Role,
+}
+
+pub async fn set_member(
+    State(state): State<AppState>,
+    Extension(access): Extension<ProjectAccess>,
+    Path((_, name)): Path<(String, String)>,
+    request: Result<Json<SetRole>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = body(request)?;
+    let name = valid_user_name(&name)?;
+    // A person the proxy has not shown us yet can be added ahead of their first visit.
+    let user = state.store.ensure_user(name, None).await?;
+    let members = state.store.members(access.project.id).await?;
+    let demotes_last_admin = request.role != Role::Admin
+        && members
+            .iter()
+            .any(|m| m.user == user.name && m.role == Role::Admin)
+        && state.store.count_admins(access.project.id).await? <= 1;
+    if demotes_last_admin {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_admin",
+            "the project's last admin cannot be demoted",
+        ));
+    }
+    state
+        .store
+        .set_member(access.project.id, user.id, request.role)
+        .await?;
+    Ok(noted(
+        Json(json!({"user": user.name, "role": request.role})),
+        format!("member {} as {}", user.name, request.role),
+    ))
+}
+
+pub async fn remove_member(
+    State(state): State<AppState>,
+    Extension(access): Extension<ProjectAccess>,
+    Path((_, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let user = state
+        .store
+        .user_by_name(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("member {name:?} not found")))?;
+    let members = state.store.members(access.project.id).await?;
+    if members
+        .iter()
+        .any(|m| m.user == user.name && m.role == Role::Admin)
+        && state.store.count_admins(access.project.id).await? <= 1
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_admin",
+            "the project's last admin cannot leave",
+        ));
+    }
+    if !state
+        .store
+        .remove_member(access.project.id, user.id)
+        .await?
+    {
+        return Err(ApiError::not_found(format!("member {name:?} not found")));
+    }
+    Ok(noted(
+        StatusCode::NO_CONTENT,
+        format!("member {}", user.name),
+    ))
+}
+
+pub async fn groups(
+    State(state): State<AppState>,
+    Extension(access): Extension<ProjectAccess>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({"groups": state.store.group_bindings(access.project.id).await?}),
+    ))
+}
+
+pub async fn set_group(
+    State(state): State<AppState>,
+    Extension(access): Extension<ProjectAccess>,
+    Path((_, group)): Path<(String, String)>,
+    request: Result<Json<SetRole>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = body(request)?;
+    let group = group.trim();
+    if group.is_empty() || group.len() > 200 {
+        return Err(ApiError::invalid(
+            "invalid_name",
+            "group: 1 to 200 characters",
+        ));
+    }
+    state
+        .store
+        .set_group_binding(access.project.id, group, request.role)
+        .await?;
+    Ok(noted(
+        Json(json!({"group": group, "role": request.role})),
+        format!("group {group} as {}", request.role),
+    ))
+}
+
+pub async fn remove_group(
+    State(state): State<AppState>,
+    Extension(access): Extension<ProjectAccess>,
+    Path((_, group)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    if !state
+        .store
+        .remove_group_binding(access.project.id, &group)
+        .await?
+    {
+        return Err(ApiError::not_found(format!("group {group:?} is not bound")));
+    }
+    Ok(noted(StatusCode::NO_CONTENT, format!("group {group}")))
+}

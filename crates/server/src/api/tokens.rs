@@ -1,0 +1,230 @@
+//! Sign-in and people: sessions, API tokens, users.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use nightshift_core::format_timestamp;
+use nightshift_store::ApiToken;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::tasks::body;
+use crate::AppState;
+use crate::auth::{AuditNote, CurrentUser, SESSION_COOKIE};
+use crate::error::ApiError;
+
+fn token_view(token: &ApiToken) -> Value {
+    json!({
+        "id": token.id,
+        "name": token.name,
+        "prefix": token.prefix,
+        "created_at": format_timestamp(token.created_at),
+        "last_used_at": token.last_used_at.map(format_timestamp),
+        "revoked_at": token.revoked_at.map(format_timestamp),
+    })
+}
+
+/// A person's name: what audit events, `created_by` and member lists show.
+pub(crate) fn valid_user_name(name: &str) -> Result<&str, ApiError> {
+    let name = name.trim();
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || "._@+-".contains(c));
+    if ok {
+        Ok(name)
+    } else {
+        Err(ApiError::invalid(
+            "invalid_name",
+            "name: use 1 to 100 letters, digits or . _ @ + -",
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    pub token: String,
+}
+
+/// Checks an API token and opens a browser session for its user: the user and the
+/// `Set-Cookie` value. Shared by the API's `POST /session` and the sign-in page, so both set
+/// the very same cookie.
+pub(crate) async fn start_session(
+    state: &AppState,
+    token: &str,
+) -> Result<(nightshift_core::User, String), ApiError> {
+    let user = state
+        .store
+        .user_by_token(token.trim())
+        .await?
+        .ok_or_else(|| crate::auth::unauthenticated("the API token is unknown or revoked"))?;
+    let ttl = state.config.auth.session_ttl;
+    let session = state
+        .store
+        .create_session(user.id, ttl.as_millis() as i64)
+        .await?;
+    let cookie = format!(
+        "{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        ttl.as_secs()
+    );
+    Ok((user, cookie))
+}
+
+/// Ends the request's session, if any: the `Set-Cookie` value that clears the cookie.
+pub(crate) async fn end_session(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    if let Some(session) = crate::auth::identity_session(headers) {
+        state.store.delete_session(session).await?;
+    }
+    Ok(format!(
+        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+    ))
+}
+
+pub async fn sign_in(
+    State(state): State<AppState>,
+    request: Result<Json<SignIn>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = body(request)?;
+    let (user, cookie) = start_session(&state, &request.token).await?;
+    let mut response = (
+        StatusCode::CREATED,
+        [(header::SET_COOKIE, cookie)],
+        Json(json!({"user": user.name})),
+    )
+        .into_response();
+    response.extensions_mut().insert(AuditNote {
+        actor: Some(user.name.clone()),
+        object: Some(format!("user {}", user.name)),
+        ..Default::default()
+    });
+    Ok(response)
+}
+
+pub async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let expired = end_session(&state, &headers).await?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, expired)]).into_response())
+}
+
+pub async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
+    let projects: Vec<Value> = state
+        .store
+        .projects_for(&user.user, &user.groups)
+        .await?
+        .into_iter()
+        .map(|(p, role)| json!({"name": p.name, "role": role}))
+        .collect();
+    Ok(Json(json!({
+        "name": user.user.name,
+        "email": user.user.email,
+        "server_admin": user.user.server_admin,
+        "groups": user.groups,
+        "projects": projects,
+    })))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Json<Value>, ApiError> {
+    let tokens = state.store.tokens(user.user.id).await?;
+    Ok(Json(
+        json!({"tokens": tokens.iter().map(token_view).collect::<Vec<_>>()}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    request: Result<Json<CreateToken>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = body(request)?;
+    let name = request.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(ApiError::invalid(
+            "invalid_name",
+            "name: 1 to 100 characters",
+        ));
+    }
+    let (token, secret) = state.store.create_token(user.user.id, name).await?;
+    let mut view = token_view(&token);
+    view["token"] = json!(secret);
+    let mut response = (StatusCode::CREATED, Json(view)).into_response();
+    response.extensions_mut().insert(AuditNote {
+        object: Some(format!("token {} ({})", token.id, token.prefix)),
+        ..Default::default()
+    });
+    Ok(response)
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    if !state.store.revoke_token(user.user.id, id).await? {
+        return Err(ApiError::not_found(format!("token {id} not found")));
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.extensions_mut().insert(AuditNote {
+        object: Some(format!("token {id}")),
+        ..Default::default()
+    });
+    Ok(response)
+}
+
+pub async fn users(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let users: Vec<Value> = state
+        .store
+        .users()
+        .await?
+        .into_iter()
+        .map(|u| json!({"name": u.name, "email": u.email, "server_admin": u.server_admin, "created_at": format_timestamp(u.created_at)}))
+        .collect();
+    Ok(Json(json!({"users": users})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub server_admin: bool,
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    request: Result<Json<CreateUser>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = body(request)?;
+    let name = valid_user_name(&request.name)?;
+    let user = state
+        .store
+        .create_user(name, request.email.as_deref(), request.server_admin)
+        .await?;
+    let (_, secret) = state.store.create_token(user.id, "first token").await?;
+    let mut response = (
+        StatusCode::CREATED,
+        Json(json!({"name": user.name, "email": user.email, "server_admin": user.server_admin, "token": secret})),
+    )
+        .into_response();
+    response.extensions_mut().insert(AuditNote {
+        object: Some(format!("user {}", user.name)),
+        ..Default::default()
+    });
+    Ok(response)
+}

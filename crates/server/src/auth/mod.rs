@@ -1,0 +1,77 @@
+//! Sign-in and authorisation. Every request is mapped to one identity (API token, session
+//! cookie, or headers from a trusted proxy), then checked against the access its route
+//! declares in the route table; successful changes are written to the audit trail.
+
+mod guard;
+mod identity;
+
+pub use guard::{AuditNote, ProjectAccess, guard};
+pub(crate) use identity::peer_of_request;
+pub(crate) use identity::session_cookie as identity_session;
+pub use identity::{CurrentUser, Identity, SESSION_COOKIE, resolve};
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use nightshift_core::Role;
+
+use crate::ApiError;
+
+/// How people sign in.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// No sign-in: every request acts as the local server admin. Loopback addresses only.
+    pub disabled: bool,
+    /// Accept `X-Forwarded-User`/`-Email`/`-Groups` from these proxies.
+    pub proxy: Option<ProxyConfig>,
+    /// How long a browser session cookie lasts.
+    pub session_ttl: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            disabled: false,
+            proxy: None,
+            session_ttl: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+/// A reverse proxy that authenticates people and names them in headers.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyConfig {
+    /// Only requests from these addresses may carry identity headers.
+    pub trusted: Vec<IpAddr>,
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not.
+    Public,
+    /// Any signed-in user.
+    SignedIn,
+    /// Users who administer the server (create users).
+    ServerAdmin,
+    /// Members of the route's `{project}` with at least this role.
+    Project(Role),
+}
+
+/// The user name that acts when sign-in is disabled.
+pub const LOCAL_USER: &str = "local";
+
+pub(crate) fn unauthenticated(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+}
+
+pub(crate) fn forbidden(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+}
+
+/// The same answer for a project that does not exist and one the caller may not see, so
+/// names of other tenants' projects do not leak.
+pub(crate) fn project_not_found(name: &str) -> ApiError {
+    ApiError::not_found(format!("project {name:?} not found"))
+}

@@ -1,0 +1,534 @@
+//! Who may do what: every route × every kind of caller, project isolation, the audit record of
+//! every change, sign-in by token, cookie and proxy headers, and the OpenAPI document.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode};
+use nightshift_core::{
+    AgentSpec, AuditFilter, BranchName, Budget, Instructions, NewTask, RepoUrl, Role,
+};
+use nightshift_server::{Access, AuthConfig, ProxyConfig, RouteSpec, ServerConfig, route_table};
+use nightshift_test_support::git::RemoteRepo;
+
+use super::app::{Answer, App};
+
+const PRINCIPALS: [&str; 6] = ["root", "admin", "editor", "viewer", "outsider", "anonymous"];
+
+fn role_in_alpha(who: &str) -> Option<Role> {
+    match who {
+        "root" | "admin" => Some(Role::Admin),
+        "editor" => Some(Role::Editor),
+        "viewer" => Some(Role::Viewer),
+        _ => None,
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Expect {
+    Unauthorized,
+    Forbidden,
+    Hidden,
+    Allowed,
+}
+
+fn expect(access: Access, who: &str) -> Expect {
+    let signed_in = who != "anonymous";
+    match access {
+        Access::Public => Expect::Allowed,
+        _ if !signed_in => Expect::Unauthorized,
+        Access::SignedIn => Expect::Allowed,
+        Access::ServerAdmin if who == "root" => Expect::Allowed,
+        Access::ServerAdmin => Expect::Forbidden,
+        Access::Project(needed) => match role_in_alpha(who) {
+            None => Expect::Hidden,
+            Some(role) if role.covers(needed) => Expect::Allowed,
+            Some(_) => Expect::Forbidden,
+        },
+    }
+}
+
+fn classify(answer: &Answer) -> Expect {
+    match answer.status {
+        StatusCode::UNAUTHORIZED => Expect::Unauthorized,
+        StatusCode::FORBIDDEN => Expect::Forbidden,
+        StatusCode::NOT_FOUND if answer.message().starts_with("project \"alpha\"") => {
+            Expect::Hidden
+        }
+        _ => Expect::Allowed,
+    }
+}
+
+struct Fixture {
+    app: App,
+    remote: RemoteRepo,
+    task_id: i64,
+    root_token_id: i64,
+    /// A task of root's whose run succeeded: templates are saved from it.
+    done_task_id: i64,
+    /// Root's notification about that run.
+    notification_id: i64,
+}
+
+async fn fixture() -> Fixture {
+    let app = App::start(ServerConfig::default(), 0).await;
+    let remote = RemoteRepo::with_files(&[("README.md", "hello\n")]);
+    let alpha = app.store.project("alpha").await.unwrap().unwrap();
+    let new_task = |created_by: &str, instructions: &str| NewTask {
+        project_id: alpha.id,
+        title: "existing".into(),
+        instructions: Instructions::parse(instructions).unwrap(),
+        repo: RepoUrl::parse(&remote.url()).unwrap(),
+        base_branch: BranchName::parse("main").unwrap(),
+        agent: AgentSpec::command("true"),
+        timeout_secs: 60,
+        budget: Budget::default(),
+        created_by: created_by.into(),
+    };
+    // Created first, so it is the run a claim takes; it ends as a worker would end it.
+    let (done, _) = app
+        .store
+        .create_task(&new_task("root", "A task that worked"))
+        .await
+        .unwrap();
+    let claim = app
+        .store
+        .claim_run("test", std::time::Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.task.id, done.id);
+    app.store
+        .finish_run(
+            claim.run.id,
+            "test",
+            nightshift_core::EndReason::Succeeded,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let notification_id = app
+        .store
+        .notifications(alpha.id, "root", false, 10)
+        .await
+        .unwrap()[0]
+        .id;
+    let (task, _) = app
+        .store
+        .create_task(&NewTask {
+            project_id: alpha.id,
+            title: "existing".into(),
+            instructions: Instructions::parse("An existing task").unwrap(),
+            repo: RepoUrl::parse(&remote.url()).unwrap(),
+            base_branch: BranchName::parse("main").unwrap(),
+            agent: AgentSpec::command("true"),
+            timeout_secs: 60,
+            budget: Budget::default(),
+            created_by: "ada".into(),
+        })
+        .await
+        .unwrap();
+    let root = app.store.user_by_name("root").await.unwrap().unwrap();
+    let (token, _) = app.store.create_token(root.id, "spare").await.unwrap();
+    Fixture {
+        app,
+        remote,
+        task_id: task.id,
+        root_token_id: token.id,
+        done_task_id: done.id,
+        notification_id,
+    }
+}
+
+impl Fixture {
+    fn path(&self, spec: &RouteSpec) -> String {
+        let id = if spec.path.starts_with("/tokens/") {
+            self.root_token_id
+        } else if spec.path.starts_with("/projects/{project}/notifications/") {
+            self.notification_id
+        } else {
+            self.task_id
+        };
+        spec.path
+            .replace("{project}", "alpha")
+            .replace("{id}", &id.to_string())
+            .replace("{number}", "1")
+            .replace("{user}", "someone")
+            .replace("{group}", "devs")
+            .replace("{host}", "github.com")
+            .replace("{name}", "bump-deps")
+    }
+
+    fn body(&self, spec: &RouteSpec, n: usize) -> Option<String> {
+        match (spec.method.clone(), spec.path) {
+            (Method::POST, "/session") => Some(format!(
+                r#"{{"token":"{}"}}"#,
+                self.app.token("root").unwrap()
+            )),
+            (Method::POST, "/projects/{project}/tasks") => Some(format!(
+                r#"{{"repo":"{}","instructions":"Change number {n}"}}"#,
+                self.remote.url()
+            )),
+            (Method::POST, "/projects/{project}/templates/from-task") => Some(format!(
+                r#"{{"task_id":{},"name":"from-task-{n}"}}"#,
+                self.done_task_id
+            )),
+            (Method::POST, "/projects/{project}/templates/{name}/tasks") => Some(format!(
+                r#"{{"repo":"{}","title":"From a template {n}"}}"#,
+                self.remote.url()
+            )),
+            (Method::POST, "/users") => Some(format!(r#"{{"name":"user{n}"}}"#)),
+            (Method::POST, "/projects") => Some(format!(r#"{{"name":"p{n}"}}"#)),
+            _ => spec.example.map(str::to_string),
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_route_answers_every_caller_as_its_access_declares() {
+    let f = fixture().await;
+    let mut n = 0;
+    let mut failures = Vec::new();
+    for spec in route_table() {
+        for who in PRINCIPALS {
+            n += 1;
+            // Revoking root's spare token or ending a session would change later answers.
+            let answer = f
+                .app
+                .call(
+                    spec.method.clone(),
+                    &f.path(&spec),
+                    who,
+                    f.body(&spec, n).as_deref(),
+                )
+                .await;
+            let want = expect(spec.access, who);
+            let got = classify(&answer);
+            if got != want {
+                failures.push(format!(
+                    "{} {} as {who}: want {want:?}, got {} {}",
+                    spec.method, spec.path, answer.status, answer.body
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn every_change_leaves_an_audit_event() {
+    let f = fixture().await;
+    let mut missing = Vec::new();
+    for (n, spec) in route_table().into_iter().enumerate() {
+        let Some(action) = spec.action else {
+            assert!(
+                spec.method == Method::GET,
+                "{} {} changes something but records no audit action",
+                spec.method,
+                spec.path
+            );
+            continue;
+        };
+        let answer = f
+            .app
+            .call(
+                spec.method.clone(),
+                &f.path(&spec),
+                "root",
+                f.body(&spec, n).as_deref(),
+            )
+            .await;
+        assert!(
+            answer.status.is_success(),
+            "{} {}: {} {}",
+            spec.method,
+            spec.path,
+            answer.status,
+            answer.body
+        );
+        let alpha = f.app.store.project("alpha").await.unwrap().unwrap();
+        let filter = AuditFilter {
+            action: Some(action.into()),
+            ..Default::default()
+        };
+        let mut events = f
+            .app
+            .store
+            .audit_events(Some(alpha.id), &filter)
+            .await
+            .unwrap();
+        events.extend(f.app.store.audit_events(None, &filter).await.unwrap());
+        let root = f.app.store.user_by_name("root").await.unwrap().unwrap();
+        for (project, _) in f.app.store.projects_for(&root, &[]).await.unwrap() {
+            if project.id != alpha.id {
+                events.extend(
+                    f.app
+                        .store
+                        .audit_events(Some(project.id), &filter)
+                        .await
+                        .unwrap(),
+                );
+            }
+        }
+        match events.first() {
+            Some(event) => {
+                assert_eq!(event.actor, "root", "{action}");
+                assert_eq!(event.source, "127.0.0.1", "{action}");
+            }
+            None => missing.push(format!("{} {} ({action})", spec.method, spec.path)),
+        }
+    }
+    assert!(missing.is_empty(), "no audit event for: {missing:?}");
+}
+
+#[tokio::test]
+async fn nothing_of_one_project_is_visible_from_another() {
+    let f = fixture().await;
+    let beta_tasks = f
+        .app
+        .call(Method::GET, "/projects/beta/tasks", "outsider", None)
+        .await;
+    assert_eq!(beta_tasks.status, StatusCode::OK);
+    assert_eq!(beta_tasks.body["tasks"].as_array().unwrap().len(), 0);
+    let projects = f.app.call(Method::GET, "/projects", "outsider", None).await;
+    let names: Vec<&str> = projects.body["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["beta"]);
+    // The task id exists, in alpha: from beta it is simply not there.
+    let cross = f
+        .app
+        .call(
+            Method::GET,
+            &format!("/projects/beta/tasks/{}", f.task_id),
+            "outsider",
+            None,
+        )
+        .await;
+    assert_eq!(cross.status, StatusCode::NOT_FOUND);
+    let hidden = f
+        .app
+        .call(Method::GET, "/projects/alpha", "outsider", None)
+        .await;
+    let missing = f
+        .app
+        .call(Method::GET, "/projects/nosuch", "outsider", None)
+        .await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+    assert_eq!(hidden.body["error"]["code"], missing.body["error"]["code"]);
+}
+
+#[tokio::test]
+async fn tokens_sessions_and_names_on_tasks() {
+    let f = fixture().await;
+    let created = f
+        .app
+        .call(Method::POST, "/tokens", "editor", Some(r#"{"name":"ci"}"#))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let secret = created.body["token"].as_str().unwrap().to_string();
+    let listed = f.app.call(Method::GET, "/tokens", "editor", None).await;
+    assert!(
+        !listed.body.to_string().contains(&secret),
+        "a token is shown once"
+    );
+
+    let with = |token: &str| {
+        Request::get("/api/v1/me")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(f.app.send(with(&secret)).await.body["name"], "eddie");
+    let id = created.body["id"].as_i64().unwrap();
+    let revoked = f
+        .app
+        .call(Method::DELETE, &format!("/tokens/{id}"), "editor", None)
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        f.app.send(with(&secret)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        f.app.send(with("nst_forged")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Browser sign-in: token in, HttpOnly SameSite=Strict cookie out.
+    let body = format!(r#"{{"token":"{}"}}"#, f.app.token("viewer").unwrap());
+    let signed = f
+        .app
+        .call(Method::POST, "/session", "anonymous", Some(&body))
+        .await;
+    assert_eq!(signed.status, StatusCode::CREATED);
+    let cookie = signed.headers["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let with_cookie = |method: Method| {
+        Request::builder()
+            .method(method)
+            .uri("/api/v1/me")
+            .header("cookie", pair.clone())
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        f.app.send(with_cookie(Method::GET)).await.body["name"],
+        "vera"
+    );
+    let out = Request::delete("/api/v1/session")
+        .header("cookie", pair.clone())
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(f.app.send(out).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        f.app.send(with_cookie(Method::GET)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // created_by is the signed-in user's name.
+    let body = format!(
+        r#"{{"repo":"{}","instructions":"Rename Foo"}}"#,
+        f.remote.url()
+    );
+    let task = f
+        .app
+        .call(Method::POST, "/projects/alpha/tasks", "editor", Some(&body))
+        .await;
+    assert_eq!(task.status, StatusCode::CREATED, "{}", task.body);
+    assert_eq!(task.body["created_by"], "eddie");
+}
+
+#[tokio::test]
+async fn bad_bodies_are_named_and_big_ones_refused() {
+    let f = fixture().await;
+    let wrong = f
+        .app
+        .call(
+            Method::PATCH,
+            "/projects/alpha",
+            "admin",
+            Some(r#"{"max_active_runs_per_user":"two"}"#),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        wrong.message().contains("max_active_runs_per_user"),
+        "{}",
+        wrong.message()
+    );
+    let broken = f
+        .app
+        .call(
+            Method::POST,
+            "/projects/alpha/tasks",
+            "admin",
+            Some(r#"{"repo": "#),
+        )
+        .await;
+    assert!(broken.status.is_client_error(), "{}", broken.status);
+    let huge = format!(r#"{{"repo":"x","instructions":"{}"}}"#, "a".repeat(2 << 20));
+    let big = f
+        .app
+        .call(Method::POST, "/projects/alpha/tasks", "admin", Some(&huge))
+        .await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+fn from(ip: [u8; 4], user: &str, groups: &str) -> Request<Body> {
+    let mut request = Request::get("/api/v1/projects/alpha/tasks")
+        .header("x-forwarded-user", user)
+        .header("x-forwarded-email", format!("{user}@example.com"))
+        .header("x-forwarded-groups", groups)
+        .body(Body::empty())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from((ip, 5555))));
+    request
+}
+
+#[tokio::test]
+async fn proxy_headers_count_only_from_trusted_proxies() {
+    let config = ServerConfig {
+        auth: AuthConfig {
+            proxy: Some(ProxyConfig {
+                trusted: vec!["10.0.0.1".parse().unwrap()],
+            }),
+            ..AuthConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let app = App::start(config, 0).await;
+    let bound = app
+        .call(
+            Method::PUT,
+            "/projects/alpha/groups/devs",
+            "admin",
+            Some(r#"{"role":"viewer"}"#),
+        )
+        .await;
+    assert_eq!(bound.status, StatusCode::OK);
+    assert_eq!(
+        app.send(from([10, 0, 0, 1], "carol", "devs, ops"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.send(from([10, 0, 0, 1], "dave", "ops")).await.status,
+        StatusCode::NOT_FOUND,
+        "signed in, but no role in alpha"
+    );
+    let forged = app.send(from([10, 0, 0, 9], "ada", "devs")).await;
+    assert_eq!(
+        forged.status,
+        StatusCode::UNAUTHORIZED,
+        "a forged header is ignored"
+    );
+    let audit = app
+        .store
+        .audit_events(
+            None,
+            &AuditFilter {
+                action: Some("auth.untrusted_proxy_header".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].source, "10.0.0.9");
+    let carol = app.store.user_by_name("carol").await.unwrap().unwrap();
+    assert_eq!(carol.email.as_deref(), Some("carol@example.com"));
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let f = fixture().await;
+    let doc = f
+        .app
+        .call(Method::GET, "/openapi.json", "anonymous", None)
+        .await;
+    assert_eq!(doc.status, StatusCode::OK);
+    assert_eq!(doc.body["openapi"], "3.1.0");
+    let mut seen = HashSet::new();
+    for spec in route_table() {
+        let op = &doc.body["paths"][spec.path][spec.method.as_str().to_lowercase()];
+        assert!(op.is_object(), "{} {} undocumented", spec.method, spec.path);
+        assert!(
+            seen.insert(op["operationId"].as_str().unwrap().to_string()),
+            "unique operation ids"
+        );
+    }
+}
