@@ -1,7 +1,7 @@
 // Test fixtures: a real `nightshift serve` on a free port with a temp data dir, a bare git
 // repository made with git, and Debian's Chromium driven by playwright-core.
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from "node:fs";
+import { mkdtempSync, writeFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
@@ -69,14 +69,20 @@ export async function startServer() {
     if (Date.now() > deadline) throw new Error(`nightshift serve did not start: ${log.join("")}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+  // The first start makes the server admin (admin of the default project) and writes its
+  // token here; the tests act as that admin.
+  const token = readFileSync(join(dir, "data", "admin.token"), "utf8").trim();
   return {
     url,
     dir,
     log,
+    token,
     async api(method, path, body) {
+      const headers = { authorization: `Bearer ${token}` };
+      if (body) headers["content-type"] = "application/json";
       const res = await fetch(`${url}/api/v1/projects/default${path}`, {
         method,
-        headers: body ? { "content-type": "application/json" } : {},
+        headers,
         body: body ? JSON.stringify(body) : undefined,
       });
       const json = await res.json();
@@ -89,6 +95,17 @@ export async function startServer() {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/// Signs `context` in through the sign-in page, as a person would: every page needs it.
+export async function signIn(context, server, next = "/p/default/tasks") {
+  const page = await context.newPage();
+  await page.goto(`${server.url}${next}`);
+  await page.waitForURL(/\/signin\?next=/);
+  await page.fill("#token", server.token);
+  await page.click("button[type=submit]");
+  await page.waitForURL(`${server.url}${next}`);
+  await page.close();
 }
 
 export async function launchBrowser() {

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startServer, launchBrowser, bareRepo, eventually, SCREENSHOTS } from "./harness.mjs";
+import { startServer, launchBrowser, bareRepo, eventually, signIn, SCREENSHOTS } from "./harness.mjs";
 
 let server, browser, context, repo, scratch;
 const timings = {};
@@ -24,6 +24,7 @@ before(async () => {
   server = await startServer();
   browser = await launchBrowser();
   context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await signIn(context, server);
   mkdirSync(SCREENSHOTS, { recursive: true });
 });
 
@@ -202,7 +203,7 @@ test("a template's checks override runs instead of the repository's checks", { t
   await page.close();
 }));
 
-test("the bell counts a finished run of the local user", { timeout: 120_000 }, timed("bell", async () => {
+test("the bell counts a finished run of the signed-in admin", { timeout: 120_000 }, timed("bell", async () => {
   const page = await openPage();
   await page.goto(`${server.url}/p/default/notifications`);
   await page.click("text=Mark all read");
@@ -253,7 +254,9 @@ test("tool calls in the log are collapsed and user text stays text", { timeout: 
 
 test("readable at 200 % zoom and in the dark scheme", { timeout: 30_000 }, timed("zoom_and_dark", async () => {
   // 200 % zoom of a 1280 px window lays out like a 640 px one at scale 2.
-  const zoomed = await browser.newContext({ viewport: { width: 640, height: 450 }, deviceScaleFactor: 2, colorScheme: "dark" });
+  // The signed-in session carries over: only the window changes.
+  const zoomed = await browser.newContext({ viewport: { width: 640, height: 450 }, deviceScaleFactor: 2, colorScheme: "dark",
+    storageState: await context.storageState() });
   const page = await zoomed.newPage();
   for (const path of ["/p/default/tasks", "/p/default/tasks/1", "/p/default/templates/say-goodbye", "/p/default/tasks/new"]) {
     await page.goto(`${server.url}${path}`);
@@ -265,4 +268,25 @@ test("readable at 200 % zoom and in the dark scheme", { timeout: 30_000 }, timed
   await page.goto(`${server.url}/p/default/tasks`);
   await page.screenshot({ path: join(SCREENSHOTS, "tasks-dark-200.png"), fullPage: true });
   await zoomed.close();
+}));
+
+test("sign-in: pages ask for a token, a wrong one is refused, sign-out ends the session", { timeout: 30_000 }, timed("sign_in", async () => {
+  const fresh = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await fresh.newPage();
+  await page.goto(`${server.url}/p/default/templates`);
+  await page.waitForURL(/\/signin\?next=%2Fp%2Fdefault%2Ftemplates$/);
+  await page.fill("#token", "nst_not-a-token");
+  await page.click("button[type=submit]");
+  assert.match(await page.locator("#signin-error").textContent(), /unknown or revoked/);
+  await page.fill("#token", server.token);
+  await page.click("button[type=submit]");
+  await page.waitForURL(`${server.url}/p/default/templates`);
+  assert.equal((await page.locator(".user").textContent()).trim(), "admin");
+  await page.click("a.signout");
+  await page.waitForURL(/\/signout$/);
+  await page.click("button[type=submit]");
+  await page.waitForURL(/\/signin$/);
+  await page.goto(`${server.url}/p/default/tasks`);
+  await page.waitForURL(/\/signin\?next=/);
+  await fresh.close();
 }));

@@ -62,7 +62,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
         // Forms change state; `router` refuses them when they come from another site (CSRF).
         .route("/p/{project}/notifications/{id}", get(notifications::open))
         .route("/", get(home))
-        .route("/signout", axum::routing::post(session::sign_out))
+        .route(
+            "/signout",
+            get(session::sign_out_page).post(session::sign_out),
+        )
         // Every page needs a signed-in user with a role in the page's project.
         .layer(axum::middleware::from_fn_with_state(
             state,
@@ -245,8 +248,7 @@ pub(crate) fn page(chrome: &Chrome, nav: Nav, title: &str, body: &str) -> Html<S
 <a class=\"bell\" id=\"bell\" href=\"{base}/notifications\" aria-label=\"{bell_label}\"{bell_current}>\
 {BELL_SVG}<span class=\"count\" id=\"bell-count\" data-count=\"{unread}\">{unread}</span></a>\
 <span class=\"user\" title=\"Signed in as\">{user}</span>\
-<form method=\"post\" action=\"/signout\" class=\"signout\"><button type=\"submit\">Sign out</button></form>\
-</div></header>\
+<a class=\"signout\" href=\"/signout\">Sign out</a></div></header>\
 <main id=\"main\" tabindex=\"-1\"><h1>{title}</h1>{body}</main></body></html>",
         title = esc(title),
         project = esc(&chrome.project),

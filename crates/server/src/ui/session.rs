@@ -171,6 +171,22 @@ pub(crate) async fn sign_in(
     }
 }
 
+/// The sign-out link's page: a GET must not change anything (a link on another site could
+/// follow it), so the session ends only when this form is posted.
+pub(crate) async fn sign_out_page(user: CurrentUser) -> Html<String> {
+    Html(format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<meta name=\"color-scheme\" content=\"light dark\">\
+<title>Sign out · Nightshift</title><link rel=\"stylesheet\" href=\"/static/app.css\"></head>\
+<body><main id=\"main\"><h1>Sign out</h1><p>Signed in as <strong>{}</strong>.</p>\
+<form method=\"post\" action=\"/signout\" class=\"signin\">\
+<button type=\"submit\">Sign out</button></form>\
+<p><a href=\"/\">Back to the tasks</a></p></main></body></html>",
+        esc(user.name())
+    ))
+}
+
 pub(crate) async fn sign_out(
     State(state): State<AppState>,
     user: CurrentUser,
