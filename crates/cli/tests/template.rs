@@ -13,6 +13,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_nightshift");
 struct Server {
     child: Child,
     url: String,
+    /// The first admin's API token, which the server writes on first start.
+    token: String,
+    /// Kept open so later lines the server prints do not hit a closed pipe.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Drop for Server {
@@ -32,22 +36,37 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        // The first start announces the admin token's file before the address.
+        let mut seen = String::new();
+        let url = loop {
+            let mut line = String::new();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "no address in {seen:?}"
+            );
+            if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+                break url.to_string();
+            }
+            seen.push_str(&line);
+        };
+        let token = std::fs::read_to_string(data.join("admin.token"))
+            .unwrap()
+            .trim()
             .to_string();
-        Server { child, url }
+        Server {
+            child,
+            url,
+            token,
+            _stdout: stdout,
+        }
     }
 
     fn cli(&self, args: &[&str]) -> Output {
         Command::new(BIN)
             .args(args)
             .env("NIGHTSHIFT_URL", &self.url)
+            .env("NIGHTSHIFT_TOKEN", &self.token)
             .stdin(Stdio::null())
             .output()
             .unwrap()
