@@ -42,7 +42,8 @@ async fn main() {
             "clone",
             "--quiet",
             "--bare",
-            &src.to_string_lossy(),
+            // Over file:// like any remote, instead of git's local copying shortcut.
+            &format!("file://{}", src.display()),
             &bare.to_string_lossy(),
         ],
     );
