@@ -4,6 +4,7 @@ mod client;
 mod people;
 mod serve;
 mod task;
+mod template;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,9 @@ enum Command {
     /// Create, watch, cancel and retry tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// List, show and create templates, or save a succeeded task as one.
+    #[command(subcommand)]
+    Template(template::TemplateCommand),
     /// Create, list and revoke your API tokens.
     #[command(subcommand)]
     Token(people::TokenCommand),
@@ -46,6 +50,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Task(cmd) => task::run(cmd).await,
+            Command::Template(cmd) => template::run(cmd).await,
             Command::Token(cmd) => people::token(cmd).await,
             Command::Project(cmd) => people::project(cmd).await,
         }

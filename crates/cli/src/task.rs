@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 
 use crate::client::{Client, ClientArgs};
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum TaskCommand {
     /// Create a task; its first run is queued at once.
@@ -63,9 +65,19 @@ pub struct CreateArgs {
     /// The branch to start from and open the pull request against (default: the remote's default).
     #[arg(long)]
     base: Option<String>,
-    /// What to change, in plain language.
+    /// What to change, in plain language (not with --template: the template renders them).
+    #[arg(
+        long,
+        required_unless_present = "template",
+        conflicts_with = "template"
+    )]
+    instructions: Option<String>,
+    /// Create the task from this template (its latest version).
     #[arg(long)]
-    instructions: String,
+    template: Option<String>,
+    /// A template parameter value, `name=value`; repeat for each parameter.
+    #[arg(long = "param", value_name = "NAME=VALUE", requires = "template")]
+    params: Vec<String>,
     #[arg(long)]
     title: Option<String>,
     /// command, claude-code, codex or acp.
@@ -154,6 +166,9 @@ pub async fn run(command: TaskCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
+    if let Some(template) = args.template.clone() {
+        return crate::template::create_task(args_for_template(args), &template).await;
+    }
     let kind: AgentKind = match (&args.agent, &args.agent_command) {
         (Some(kind), _) => kind.parse()?,
         (None, Some(_)) => AgentKind::Command,
@@ -184,8 +199,47 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
     finish(&client, task, args.wait, args.json).await
 }
 
+/// The parts of `task create` a template instantiation passes on: only what was given, so the
+/// template's own defaults apply to the rest.
+fn args_for_template(args: CreateArgs) -> crate::template::FromTemplate {
+    let agent = match (&args.agent, &args.agent_command) {
+        (None, None) => None,
+        (kind, command) => Some(json!({
+            "kind": kind.as_deref().unwrap_or("command"),
+            "command": command,
+            "model": args.model,
+        })),
+    };
+    let budget =
+        (args.max_cost_usd.is_some() || args.max_turns.is_some() || args.max_tokens.is_some())
+            .then_some(Budget {
+                max_cost_usd: args.max_cost_usd,
+                max_turns: args.max_turns,
+                max_tokens: args.max_tokens,
+            });
+    crate::template::FromTemplate {
+        body: json!({
+            "repo": args.repo,
+            "base": args.base,
+            "title": args.title,
+            "agent": agent,
+            "timeout": args.timeout.map(|t| format!("{}s", t.as_secs())),
+            "budget": budget,
+        }),
+        params: args.params,
+        wait: args.wait,
+        json: args.json,
+        client: args.client,
+    }
+}
+
 /// Prints the task, or waits for its latest run to end when asked.
-async fn finish(client: &Client, task: Value, wait: bool, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) async fn finish(
+    client: &Client,
+    task: Value,
+    wait: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     if !wait {
         print_task(&task, json);
         return Ok(ExitCode::SUCCESS);

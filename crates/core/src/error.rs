@@ -21,6 +21,10 @@ pub enum CoreError {
         value: String,
         expected: &'static str,
     },
+    #[error("invalid template: {reason}")]
+    InvalidTemplate { reason: String },
+    #[error("invalid value for parameter {name}: {reason}")]
+    InvalidParameter { name: String, reason: String },
     #[error("run cannot go from {from} to {to}")]
     InvalidTransition { from: String, to: String },
 }

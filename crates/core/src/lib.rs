@@ -6,6 +6,7 @@ mod error;
 mod model;
 mod people;
 mod run;
+mod template;
 mod values;
 
 pub use agent_event::{AgentEvent, OutputStream, ToolKind, Usage};
@@ -18,6 +19,10 @@ pub use people::{
     AuditEvent, AuditFilter, ProjectSettings, Role, User, month_bounds, month_label, parse_month,
 };
 pub use run::{EndReason, Phase, Run, RunStatus};
+pub use template::{
+    ParamFromText, ParamType, Template, TemplateParam, TemplateParams, TemplateSpec, parameterise,
+    placeholders, valid_template_name,
+};
 pub use values::{
     BranchName, DEFAULT_TIMEOUT, Instructions, MAX_INSTRUCTIONS_BYTES, RepoUrl, format_duration,
     format_timestamp, now_millis, parse_duration, parse_timestamp, slug,

@@ -286,8 +286,21 @@ impl RunExecution {
         self.change.branch = Some(branch);
         self.worktree = Some(worktree);
 
-        let plan = nightshift_checks::discover(&work)
+        let mut plan = nightshift_checks::discover(&work)
             .map_err(|e| fail(EndReason::ChecksFailed, Phase::Preparing, e.to_string()))?;
+        // A template's checks override replaces the repository's format, lint and test commands.
+        if let Some((source, commands)) = self
+            .engine
+            .store
+            .task_checks_override(self.task.project_id, self.task.id)
+            .await
+            .map_err(|e| self.infra("cannot read the template's checks")(e.to_string()))?
+        {
+            plan.format.clear();
+            plan.lint.clear();
+            plan.test = commands;
+            plan.source = source;
+        }
         self.change.checks_source = plan.source.clone();
         self.events.emit(
             EventKind::Check,

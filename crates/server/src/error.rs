@@ -84,6 +84,8 @@ impl From<nightshift_core::CoreError> for ApiError {
             C::InvalidTimestamp { .. } => "invalid_timestamp",
             C::InvalidEnum { .. } => "invalid_value",
             C::InvalidTransition { .. } => "invalid_transition",
+            C::InvalidTemplate { .. } => "invalid_template",
+            C::InvalidParameter { .. } => "invalid_parameter",
         };
         ApiError::invalid(code, e.to_string())
     }

@@ -6,6 +6,7 @@ pub mod auth;
 mod bootstrap;
 mod error;
 pub mod openapi;
+mod ui;
 mod views;
 
 pub use api::{RouteSpec, route_table};
@@ -126,6 +127,10 @@ pub fn router(state: AppState) -> Router {
     ));
     Router::new()
         .nest("/api/v1", api)
+        .merge(ui::routes(state.clone()))
+        // A browser's cross-site POST (a form on another site) is refused everywhere, API
+        // included: sessions are cookies, and this is what makes them CSRF-safe.
+        .layer(axum::middleware::from_fn(ui::same_origin))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

@@ -6,9 +6,11 @@
 
 mod events;
 mod live;
+mod notifications;
 mod rows;
 mod runs;
 mod tasks;
+mod templates;
 
 // Projects, people and policies.
 mod audit;
@@ -21,8 +23,10 @@ mod users;
 
 pub use events::NewEvent;
 pub use live::{ANY_RUN, RunFollower};
+pub use notifications::Notification;
 pub use runs::{Claim, Heartbeat, RunUpdate};
 pub use tasks::{CancelOutcome, TaskSummary};
+pub use templates::{TemplateSummary, TemplateUsage, TemplateUse};
 
 pub use audit::NewAudit;
 pub use credentials::{CredentialInfo, ForgeCredential, SecretKey, write_private};

@@ -210,7 +210,8 @@ impl Store {
         Ok(())
     }
 
-    /// Ends a run this worker holds. `failed_phase` names where a failure happened.
+    /// Ends a run this worker holds. `failed_phase` names where a failure happened. The
+    /// notifications for the task's creator are written in the same transaction.
     pub async fn finish_run(
         &self,
         run_id: i64,
@@ -239,6 +240,9 @@ impl Store {
         }
         sync_task_status(&mut tx, run_id).await?;
         let run = fetch_run(&mut tx, run_id).await?;
+        // In the same transaction as the status change, so a finished run always has its
+        // notifications and a failed insert leaves the run unfinished rather than silent.
+        crate::notifications::insert_run_notifications(&mut tx, &run).await?;
         tx.commit().await?;
         Ok(run)
     }

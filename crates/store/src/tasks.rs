@@ -35,6 +35,15 @@ enum Bind {
 impl Store {
     /// Stores a task and its first run (queued) in one transaction.
     pub async fn create_task(&self, new: &NewTask) -> Result<(Task, Run)> {
+        self.insert_task(new, None).await
+    }
+
+    /// `template`: the id, version and parameter values (JSON) of the template it came from.
+    pub(crate) async fn insert_task(
+        &self,
+        new: &NewTask,
+        template: Option<(i64, i64, String)>,
+    ) -> Result<(Task, Run)> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
         let task_id: i64 = sqlx::query(
@@ -62,6 +71,17 @@ impl Store {
             .bind(task_id)
             .execute(&mut *tx)
             .await?;
+        if let Some((template_id, version, params)) = template {
+            sqlx::query(
+                "UPDATE tasks SET template_id = $1, template_version = $2, template_params = $3 WHERE id = $4",
+            )
+            .bind(template_id)
+            .bind(version)
+            .bind(params)
+            .bind(task_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         let task = self
             .task(new.project_id, task_id)

@@ -4,10 +4,12 @@
 
 mod audit;
 mod credentials;
+mod notifications;
 mod projects;
 mod stream;
 pub(crate) mod tasks;
-mod tokens;
+pub(crate) mod templates;
+pub(crate) mod tokens;
 
 use axum::Router;
 use axum::http::Method;
@@ -406,6 +408,100 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "A run's events live (SSE)",
             ),
             get(stream::follow),
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects/{project}/templates",
+                VIEWER,
+                "Templates with their use count and success rate",
+            ),
+            get(templates::list),
+        ),
+        (
+            change(
+                M::POST,
+                "/projects/{project}/templates",
+                EDITOR,
+                "template.create",
+                "Create a template (version 1)",
+                Some(r#"{"name":"bump-deps","instructions":"Bump the dependencies"}"#),
+            ),
+            post(templates::create),
+        ),
+        (
+            change(
+                M::POST,
+                "/projects/{project}/templates/from-task",
+                EDITOR,
+                "template.from_task",
+                "Save a succeeded task as a template, marking parts of its instructions as parameters",
+                Some(r#"{"task_id":1,"name":"from-task"}"#),
+            ),
+            post(templates::from_task),
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects/{project}/templates/{name}",
+                VIEWER,
+                "A template version with its versions and usage history",
+            ),
+            get(templates::show),
+        ),
+        (
+            change(
+                M::PUT,
+                "/projects/{project}/templates/{name}",
+                EDITOR,
+                "template.update",
+                "Edit a template: stores the next version",
+                Some(r#"{"name":"bump-deps","instructions":"Bump every dependency"}"#),
+            ),
+            put(templates::update),
+        ),
+        (
+            change(
+                M::POST,
+                "/projects/{project}/templates/{name}/tasks",
+                EDITOR,
+                "template.instantiate",
+                "Create a task from a template with parameter values",
+                Some(r#"{"repo":"https://example.com/repo.git","params":{}}"#),
+            ),
+            post(templates::instantiate),
+        ),
+        (
+            // Any member: notifications are the caller's own, so viewing needs no more.
+            spec(
+                M::GET,
+                "/projects/{project}/notifications",
+                VIEWER,
+                "Your notifications in this project, with the unread count",
+            ),
+            get(notifications::list),
+        ),
+        (
+            change(
+                M::POST,
+                "/projects/{project}/notifications/read-all",
+                VIEWER,
+                "notification.read_all",
+                "Mark all your notifications in this project read",
+                None,
+            ),
+            post(notifications::read_all),
+        ),
+        (
+            change(
+                M::POST,
+                "/projects/{project}/notifications/{id}/read",
+                VIEWER,
+                "notification.read",
+                "Mark one of your notifications read",
+                None,
+            ),
+            post(notifications::read),
         ),
     ]
 }

@@ -7,14 +7,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use nightshift_core::{
     AgentKind, AgentSpec, BranchName, Budget, DEFAULT_TIMEOUT, Instructions, NewTask, Project,
-    RepoUrl, RunEvent, TaskFilter, parse_duration, parse_timestamp,
+    RepoUrl, RunEvent, TaskFilter, Template, TemplateParams, parse_duration, parse_timestamp,
 };
 use nightshift_store::CancelOutcome;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::{AuditNote, ProjectAccess};
+use crate::auth::{AuditNote, CurrentUser, ProjectAccess};
 use crate::error::ApiError;
 use crate::views::{RunView, TaskView};
 
@@ -32,7 +32,7 @@ pub(crate) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiErro
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTask {
     pub repo: String,
@@ -57,6 +57,27 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let project = access.project.clone();
     let request = body(request)?;
+    let view = create_task(&state, &project, &access.user, request, None).await?;
+    let task_id = view.id;
+    let mut response = (StatusCode::CREATED, Json(view)).into_response();
+    response.extensions_mut().insert(AuditNote {
+        object: Some(format!("task {task_id}")),
+        ..Default::default()
+    });
+    Ok(response)
+}
+
+/// Validates a task request and stores the task with its first run. With a template, its
+/// agent, budget and timeout apply where the request names none, and the task records which
+/// version and values it came from (`request.instructions` is then the rendered text).
+pub(crate) async fn create_task(
+    state: &AppState,
+    project: &Project,
+    user: &CurrentUser,
+    request: CreateTask,
+    template: Option<(&Template, &TemplateParams)>,
+) -> Result<TaskView, ApiError> {
+    let spec = template.map(|(t, _)| &t.spec);
     // The project may lower the server's timeout cap (and with it the default).
     let settings = state.store.project_settings(project.id).await?;
     let max_timeout = settings
@@ -73,9 +94,13 @@ pub async fn create(
         .filter(|b| !b.trim().is_empty())
         .map(BranchName::parse)
         .transpose()?;
-    let timeout = match request.timeout.as_deref() {
-        Some(text) => parse_duration(text)?,
-        None => DEFAULT_TIMEOUT.min(max_timeout),
+    let timeout = match (
+        request.timeout.as_deref(),
+        spec.and_then(|s| s.timeout_secs),
+    ) {
+        (Some(text), _) => parse_duration(text)?,
+        (None, Some(secs)) => std::time::Duration::from_secs(secs),
+        (None, None) => DEFAULT_TIMEOUT.min(max_timeout),
     };
     if timeout > max_timeout {
         return Err(ApiError::invalid(
@@ -89,6 +114,7 @@ pub async fn create(
     }
     let agent = request
         .agent
+        .or_else(|| spec.and_then(|s| s.agent.clone()))
         .unwrap_or_else(|| state.config.default_agent.clone());
     if agent.kind == AgentKind::Command
         && agent.command.as_deref().is_none_or(|c| c.trim().is_empty())
@@ -98,7 +124,10 @@ pub async fn create(
             "the command agent needs a command: set agent.command (CLI: --agent-command)",
         ));
     }
-    let budget = request.budget.unwrap_or_default();
+    let budget = request
+        .budget
+        .or(spec.map(|s| s.budget))
+        .unwrap_or_default();
     if budget
         .max_cost_usd
         .is_some_and(|c| !(c.is_finite() && c > 0.0))
@@ -142,18 +171,20 @@ pub async fn create(
         agent,
         timeout_secs: timeout.as_secs(),
         budget,
-        created_by: access.user.user.name.clone(),
+        created_by: user.name().to_string(),
     };
-    let (task, run) = state.store.create_task(&new).await?;
+    let (task, run) = match template {
+        Some((template, params)) => {
+            state
+                .store
+                .create_task_from_template(&new, template, params)
+                .await?
+        }
+        None => state.store.create_task(&new).await?,
+    };
     state.engine.wake();
-    let view = TaskView::detail(&task, &project.name, &[run])
-        .ok_or_else(|| ApiError::not_found("task has no run"))?;
-    let mut response = (StatusCode::CREATED, Json(view)).into_response();
-    response.extensions_mut().insert(AuditNote {
-        object: Some(format!("task {}", task.id)),
-        ..Default::default()
-    });
-    Ok(response)
+    TaskView::detail(&task, &project.name, &[run])
+        .ok_or_else(|| ApiError::not_found("task has no run"))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -212,7 +243,11 @@ pub async fn show(
     Ok(Json(task_view(&state, &project, id).await?))
 }
 
-async fn task_view(state: &AppState, project: &Project, id: i64) -> Result<TaskView, ApiError> {
+pub(crate) async fn task_view(
+    state: &AppState,
+    project: &Project,
+    id: i64,
+) -> Result<TaskView, ApiError> {
     let task = state
         .store
         .task(project.id, id)

@@ -50,14 +50,16 @@ pub struct SignIn {
     pub token: String,
 }
 
-pub async fn sign_in(
-    State(state): State<AppState>,
-    request: Result<Json<SignIn>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let request = body(request)?;
+/// Checks an API token and opens a browser session for its user: the user and the
+/// `Set-Cookie` value. Shared by the API's `POST /session` and the sign-in page, so both set
+/// the very same cookie.
+pub(crate) async fn start_session(
+    state: &AppState,
+    token: &str,
+) -> Result<(nightshift_core::User, String), ApiError> {
     let user = state
         .store
-        .user_by_token(request.token.trim())
+        .user_by_token(token.trim())
         .await?
         .ok_or_else(|| crate::auth::unauthenticated("the API token is unknown or revoked"))?;
     let ttl = state.config.auth.session_ttl;
@@ -69,6 +71,25 @@ pub async fn sign_in(
         "{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
         ttl.as_secs()
     );
+    Ok((user, cookie))
+}
+
+/// Ends the request's session, if any: the `Set-Cookie` value that clears the cookie.
+pub(crate) async fn end_session(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    if let Some(session) = crate::auth::identity_session(headers) {
+        state.store.delete_session(session).await?;
+    }
+    Ok(format!(
+        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+    ))
+}
+
+pub async fn sign_in(
+    State(state): State<AppState>,
+    request: Result<Json<SignIn>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = body(request)?;
+    let (user, cookie) = start_session(&state, &request.token).await?;
     let mut response = (
         StatusCode::CREATED,
         [(header::SET_COOKIE, cookie)],
@@ -87,10 +108,7 @@ pub async fn sign_out(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(session) = crate::auth::identity_session(&headers) {
-        state.store.delete_session(session).await?;
-    }
-    let expired = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    let expired = end_session(&state, &headers).await?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, expired)]).into_response())
 }
 

@@ -137,6 +137,14 @@ pub async fn resolve(
     Ok(identity)
 }
 
+/// The client address of a whole request, for middleware that has not split it.
+pub(crate) fn peer_of_request(request: &axum::extract::Request) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 pub(crate) fn peer_of(parts: &Parts) -> Option<IpAddr> {
     parts
         .extensions

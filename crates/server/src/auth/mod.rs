@@ -6,6 +6,7 @@ mod guard;
 mod identity;
 
 pub use guard::{AuditNote, ProjectAccess, guard};
+pub(crate) use identity::peer_of_request;
 pub(crate) use identity::session_cookie as identity_session;
 pub use identity::{CurrentUser, Identity, SESSION_COOKIE, resolve};
 

@@ -66,12 +66,56 @@ struct Fixture {
     remote: RemoteRepo,
     task_id: i64,
     root_token_id: i64,
+    /// A task of root's whose run succeeded: templates are saved from it.
+    done_task_id: i64,
+    /// Root's notification about that run.
+    notification_id: i64,
 }
 
 async fn fixture() -> Fixture {
     let app = App::start(ServerConfig::default(), 0).await;
     let remote = RemoteRepo::with_files(&[("README.md", "hello\n")]);
     let alpha = app.store.project("alpha").await.unwrap().unwrap();
+    let new_task = |created_by: &str, instructions: &str| NewTask {
+        project_id: alpha.id,
+        title: "existing".into(),
+        instructions: Instructions::parse(instructions).unwrap(),
+        repo: RepoUrl::parse(&remote.url()).unwrap(),
+        base_branch: BranchName::parse("main").unwrap(),
+        agent: AgentSpec::command("true"),
+        timeout_secs: 60,
+        budget: Budget::default(),
+        created_by: created_by.into(),
+    };
+    // Created first, so it is the run a claim takes; it ends as a worker would end it.
+    let (done, _) = app
+        .store
+        .create_task(&new_task("root", "A task that worked"))
+        .await
+        .unwrap();
+    let claim = app
+        .store
+        .claim_run("test", std::time::Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.task.id, done.id);
+    app.store
+        .finish_run(
+            claim.run.id,
+            "test",
+            nightshift_core::EndReason::Succeeded,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let notification_id = app
+        .store
+        .notifications(alpha.id, "root", false, 10)
+        .await
+        .unwrap()[0]
+        .id;
     let (task, _) = app
         .store
         .create_task(&NewTask {
@@ -94,6 +138,8 @@ async fn fixture() -> Fixture {
         remote,
         task_id: task.id,
         root_token_id: token.id,
+        done_task_id: done.id,
+        notification_id,
     }
 }
 
@@ -101,6 +147,8 @@ impl Fixture {
     fn path(&self, spec: &RouteSpec) -> String {
         let id = if spec.path.starts_with("/tokens/") {
             self.root_token_id
+        } else if spec.path.starts_with("/projects/{project}/notifications/") {
+            self.notification_id
         } else {
             self.task_id
         };
@@ -111,6 +159,7 @@ impl Fixture {
             .replace("{user}", "someone")
             .replace("{group}", "devs")
             .replace("{host}", "github.com")
+            .replace("{name}", "bump-deps")
     }
 
     fn body(&self, spec: &RouteSpec, n: usize) -> Option<String> {
@@ -121,6 +170,14 @@ impl Fixture {
             )),
             (Method::POST, "/projects/{project}/tasks") => Some(format!(
                 r#"{{"repo":"{}","instructions":"Change number {n}"}}"#,
+                self.remote.url()
+            )),
+            (Method::POST, "/projects/{project}/templates/from-task") => Some(format!(
+                r#"{{"task_id":{},"name":"from-task-{n}"}}"#,
+                self.done_task_id
+            )),
+            (Method::POST, "/projects/{project}/templates/{name}/tasks") => Some(format!(
+                r#"{{"repo":"{}","title":"From a template {n}"}}"#,
                 self.remote.url()
             )),
             (Method::POST, "/users") => Some(format!(r#"{{"name":"user{n}"}}"#)),

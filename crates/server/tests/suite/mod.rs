@@ -3,4 +3,6 @@ mod app;
 mod embedded;
 mod limits;
 mod retention;
+mod templates;
+mod ui;
 mod vault;

@@ -75,6 +75,16 @@ macro_rules! conformance_cases {
             let (store, _guard) = $make().await;
             crate::suite::conformance::generated_change_round_trips(store).await;
         }
+        #[tokio::test]
+        async fn templates_are_versioned_and_record_their_use() {
+            let (store, _guard) = $make().await;
+            crate::suite::templates::templates_are_versioned_and_record_their_use(store).await;
+        }
+        #[tokio::test]
+        async fn finished_runs_notify_their_creator() {
+            let (store, _guard) = $make().await;
+            crate::suite::templates::finished_runs_notify_their_creator(store).await;
+        }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn follower_sees_appends_in_order() {
             let (store, _guard) = $make().await;

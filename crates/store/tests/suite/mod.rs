@@ -1,3 +1,4 @@
 mod conformance;
 mod policies;
 mod postgres;
+mod templates;

@@ -1,0 +1,318 @@
+//! `nightshift template …` and `task create --template`: the client side of the template API.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use nightshift_core::{ParamFromText, ParamType, TemplateParam, TemplateSpec};
+use serde_json::{Map, Value, json};
+
+use crate::client::{Client, ClientArgs};
+
+#[derive(Subcommand)]
+pub enum TemplateCommand {
+    /// List the project's templates with their use and success rate.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a template, its parameters and its usage history.
+    Show {
+        name: String,
+        /// Which version (default: the latest).
+        #[arg(long)]
+        version: Option<i64>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create a template from a JSON file or from flags.
+    Create(CreateArgs),
+    /// Save a succeeded task as a template; marked text becomes parameters.
+    FromTask(FromTaskArgs),
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// A JSON template spec (name, description, instructions, parameters, agent, budget, …).
+    #[arg(long, conflicts_with_all = ["name", "instructions"])]
+    file: Option<std::path::PathBuf>,
+    #[arg(long, required_unless_present = "file")]
+    name: Option<String>,
+    #[arg(long, default_value = "")]
+    description: String,
+    /// Instructions with `{{name}}` placeholders.
+    #[arg(long, required_unless_present = "file")]
+    instructions: Option<String>,
+    /// A parameter: `name[:type][=default]`, type one of string, enum, boolean, number.
+    /// Without a default it is required.
+    #[arg(long = "param", value_name = "NAME[:TYPE][=DEFAULT]")]
+    params: Vec<String>,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+pub struct FromTaskArgs {
+    /// The succeeded task.
+    task: i64,
+    #[arg(long)]
+    name: String,
+    #[arg(long, default_value = "")]
+    description: String,
+    /// Text of the instructions that becomes a parameter: `TEXT=name[:type]`.
+    #[arg(long = "param", value_name = "TEXT=NAME[:TYPE]")]
+    params: Vec<String>,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// A task creation through a template, as `task create --template` gathered it.
+pub struct FromTemplate {
+    pub body: Value,
+    pub params: Vec<String>,
+    pub wait: bool,
+    pub json: bool,
+    pub client: ClientArgs,
+}
+
+pub async fn run(command: TemplateCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TemplateCommand::List { json, client } => {
+            let answer: Value = Client::new(&client).get("/templates").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer["templates"])?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for t in answer["templates"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} v{:<3} {:>4} uses  {:>5}  {}",
+                    t["template"]["name"].as_str().unwrap_or(""),
+                    t["template"]["version"],
+                    t["uses"],
+                    rate(&t["success_rate"]),
+                    t["template"]["description"].as_str().unwrap_or("")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TemplateCommand::Show {
+            name,
+            version,
+            json,
+            client,
+        } => {
+            let path = match version {
+                Some(v) => format!("/templates/{}?version={v}", segment(&name)),
+                None => format!("/templates/{}", segment(&name)),
+            };
+            let answer: Value = Client::new(&client).get(&path).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                print_show(&answer);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TemplateCommand::Create(args) => create(args).await,
+        TemplateCommand::FromTask(args) => {
+            let parameters = args
+                .params
+                .iter()
+                .map(|p| parse_mark(p))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let body = json!({
+                "task_id": args.task,
+                "name": args.name,
+                "description": args.description,
+                "parameters": parameters,
+            });
+            let t: Value = Client::new(&args.client)
+                .post("/templates/from-task", &body)
+                .await?;
+            print_created(&t, args.json);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
+    let spec: Value = match &args.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a template spec", path.display()))?
+        }
+        None => {
+            let parameters = args
+                .params
+                .iter()
+                .map(|p| parse_param(p))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            serde_json::to_value(TemplateSpec {
+                name: args.name.clone().unwrap_or_default(),
+                description: args.description.clone(),
+                instructions: args.instructions.clone().unwrap_or_default(),
+                parameters,
+                agent: None,
+                checks: Vec::new(),
+                budget: Default::default(),
+                timeout_secs: None,
+            })?
+        }
+    };
+    let t: Value = Client::new(&args.client).post("/templates", &spec).await?;
+    print_created(&t, args.json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `task create --template NAME --param k=v …`
+pub async fn create_task(args: FromTemplate, template: &str) -> anyhow::Result<ExitCode> {
+    let mut params = Map::new();
+    for p in &args.params {
+        let (k, v) = p
+            .split_once('=')
+            .with_context(|| format!("--param {p:?}: use name=value"))?;
+        params.insert(k.trim().to_string(), Value::String(v.to_string()));
+    }
+    let mut body = args.body;
+    if let Some(map) = body.as_object_mut() {
+        // Unset fields are left out so the template's defaults apply.
+        map.retain(|_, v| !v.is_null());
+        map.insert("params".into(), Value::Object(params));
+    }
+    let client = Client::new(&args.client);
+    let task: Value = client
+        .post(&format!("/templates/{}/tasks", segment(template)), &body)
+        .await?;
+    crate::task::finish(&client, task, args.wait, args.json).await
+}
+
+/// `name[:type][=default]`
+fn parse_param(text: &str) -> anyhow::Result<TemplateParam> {
+    let (head, default) = match text.split_once('=') {
+        Some((h, d)) => (h, Some(d.to_string())),
+        None => (text, None),
+    };
+    let (name, kind) = match head.split_once(':') {
+        Some((n, k)) => (n, k.parse::<ParamType>()?),
+        None => (head, ParamType::String),
+    };
+    if kind == ParamType::Enum {
+        bail!(
+            "--param {text:?}: enums need choices: create the template from a JSON file (--file)"
+        );
+    }
+    Ok(TemplateParam {
+        name: name.trim().to_string(),
+        kind,
+        description: None,
+        required: default.is_none(),
+        default,
+        pattern: None,
+        choices: Vec::new(),
+    })
+}
+
+/// `TEXT=name[:type]`; the last `=` splits, so the text may contain `=`.
+fn parse_mark(text: &str) -> anyhow::Result<ParamFromText> {
+    let (literal, spec) = text
+        .rsplit_once('=')
+        .with_context(|| format!("--param {text:?}: use TEXT=name[:type]"))?;
+    let (name, kind) = match spec.split_once(':') {
+        Some((n, k)) => (n, k.parse::<ParamType>()?),
+        None => (spec, ParamType::String),
+    };
+    Ok(ParamFromText {
+        text: literal.to_string(),
+        name: name.trim().to_string(),
+        kind,
+        pattern: None,
+    })
+}
+
+fn segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn rate(v: &Value) -> String {
+    v.as_f64()
+        .map(|r| format!("{:.0}%", r * 100.0))
+        .unwrap_or_else(|| "–".into())
+}
+
+fn print_created(t: &Value, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(t).unwrap_or_default());
+    } else {
+        println!(
+            "template {} v{} saved",
+            t["name"].as_str().unwrap_or(""),
+            t["version"]
+        );
+    }
+}
+
+fn print_show(answer: &Value) {
+    let t = &answer["template"];
+    println!(
+        "template {} v{} · {}",
+        t["name"].as_str().unwrap_or(""),
+        t["version"],
+        t["description"].as_str().unwrap_or("")
+    );
+    println!(
+        "  uses {} · success rate {}",
+        answer["uses"],
+        rate(&answer["success_rate"])
+    );
+    println!("  instructions:");
+    for line in t["instructions"].as_str().unwrap_or("").lines() {
+        println!("    {line}");
+    }
+    for p in t["parameters"].as_array().into_iter().flatten() {
+        println!(
+            "  param {} ({}{}){}",
+            p["name"].as_str().unwrap_or(""),
+            p["type"].as_str().unwrap_or(""),
+            if p["required"].as_bool() == Some(true) {
+                ", required"
+            } else {
+                ""
+            },
+            p["default"]
+                .as_str()
+                .map(|d| format!(" default {d:?}"))
+                .unwrap_or_default()
+        );
+    }
+    let usage = answer["usage"].as_array().cloned().unwrap_or_default();
+    if !usage.is_empty() {
+        println!("  usage:");
+    }
+    for u in usage {
+        println!(
+            "    task {:>5}  v{}  {:<10} {} {}",
+            u["task_id"],
+            u["version"],
+            u["run"]["status"].as_str().unwrap_or(""),
+            u["title"].as_str().unwrap_or(""),
+            u["run"]["pr_url"].as_str().unwrap_or("")
+        );
+    }
+}

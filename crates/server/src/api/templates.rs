@@ -1,0 +1,342 @@
+//! Template routes: list, show with usage history, create, edit (a new version), save a
+//! succeeded task as a template, and create a task from one.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use nightshift_core::{
+    AgentSpec, Budget, ParamFromText, Project, Template, TemplateParams, TemplateSpec, parameterise,
+};
+use nightshift_store::{TemplateSummary, TemplateUsage};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::api::tasks::{CreateTask, body, create_task};
+use crate::auth::CurrentUser;
+use crate::error::ApiError;
+use crate::views::{RunView, TaskView};
+
+/// A template as the API sends it: the version's spec plus its identity and usage.
+#[derive(Debug, Serialize)]
+pub struct TemplateView {
+    pub id: i64,
+    pub version: i64,
+    #[serde(flatten)]
+    pub spec: TemplateSpec,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+impl TemplateView {
+    pub fn new(t: &Template) -> Self {
+        TemplateView {
+            id: t.id,
+            version: t.version,
+            spec: t.spec.clone(),
+            created_by: t.created_by.clone(),
+            created_at: nightshift_core::format_timestamp(t.created_at),
+        }
+    }
+}
+
+/// One use of a template: the task, which version and values, and how it went.
+#[derive(Debug, Serialize)]
+pub struct UsageView {
+    pub task_id: i64,
+    pub title: String,
+    pub version: i64,
+    pub params: BTreeMap<String, String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub run: RunView,
+}
+
+impl UsageView {
+    pub fn new(u: &TemplateUsage) -> Self {
+        UsageView {
+            task_id: u.summary.task.id,
+            title: u.summary.task.title.clone(),
+            version: u.version,
+            params: u.params.as_map().clone(),
+            created_by: u.summary.task.created_by.clone(),
+            created_at: nightshift_core::format_timestamp(u.summary.task.created_at),
+            run: RunView::new(&u.summary.latest),
+        }
+    }
+}
+
+fn summary_json(s: &TemplateSummary) -> Value {
+    json!({
+        "template": TemplateView::new(&s.template),
+        "uses": s.uses,
+        "succeeded": s.succeeded,
+        "ended": s.ended,
+        "success_rate": s.success_rate(),
+    })
+}
+
+pub(crate) async fn template_or_404(
+    state: &AppState,
+    project: &Project,
+    name: &str,
+    version: Option<i64>,
+) -> Result<Template, ApiError> {
+    state
+        .store
+        .template(project.id, name, version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("template {name:?} not found")))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let project = state.project(&project).await?;
+    let list = state.store.list_templates(project.id).await?;
+    Ok(Json(
+        json!({"templates": list.iter().map(summary_json).collect::<Vec<_>>()}),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ShowQuery {
+    pub version: Option<i64>,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path((project, name)): Path<(String, String)>,
+    Query(query): Query<ShowQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let project = state.project(&project).await?;
+    let template = template_or_404(&state, &project, &name, query.version).await?;
+    let versions = state.store.template_versions(project.id, &name).await?;
+    let usage = state
+        .store
+        .template_usage(project.id, template.id, 100)
+        .await?;
+    let summary = state
+        .store
+        .list_templates(project.id)
+        .await?
+        .into_iter()
+        .find(|s| s.template.id == template.id);
+    Ok(Json(json!({
+        "template": TemplateView::new(&template),
+        "versions": versions.iter().map(|v| json!({"version": v.version, "created_by": v.created_by,
+            "created_at": nightshift_core::format_timestamp(v.created_at)})).collect::<Vec<_>>(),
+        "usage": usage.iter().map(UsageView::new).collect::<Vec<_>>(),
+        "success_rate": summary.as_ref().and_then(TemplateSummary::success_rate),
+        "uses": summary.as_ref().map(|s| s.uses).unwrap_or(0),
+    })))
+}
+
+/// Validates and stores a new template (version 1).
+pub(crate) async fn create_template(
+    state: &AppState,
+    project: &Project,
+    user: &CurrentUser,
+    spec: &TemplateSpec,
+) -> Result<Template, ApiError> {
+    spec.validate()?;
+    check_agent(spec.agent.as_ref())?;
+    Ok(state
+        .store
+        .create_template(project.id, spec, user.name())
+        .await?)
+}
+
+/// Validates and stores the next version of template `name`.
+pub(crate) async fn update_template(
+    state: &AppState,
+    project: &Project,
+    user: &CurrentUser,
+    name: &str,
+    spec: &TemplateSpec,
+) -> Result<Template, ApiError> {
+    spec.validate()?;
+    check_agent(spec.agent.as_ref())?;
+    Ok(state
+        .store
+        .update_template(project.id, name, spec, user.name())
+        .await?)
+}
+
+fn check_agent(agent: Option<&AgentSpec>) -> Result<(), ApiError> {
+    if let Some(agent) = agent
+        && agent.kind == nightshift_core::AgentKind::Command
+        && agent.command.as_deref().is_none_or(|c| c.trim().is_empty())
+    {
+        return Err(ApiError::invalid(
+            "agent_command_required",
+            "the command agent needs a command",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    user: CurrentUser,
+    request: Result<Json<TemplateSpec>, JsonRejection>,
+) -> Result<(StatusCode, Json<TemplateView>), ApiError> {
+    let project = state.project(&project).await?;
+    let spec = body(request)?;
+    let template = create_template(&state, &project, &user, &spec).await?;
+    Ok((StatusCode::CREATED, Json(TemplateView::new(&template))))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path((project, name)): Path<(String, String)>,
+    user: CurrentUser,
+    request: Result<Json<TemplateSpec>, JsonRejection>,
+) -> Result<Json<TemplateView>, ApiError> {
+    let project = state.project(&project).await?;
+    let spec = body(request)?;
+    let template = update_template(&state, &project, &user, &name, &spec).await?;
+    Ok(Json(TemplateView::new(&template)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FromTask {
+    pub task_id: i64,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The parts of the task's instructions that become parameters.
+    #[serde(default)]
+    pub parameters: Vec<ParamFromText>,
+}
+
+/// The spec a succeeded task would make: its instructions with the marked parts turned into
+/// parameters, and its agent, budget and timeout.
+pub(crate) async fn spec_from_task(
+    state: &AppState,
+    project: &Project,
+    request: &FromTask,
+) -> Result<TemplateSpec, ApiError> {
+    let task = state
+        .store
+        .task(project.id, request.task_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("task {} not found", request.task_id)))?;
+    if !state.store.task_ever_succeeded(project.id, task.id).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "task_not_succeeded",
+            format!(
+                "task {} has no succeeded run: only a task that worked becomes a template",
+                task.id
+            ),
+        ));
+    }
+    let (instructions, parameters) = parameterise(&task.instructions, &request.parameters)?;
+    Ok(TemplateSpec {
+        name: request.name.trim().to_string(),
+        description: request.description.clone(),
+        instructions,
+        parameters,
+        agent: Some(task.agent.clone()),
+        checks: Vec::new(),
+        budget: task.budget,
+        timeout_secs: Some(task.timeout_secs),
+    })
+}
+
+pub async fn from_task(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    user: CurrentUser,
+    request: Result<Json<FromTask>, JsonRejection>,
+) -> Result<(StatusCode, Json<TemplateView>), ApiError> {
+    let project = state.project(&project).await?;
+    let request = body(request)?;
+    let spec = spec_from_task(&state, &project, &request).await?;
+    let template = create_template(&state, &project, &user, &spec).await?;
+    Ok((StatusCode::CREATED, Json(TemplateView::new(&template))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Instantiate {
+    /// Values by parameter name: strings, booleans or numbers.
+    #[serde(default)]
+    pub params: BTreeMap<String, Value>,
+    pub repo: String,
+    #[serde(default)]
+    pub base: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub agent: Option<AgentSpec>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub budget: Option<Budget>,
+    /// Which version (default: the latest).
+    #[serde(default)]
+    pub version: Option<i64>,
+}
+
+/// JSON values become the text the form would have sent; objects and arrays are refused.
+fn value_text(name: &str, value: &Value) -> Result<String, ApiError> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Null => Ok(String::new()),
+        _ => Err(ApiError::invalid(
+            "invalid_parameter",
+            format!("invalid value for parameter {name}: use a string, number or boolean"),
+        )),
+    }
+}
+
+/// Binds the values, renders the instructions, and creates the task.
+pub(crate) async fn instantiate_template(
+    state: &AppState,
+    project: &Project,
+    user: &CurrentUser,
+    template: &Template,
+    values: &BTreeMap<String, String>,
+    mut request: CreateTask,
+) -> Result<TaskView, ApiError> {
+    let params: TemplateParams = template.spec.bind(values)?;
+    request.instructions = template.spec.render(&params);
+    create_task(state, project, user, request, Some((template, &params))).await
+}
+
+pub async fn instantiate(
+    State(state): State<AppState>,
+    Path((project, name)): Path<(String, String)>,
+    user: CurrentUser,
+    request: Result<Json<Instantiate>, JsonRejection>,
+) -> Result<(StatusCode, Json<TaskView>), ApiError> {
+    let project = state.project(&project).await?;
+    let request = body(request)?;
+    let template = template_or_404(&state, &project, &name, request.version).await?;
+    let values = request
+        .params
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), value_text(k, v)?)))
+        .collect::<Result<BTreeMap<_, _>, ApiError>>()?;
+    let create = CreateTask {
+        repo: request.repo,
+        base: request.base,
+        instructions: String::new(),
+        title: request.title,
+        agent: request.agent,
+        timeout: request.timeout,
+        budget: request.budget,
+    };
+    let view = instantiate_template(&state, &project, &user, &template, &values, create).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
