@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the API and the workers in one process (SQLite by default).
+    /// Run the API, the web UI and the workers in one process (SQLite by default).
     Serve(serve::ServeArgs),
     /// Create, watch, cancel and retry tasks.
     #[command(subcommand)]
