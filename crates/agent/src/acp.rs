@@ -257,13 +257,7 @@ impl AgentDriver for AcpDriver {
             (s.usage, s.last_message.clone(), s.denied.clone())
         };
         let outcome = match ended {
-            Ended::Stopped => AgentOutcome {
-                end: AgentEnd::Stopped,
-                session_id: request.resume_session.clone(),
-                summary: None,
-                usage,
-                error: None,
-            },
+            Ended::Stopped => AgentOutcome::stopped(request.resume_session.clone(), usage),
             Ended::Done(Ok(end)) => {
                 let success = end.stop_reason == StopReason::EndTurn;
                 let error = (!success).then(|| {

@@ -117,13 +117,7 @@ impl AgentDriver for ClaudeCodeDriver {
         let usage = parser.usage();
         let session_id = parser.session_id.clone().or(request.resume_session.clone());
         if run.end == StreamEnd::Stopped {
-            return Ok(AgentOutcome {
-                end: AgentEnd::Stopped,
-                session_id,
-                summary: None,
-                usage,
-                error: None,
-            });
+            return Ok(AgentOutcome::stopped(session_id, usage));
         }
         let exit = run.exit();
         let outcome = match &parser.result {

@@ -132,13 +132,7 @@ impl AgentDriver for CodexDriver {
         let run = run_json_lines(options, &mut parser, &mut raw, &events, &stop).await?;
         let session_id = parser.thread_id.clone().or(request.resume_session.clone());
         if run.end == StreamEnd::Stopped {
-            return Ok(AgentOutcome {
-                end: AgentEnd::Stopped,
-                session_id,
-                summary: None,
-                usage: parser.usage,
-                error: None,
-            });
+            return Ok(AgentOutcome::stopped(session_id, parser.usage));
         }
         let exit = run.exit();
         let success = parser.completed && parser.failure.is_none() && parser.turn_open == 0;

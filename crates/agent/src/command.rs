@@ -70,13 +70,7 @@ impl AgentDriver for CommandDriver {
         };
         if stopped {
             process.terminate().await?;
-            return Ok(AgentOutcome {
-                end: AgentEnd::Stopped,
-                session_id: None,
-                summary: None,
-                usage: Usage::default(),
-                error: None,
-            });
+            return Ok(AgentOutcome::stopped(None, Usage::default()));
         }
         let exit = process.wait().await?;
         let success = exit.success();

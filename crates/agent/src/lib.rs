@@ -111,6 +111,17 @@ pub struct AgentOutcome {
 }
 
 impl AgentOutcome {
+    /// A session stopped from outside (cancel, timeout, budget): no summary, no error of its own.
+    pub fn stopped(session_id: Option<String>, usage: Usage) -> Self {
+        AgentOutcome {
+            end: AgentEnd::Stopped,
+            session_id,
+            summary: None,
+            usage,
+            error: None,
+        }
+    }
+
     pub fn succeeded(&self) -> bool {
         matches!(self.end, AgentEnd::Finished { success: true, .. })
     }
