@@ -1,3 +1,4 @@
 mod bad_input;
 mod lifecycle;
 pub mod server;
+mod template;
