@@ -177,47 +177,14 @@ impl Forge for GiteaForge {
         let base = Self::repo_base(&path)?;
         let labels = self.label_ids(&base, &spec.all_labels()).await?;
 
-        let mut existing = self.find_open(&base, &spec.base, &spec.head).await?;
-        let mut adopted = existing.is_some();
-        if existing.is_none() {
-            let body = json!({ "title": spec.title, "head": spec.head, "base": spec.base, "body": spec.body, "labels": labels });
-            let created = self
-                .api
-                .send(
-                    Method::POST,
-                    &format!("{base}/pulls"),
-                    &[],
-                    Some(&body),
-                    &self.auth,
-                )
-                .await?;
-            match created.status.as_u16() {
-                201 => existing = Some(created.body),
-                // 409: an earlier attempt created it before its answer was lost; adopt that one.
-                409 => {
-                    existing = self.find_open(&base, &spec.base, &spec.head).await?;
-                    adopted = true;
-                    if existing.is_none() {
-                        return Err(ForgeError::Api {
-                            forge: FORGE,
-                            operation: format!("POST {base}/pulls"),
-                            status: 409,
-                            detail: created.detail(),
-                        });
-                    }
-                }
-                _ => {
-                    created.into_body(FORGE, &format!("POST {base}/pulls"), "the repository")?;
-                }
-            }
-        }
-        let Some(mut pr) = existing else {
-            return Err(ForgeError::Protocol {
-                forge: FORGE,
-                operation: format!("POST {base}/pulls"),
-                detail: "no pull request in the answer".into(),
-            });
-        };
+        let body = json!({ "title": spec.title, "head": spec.head, "base": spec.base, "body": spec.body, "labels": labels });
+        // Gitea refuses a second pull request for a branch with 409.
+        let (mut pr, adopted) = self
+            .api
+            .find_or_create(&format!("{base}/pulls"), &body, &self.auth, 409, || {
+                self.find_open(&base, &spec.base, &spec.head)
+            })
+            .await?;
         let number = field_u64(&pr, "/number", FORGE, "pull request")?;
         if adopted
             && (field_str(&pr, "/title") != spec.title || field_str(&pr, "/body") != spec.body)

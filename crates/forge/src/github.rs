@@ -368,46 +368,15 @@ impl Forge for GitHubForge {
         let auth = Self::bearer(&token);
         let base = Self::repo_base(owner, name);
 
-        let mut existing = self.find_open(&base, owner, &spec.head, &auth).await?;
-        let mut adopted = existing.is_some();
-        if existing.is_none() {
-            let body = json!({ "title": spec.title, "head": spec.head, "base": spec.base, "body": spec.body });
-            let created = self
-                .api
-                .send(
-                    Method::POST,
-                    &format!("{base}/pulls"),
-                    &[],
-                    Some(&body),
-                    &auth,
-                )
-                .await?;
-            if created.status.as_u16() == 201 {
-                existing = Some(created.body);
-            } else if created.status.as_u16() == 422 {
-                // "A pull request already exists": an earlier attempt got through before its
-                // answer was lost. Adopt it instead of failing or duplicating.
-                existing = self.find_open(&base, owner, &spec.head, &auth).await?;
-                adopted = true;
-                if existing.is_none() {
-                    return Err(ForgeError::Api {
-                        forge: FORGE,
-                        operation: format!("POST {base}/pulls"),
-                        status: 422,
-                        detail: created.detail(),
-                    });
-                }
-            } else {
-                created.into_body(FORGE, &format!("POST {base}/pulls"), "the repository")?;
-            }
-        }
-        let Some(mut pr) = existing else {
-            return Err(ForgeError::Protocol {
-                forge: FORGE,
-                operation: format!("POST {base}/pulls"),
-                detail: "no pull request in the answer".into(),
-            });
-        };
+        let body =
+            json!({ "title": spec.title, "head": spec.head, "base": spec.base, "body": spec.body });
+        // GitHub refuses a second pull request for a branch with 422.
+        let (mut pr, adopted) = self
+            .api
+            .find_or_create(&format!("{base}/pulls"), &body, &auth, 422, || {
+                self.find_open(&base, owner, &spec.head, &auth)
+            })
+            .await?;
         let number = field_u64(&pr, "/number", FORGE, "pull request")?;
         if adopted
             && (field_str(&pr, "/title") != spec.title || field_str(&pr, "/body") != spec.body)

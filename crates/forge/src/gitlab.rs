@@ -174,54 +174,21 @@ impl Forge for GitLabForge {
         let project = Self::project(&path);
         let labels = spec.all_labels().join(",");
 
-        let mut existing = self.find_open(&project, &spec.head).await?;
-        let mut adopted = existing.is_some();
-        if existing.is_none() {
-            let body = json!({
-                "source_branch": spec.head, "target_branch": spec.base, "title": spec.title,
-                "description": spec.body, "labels": labels,
-            });
-            let created = self
-                .api
-                .send(
-                    Method::POST,
-                    &format!("{project}/merge_requests"),
-                    &[],
-                    Some(&body),
-                    &self.auth,
-                )
-                .await?;
-            match created.status.as_u16() {
-                201 => existing = Some(created.body),
-                // 409: an open MR for this branch exists (an earlier attempt's answer was lost).
-                409 => {
-                    existing = self.find_open(&project, &spec.head).await?;
-                    adopted = true;
-                    if existing.is_none() {
-                        return Err(ForgeError::Api {
-                            forge: FORGE,
-                            operation: format!("POST {project}/merge_requests"),
-                            status: 409,
-                            detail: created.detail(),
-                        });
-                    }
-                }
-                _ => {
-                    created.into_body(
-                        FORGE,
-                        &format!("POST {project}/merge_requests"),
-                        "the project",
-                    )?;
-                }
-            }
-        }
-        let Some(mr) = existing else {
-            return Err(ForgeError::Protocol {
-                forge: FORGE,
-                operation: format!("POST {project}/merge_requests"),
-                detail: "no merge request in the answer".into(),
-            });
-        };
+        let body = json!({
+            "source_branch": spec.head, "target_branch": spec.base, "title": spec.title,
+            "description": spec.body, "labels": labels,
+        });
+        // GitLab refuses a second open merge request for a branch with 409.
+        let (mut mr, adopted) = self
+            .api
+            .find_or_create(
+                &format!("{project}/merge_requests"),
+                &body,
+                &self.auth,
+                409,
+                || self.find_open(&project, &spec.head),
+            )
+            .await?;
         let iid = field_u64(&mr, "/iid", FORGE, "merge request")?;
         let has_labels = {
             let present: Vec<&str> = mr
@@ -235,7 +202,6 @@ impl Forge for GitLabForge {
                 .iter()
                 .all(|l| present.contains(&l.as_str()))
         };
-        let mut mr = mr;
         if adopted
             && (field_str(&mr, "/title") != spec.title
                 || field_str(&mr, "/description") != spec.body

@@ -227,6 +227,44 @@ impl Api {
         }
     }
 
+    /// Creates a pull (merge) request with `POST create_path` unless `find_open` already finds
+    /// the branch's open one. A create answered with `conflict` means an earlier attempt got
+    /// through before its answer was lost: that one is adopted instead of failing or opening a
+    /// second. Returns the request's JSON and whether it was adopted.
+    pub async fn find_or_create<F, Fut>(
+        &self,
+        create_path: &str,
+        body: &Value,
+        auth: &Auth,
+        conflict: u16,
+        find_open: F,
+    ) -> Result<(Value, bool)>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<Value>>>,
+    {
+        if let Some(open) = find_open().await? {
+            return Ok((open, true));
+        }
+        let operation = format!("POST {create_path}");
+        let created = self
+            .send(Method::POST, create_path, &[], Some(body), auth)
+            .await?;
+        if created.status.as_u16() == conflict {
+            return match find_open().await? {
+                Some(open) => Ok((open, true)),
+                None => Err(ForgeError::Api {
+                    forge: self.forge,
+                    operation,
+                    status: conflict,
+                    detail: created.detail(),
+                }),
+            };
+        }
+        let pr = created.into_body(self.forge, &operation, "the repository")?;
+        Ok((pr, false))
+    }
+
     async fn attempt(
         &self,
         method: Method,

@@ -65,6 +65,14 @@ pub enum Fault {
     SlowAfterHandling(Duration),
 }
 
+#[derive(Debug, Clone)]
+struct TargetedFault {
+    method: String,
+    path_suffix: String,
+    fault: Fault,
+    once: bool,
+}
+
 /// One request the fake received, with its answer.
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
@@ -151,8 +159,8 @@ struct FakeState {
     rng: u64,
     random_faults: Vec<Fault>,
     scripted: VecDeque<Fault>,
-    /// (method, path suffix, fault): every matching API request gets the fault.
-    targeted: Vec<(String, String, Fault)>,
+    /// Faults for the API requests that match a method and path suffix.
+    targeted: Vec<TargetedFault>,
     requests: Vec<RecordedRequest>,
     violations: Vec<String>,
 }
@@ -333,9 +341,21 @@ impl ForgeFake {
     /// `/pulls`) gets `fault` until [`ForgeFake::clear_targeted_faults`]: one operation down
     /// while the rest of the forge works.
     pub fn fail_requests(&self, method: &str, path_suffix: &str, fault: Fault) {
-        self.state()
-            .targeted
-            .push((method.to_string(), path_suffix.to_string(), fault));
+        self.target(method, path_suffix, fault, false);
+    }
+
+    /// Only the next API request with `method` whose path ends with `path_suffix` gets `fault`.
+    pub fn fail_request_once(&self, method: &str, path_suffix: &str, fault: Fault) {
+        self.target(method, path_suffix, fault, true);
+    }
+
+    fn target(&self, method: &str, path_suffix: &str, fault: Fault, once: bool) {
+        self.state().targeted.push(TargetedFault {
+            method: method.to_string(),
+            path_suffix: path_suffix.to_string(),
+            fault,
+            once,
+        });
     }
 
     pub fn clear_targeted_faults(&self) {
@@ -586,12 +606,15 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> 
 
     let fault = {
         let mut state = lock(&shared);
-        let targeted = state
+        let matching = state
             .targeted
             .iter()
-            .find(|(m, suffix, _)| *m == method && path.ends_with(suffix.as_str()))
-            .map(|(_, _, fault)| fault.clone());
-        targeted.or_else(|| state.draw_fault())
+            .position(|t| t.method == method && path.ends_with(t.path_suffix.as_str()));
+        match matching {
+            Some(i) if state.targeted[i].once => Some(state.targeted.remove(i).fault),
+            Some(i) => Some(state.targeted[i].fault.clone()),
+            None => state.draw_fault(),
+        }
     };
     if let Some(fault) = fault.clone()
         && let Some(response) = fault_before(kind, &fault)

@@ -102,6 +102,39 @@ pub async fn creates_then_adopts(kind: FakeKind, credential: Credential) {
     h.assert_no_leak_in_recordings();
 }
 
+/// The forge created the pull request but its answer never arrived: the retried create is
+/// refused as a duplicate, and the one that exists is adopted.
+pub async fn adopts_a_create_whose_answer_was_lost(kind: FakeKind, credential: Credential) {
+    let h = Harness::start(kind, credential).await;
+    let branch = "nightshift/8-lost";
+    assert!(h.push_branch(&h.repo, branch).await.0);
+    let create = if kind == FakeKind::GitLab {
+        "/merge_requests"
+    } else {
+        "/pulls"
+    };
+    h.fake
+        .fail_request_once("POST", create, Fault::ServerErrorAfterHandling);
+    let pr = h
+        .forge
+        .find_or_create_pull_request(&spec(&h, branch, "Lost answer", 8, 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(pr.adopted, "the existing pull request is adopted");
+    let pulls = h.fake.pulls("acme/widget");
+    assert_eq!(pulls.len(), 1, "exactly one PR: {pulls:?}");
+    assert_eq!(pulls[0].number, pr.number);
+    let creates = h
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with(create))
+        .count();
+    assert_eq!(creates, 2, "the create was retried once");
+    h.assert_contract_kept();
+}
+
 pub async fn survives_injected_faults(kind: FakeKind, credential: Credential) {
     let h = Harness::start(kind, credential).await;
     let branches = ["nightshift/1-a", "nightshift/2-b", "nightshift/3-c"];
@@ -330,6 +363,10 @@ macro_rules! driver_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn creates_pr_with_label_and_marker_then_adopts() {
                 super::creates_then_adopts($kind, $credential).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn adopts_a_create_whose_answer_was_lost() {
+                super::adopts_a_create_whose_answer_was_lost($kind, $credential).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn thirty_percent_faults_still_one_pr_per_branch() {
