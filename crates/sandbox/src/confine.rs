@@ -13,6 +13,8 @@ use crate::{Result, SandboxError};
 pub(crate) const PROXY_SOCKET_INSIDE: &str = "/tmp/.nightshift/proxy.sock";
 /// The loopback port the in-sandbox forwarder listens on; `HTTP(S)_PROXY` point here.
 pub(crate) const PROXY_PORT_INSIDE: u16 = 3128;
+/// Where the sockets of [`ConfinementPolicy::forward`] appear inside the sandbox.
+const FORWARD_SOCKETS_INSIDE: &str = "/tmp/.nightshift";
 
 /// How a run's processes are confined. There is no default: `None` has to be chosen on purpose.
 #[derive(Debug, Clone)]
@@ -48,9 +50,21 @@ pub struct ConfinementPolicy {
     pub hidden: Vec<PathBuf>,
     pub network: Network,
     pub limits: Limits,
-    /// The in-sandbox forwarder for [`Network::Allow`]: a program (plus leading arguments) that
-    /// understands `<listen addr> <socket> -- <command…>`, see [`crate::netfwd`].
+    /// Loopback ports inside the sandbox relayed to Unix sockets outside it (a gateway that
+    /// Nightshift runs, say), whatever `network` is, except [`Network::Full`].
+    pub forwards: Vec<Forward>,
+    /// The in-sandbox forwarder for [`Network::Allow`] and `forwards`: a program (plus leading
+    /// arguments) that understands `<listen addr> <socket>… -- <command…>`, see [`crate::netfwd`].
     pub forwarder: Vec<String>,
+}
+
+/// One loopback port inside the sandbox whose connections go to a Unix socket outside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// The port on the sandbox's own 127.0.0.1.
+    pub port: u16,
+    /// The listening Unix socket outside the sandbox.
+    pub socket: PathBuf,
 }
 
 impl ConfinementPolicy {
@@ -64,6 +78,7 @@ impl ConfinementPolicy {
             hidden: default_hidden(),
             network: Network::None,
             limits: Limits::default(),
+            forwards: Vec::new(),
             forwarder: default_forwarder(),
         }
     }
@@ -88,6 +103,20 @@ impl ConfinementPolicy {
         self
     }
 
+    /// Relays `127.0.0.1:<port>` inside the sandbox to the Unix socket `socket` outside it.
+    pub fn forward(mut self, port: u16, socket: impl Into<PathBuf>) -> Self {
+        self.forwards.push(Forward {
+            port,
+            socket: socket.into(),
+        });
+        self
+    }
+
+    /// Whether processes start behind the in-sandbox forwarder.
+    pub(crate) fn needs_forwarder(&self) -> bool {
+        matches!(self.network, Network::Allow(_)) || !self.forwards.is_empty()
+    }
+
     pub fn forwarder<I, S>(mut self, command: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -97,17 +126,23 @@ impl ConfinementPolicy {
         self
     }
 
-    /// Whether `path` (canonical) is invisible inside the sandbox: under a hidden path and not
-    /// shown again by a bind.
+    /// Whether `path` (canonical) is invisible inside the sandbox: the deepest hidden or shown
+    /// directory above it decides, as the mounts of [`ConfinementPolicy::bwrap_args`] do.
     pub(crate) fn hides(&self, path: &Path) -> bool {
-        let under = |paths: &[PathBuf]| {
+        let deepest = |paths: &[PathBuf]| {
             paths
                 .iter()
                 .filter_map(|p| std::fs::canonicalize(p).ok())
-                .any(|p| path.starts_with(p))
+                .filter(|p| path.starts_with(p))
+                .map(|p| p.components().count())
+                .max()
         };
         let shown = [self.workspace.clone(), self.home.clone()];
-        under(&self.hidden) && !under(&self.extra_readonly) && !under(&shown)
+        let shown = deepest(&self.extra_readonly).max(deepest(&shown));
+        match (deepest(&self.hidden), shown) {
+            (Some(hidden), Some(shown)) => hidden > shown,
+            (hidden, _) => hidden.is_some(),
+        }
     }
 
     /// The bubblewrap arguments up to and including `--`; the command follows.
@@ -143,43 +178,46 @@ impl ConfinementPolicy {
         if self.network != Network::Full {
             args.push("--unshare-net".into());
         }
-        let mut covered = Vec::new();
-        for path in &self.hidden {
-            // Only what exists can be covered; a symlink is covered where it points.
-            let Ok(path) = std::fs::canonicalize(path) else {
-                continue;
-            };
-            if path == Path::new("/") {
-                return Err(SandboxError::Policy(
-                    "hiding / would hide the whole system".into(),
-                ));
-            }
-            let arg = if path.is_dir() {
-                ["--tmpfs", path_str(&path)?]
-            } else {
-                ["--ro-bind", "/dev/null"]
-            };
-            args.extend(arg.map(String::from));
-            if path.is_dir() {
-                covered.push(path);
-            } else {
-                args.push(path_str(&path)?.into());
-            }
-        }
         // The forwarder runs inside: it must stay visible even when it lives under a directory
         // the sandbox covers (a checkout under /tmp, say).
-        let forwarder = match (&self.network, self.forwarder.first()) {
-            (Network::Allow(_), Some(program)) if Path::new(program).is_absolute() => {
+        let forwarder = match self.forwarder.first() {
+            Some(program) if self.needs_forwarder() && Path::new(program).is_absolute() => {
                 Some(PathBuf::from(program))
             }
             _ => None,
         };
+        // Hidden and shown paths nest (a toolchain under a hidden home, a hidden directory
+        // inside a shown one): mounted shallowest first, each later mount wins inside its own.
+        let mut mounts: Vec<(PathBuf, bool)> = Vec::new();
+        for path in &self.hidden {
+            // Only what exists can be covered; a symlink is covered where it points.
+            if let Ok(path) = std::fs::canonicalize(path) {
+                if path == Path::new("/") {
+                    return Err(SandboxError::Policy(
+                        "hiding / would hide the whole system".into(),
+                    ));
+                }
+                mounts.push((path, true));
+            }
+        }
         for path in self.extra_readonly.iter().chain(forwarder.as_ref()) {
-            let Ok(path) = std::fs::canonicalize(path) else {
-                continue;
-            };
-            let path = path_str(&path)?.to_string();
-            args.extend(["--ro-bind".into(), path.clone(), path]);
+            if let Ok(path) = std::fs::canonicalize(path) {
+                mounts.push((path, false));
+            }
+        }
+        // At equal depth a path both hidden and shown is shown; the sort is stable.
+        mounts.sort_by_key(|(path, hide)| (path.components().count(), !*hide));
+        let mut covered = Vec::new();
+        for (path, hide) in mounts {
+            let p = path_str(&path)?.to_string();
+            if !hide {
+                args.extend(["--ro-bind".into(), p.clone(), p]);
+            } else if path.is_dir() {
+                args.extend(["--tmpfs".into(), p]);
+                covered.push(path);
+            } else {
+                args.extend(["--ro-bind".into(), "/dev/null".into(), p]);
+            }
         }
         // Bound last so they stay writable even when they lie inside a hidden directory.
         for path in [&workspace, &home] {
@@ -193,24 +231,49 @@ impl ConfinementPolicy {
                 PROXY_SOCKET_INSIDE.into(),
             ]);
         }
+        if !self.forwards.is_empty() && self.network == Network::Full {
+            return Err(SandboxError::Policy(
+                "forwarded ports need a private network: they would clash with the host's".into(),
+            ));
+        }
+        let mut relays: Vec<(String, String)> = Vec::new();
+        if proxy_socket.is_some() {
+            relays.push((
+                format!("127.0.0.1:{PROXY_PORT_INSIDE}"),
+                PROXY_SOCKET_INSIDE.into(),
+            ));
+        }
+        for forward in &self.forwards {
+            if forward.port == PROXY_PORT_INSIDE && proxy_socket.is_some() {
+                return Err(SandboxError::Policy(format!(
+                    "port {PROXY_PORT_INSIDE} is the egress proxy's inside the sandbox"
+                )));
+            }
+            let inside = format!("{FORWARD_SOCKETS_INSIDE}/forward-{}.sock", forward.port);
+            args.extend([
+                "--ro-bind".into(),
+                path_str(&forward.socket)?.into(),
+                inside.clone(),
+            ]);
+            relays.push((format!("127.0.0.1:{}", forward.port), inside));
+        }
         // The empty tmpfs over a hidden dir would otherwise take writes that silently vanish;
         // remounting only that mount keeps the binds made inside it writable.
         for path in &covered {
             args.extend(["--remount-ro".into(), path_str(path)?.into()]);
         }
         args.extend(["--chdir".into(), path_str(cwd)?.into(), "--".into()]);
-        if matches!(self.network, Network::Allow(_)) {
+        if !relays.is_empty() {
             if self.forwarder.is_empty() {
                 return Err(SandboxError::Policy(
-                    "Network::Allow needs the in-sandbox forwarder (nightshift-netfwd) but none was found".into(),
+                    "the network of this sandbox needs the in-sandbox forwarder (nightshift-netfwd) but none was found".into(),
                 ));
             }
             args.extend(self.forwarder.iter().cloned());
-            args.extend([
-                format!("127.0.0.1:{PROXY_PORT_INSIDE}"),
-                PROXY_SOCKET_INSIDE.into(),
-                "--".into(),
-            ]);
+            for (listen, socket) in relays {
+                args.extend([listen, socket]);
+            }
+            args.push("--".into());
         }
         Ok(args)
     }

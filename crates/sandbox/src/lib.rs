@@ -30,7 +30,7 @@ mod process;
 mod proxy;
 mod redact;
 
-pub use confine::{Confinement, ConfinementPolicy, ConfinementSupport, Network, detect};
+pub use confine::{Confinement, ConfinementPolicy, ConfinementSupport, Forward, Network, detect};
 pub use limits::{LimitEnforcement, Limits};
 pub use process::{Exit, OutputLine, ProcessSpec, RunningProcess, Sandbox, group_alive};
 pub use proxy::AllowedHost;

@@ -180,15 +180,15 @@ impl Sandbox {
         sandbox
             .base_env
             .extend([("HOME".into(), home), ("TMPDIR".into(), "/tmp".into())]);
+        if policy.needs_forwarder() && policy.forwarder.is_empty() {
+            return Err(SandboxError::Policy(
+                "this sandbox's network needs the in-sandbox forwarder nightshift-netfwd: install it \
+                 next to the server binary or on PATH, or set ConfinementPolicy::forwarder"
+                    .into(),
+            ));
+        }
         let proxy = match &policy.network {
             Network::Allow(hosts) => {
-                if policy.forwarder.is_empty() {
-                    return Err(SandboxError::Policy(
-                        "Network::Allow needs the in-sandbox forwarder nightshift-netfwd: install it \
-                         next to the server binary or on PATH, or set ConfinementPolicy::forwarder"
-                            .into(),
-                    ));
-                }
                 if tokio::runtime::Handle::try_current().is_err() {
                     return Err(SandboxError::Policy(
                         "Network::Allow must be set up inside a Tokio runtime".into(),

@@ -265,3 +265,50 @@ async fn a_program_under_a_hidden_path_is_refused_with_a_hint_until_shown() {
         .unwrap();
     assert!(text(&lines).contains("refused"), "{}", text(&lines));
 }
+
+#[tokio::test]
+async fn a_hidden_directory_inside_a_shown_one_stays_hidden_and_nesting_goes_both_ways() {
+    let run = RunDirs::new();
+    // data (hidden) ⊃ mirror (shown) ⊃ mirror/worktrees (hidden) ⊃ mirror/worktrees/mine (shown)
+    let mirror = run.data.join("mirrors/repo.git");
+    let mine = mirror.join("worktrees/mine");
+    let theirs = mirror.join("worktrees/theirs");
+    for dir in [&mine, &theirs] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(mirror.join("HEAD"), "mirror-head").unwrap();
+    std::fs::write(mine.join("HEAD"), "my-head").unwrap();
+    std::fs::write(theirs.join("HEAD"), "their-head").unwrap();
+    // Listed shallow-last on purpose: the order given must not matter.
+    let policy = run
+        .policy()
+        .readonly(&mine)
+        .hide(mirror.join("worktrees"))
+        .readonly(&mirror);
+    let script = format!(
+        "cat {m}/HEAD {mine}/HEAD {theirs}/HEAD; cat {db}; echo x > {mine}/HEAD || echo refused",
+        m = p(&mirror),
+        mine = p(&mine),
+        theirs = p(&theirs),
+        db = p(&run.data.join("nightshift.db")),
+    );
+    let sandbox = Sandbox::confined(policy).unwrap();
+    let (_, lines) = sandbox
+        .output(&ProcessSpec::shell(&script, &run.workspace))
+        .await
+        .unwrap();
+    let out = text(&lines);
+    assert!(
+        out.contains("mirror-head") && out.contains("my-head"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("their-head") && !out.contains("db-secret"),
+        "{out}"
+    );
+    assert!(out.contains("refused"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(mine.join("HEAD")).unwrap(),
+        "my-head"
+    );
+}
