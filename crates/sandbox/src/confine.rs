@@ -128,7 +128,7 @@ impl ConfinementPolicy {
 
     /// Whether `path` (canonical) is invisible inside the sandbox: the deepest hidden or shown
     /// directory above it decides, as the mounts of [`ConfinementPolicy::bwrap_args`] do.
-    pub(crate) fn hides(&self, path: &Path) -> bool {
+    pub fn hides(&self, path: &Path) -> bool {
         let deepest = |paths: &[PathBuf]| {
             paths
                 .iter()
