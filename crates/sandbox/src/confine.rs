@@ -48,6 +48,9 @@ pub struct ConfinementPolicy {
     pub extra_readonly: Vec<PathBuf>,
     /// Paths that must not be visible at all: the data directory, other workspaces, key files.
     pub hidden: Vec<PathBuf>,
+    /// `(source, path)`: the file `source` from outside shown read-only at `path` instead of
+    /// what is there (a harmless stand-in for a file that must not be read, but must exist).
+    pub substitutes: Vec<(PathBuf, PathBuf)>,
     pub network: Network,
     pub limits: Limits,
     /// Loopback ports inside the sandbox relayed to Unix sockets outside it (a gateway that
@@ -76,6 +79,7 @@ impl ConfinementPolicy {
             home: home.into(),
             extra_readonly: Vec::new(),
             hidden: default_hidden(),
+            substitutes: Vec::new(),
             network: Network::None,
             limits: Limits::default(),
             forwards: Vec::new(),
@@ -90,6 +94,13 @@ impl ConfinementPolicy {
 
     pub fn readonly(mut self, path: impl Into<PathBuf>) -> Self {
         self.extra_readonly.push(path.into());
+        self
+    }
+
+    /// Shows the file `source` read-only at `path` (a hidden file reads as a device nobody may
+    /// open; some programs need an empty file there instead).
+    pub fn substitute(mut self, path: impl Into<PathBuf>, source: impl Into<PathBuf>) -> Self {
+        self.substitutes.push((source.into(), path.into()));
         self
     }
 
@@ -188,7 +199,12 @@ impl ConfinementPolicy {
         };
         // Hidden and shown paths nest (a toolchain under a hidden home, a hidden directory
         // inside a shown one): mounted shallowest first, each later mount wins inside its own.
-        let mut mounts: Vec<(PathBuf, bool)> = Vec::new();
+        enum Mount {
+            Hide,
+            Show,
+            ShowFrom(PathBuf),
+        }
+        let mut mounts: Vec<(PathBuf, Mount)> = Vec::new();
         for path in &self.hidden {
             // Only what exists can be covered; a symlink is covered where it points.
             if let Ok(path) = std::fs::canonicalize(path) {
@@ -197,26 +213,37 @@ impl ConfinementPolicy {
                         "hiding / would hide the whole system".into(),
                     ));
                 }
-                mounts.push((path, true));
+                mounts.push((path, Mount::Hide));
             }
         }
         for path in self.extra_readonly.iter().chain(forwarder.as_ref()) {
             if let Ok(path) = std::fs::canonicalize(path) {
-                mounts.push((path, false));
+                mounts.push((path, Mount::Show));
+            }
+        }
+        for (source, path) in &self.substitutes {
+            if let (Ok(source), Ok(path)) = (canonical(source), canonical(path)) {
+                mounts.push((path, Mount::ShowFrom(source)));
             }
         }
         // At equal depth a path both hidden and shown is shown; the sort is stable.
-        mounts.sort_by_key(|(path, hide)| (path.components().count(), !*hide));
+        mounts.sort_by_key(|(path, mount)| {
+            (path.components().count(), !matches!(mount, Mount::Hide))
+        });
         let mut covered = Vec::new();
-        for (path, hide) in mounts {
+        for (path, mount) in mounts {
             let p = path_str(&path)?.to_string();
-            if !hide {
-                args.extend(["--ro-bind".into(), p.clone(), p]);
-            } else if path.is_dir() {
-                args.extend(["--tmpfs".into(), p]);
-                covered.push(path);
-            } else {
-                args.extend(["--ro-bind".into(), "/dev/null".into(), p]);
+            match mount {
+                Mount::Show => args.extend(["--ro-bind".into(), p.clone(), p]),
+                Mount::ShowFrom(source) => {
+                    args.extend(["--ro-bind".into(), path_str(&source)?.into(), p])
+                }
+                Mount::Hide if path.is_dir() => {
+                    args.extend(["--tmpfs".into(), p]);
+                    covered.push(path);
+                }
+                // bwrap binds with nodev: the device reads as nothing anyone may open.
+                Mount::Hide => args.extend(["--ro-bind".into(), "/dev/null".into(), p]),
             }
         }
         // Bound last so they stay writable even when they lie inside a hidden directory.

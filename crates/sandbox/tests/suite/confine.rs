@@ -279,14 +279,19 @@ async fn a_hidden_directory_inside_a_shown_one_stays_hidden_and_nesting_goes_bot
     std::fs::write(mirror.join("HEAD"), "mirror-head").unwrap();
     std::fs::write(mine.join("HEAD"), "my-head").unwrap();
     std::fs::write(theirs.join("HEAD"), "their-head").unwrap();
+    std::fs::write(mirror.join("config"), "url = secret-remote").unwrap();
+    let empty = run.root.path().join("empty");
+    std::fs::write(&empty, "").unwrap();
     // Listed shallow-last on purpose: the order given must not matter.
     let policy = run
         .policy()
         .readonly(&mine)
+        .substitute(mirror.join("config"), &empty)
         .hide(mirror.join("worktrees"))
         .readonly(&mirror);
     let script = format!(
-        "cat {m}/HEAD {mine}/HEAD {theirs}/HEAD; cat {db}; echo x > {mine}/HEAD || echo refused",
+        "cat {m}/HEAD {mine}/HEAD {theirs}/HEAD; cat {db}; echo x > {mine}/HEAD || echo refused; \
+         test -f {m}/config && ! test -s {m}/config && echo config-empty",
         m = p(&mirror),
         mine = p(&mine),
         theirs = p(&theirs),
