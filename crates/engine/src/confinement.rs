@@ -182,19 +182,23 @@ impl RunConfinement {
         home: &Path,
         programs: &[PathBuf],
         redactor: Redactor,
-    ) -> RunConfinement {
+    ) -> Result<RunConfinement, String> {
         let mirror = worktree.mirror();
+        // Beside the run's HOME, outside what the sandbox shows.
+        let empty_config = home.with_file_name("mirror-config");
+        std::fs::write(&empty_config, "")
+            .map_err(|e| format!("cannot write {}: {e}", empty_config.display()))?;
         let mut policy = ConfinementPolicy::new(worktree.path(), home)
             // The database, other runs, mirrors, logs, tokens and the vault key.
             .hide(data_dir)
             .limits(config.limits)
             // git in the checkout (agents run `git status` and `git diff`) reads the mirror
             // and the worktree's own directory in it, read-only: nobody else's, and not the
-            // mirror's config (a remote URL may carry credentials).
+            // mirror's config (a remote URL may carry credentials), which git finds empty.
             .readonly(mirror)
             .hide(mirror.join("worktrees"))
             .readonly(worktree.git_dir())
-            .hide(mirror.join("config"))
+            .substitute(mirror.join("config"), &empty_config)
             .hide(mirror.join("FETCH_HEAD"));
         for path in &config.hidden {
             policy = policy.hide(path);
@@ -210,10 +214,10 @@ impl RunConfinement {
         if let Some(forwarder) = &config.forwarder {
             policy = policy.forwarder(forwarder.clone());
         }
-        RunConfinement {
+        Ok(RunConfinement {
             policy: Some(policy),
             redactor,
-        }
+        })
     }
 
     /// For setup and checks: no network, or only `hosts` through the egress proxy.

@@ -327,6 +327,7 @@ impl RunExecution {
                     &programs,
                     redactor,
                 )
+                .map_err(|e| fail(EndReason::Infrastructure, Phase::Preparing, e))?
             }
         };
         self.confinement = Some(confinement);
