@@ -1,3 +1,4 @@
 mod bad_input;
+mod confinement;
 mod lifecycle;
 pub mod server;
