@@ -311,27 +311,8 @@ impl RunExecution {
         self.checkpoint.branch = Some(branch.clone());
         self.checkpoint.base_commit = Some(worktree.base_commit().to_string());
         self.change.branch = Some(branch);
-        let home = self.run_dir.join("home");
-        std::fs::create_dir_all(&home)
-            .map_err(|e| self.infra("cannot create the run's home")(e.to_string()))?;
-        let confinement = match self.engine.config.confinement.mode {
-            SandboxMode::None => RunConfinement::unconfined(redactor),
-            SandboxMode::Bubblewrap => {
-                let path = std::env::var("PATH").unwrap_or_default();
-                let programs = agent_programs(&self.task.agent, &self.engine.config.agents, &path);
-                RunConfinement::confined(
-                    &self.engine.config.confinement,
-                    &self.engine.config.data_dir,
-                    &worktree,
-                    &home,
-                    &programs,
-                    redactor,
-                )
-                .map_err(|e| fail(EndReason::Infrastructure, Phase::Preparing, e))?
-            }
-        };
-        self.confinement = Some(confinement);
         self.worktree = Some(worktree);
+        self.confinement = Some(self.confine(redactor)?);
 
         let mut plan = nightshift_checks::discover(&work)
             .map_err(|e| fail(EndReason::ChecksFailed, Phase::Preparing, e.to_string()))?;
@@ -721,13 +702,39 @@ impl RunExecution {
         self.save_checkpoint(Phase::Publishing).await
     }
 
+    /// The run's sandboxes for its workspace: built once the workspace exists.
     fn confinement(&self) -> Step<&RunConfinement> {
         self.confinement.as_ref().ok_or_else(|| {
             fail(
                 EndReason::Infrastructure,
                 self.phase,
-                "no sandbox for the run",
+                "the run's sandbox was not set up with its workspace",
             )
+        })
+    }
+
+    /// Builds the sandboxes of the run's workspace, which must exist by now.
+    fn confine(&self, redactor: nightshift_sandbox::Redactor) -> Step<RunConfinement> {
+        let worktree = self.worktree()?;
+        let home = self.run_dir.join("home");
+        std::fs::create_dir_all(&home)
+            .map_err(|e| self.infra("cannot create the run's home")(e.to_string()))?;
+        let config = &self.engine.config;
+        Ok(match config.confinement.mode {
+            SandboxMode::None => RunConfinement::unconfined(redactor),
+            SandboxMode::Bubblewrap => {
+                let path = std::env::var("PATH").unwrap_or_default();
+                let programs = agent_programs(&self.task.agent, &config.agents, &path);
+                RunConfinement::confined(
+                    &config.confinement,
+                    &config.data_dir,
+                    worktree,
+                    &home,
+                    &programs,
+                    redactor,
+                )
+                .map_err(|e| fail(EndReason::Infrastructure, self.phase, e))?
+            }
         })
     }
 
