@@ -150,7 +150,9 @@ impl ConfinementPolicy {
         };
         let shown = [self.workspace.clone(), self.home.clone()];
         let shown = deepest(&self.extra_readonly).max(deepest(&shown));
-        match (deepest(&self.hidden), shown) {
+        // The sandbox's /tmp is a fresh one: the host's is as good as hidden.
+        let hidden = deepest(&self.hidden).max(deepest(&[PathBuf::from("/tmp")]));
+        match (hidden, shown) {
             (Some(hidden), Some(shown)) => hidden > shown,
             (hidden, _) => hidden.is_some(),
         }

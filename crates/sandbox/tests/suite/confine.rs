@@ -267,6 +267,27 @@ async fn a_program_under_a_hidden_path_is_refused_with_a_hint_until_shown() {
 }
 
 #[tokio::test]
+async fn a_program_under_the_hosts_tmp_is_refused_with_a_hint_until_shown() {
+    let run = RunDirs::new();
+    // The sandbox's /tmp is a fresh tmpfs: the host's /tmp is hidden like any covered path.
+    let tools = tempfile::tempdir().unwrap();
+    let tool = tools.path().join("tmp-tool");
+    std::fs::write(&tool, "#!/bin/sh\necho hello from tmp\n").unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let spec = ProcessSpec::new(p(&tool), &run.workspace);
+    let err = Sandbox::confined(run.policy())
+        .unwrap()
+        .spawn(&spec)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("extra_readonly"), "{err}");
+    let shown = Sandbox::confined(run.policy().readonly(tools.path())).unwrap();
+    let (exit, lines) = shown.output(&spec).await.unwrap();
+    assert!(exit.success(), "{}", text(&lines));
+    assert_eq!(text(&lines), "hello from tmp\n");
+}
+
+#[tokio::test]
 async fn a_hidden_directory_inside_a_shown_one_stays_hidden_and_nesting_goes_both_ways() {
     let run = RunDirs::new();
     // data (hidden) ⊃ mirror (shown) ⊃ mirror/worktrees (hidden) ⊃ mirror/worktrees/mine (shown)
