@@ -136,3 +136,80 @@ fn which(name: &str) -> std::path::PathBuf {
         .find(|p| Path::new(p).is_file())
         .unwrap_or_else(|| panic!("{name} is not on PATH"))
 }
+
+/// Canaries configured as a forge token (in nightshift.toml) and as the model key (in the
+/// server's environment): an agent looking for them finds nothing, and no API answer or file
+/// under the data directory holds them afterwards.
+#[test]
+fn configured_secrets_reach_neither_the_run_nor_the_api() {
+    const FORGE: &str = "nightshift-cli-forge-canary-93b1";
+    const MODEL: &str = "nightshift-cli-model-canary-4d07";
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::write(
+        data.path().join("nightshift.toml"),
+        format!("[[forge]]\nkind = \"gitea\"\nhost = \"forge.invalid\"\ntoken = \"{FORGE}\"\n"),
+    )
+    .unwrap();
+    let server = Server::start_with(data.path(), 1, |command| {
+        command.env("ANTHROPIC_API_KEY", MODEL);
+    });
+    // The agent searches for both without ever holding them whole on its command line.
+    let (f1, f2) = FORGE.split_at(10);
+    let (m1, m2) = MODEL.split_at(10);
+    let dir = data.path().display();
+    let search = format!(
+        "printf '%s%s\\n%s%s\\n' {f1} {f2} {m1} {m2} > /tmp/needles; \
+         env | grep -F -f /tmp/needles; cat {dir}/nightshift.toml; \
+         grep -rlsF -f /tmp/needles --exclude=needles \"$HOME\" . /etc {dir} /proc/[0-9]*/environ \
+         && echo FOUND || echo NOT-FOUND; touch b"
+    );
+    let repo = RemoteRepo::with_files(&[("a", "")]);
+    let task = create(&server, &repo, &search);
+    assert_eq!(task["runs"][0]["end_reason"], "succeeded", "{task}");
+    let id = task["id"].as_i64().unwrap();
+    let logs = server.cli(&["task", "logs", &id.to_string()]);
+    let logs = String::from_utf8_lossy(&logs.stdout).into_owned();
+    assert!(logs.contains("NOT-FOUND"), "{logs}");
+
+    let mut answers = vec![logs, task.to_string()];
+    for path in [
+        "/api/v1/health".to_string(),
+        "/api/v1/openapi.json".to_string(),
+        "/api/v1/projects/default".to_string(),
+        "/api/v1/projects/default/runs".to_string(),
+        format!("/api/v1/projects/default/tasks/{id}"),
+        format!("/api/v1/projects/default/tasks/{id}/runs/1/events"),
+        format!("/api/v1/projects/default/tasks/{id}/runs/1/change"),
+        format!("/p/default/tasks/{id}"),
+    ] {
+        let (status, body) = server.get(&path);
+        assert_eq!(status, 200, "{path}: {body}");
+        answers.push(body);
+    }
+    for answer in &answers {
+        assert!(
+            !answer.contains(FORGE) && !answer.contains(MODEL),
+            "{answer}"
+        );
+    }
+    drop(server);
+    let config = data.path().join("nightshift.toml");
+    let mut dirs = vec![data.path().to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path != config {
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                for canary in [FORGE, MODEL] {
+                    assert!(
+                        !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+                        "{} holds {canary}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}
