@@ -8,7 +8,7 @@ use nightshift_engine::{ConfinementConfig, SandboxMode};
 use nightshift_sandbox::{AllowedHost, Limits};
 
 /// `nightshift netfwd …`: the in-sandbox forwarder, hidden from `--help`.
-pub const FORWARDER_SUBCOMMAND: &str = "netfwd";
+pub const FORWARDER_SUBCOMMAND: &str = nightshift_sandbox::netfwd::SUBCOMMAND;
 
 /// The confinement keys of the configuration file, as written.
 #[derive(Debug, Default, serde::Deserialize)]

@@ -342,12 +342,19 @@ fn default_hidden() -> Vec<PathBuf> {
     hidden
 }
 
+/// The `nightshift` CLI itself when that is what runs (its hidden `netfwd` subcommand), else
 /// `nightshift-netfwd` next to the running executable, else on `PATH`.
 fn default_forwarder() -> Vec<String> {
     const NAME: &str = "nightshift-netfwd";
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(NAME)));
+    let exe = std::env::current_exe().ok();
+    if let Some(exe) = exe
+        .as_ref()
+        .filter(|e| e.file_name().is_some_and(|n| n == "nightshift"))
+        && let Some(exe) = exe.to_str()
+    {
+        return vec![exe.to_string(), crate::netfwd::SUBCOMMAND.to_string()];
+    }
+    let beside = exe.and_then(|exe| exe.parent().map(|dir| dir.join(NAME)));
     beside
         .filter(|p| p.is_file())
         .or_else(|| find_on_path(NAME))

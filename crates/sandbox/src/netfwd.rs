@@ -13,6 +13,9 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
+/// The `nightshift` CLI's hidden subcommand that runs [`run`]: `nightshift netfwd …`.
+pub const SUBCOMMAND: &str = "netfwd";
+
 /// Runs the forwarder with `args` (without the program name); returns only on error.
 pub fn run(args: Vec<OsString>) -> i32 {
     let Some(split) = args.iter().position(|a| a == "--") else {
