@@ -175,6 +175,34 @@ async fn sigint_reaches_the_confined_command_first() {
     assert!(rest.contains(&"got-int".to_string()), "{rest:?}");
 }
 
+/// The namespace ends the moment the command exits: what it started must have had its own
+/// graceful stop by then (an agent flushing its session file on SIGINT).
+#[tokio::test]
+async fn what_the_command_started_stops_gracefully_before_the_command() {
+    let run = RunDirs::new();
+    std::fs::write(
+        run.workspace.join("inner.sh"),
+        "trap 'sleep 0.3; echo flushed > flushed.txt; exit 0' INT; echo ready; \
+         while :; do sleep 0.05; done\n",
+    )
+    .unwrap();
+    std::fs::write(run.workspace.join("list"), "inner.sh\n").unwrap();
+    // xargs, like an agent's node wrapper, dies of SIGINT at once; what it started takes its time.
+    let sandbox = Sandbox::confined(run.policy())
+        .unwrap()
+        .with_grace(Duration::from_secs(3));
+    let mut process = sandbox
+        .spawn(&ProcessSpec::new("xargs", &run.workspace).args(["-a", "list", "sh"]))
+        .unwrap();
+    assert_eq!(process.next_line().await.unwrap().text, "ready");
+    process.terminate().await.unwrap();
+    assert!(!group_alive(process.pgid()));
+    assert_eq!(
+        std::fs::read_to_string(run.workspace.join("flushed.txt")).unwrap(),
+        "flushed\n"
+    );
+}
+
 #[tokio::test]
 async fn wait_reaps_confined_background_children() {
     let run = RunDirs::new();
