@@ -80,7 +80,8 @@ pub struct ConfinementConfig {
     /// elsewhere, the configuration file).
     pub hidden: Vec<PathBuf>,
     /// The in-sandbox forwarder (program and leading arguments, see
-    /// `nightshift_sandbox::netfwd`); `None`: `nightshift-netfwd` beside the server or on PATH.
+    /// `nightshift_sandbox::netfwd`); `None`: the `nightshift` binary itself when that is what
+    /// runs, else `nightshift-netfwd` beside the server or on PATH.
     pub forwarder: Option<Vec<String>>,
 }
 
