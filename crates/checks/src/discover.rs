@@ -36,6 +36,10 @@ pub struct CheckPlan {
     pub format: Vec<String>,
     pub lint: Vec<String>,
     pub test: Vec<String>,
+    /// Hosts (`host`, `host:port`, `*.domain`) the repository asks its checks to reach; by
+    /// default checks have no network at all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network: Vec<String>,
     /// The files the plan came from, e.g. `.nightshift.toml` or `Cargo.toml, Makefile`.
     pub source: String,
 }
@@ -80,6 +84,8 @@ struct ChecksSection {
     lint: Vec<String>,
     #[serde(default)]
     test: Vec<String>,
+    #[serde(default)]
+    network: Vec<String>,
 }
 
 /// The checks of the repository checked out at `root`.
@@ -102,11 +108,22 @@ pub fn discover(root: &Path) -> Result<CheckPlan> {
                 message: "a command is empty".into(),
             });
         }
+        for host in &parsed.checks.network {
+            nightshift_sandbox::AllowedHost::parse(host).map_err(|_| {
+                ChecksError::InvalidConfig {
+                    file: CONFIG_FILE.into(),
+                    message: format!(
+                        "checks.network entry {host:?} is not host, host:port or *.domain[:port]"
+                    ),
+                }
+            })?;
+        }
         return Ok(CheckPlan {
             setup: parsed.setup.commands,
             format: parsed.checks.format,
             lint: parsed.checks.lint,
             test: parsed.checks.test,
+            network: parsed.checks.network,
             source: CONFIG_FILE.into(),
         });
     }

@@ -27,6 +27,29 @@ fn config_file_wins() {
     assert_eq!(plan.setup, vec!["make deps"]);
     assert_eq!(plan.test, vec!["t1", "t2"]);
     assert_eq!(plan.source, ".nightshift.toml");
+    assert!(
+        plan.network.is_empty(),
+        "checks get no network unless asked"
+    );
+}
+
+#[test]
+fn checks_ask_for_network_by_host() {
+    let dir = repo(&[(
+        ".nightshift.toml",
+        "[checks]\ntest = [\"t\"]\nnetwork = [\"db.internal:5432\", \"*.example.com\"]\n",
+    )]);
+    let plan = discover(dir.path()).unwrap();
+    assert_eq!(plan.network, vec!["db.internal:5432", "*.example.com"]);
+    let dir = repo(&[(
+        ".nightshift.toml",
+        "[checks]\ntest = [\"t\"]\nnetwork = [\"http://everything\"]\n",
+    )]);
+    let err = discover(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("checks.network") && err.contains("http://everything"),
+        "{err}"
+    );
 }
 
 #[test]

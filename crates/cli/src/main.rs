@@ -1,6 +1,7 @@
 //! `nightshift`: parses arguments and hands over to the server or the API client.
 
 mod client;
+mod confine;
 mod people;
 mod serve;
 mod task;
@@ -38,6 +39,16 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // Inside a sandbox the server runs `nightshift netfwd <listen> <socket>… -- <command>`:
+    // taken before clap (which would eat the `--`) and before the runtime starts, because the
+    // forwarder forks and must still be single-threaded then.
+    let mut args = std::env::args_os();
+    if args
+        .nth(1)
+        .is_some_and(|a| a == confine::FORWARDER_SUBCOMMAND)
+    {
+        std::process::exit(nightshift_sandbox::netfwd::run(args.collect()));
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -79,6 +79,16 @@ struct ConfigFile {
     retry: nightshift_forge::RetryPolicy,
     /// How often an open pull request's CI status is asked for, e.g. `30s`.
     ci_poll: Option<String>,
+    /// `"bubblewrap"` (the default) or `"none"`: how setup, agents and checks are confined.
+    sandbox: Option<String>,
+    /// Hosts setup commands may reach; replaces the default package registries.
+    setup_hosts: Option<Vec<String>>,
+    /// Shown read-only inside the sandbox although under a hidden path (toolchains).
+    sandbox_readonly: Vec<PathBuf>,
+    /// Hidden inside the sandbox besides the data directory and the homes (key files).
+    sandbox_hidden: Vec<PathBuf>,
+    /// Memory, processes, file size and open files of each confined process tree.
+    sandbox_limits: crate::confine::LimitSettings,
 }
 
 fn load_config(
@@ -151,6 +161,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(poll) = &config.ci_poll {
         engine.ci_poll = parse_duration(poll).map_err(|e| anyhow::anyhow!("ci_poll: {e}"))?;
     }
+    let explicit_config = args.config.as_ref().and_then(|p| p.canonicalize().ok());
+    engine.confinement = crate::confine::SandboxSettings {
+        sandbox: config.sandbox,
+        setup_hosts: config.setup_hosts,
+        sandbox_readonly: config.sandbox_readonly,
+        sandbox_hidden: config.sandbox_hidden,
+        sandbox_limits: config.sandbox_limits,
+    }
+    .engine_config(explicit_config.as_deref())
+    .context("the sandbox settings in the configuration file")?;
     let mut server = ServerConfig {
         max_timeout: args.max_timeout,
         auth: AuthConfig {

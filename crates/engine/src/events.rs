@@ -1,7 +1,11 @@
 //! The run's event sink: phases, agent events and check output are queued without waiting and
-//! written in order, in batches, by one writer per run.
+//! written in order, in batches, by one writer per run. Every event passes the run's secret
+//! filter on the way in.
+
+use std::sync::{Arc, RwLock};
 
 use nightshift_core::{AgentEvent, EventKind, Phase};
+use nightshift_sandbox::Redactor;
 use nightshift_store::{NewEvent, Store};
 use tokio::sync::{mpsc, oneshot};
 
@@ -14,6 +18,8 @@ enum Item {
 #[derive(Clone)]
 pub struct EventSink {
     tx: mpsc::UnboundedSender<Item>,
+    /// Token shapes from the start; the run's own secrets once it knows them.
+    redactor: Arc<RwLock<Option<Arc<Redactor>>>>,
 }
 
 impl EventSink {
@@ -46,7 +52,29 @@ impl EventSink {
                 }
             }
         });
-        (EventSink { tx }, writer)
+        let redactor = Arc::new(RwLock::new(Redactor::shapes_only().ok().map(Arc::new)));
+        (EventSink { tx, redactor }, writer)
+    }
+
+    /// Masks what `redactor` masks in every event from now on (every clone of this sink).
+    pub fn set_redactor(&self, redactor: Redactor) {
+        *self.redactor.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(redactor));
+    }
+
+    /// The filter events pass through, for the run's other stored text.
+    pub fn redactor(&self) -> Option<Arc<Redactor>> {
+        self.redactor
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// `text` with the run's secrets masked.
+    pub fn redact(&self, text: &str) -> String {
+        match self.redactor() {
+            Some(r) => r.redact(text).into_owned(),
+            None => text.to_string(),
+        }
     }
 
     pub fn emit(
@@ -56,10 +84,18 @@ impl EventSink {
         message: impl Into<String>,
         data: serde_json::Value,
     ) {
+        let mut message = message.into();
+        let mut data = data;
+        if let Some(redactor) = self.redactor() {
+            if let std::borrow::Cow::Owned(masked) = redactor.redact(&message) {
+                message = masked;
+            }
+            redact_json(&redactor, &mut data);
+        }
         let _ = self.tx.send(Item::Event(NewEvent {
             kind,
             phase,
-            message: message.into(),
+            message,
             data,
         }));
     }
@@ -125,4 +161,26 @@ fn short(text: &str) -> String {
         cut -= 1;
     }
     format!("{}…", &text[..cut])
+}
+
+/// Masks secrets in every string of a JSON value, keys included. Done on the values rather
+/// than the serialised text so an escaped secret (a PEM key's newlines) is found too.
+fn redact_json(redactor: &Redactor, value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => {
+            if let std::borrow::Cow::Owned(masked) = redactor.redact(s) {
+                *s = masked;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_json(redactor, v)),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (key, mut v) in entries {
+                redact_json(redactor, &mut v);
+                map.insert(redactor.redact(&key).into_owned(), v);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
 }

@@ -2,9 +2,12 @@
 //! `preparing → agent → validating → publishing`, writing a checkpoint at every phase end, with
 //! cancel and timeout that kill the run's processes before the run is marked ended.
 
+mod confinement;
 mod events;
+mod gateway;
 mod run;
 
+pub use confinement::{ConfinementConfig, ConfinementStatus, DEFAULT_SETUP_HOSTS, SandboxMode};
 pub use events::EventSink;
 
 use std::path::PathBuf;
@@ -14,7 +17,7 @@ use std::time::Duration;
 use nightshift_agent::{AgentConfig, AgentDriver, AgentError};
 use nightshift_core::{AgentSpec, BranchName, Budget, RepoUrl};
 use nightshift_forge::{Forge, ForgeConfig, ForgeError, RetryEvent, RetryObserver};
-use nightshift_sandbox::Sandbox;
+use nightshift_sandbox::{Redactor, Sandbox};
 use nightshift_store::{ForgeCredential, SecretKey, Store};
 use nightshift_workspace::{Git, Mirrors, WorkspaceError};
 use tokio::sync::Notify;
@@ -65,6 +68,8 @@ pub struct EngineConfig {
     pub ci_poll: Duration,
     /// How long after the run a pull request is followed; then the last status stays.
     pub ci_follow_for: Duration,
+    /// How setup, agents and checks are confined (bubblewrap by default).
+    pub confinement: ConfinementConfig,
 }
 
 impl EngineConfig {
@@ -84,6 +89,7 @@ impl EngineConfig {
             public_url: "http://127.0.0.1:8080".into(),
             ci_poll: Duration::from_secs(30),
             ci_follow_for: Duration::from_secs(3600),
+            confinement: ConfinementConfig::default(),
         }
     }
 }
@@ -94,7 +100,8 @@ pub struct Engine {
     config: EngineConfig,
     git: Git,
     mirrors: Mirrors,
-    sandbox: Sandbox,
+    /// Probed once: whether bubblewrap works here decides whether runs can start at all.
+    confinement: ConfinementStatus,
     wake: Notify,
     instance: String,
 }
@@ -104,12 +111,16 @@ impl Engine {
         let git = Git::new(config.data_dir.join("git-home"));
         let mirrors = Mirrors::new(config.data_dir.join("mirrors"), git.clone());
         let instance = format!("{}-{}", hostname(), std::process::id());
+        let confinement = ConfinementStatus::probe(&config.confinement);
+        if !confinement.confined {
+            tracing::warn!(detail = %confinement.detail, "runs are not confined");
+        }
         Arc::new(Engine {
             store,
             config,
             git,
             mirrors,
-            sandbox: Sandbox::new(),
+            confinement,
             wake: Notify::new(),
             instance,
         })
@@ -121,6 +132,11 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// Whether runs are confined here, and if not, why.
+    pub fn confinement(&self) -> &ConfinementStatus {
+        &self.confinement
     }
 
     /// Tells idle workers of this process that a run was queued.
@@ -183,12 +199,13 @@ impl Engine {
         }
     }
 
-    /// The driver for a task's agent.
+    /// The driver for a task's agent, starting its processes in `sandbox`.
     pub(crate) fn driver(
         &self,
         spec: &AgentSpec,
+        sandbox: Sandbox,
     ) -> std::result::Result<Box<dyn AgentDriver>, AgentError> {
-        nightshift_agent::driver_for(spec, &self.config.agents, self.sandbox.clone())
+        nightshift_agent::driver_for(spec, &self.config.agents, sandbox)
     }
 
     /// The project's stored credential for a forge host (e.g. `github.com`), opened with the
@@ -252,6 +269,41 @@ impl Engine {
             }
         }
         secrets
+    }
+
+    /// The filter every line a run stores passes through: the forge credentials, the model
+    /// keys, the project's stored credential for the repository's host, and token shapes.
+    pub(crate) async fn run_redactor(
+        &self,
+        project_id: i64,
+        host: Option<&str>,
+    ) -> std::result::Result<Redactor, String> {
+        let mut secrets: Vec<String> = self
+            .forge_secrets()
+            .iter()
+            .map(|s| s.expose().to_string())
+            .collect();
+        let agents = &self.config.agents;
+        secrets.extend(agents.anthropic_api_key.clone());
+        secrets.extend(agents.openai_api_key.clone());
+        if let Some(host) = host {
+            match self.project_credential(project_id, host).await {
+                Ok(Some(credential)) => {
+                    secrets.extend(credential.secrets().into_iter().map(str::to_string))
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("cannot open the project's credentials: {e}")),
+            }
+        }
+        // A PEM key may show up a line at a time: every long line of a secret is one too.
+        let lines: Vec<String> = secrets
+            .iter()
+            .flat_map(|s| s.lines().map(str::trim).filter(|l| l.len() >= 20))
+            .filter(|l| !l.starts_with("-----"))
+            .map(str::to_string)
+            .collect();
+        secrets.extend(lines);
+        Redactor::new(secrets).map_err(|e| e.to_string())
     }
 
     /// Runs `count` workers until `shutdown` fires, then lets running runs finish (bounded by

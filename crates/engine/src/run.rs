@@ -20,6 +20,7 @@ use nightshift_workspace::{WorkspaceError, Worktree};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::confinement::{AgentSandbox, RunConfinement, SandboxMode, agent_programs};
 use crate::{Engine, EventSink};
 
 /// A background task that ends with its owner.
@@ -81,6 +82,10 @@ pub(crate) struct RunExecution {
     progress: AtomicU8,
     worktree: Option<Worktree>,
     run_dir: PathBuf,
+    /// The run's sandboxes, one per phase, once its workspace exists.
+    confinement: Option<RunConfinement>,
+    /// The environment the agent gets: the model gateways' when confined.
+    agent_env: Vec<(String, String)>,
 }
 
 impl RunExecution {
@@ -112,6 +117,8 @@ impl RunExecution {
             cause: Arc::new(Mutex::new(None)),
             worktree: None,
             run_dir,
+            confinement: None,
+            agent_env: Vec::new(),
         }
     }
 
@@ -222,9 +229,29 @@ impl RunExecution {
         let repo = RepoUrl::parse(&self.task.repo)
             .map_err(|e| fail(EndReason::Infrastructure, Phase::Preparing, e.to_string()))?;
 
+        // The run's secrets are masked in everything it records from here on.
+        let host = nightshift_forge::RepoPath::parse(&repo)
+            .ok()
+            .map(|p| p.host);
+        let redactor = self
+            .engine
+            .run_redactor(self.task.project_id, host.as_deref())
+            .await
+            .map_err(|e| fail(EndReason::Infrastructure, Phase::Preparing, e))?;
+        self.events.set_redactor(redactor.clone());
+
         // preparing: the forge and push access first, so a run that could never publish
         // fails in seconds instead of after the agent's work.
         self.enter(Phase::Preparing).await?;
+        // Never unconfined by accident: only an explicit `sandbox = "none"` runs without it.
+        let status = self.engine.confinement();
+        if status.sandbox == SandboxMode::Bubblewrap && !status.confined {
+            return Err(fail(
+                EndReason::Infrastructure,
+                Phase::Preparing,
+                status.detail.clone(),
+            ));
+        }
         let forge = self.engine.forge(&repo, &self.events).map_err(|e| {
             fail(
                 EndReason::Infrastructure,
@@ -285,6 +312,7 @@ impl RunExecution {
         self.checkpoint.base_commit = Some(worktree.base_commit().to_string());
         self.change.branch = Some(branch);
         self.worktree = Some(worktree);
+        self.confinement = Some(self.confine(redactor)?);
 
         let mut plan = nightshift_checks::discover(&work)
             .map_err(|e| fail(EndReason::ChecksFailed, Phase::Preparing, e.to_string()))?;
@@ -311,6 +339,18 @@ impl RunExecution {
             ),
             serde_json::to_value(&plan).unwrap_or_default(),
         );
+        if !plan.network.is_empty() {
+            self.events.emit(
+                EventKind::Check,
+                Some(Phase::Preparing),
+                format!(
+                    "{} asks for network in its checks: they may reach {}",
+                    nightshift_checks::CONFIG_FILE,
+                    plan.network.join(", ")
+                ),
+                serde_json::json!({"checks_network": plan.network}),
+            );
+        }
         if !plan.setup.is_empty() {
             let results = self.run_stages(&plan, &[Stage::Setup], 0).await?;
             if let Some(failed) = results.iter().find(|r| r.outcome != CheckOutcome::Passed) {
@@ -326,10 +366,16 @@ impl RunExecution {
         }
         self.save_checkpoint(Phase::Preparing).await?;
 
-        // agent ⇄ validating, until the checks pass or the rounds run out
+        // agent ⇄ validating, until the checks pass or the rounds run out. The model gateways
+        // live as long as `agent`, across the rounds.
+        let agent: AgentSandbox = self
+            .confinement()?
+            .agent(self.task.agent.kind, &self.engine.config.agents)
+            .map_err(|e| fail(EndReason::Infrastructure, Phase::Agent, e))?;
+        self.agent_env = agent.env.clone();
         let driver = self
             .engine
-            .driver(&self.task.agent)
+            .driver(&self.task.agent, agent.sandbox.clone())
             .map_err(|e| fail(EndReason::AgentFailed, Phase::Agent, e.to_string()))?;
         let max_rounds = if driver.supports_resume() {
             1 + self.engine.config.verification_rounds
@@ -412,7 +458,7 @@ impl RunExecution {
         if !self.has_changes().await? {
             return Ok(EndReason::NoChanges);
         }
-        let message = self.commit_message();
+        let message = self.events.redact(&self.commit_message());
         let git = self.engine.git.clone();
         let commit = {
             let worktree = self.worktree()?;
@@ -506,6 +552,18 @@ impl RunExecution {
             Some(auth) => git.with_config_env(&auth.env()),
             None => git.clone(),
         };
+        // A short-lived App token exists only from here on: masked like the others.
+        if let (Some(auth), Some(current)) = (&auth, self.events.redactor()) {
+            let secrets: Vec<String> = auth
+                .secrets()
+                .iter()
+                .map(|s| s.expose().to_string())
+                .collect();
+            match current.with_secrets(secrets) {
+                Ok(more) => self.events.set_redactor(more),
+                Err(e) => return Err(self.infra("cannot build the secret filter")(e.to_string())),
+            }
+        }
         let scrub = |text: String| match &auth {
             Some(auth) => auth.redact(&text),
             None => text,
@@ -547,7 +605,7 @@ impl RunExecution {
         }
         // Stored before the checkpoint that names the push, so a run resumed after a crash
         // finds what the pull request description needs.
-        if let Err(e) = self.engine.store.save_change(&self.change).await {
+        if let Err(e) = self.engine.store.save_change(&self.redacted_change()).await {
             return Err(fail(
                 EndReason::Infrastructure,
                 Phase::Publishing,
@@ -610,8 +668,8 @@ impl RunExecution {
             repo: repo.clone(),
             base: self.task.base_branch.clone(),
             head,
-            title: self.task.title.clone(),
-            body,
+            title: self.events.redact(&self.task.title),
+            body: self.events.redact(&body),
             labels: Vec::new(),
         };
         let Some(pr) = forge
@@ -642,6 +700,60 @@ impl RunExecution {
         self.change.pr_number = Some(pr.number);
         self.change.pr_url = Some(pr.url);
         self.save_checkpoint(Phase::Publishing).await
+    }
+
+    /// The run's sandboxes for its workspace: built once the workspace exists.
+    fn confinement(&self) -> Step<&RunConfinement> {
+        self.confinement.as_ref().ok_or_else(|| {
+            fail(
+                EndReason::Infrastructure,
+                self.phase,
+                "the run's sandbox was not set up with its workspace",
+            )
+        })
+    }
+
+    /// Builds the sandboxes of the run's workspace, which must exist by now.
+    fn confine(&self, redactor: nightshift_sandbox::Redactor) -> Step<RunConfinement> {
+        let worktree = self.worktree()?;
+        let home = self.run_dir.join("home");
+        std::fs::create_dir_all(&home)
+            .map_err(|e| self.infra("cannot create the run's home")(e.to_string()))?;
+        let config = &self.engine.config;
+        Ok(match config.confinement.mode {
+            SandboxMode::None => RunConfinement::unconfined(redactor),
+            SandboxMode::Bubblewrap => {
+                let path = std::env::var("PATH").unwrap_or_default();
+                let programs = agent_programs(&self.task.agent, &config.agents, &path);
+                RunConfinement::confined(
+                    &config.confinement,
+                    &config.data_dir,
+                    worktree,
+                    &home,
+                    &programs,
+                    redactor,
+                )
+                .map_err(|e| fail(EndReason::Infrastructure, self.phase, e))?
+            }
+        })
+    }
+
+    /// The run's change with its secrets masked, as it is stored and shown.
+    fn redacted_change(&self) -> GeneratedChange {
+        let mut change = self.change.clone();
+        let r = |text: &mut String| *text = self.events.redact(text);
+        r(&mut change.diff);
+        r(&mut change.diff_stat);
+        r(&mut change.commit_message);
+        change.files_changed.iter_mut().for_each(r);
+        if let Some(summary) = &mut change.summary {
+            r(summary);
+        }
+        for check in &mut change.checks {
+            r(&mut check.command);
+            r(&mut check.output);
+        }
+        change
     }
 
     fn worktree(&self) -> Step<&Worktree> {
@@ -688,7 +800,7 @@ impl RunExecution {
             .map_err(|e| self.infra("cannot create the run's log directory")(e.to_string()))?;
         let mut request = AgentRequest::new(self.task.agent.clone(), work, home, prompt);
         request.resume_session = self.checkpoint.agent_session_id.clone();
-        request.env = self.engine.config.agents.agent_env(self.task.agent.kind);
+        request.env = self.agent_env.clone();
         // Kept outside the workspace so the raw output outlives it.
         request.raw_log = Some(logs.join("agent.jsonl"));
         // The turn budget is the run's: earlier rounds have spent part of it.
@@ -810,10 +922,20 @@ impl RunExecution {
         let home = self.run_dir.join("home");
         std::fs::create_dir_all(&home)
             .map_err(|e| self.infra("cannot create the checks' home")(e.to_string()))?;
-        let runner = CheckRunner::new(
-            self.engine.sandbox.clone(),
-            vec![("HOME".into(), home.display().to_string())],
-        );
+        // Setup reaches the registries the server allows; checks what the repository asked for.
+        let hosts = if stages.contains(&Stage::Setup) {
+            self.engine.config.confinement.setup_hosts.clone()
+        } else {
+            plan.network
+                .iter()
+                .filter_map(|h| nightshift_sandbox::AllowedHost::parse(h).ok())
+                .collect()
+        };
+        let sandbox = self
+            .confinement()?
+            .with_hosts(&hosts)
+            .map_err(|e| self.infra("cannot confine the checks")(e.to_string()))?;
+        let runner = CheckRunner::new(sandbox, vec![("HOME".into(), home.display().to_string())]);
         let total: usize = stages.iter().map(|s| plan.commands(*s).len()).sum();
         let mut results = Vec::new();
         for stage in stages {
@@ -909,7 +1031,7 @@ impl RunExecution {
         // Forge errors are built without credentials; this is the net under that promise.
         let secrets = self.engine.forge_secrets();
         let secrets: Vec<&nightshift_forge::Secret> = secrets.iter().collect();
-        let message = message.map(|m| redact(&m, &secrets));
+        let message = message.map(|m| self.events.redact(&redact(&m, &secrets)));
         if let Some(message) = &message {
             self.events.error(phase, message.clone());
         }
@@ -984,13 +1106,14 @@ impl RunExecution {
         let Some(worktree) = &self.worktree else {
             // A run resumed after its push has no workspace, only the change stored then.
             if self.change.commit.is_some()
-                && let Err(e) = self.engine.store.save_change(&self.change).await
+                && let Err(e) = self.engine.store.save_change(&self.redacted_change()).await
             {
                 tracing::error!(run_id = self.run.id, error = %e, "cannot store the generated change");
             }
             return;
         };
-        let git = &self.engine.git;
+        // The checkout has been in the agent's hands: git is pinned to the mirror's side.
+        let git = &worktree.git(&self.engine.git);
         if self.checkpoint.commit.is_none() {
             // Stage everything so the diff shows new files too; nothing is committed.
             let _ = git.run(worktree.path(), &["add", "--all"]).await;
@@ -1021,12 +1144,12 @@ impl RunExecution {
             {
                 self.change.files_changed = files.lines().map(str::to_string).collect();
             }
-        } else if let Ok(diff) = worktree.diff(git).await {
+        } else if let Ok(diff) = worktree.diff(&self.engine.git).await {
             self.change.diff = diff.patch;
             self.change.diff_stat = diff.stat;
             self.change.files_changed = diff.files;
         }
-        if let Err(e) = self.engine.store.save_change(&self.change).await {
+        if let Err(e) = self.engine.store.save_change(&self.redacted_change()).await {
             tracing::error!(run_id = self.run.id, error = %e, "cannot store the generated change");
         }
     }

@@ -13,6 +13,8 @@ use crate::{Result, SandboxError};
 pub(crate) const PROXY_SOCKET_INSIDE: &str = "/tmp/.nightshift/proxy.sock";
 /// The loopback port the in-sandbox forwarder listens on; `HTTP(S)_PROXY` point here.
 pub(crate) const PROXY_PORT_INSIDE: u16 = 3128;
+/// Where the sockets of [`ConfinementPolicy::forward`] appear inside the sandbox.
+const FORWARD_SOCKETS_INSIDE: &str = "/tmp/.nightshift";
 
 /// How a run's processes are confined. There is no default: `None` has to be chosen on purpose.
 #[derive(Debug, Clone)]
@@ -46,11 +48,26 @@ pub struct ConfinementPolicy {
     pub extra_readonly: Vec<PathBuf>,
     /// Paths that must not be visible at all: the data directory, other workspaces, key files.
     pub hidden: Vec<PathBuf>,
+    /// `(source, path)`: the file `source` from outside shown read-only at `path` instead of
+    /// what is there (a harmless stand-in for a file that must not be read, but must exist).
+    pub substitutes: Vec<(PathBuf, PathBuf)>,
     pub network: Network,
     pub limits: Limits,
-    /// The in-sandbox forwarder for [`Network::Allow`]: a program (plus leading arguments) that
-    /// understands `<listen addr> <socket> -- <command…>`, see [`crate::netfwd`].
+    /// Loopback ports inside the sandbox relayed to Unix sockets outside it (a gateway that
+    /// Nightshift runs, say), whatever `network` is, except [`Network::Full`].
+    pub forwards: Vec<Forward>,
+    /// The in-sandbox forwarder for [`Network::Allow`] and `forwards`: a program (plus leading
+    /// arguments) that understands `<listen addr> <socket>… -- <command…>`, see [`crate::netfwd`].
     pub forwarder: Vec<String>,
+}
+
+/// One loopback port inside the sandbox whose connections go to a Unix socket outside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// The port on the sandbox's own 127.0.0.1.
+    pub port: u16,
+    /// The listening Unix socket outside the sandbox.
+    pub socket: PathBuf,
 }
 
 impl ConfinementPolicy {
@@ -62,8 +79,10 @@ impl ConfinementPolicy {
             home: home.into(),
             extra_readonly: Vec::new(),
             hidden: default_hidden(),
+            substitutes: Vec::new(),
             network: Network::None,
             limits: Limits::default(),
+            forwards: Vec::new(),
             forwarder: default_forwarder(),
         }
     }
@@ -78,6 +97,13 @@ impl ConfinementPolicy {
         self
     }
 
+    /// Shows the file `source` read-only at `path` (a hidden file reads as a device nobody may
+    /// open; some programs need an empty file there instead).
+    pub fn substitute(mut self, path: impl Into<PathBuf>, source: impl Into<PathBuf>) -> Self {
+        self.substitutes.push((source.into(), path.into()));
+        self
+    }
+
     pub fn network(mut self, network: Network) -> Self {
         self.network = network;
         self
@@ -86,6 +112,20 @@ impl ConfinementPolicy {
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// Relays `127.0.0.1:<port>` inside the sandbox to the Unix socket `socket` outside it.
+    pub fn forward(mut self, port: u16, socket: impl Into<PathBuf>) -> Self {
+        self.forwards.push(Forward {
+            port,
+            socket: socket.into(),
+        });
+        self
+    }
+
+    /// Whether processes start behind the in-sandbox forwarder.
+    pub(crate) fn needs_forwarder(&self) -> bool {
+        matches!(self.network, Network::Allow(_)) || !self.forwards.is_empty()
     }
 
     pub fn forwarder<I, S>(mut self, command: I) -> Self
@@ -97,17 +137,25 @@ impl ConfinementPolicy {
         self
     }
 
-    /// Whether `path` (canonical) is invisible inside the sandbox: under a hidden path and not
-    /// shown again by a bind.
-    pub(crate) fn hides(&self, path: &Path) -> bool {
-        let under = |paths: &[PathBuf]| {
+    /// Whether `path` (canonical) is invisible inside the sandbox: the deepest hidden or shown
+    /// directory above it decides, as the mounts of [`ConfinementPolicy::bwrap_args`] do.
+    pub fn hides(&self, path: &Path) -> bool {
+        let deepest = |paths: &[PathBuf]| {
             paths
                 .iter()
                 .filter_map(|p| std::fs::canonicalize(p).ok())
-                .any(|p| path.starts_with(p))
+                .filter(|p| path.starts_with(p))
+                .map(|p| p.components().count())
+                .max()
         };
         let shown = [self.workspace.clone(), self.home.clone()];
-        under(&self.hidden) && !under(&self.extra_readonly) && !under(&shown)
+        let shown = deepest(&self.extra_readonly).max(deepest(&shown));
+        // The sandbox's /tmp is a fresh one: the host's is as good as hidden.
+        let hidden = deepest(&self.hidden).max(deepest(&[PathBuf::from("/tmp")]));
+        match (hidden, shown) {
+            (Some(hidden), Some(shown)) => hidden > shown,
+            (hidden, _) => hidden.is_some(),
+        }
     }
 
     /// The bubblewrap arguments up to and including `--`; the command follows.
@@ -143,43 +191,62 @@ impl ConfinementPolicy {
         if self.network != Network::Full {
             args.push("--unshare-net".into());
         }
-        let mut covered = Vec::new();
-        for path in &self.hidden {
-            // Only what exists can be covered; a symlink is covered where it points.
-            let Ok(path) = std::fs::canonicalize(path) else {
-                continue;
-            };
-            if path == Path::new("/") {
-                return Err(SandboxError::Policy(
-                    "hiding / would hide the whole system".into(),
-                ));
-            }
-            let arg = if path.is_dir() {
-                ["--tmpfs", path_str(&path)?]
-            } else {
-                ["--ro-bind", "/dev/null"]
-            };
-            args.extend(arg.map(String::from));
-            if path.is_dir() {
-                covered.push(path);
-            } else {
-                args.push(path_str(&path)?.into());
-            }
-        }
         // The forwarder runs inside: it must stay visible even when it lives under a directory
         // the sandbox covers (a checkout under /tmp, say).
-        let forwarder = match (&self.network, self.forwarder.first()) {
-            (Network::Allow(_), Some(program)) if Path::new(program).is_absolute() => {
+        let forwarder = match self.forwarder.first() {
+            Some(program) if self.needs_forwarder() && Path::new(program).is_absolute() => {
                 Some(PathBuf::from(program))
             }
             _ => None,
         };
+        // Hidden and shown paths nest (a toolchain under a hidden home, a hidden directory
+        // inside a shown one): mounted shallowest first, each later mount wins inside its own.
+        enum Mount {
+            Hide,
+            Show,
+            ShowFrom(PathBuf),
+        }
+        let mut mounts: Vec<(PathBuf, Mount)> = Vec::new();
+        for path in &self.hidden {
+            // Only what exists can be covered; a symlink is covered where it points.
+            if let Ok(path) = std::fs::canonicalize(path) {
+                if path == Path::new("/") {
+                    return Err(SandboxError::Policy(
+                        "hiding / would hide the whole system".into(),
+                    ));
+                }
+                mounts.push((path, Mount::Hide));
+            }
+        }
         for path in self.extra_readonly.iter().chain(forwarder.as_ref()) {
-            let Ok(path) = std::fs::canonicalize(path) else {
-                continue;
-            };
-            let path = path_str(&path)?.to_string();
-            args.extend(["--ro-bind".into(), path.clone(), path]);
+            if let Ok(path) = std::fs::canonicalize(path) {
+                mounts.push((path, Mount::Show));
+            }
+        }
+        for (source, path) in &self.substitutes {
+            if let (Ok(source), Ok(path)) = (canonical(source), canonical(path)) {
+                mounts.push((path, Mount::ShowFrom(source)));
+            }
+        }
+        // At equal depth a path both hidden and shown is shown; the sort is stable.
+        mounts.sort_by_key(|(path, mount)| {
+            (path.components().count(), !matches!(mount, Mount::Hide))
+        });
+        let mut covered = Vec::new();
+        for (path, mount) in mounts {
+            let p = path_str(&path)?.to_string();
+            match mount {
+                Mount::Show => args.extend(["--ro-bind".into(), p.clone(), p]),
+                Mount::ShowFrom(source) => {
+                    args.extend(["--ro-bind".into(), path_str(&source)?.into(), p])
+                }
+                Mount::Hide if path.is_dir() => {
+                    args.extend(["--tmpfs".into(), p]);
+                    covered.push(path);
+                }
+                // bwrap binds with nodev: the device reads as nothing anyone may open.
+                Mount::Hide => args.extend(["--ro-bind".into(), "/dev/null".into(), p]),
+            }
         }
         // Bound last so they stay writable even when they lie inside a hidden directory.
         for path in [&workspace, &home] {
@@ -193,24 +260,49 @@ impl ConfinementPolicy {
                 PROXY_SOCKET_INSIDE.into(),
             ]);
         }
+        if !self.forwards.is_empty() && self.network == Network::Full {
+            return Err(SandboxError::Policy(
+                "forwarded ports need a private network: they would clash with the host's".into(),
+            ));
+        }
+        let mut relays: Vec<(String, String)> = Vec::new();
+        if proxy_socket.is_some() {
+            relays.push((
+                format!("127.0.0.1:{PROXY_PORT_INSIDE}"),
+                PROXY_SOCKET_INSIDE.into(),
+            ));
+        }
+        for forward in &self.forwards {
+            if forward.port == PROXY_PORT_INSIDE && proxy_socket.is_some() {
+                return Err(SandboxError::Policy(format!(
+                    "port {PROXY_PORT_INSIDE} is the egress proxy's inside the sandbox"
+                )));
+            }
+            let inside = format!("{FORWARD_SOCKETS_INSIDE}/forward-{}.sock", forward.port);
+            args.extend([
+                "--ro-bind".into(),
+                path_str(&forward.socket)?.into(),
+                inside.clone(),
+            ]);
+            relays.push((format!("127.0.0.1:{}", forward.port), inside));
+        }
         // The empty tmpfs over a hidden dir would otherwise take writes that silently vanish;
         // remounting only that mount keeps the binds made inside it writable.
         for path in &covered {
             args.extend(["--remount-ro".into(), path_str(path)?.into()]);
         }
         args.extend(["--chdir".into(), path_str(cwd)?.into(), "--".into()]);
-        if matches!(self.network, Network::Allow(_)) {
+        if !relays.is_empty() {
             if self.forwarder.is_empty() {
                 return Err(SandboxError::Policy(
-                    "Network::Allow needs the in-sandbox forwarder (nightshift-netfwd) but none was found".into(),
+                    "the network of this sandbox needs the in-sandbox forwarder (nightshift-netfwd) but none was found".into(),
                 ));
             }
             args.extend(self.forwarder.iter().cloned());
-            args.extend([
-                format!("127.0.0.1:{PROXY_PORT_INSIDE}"),
-                PROXY_SOCKET_INSIDE.into(),
-                "--".into(),
-            ]);
+            for (listen, socket) in relays {
+                args.extend([listen, socket]);
+            }
+            args.push("--".into());
         }
         Ok(args)
     }
@@ -250,12 +342,19 @@ fn default_hidden() -> Vec<PathBuf> {
     hidden
 }
 
+/// The `nightshift` CLI itself when that is what runs (its hidden `netfwd` subcommand), else
 /// `nightshift-netfwd` next to the running executable, else on `PATH`.
 fn default_forwarder() -> Vec<String> {
     const NAME: &str = "nightshift-netfwd";
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(NAME)));
+    let exe = std::env::current_exe().ok();
+    if let Some(exe) = exe
+        .as_ref()
+        .filter(|e| e.file_name().is_some_and(|n| n == "nightshift"))
+        && let Some(exe) = exe.to_str()
+    {
+        return vec![exe.to_string(), crate::netfwd::SUBCOMMAND.to_string()];
+    }
+    let beside = exe.and_then(|exe| exe.parent().map(|dir| dir.join(NAME)));
     beside
         .filter(|p| p.is_file())
         .or_else(|| find_on_path(NAME))

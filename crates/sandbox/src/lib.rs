@@ -16,9 +16,12 @@
 //!     policy.clone().network(Network::Allow(vec![AllowedHost::parse("api.anthropic.com")?])),
 //! )?
 //! .with_redactor(redactor.clone());
-//! let checks = Sandbox::confined(policy.network(Network::None))?.with_redactor(redactor);
+//! let checks = Sandbox::confined(policy.clone().network(Network::None))?
+//!     .with_redactor(redactor);
 //! let (exit, lines) = checks.output(&ProcessSpec::shell("cargo test", run_dir.join("workspace"))).await?;
-//! # let _ = (agent, exit, lines);
+//! // No network but one loopback port inside, relayed to a Unix socket outside (a gateway).
+//! let gateway = Sandbox::confined(policy.forward(8401, "/run/nightshift/gateway.sock"))?;
+//! # let _ = (agent, exit, lines, gateway);
 //! # Ok(())
 //! # }
 //! ```
@@ -30,7 +33,7 @@ mod process;
 mod proxy;
 mod redact;
 
-pub use confine::{Confinement, ConfinementPolicy, ConfinementSupport, Network, detect};
+pub use confine::{Confinement, ConfinementPolicy, ConfinementSupport, Forward, Network, detect};
 pub use limits::{LimitEnforcement, Limits};
 pub use process::{Exit, OutputLine, ProcessSpec, RunningProcess, Sandbox, group_alive};
 pub use proxy::AllowedHost;

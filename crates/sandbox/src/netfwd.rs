@@ -1,9 +1,10 @@
-//! The in-sandbox half of the egress path: listens on a loopback port inside the sandbox's
-//! private network and relays each connection to the egress proxy's bound Unix socket, then
-//! becomes the sandboxed command itself.
+//! The in-sandbox half of the way out: listens on loopback ports inside the sandbox's private
+//! network and relays each connection to a Unix socket bound in from outside (the egress proxy,
+//! Nightshift's model gateway), then becomes the sandboxed command itself.
 //!
-//! Usage: `nightshift-netfwd <listen addr> <unix socket> -- <program> [args…]`. The CLI can
-//! offer the same through [`run`] so that no extra binary has to be installed.
+//! Usage: `nightshift-netfwd <listen addr> <unix socket> [<listen addr> <unix socket>…] --
+//! <program> [args…]`. The `nightshift` CLI offers the same as a hidden subcommand through
+//! [`run`], so that no extra binary has to be installed.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -12,40 +13,53 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
+/// The `nightshift` CLI's hidden subcommand that runs [`run`]: `nightshift netfwd …`.
+pub const SUBCOMMAND: &str = "netfwd";
+
 /// Runs the forwarder with `args` (without the program name); returns only on error.
 pub fn run(args: Vec<OsString>) -> i32 {
-    let mut args = args.into_iter();
-    let (Some(listen), Some(socket), Some(dashes)) = (args.next(), args.next(), args.next()) else {
+    let Some(split) = args.iter().position(|a| a == "--") else {
         return usage();
     };
-    let Some(program) = args.next() else {
+    let (pairs, command) = (&args[..split], &args[split + 1..]);
+    let Some((program, program_args)) = command.split_first() else {
         return usage();
     };
-    if dashes != "--" {
+    if pairs.is_empty() || pairs.len() % 2 != 0 {
         return usage();
     }
-    let listen = listen.to_string_lossy().into_owned();
-    // Bound before the command starts so its first connection cannot race the listener.
-    let listener = match TcpListener::bind(&listen) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("nightshift-netfwd: cannot listen on {listen}: {e}");
-            return 126;
+    let mut listeners = Vec::new();
+    for pair in pairs.chunks(2) {
+        let listen = pair[0].to_string_lossy().into_owned();
+        // Bound before the command starts so its first connection cannot race the listener.
+        match TcpListener::bind(&listen) {
+            Ok(l) => listeners.push((l, PathBuf::from(&pair[1]))),
+            Err(e) => {
+                eprintln!("nightshift-netfwd: cannot listen on {listen}: {e}");
+                return 126;
+            }
         }
-    };
-    let socket = PathBuf::from(socket);
+    }
     // Forked while still single-threaded: the child relays, the parent becomes the command so
     // that its pid, exit status and signals stay the sandbox's own.
     // SAFETY: no other thread exists yet in this process.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
             detach_output();
-            relay(listener, socket);
+            let mut relays: Vec<_> = listeners
+                .into_iter()
+                .map(|(listener, socket)| std::thread::spawn(move || relay(listener, socket)))
+                .collect();
+            if let Some(last) = relays.pop() {
+                let _ = last.join();
+            }
             0
         }
         Ok(nix::unistd::ForkResult::Parent { .. }) => {
-            drop(listener);
-            let err = std::process::Command::new(&program).args(args).exec();
+            drop(listeners);
+            let err = std::process::Command::new(program)
+                .args(program_args)
+                .exec();
             eprintln!(
                 "nightshift-netfwd: cannot run {}: {err}",
                 program.to_string_lossy()
@@ -60,7 +74,9 @@ pub fn run(args: Vec<OsString>) -> i32 {
 }
 
 fn usage() -> i32 {
-    eprintln!("usage: nightshift-netfwd <listen addr> <unix socket> -- <program> [args...]");
+    eprintln!(
+        "usage: nightshift-netfwd <listen addr> <unix socket> [<listen addr> <unix socket>...] -- <program> [args...]"
+    );
     2
 }
 

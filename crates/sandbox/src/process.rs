@@ -180,15 +180,15 @@ impl Sandbox {
         sandbox
             .base_env
             .extend([("HOME".into(), home), ("TMPDIR".into(), "/tmp".into())]);
+        if policy.needs_forwarder() && policy.forwarder.is_empty() {
+            return Err(SandboxError::Policy(
+                "this sandbox's network needs the in-sandbox forwarder nightshift-netfwd: install it \
+                 next to the server binary or on PATH, or set ConfinementPolicy::forwarder"
+                    .into(),
+            ));
+        }
         let proxy = match &policy.network {
             Network::Allow(hosts) => {
-                if policy.forwarder.is_empty() {
-                    return Err(SandboxError::Policy(
-                        "Network::Allow needs the in-sandbox forwarder nightshift-netfwd: install it \
-                         next to the server binary or on PATH, or set ConfinementPolicy::forwarder"
-                            .into(),
-                    ));
-                }
                 if tokio::runtime::Handle::try_current().is_err() {
                     return Err(SandboxError::Policy(
                         "Network::Allow must be set up inside a Tokio runtime".into(),
@@ -472,16 +472,46 @@ impl RunningProcess {
             return Ok(Exit::Killed);
         }
         for signal in [Signal::SIGINT, Signal::SIGTERM] {
+            let mut grace = self.grace;
             if self.confined {
                 // bwrap dies of SIGINT and takes the namespace with it at once, so the graceful
-                // signals go to the sandboxed processes only, not to bwrap or its init.
-                signal_group_except(self.pgid, signal, |pid, ppid| {
-                    pid == self.pgid || ppid == self.pgid
-                });
+                // signals go to the sandboxed processes only, not to bwrap or its init. The
+                // namespace also ends the moment the command itself exits, killing what it
+                // started mid-way (an agent's session file half written): what the command
+                // started gets the signal first, the command once they are gone (or half the
+                // grace has passed).
+                let pgid = self.pgid;
+                let members: Vec<(i32, i32)> = group_members(pgid).collect();
+                let inits: Vec<i32> = members
+                    .iter()
+                    .filter(|(_, ppid)| *ppid == pgid)
+                    .map(|(pid, _)| *pid)
+                    .collect();
+                // Recorded now: an orphan reparented to init later is not the command.
+                let commands: Vec<i32> = members
+                    .iter()
+                    .filter(|(_, ppid)| inits.contains(ppid))
+                    .map(|(pid, _)| *pid)
+                    .collect();
+                let bwrap = |pid: i32, ppid: i32| pid == pgid || ppid == pgid;
+                let spared = |pid: i32, ppid: i32| bwrap(pid, ppid) || commands.contains(&pid);
+                signal_group_except(pgid, signal, spared);
+                let half = grace / 2;
+                let deadline = tokio::time::Instant::now() + half;
+                let mut pause = Duration::from_millis(1);
+                while group_members(pgid).any(|(pid, ppid)| !spared(pid, ppid))
+                    && tokio::time::Instant::now() < deadline
+                {
+                    let _ = self.child.try_wait();
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                signal_group_except(pgid, signal, bwrap);
+                grace -= half;
             } else {
                 let _ = killpg(Pid::from_raw(self.pgid), signal);
             }
-            if self.wait_gone(self.grace).await {
+            if self.wait_gone(grace).await {
                 let _ = self.child.wait().await;
                 self.release_cgroup();
                 self.exit = Some(Exit::Killed);

@@ -71,10 +71,22 @@ const SHAPES: &[Shape] = &[
 ];
 
 /// Masks configured secrets and token-shaped strings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Redactor {
+    /// The configured secrets, longest first; `literals` matches any of them.
+    secrets: Vec<String>,
     literals: Option<Regex>,
     shapes: Vec<(Regex, bool)>,
+}
+
+/// The secrets stay out of debug output: a redactor is exactly what holds them all.
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor")
+            .field("secrets", &self.secrets.len())
+            .field("shapes", &self.shapes.len())
+            .finish()
+    }
 }
 
 impl Redactor {
@@ -106,7 +118,21 @@ impl Redactor {
             .iter()
             .map(|shape| Ok((compile(shape.pattern)?, shape.needs_digit)))
             .collect::<Result<_>>()?;
-        Ok(Redactor { literals, shapes })
+        Ok(Redactor {
+            secrets,
+            literals,
+            shapes,
+        })
+    }
+
+    /// This redactor plus `more` secrets (a credential fetched later in the run).
+    pub fn with_secrets<I, S>(&self, more: I) -> Result<Redactor>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let more: Vec<String> = more.into_iter().map(|s| s.as_ref().to_string()).collect();
+        Redactor::new(self.secrets.iter().cloned().chain(more))
     }
 
     /// Only the common token shapes.

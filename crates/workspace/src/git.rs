@@ -16,6 +16,8 @@ pub struct Git {
     config: Vec<(String, String)>,
     /// Secrets to mask in anything git prints back.
     secrets: Vec<String>,
+    /// Extra environment, e.g. the repository a worktree's commands are pinned to.
+    env: Vec<(String, String)>,
 }
 
 impl Git {
@@ -25,7 +27,31 @@ impl Git {
             home: home.into(),
             config: Vec::new(),
             secrets: Vec::new(),
+            env: Vec::new(),
         }
+    }
+
+    /// A copy for a checkout that sandboxed processes could write to: the repository comes
+    /// from `git_dir` (which the sandbox cannot change), never from the checkout's own `.git`
+    /// file, and nothing runs hooks, a filesystem monitor or commands of a nested repository.
+    /// Without this an agent could point `.git` at a config of its own and have Nightshift run
+    /// its commands outside the sandbox.
+    pub fn pinned_to(&self, git_dir: &Path, work_tree: &Path) -> Self {
+        let mut git = self.clone();
+        git.env.extend([
+            ("GIT_DIR".to_string(), git_dir.display().to_string()),
+            ("GIT_WORK_TREE".to_string(), work_tree.display().to_string()),
+        ]);
+        for (key, value) in [
+            ("core.hooksPath", "/dev/null"),
+            ("core.fsmonitor", "false"),
+            ("diff.ignoreSubmodules", "all"),
+            ("status.submoduleSummary", "false"),
+            ("submodule.recurse", "false"),
+        ] {
+            git.config.push((key.to_string(), value.to_string()));
+        }
+        git
     }
 
     /// A copy that passes `key = value` to git as configuration, masking `value` in errors.
@@ -66,6 +92,9 @@ impl Git {
             .env("GIT_AUTHOR_EMAIL", "nightshift@localhost")
             .env("GIT_COMMITTER_NAME", "Nightshift")
             .env("GIT_COMMITTER_EMAIL", "nightshift@localhost");
+        for (key, value) in &self.env {
+            spec = spec.env(key.clone(), value.clone());
+        }
         if let Ok(sock) = std::env::var("SSH_AUTH_SOCK") {
             spec = spec.env("SSH_AUTH_SOCK", sock);
         }

@@ -11,6 +11,8 @@ const MAX_DIFF_BYTES: usize = 4 * 1024 * 1024;
 pub struct Worktree {
     path: PathBuf,
     mirror: PathBuf,
+    /// The worktree's own directory inside the mirror (`<mirror>/worktrees/<name>`).
+    git_dir: PathBuf,
     branch: String,
     base: String,
     base_commit: String,
@@ -32,8 +34,10 @@ impl Worktree {
         base: String,
         base_commit: String,
     ) -> Self {
+        let git_dir = admin_dir(&mirror, &path).unwrap_or_else(|| mirror.join("worktrees/unknown"));
         Worktree {
             path,
+            git_dir,
             mirror,
             branch,
             base,
@@ -60,6 +64,17 @@ impl Worktree {
         &self.mirror
     }
 
+    /// The worktree's directory inside the mirror: HEAD, index. Sandboxed git reads it.
+    pub fn git_dir(&self) -> &Path {
+        &self.git_dir
+    }
+
+    /// `git` pinned to this worktree's repository: what Nightshift itself runs in a checkout
+    /// that an agent or a check has had in its hands (see [`Git::pinned_to`]).
+    pub fn git(&self, git: &Git) -> Git {
+        git.pinned_to(&self.git_dir, &self.path)
+    }
+
     pub fn branch(&self) -> &str {
         &self.branch
     }
@@ -74,7 +89,8 @@ impl Worktree {
 
     /// Whether anything differs from the last commit, untracked files included.
     pub async fn has_changes(&self, git: &Git) -> Result<bool> {
-        Ok(!git
+        Ok(!self
+            .git(git)
             .run(&self.path, &["status", "--porcelain"])
             .await?
             .trim()
@@ -88,6 +104,7 @@ impl Worktree {
         message: &str,
         trailers: &[(&str, String)],
     ) -> Result<String> {
+        let git = &self.git(git);
         git.run(&self.path, &["add", "--all"]).await?;
         let trailer_args: Vec<String> = trailers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         let mut args = vec!["commit", "--quiet", "--no-verify", "-m", message];
@@ -100,7 +117,8 @@ impl Worktree {
     }
 
     pub async fn head(&self, git: &Git) -> Result<String> {
-        Ok(git
+        Ok(self
+            .git(git)
             .run(&self.path, &["rev-parse", "HEAD"])
             .await?
             .trim()
@@ -109,6 +127,7 @@ impl Worktree {
 
     /// The committed change against the commit the run started from.
     pub async fn diff(&self, git: &Git) -> Result<Diff> {
+        let git = &self.git(git);
         let range = format!("{}..HEAD", self.base_commit);
         let mut patch = git.run(&self.path, &["diff", "--no-color", &range]).await?;
         if patch.len() > MAX_DIFF_BYTES {
@@ -140,6 +159,7 @@ impl Worktree {
         if new_base == self.base_commit {
             return Ok(());
         }
+        let git = &self.git(git);
         if let Err(e) = git.run(&self.path, &["rebase", "--quiet", new_base]).await {
             let _ = git.run(&self.path, &["rebase", "--abort"]).await;
             let detail = match e {
@@ -166,7 +186,8 @@ impl Worktree {
             return Err(WorkspaceError::PushToBase(self.base.clone()));
         }
         let refspec = format!("+HEAD:refs/heads/{}", self.branch);
-        if let Err(e) = git
+        if let Err(e) = self
+            .git(git)
             .run(
                 &self.path,
                 &["push", "--quiet", "--porcelain", "origin", &refspec],
@@ -198,4 +219,21 @@ impl Worktree {
         }
         self.head(git).await
     }
+}
+
+/// The mirror's directory for the worktree at `path`: the one whose `gitdir` file points back
+/// to `<path>/.git`. Found from the mirror's side, which sandboxed processes cannot change,
+/// rather than from the worktree's `.git` file, which they can.
+fn admin_dir(mirror: &Path, path: &Path) -> Option<PathBuf> {
+    let want = std::fs::canonicalize(path).ok()?.join(".git");
+    std::fs::read_dir(mirror.join("worktrees"))
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("gitdir"))
+                .ok()
+                .and_then(|text| std::fs::canonicalize(text.trim().trim_end_matches("/.git")).ok())
+                .is_some_and(|p| p.join(".git") == want)
+        })
 }

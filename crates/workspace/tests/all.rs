@@ -173,3 +173,72 @@ async fn config_from_environment_pairs_merges_with_earlier_settings() {
         .unwrap();
     assert_eq!(header.trim(), "Authorization: Basic canary-456");
 }
+
+/// What a hostile agent can leave in its checkout: `.git` pointing at a repository of its own
+/// whose config runs a command on every `git status`, and hooks. Nightshift's own git (which
+/// runs outside the sandbox) must neither run them nor commit into that repository.
+#[tokio::test]
+async fn a_checkout_cannot_redirect_nightshifts_own_git() {
+    let remote = RemoteRepo::with_files(&[("a.txt", "one\n")]);
+    let repo = RepoUrl::parse(&remote.url()).unwrap();
+    let (data, mirrors, git) = setup();
+    let dest = data.path().join("runs/9/work");
+    let wt = mirrors
+        .add_worktree(&repo, "main", "nightshift/9-x", &dest)
+        .await
+        .unwrap();
+    assert!(wt.git_dir().starts_with(wt.mirror()), "{:?}", wt.git_dir());
+
+    let marker = data.path().join("ran-outside");
+    // In the run's HOME, which the sandbox lets it write to; and one nested in the checkout.
+    let planted = data.path().join("runs/9/home/planted");
+    let nested = dest.join("nested");
+    for repo in [&planted, &nested] {
+        std::fs::create_dir_all(repo).unwrap();
+        std::fs::write(repo.join("f"), "x").unwrap();
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(["-c", "user.name=a", "-c", "user.email=a@b"])
+                .args(args)
+                .current_dir(repo)
+                .output()
+                .unwrap()
+        };
+        git(&["init", "--quiet"]);
+        git(&["add", "f"]);
+        git(&["commit", "--quiet", "-m", "f"]);
+    }
+    let evil = format!("touch {}", marker.display());
+    for repo in [&planted, &nested] {
+        std::fs::write(
+            repo.join(".git/config"),
+            format!("[core]\n\tfsmonitor = {evil}\n\thooksPath = hooks\n"),
+        )
+        .unwrap();
+        let hooks = repo.join(".git/hooks");
+        std::fs::create_dir_all(&hooks).unwrap();
+        for hook in ["pre-commit", "post-commit", "commit-msg"] {
+            let path = hooks.join(hook);
+            std::fs::write(&path, format!("#!/bin/sh\n{evil}\n")).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+    }
+    std::fs::write(
+        dest.join(".git"),
+        format!("gitdir: {}\n", planted.join(".git").display()),
+    )
+    .unwrap();
+    std::fs::write(dest.join("a.txt"), "two\n").unwrap();
+
+    assert!(wt.has_changes(&git).await.unwrap());
+    let commit = wt.commit(&git, "edit", &[]).await.unwrap();
+    wt.diff(&git).await.unwrap();
+    assert!(!marker.exists(), "a command planted in the checkout ran");
+    // The commit landed in the mirror on the run's branch, not in the planted repository.
+    let in_mirror = git
+        .run(wt.mirror(), &["rev-parse", "refs/heads/nightshift/9-x"])
+        .await
+        .unwrap();
+    assert_eq!(in_mirror.trim(), commit);
+}

@@ -1,4 +1,5 @@
 mod bad_input;
+mod confinement;
 mod lifecycle;
 pub mod server;
 mod template;

@@ -17,7 +17,13 @@ pub struct Server {
 
 impl Server {
     pub fn start(data: &Path, workers: usize) -> Server {
-        let mut child = Command::new(BIN)
+        Server::start_with(data, workers, |_| {})
+    }
+
+    /// Like [`Server::start`], with the command adjusted first (environment, arguments).
+    pub fn start_with(data: &Path, workers: usize, adjust: impl FnOnce(&mut Command)) -> Server {
+        let mut command = Command::new(BIN);
+        command
             .args([
                 "serve",
                 "--data-dir",
@@ -28,9 +34,9 @@ impl Server {
             .args(["--workers", &workers.to_string()])
             .env("NIGHTSHIFT_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::null());
+        adjust(&mut command);
+        let mut child = command.spawn().unwrap();
         let mut reader = BufReader::new(child.stdout.take().unwrap());
         let url = loop {
             let mut line = String::new();
@@ -115,6 +121,28 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+impl Server {
+    /// GET `path` with the admin token; the status and the body as text.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let url = format!("{}{path}", self.url);
+        let token = self.token.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let response = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        })
     }
 }
 

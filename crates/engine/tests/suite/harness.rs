@@ -33,6 +33,7 @@ impl Harness {
         let mut config = EngineConfig::new(data.path());
         config.heartbeat = Duration::from_millis(200);
         config.poll = Duration::from_millis(100);
+        config.confinement.forwarder = Some(vec![forwarder()]);
         configure(&mut config);
         let engine = Engine::new(store.clone(), config);
         let shutdown = CancellationToken::new();
@@ -144,6 +145,11 @@ impl Drop for Harness {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// The in-sandbox forwarder built with these tests (the CLI has its own built in).
+pub fn forwarder() -> String {
+    env!("CARGO_BIN_EXE_nightshift-engine-netfwd").to_string()
 }
 
 /// Processes whose command line contains `marker` (a unique argument such as `sleep 987.65`).

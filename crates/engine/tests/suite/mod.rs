@@ -1,4 +1,5 @@
 mod agents;
+mod confinement;
 mod harness;
 mod pipeline;
 mod publish;

@@ -241,7 +241,12 @@ async fn broken_inputs_end_with_the_right_reason() {
 
 #[tokio::test]
 async fn a_moving_base_is_rebased_and_a_conflicting_one_fails() {
-    let h = Harness::start(2).await;
+    // The agents wait on a gate the test opens from outside their checkout, which confinement
+    // would rightly hide; rebasing is the subject here.
+    let h = Harness::start_with(tempfile::tempdir().unwrap(), 2, |config| {
+        config.confinement.mode = nightshift_engine::SandboxMode::None;
+    })
+    .await;
     let remote = RemoteRepo::with_files(&[("a.txt", "a\n"), ("b.txt", "b\n")]);
     let gate = h.data.path().join("gate");
     std::fs::create_dir_all(&gate).unwrap();

@@ -175,6 +175,34 @@ async fn sigint_reaches_the_confined_command_first() {
     assert!(rest.contains(&"got-int".to_string()), "{rest:?}");
 }
 
+/// The namespace ends the moment the command exits: what it started must have had its own
+/// graceful stop by then (an agent flushing its session file on SIGINT).
+#[tokio::test]
+async fn what_the_command_started_stops_gracefully_before_the_command() {
+    let run = RunDirs::new();
+    std::fs::write(
+        run.workspace.join("inner.sh"),
+        "trap 'sleep 0.3; echo flushed > flushed.txt; exit 0' INT; echo ready; \
+         while :; do sleep 0.05; done\n",
+    )
+    .unwrap();
+    std::fs::write(run.workspace.join("list"), "inner.sh\n").unwrap();
+    // xargs, like an agent's node wrapper, dies of SIGINT at once; what it started takes its time.
+    let sandbox = Sandbox::confined(run.policy())
+        .unwrap()
+        .with_grace(Duration::from_secs(3));
+    let mut process = sandbox
+        .spawn(&ProcessSpec::new("xargs", &run.workspace).args(["-a", "list", "sh"]))
+        .unwrap();
+    assert_eq!(process.next_line().await.unwrap().text, "ready");
+    process.terminate().await.unwrap();
+    assert!(!group_alive(process.pgid()));
+    assert_eq!(
+        std::fs::read_to_string(run.workspace.join("flushed.txt")).unwrap(),
+        "flushed\n"
+    );
+}
+
 #[tokio::test]
 async fn wait_reaps_confined_background_children() {
     let run = RunDirs::new();
@@ -264,4 +292,77 @@ async fn a_program_under_a_hidden_path_is_refused_with_a_hint_until_shown() {
         .await
         .unwrap();
     assert!(text(&lines).contains("refused"), "{}", text(&lines));
+}
+
+#[tokio::test]
+async fn a_program_under_the_hosts_tmp_is_refused_with_a_hint_until_shown() {
+    let run = RunDirs::new();
+    // The sandbox's /tmp is a fresh tmpfs: the host's /tmp is hidden like any covered path.
+    let tools = tempfile::tempdir().unwrap();
+    let tool = tools.path().join("tmp-tool");
+    std::fs::write(&tool, "#!/bin/sh\necho hello from tmp\n").unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let spec = ProcessSpec::new(p(&tool), &run.workspace);
+    let err = Sandbox::confined(run.policy())
+        .unwrap()
+        .spawn(&spec)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("extra_readonly"), "{err}");
+    let shown = Sandbox::confined(run.policy().readonly(tools.path())).unwrap();
+    let (exit, lines) = shown.output(&spec).await.unwrap();
+    assert!(exit.success(), "{}", text(&lines));
+    assert_eq!(text(&lines), "hello from tmp\n");
+}
+
+#[tokio::test]
+async fn a_hidden_directory_inside_a_shown_one_stays_hidden_and_nesting_goes_both_ways() {
+    let run = RunDirs::new();
+    // data (hidden) ⊃ mirror (shown) ⊃ mirror/worktrees (hidden) ⊃ mirror/worktrees/mine (shown)
+    let mirror = run.data.join("mirrors/repo.git");
+    let mine = mirror.join("worktrees/mine");
+    let theirs = mirror.join("worktrees/theirs");
+    for dir in [&mine, &theirs] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(mirror.join("HEAD"), "mirror-head").unwrap();
+    std::fs::write(mine.join("HEAD"), "my-head").unwrap();
+    std::fs::write(theirs.join("HEAD"), "their-head").unwrap();
+    std::fs::write(mirror.join("config"), "url = secret-remote").unwrap();
+    let empty = run.root.path().join("empty");
+    std::fs::write(&empty, "").unwrap();
+    // Listed shallow-last on purpose: the order given must not matter.
+    let policy = run
+        .policy()
+        .readonly(&mine)
+        .substitute(mirror.join("config"), &empty)
+        .hide(mirror.join("worktrees"))
+        .readonly(&mirror);
+    let script = format!(
+        "cat {m}/HEAD {mine}/HEAD {theirs}/HEAD; cat {db}; echo x > {mine}/HEAD || echo refused; \
+         test -f {m}/config && ! test -s {m}/config && echo config-empty",
+        m = p(&mirror),
+        mine = p(&mine),
+        theirs = p(&theirs),
+        db = p(&run.data.join("nightshift.db")),
+    );
+    let sandbox = Sandbox::confined(policy).unwrap();
+    let (_, lines) = sandbox
+        .output(&ProcessSpec::shell(&script, &run.workspace))
+        .await
+        .unwrap();
+    let out = text(&lines);
+    assert!(
+        out.contains("mirror-head") && out.contains("my-head"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("their-head") && !out.contains("db-secret"),
+        "{out}"
+    );
+    assert!(out.contains("refused"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(mine.join("HEAD")).unwrap(),
+        "my-head"
+    );
 }

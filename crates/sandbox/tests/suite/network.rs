@@ -99,3 +99,71 @@ fn allow_list_entries_parse_and_match() {
         assert!(AllowedHost::parse(bad).is_err(), "{bad}");
     }
 }
+
+/// A one-line HTTP server on a Unix socket outside the sandbox, as Nightshift's gateway is.
+async fn unix_http_server(dir: &std::path::Path, body: &'static str) -> std::path::PathBuf {
+    let socket = dir.join("gateway.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    socket
+}
+
+#[tokio::test]
+async fn a_forwarded_port_reaches_its_socket_and_nothing_else() {
+    let run = RunDirs::new();
+    let sockets = tempfile::tempdir().unwrap();
+    let socket = unix_http_server(sockets.path(), "gateway-answer").await;
+    let host_port = http_server("host-service").await;
+    let sandbox = Sandbox::confined(
+        run.policy()
+            .network(Network::None)
+            .forward(4011, &socket)
+            .forward(4012, &socket),
+    )
+    .unwrap();
+    let script = format!(
+        "curl -sS --max-time 3 http://127.0.0.1:4011/v1/messages; echo; \
+         curl -sS --max-time 3 http://localhost:4012/; echo; \
+         curl -sS --max-time 3 http://127.0.0.1:{host_port}/ || echo host-refused; \
+         env | grep -i _proxy || echo no-proxy-variables"
+    );
+    let (_, lines) = sandbox
+        .output(&ProcessSpec::shell(&script, &run.workspace))
+        .await
+        .unwrap();
+    let out = text(&lines);
+    assert_eq!(out.matches("gateway-answer").count(), 2, "{out}");
+    assert!(
+        out.contains("host-refused") && !out.contains("host-service"),
+        "{out}"
+    );
+    assert!(out.contains("no-proxy-variables"), "{out}");
+}
+
+#[tokio::test]
+async fn forwarded_ports_are_refused_with_the_hosts_network() {
+    let run = RunDirs::new();
+    let sandbox = Sandbox::confined(
+        run.policy()
+            .network(Network::Full)
+            .forward(4013, run.root.path().join("x.sock")),
+    )
+    .unwrap();
+    let err = sandbox
+        .spawn(&ProcessSpec::shell("true", &run.workspace))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("private network"), "{err}");
+}

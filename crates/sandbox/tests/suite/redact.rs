@@ -12,6 +12,17 @@ fn masks_configured_secrets_longest_first() {
     assert_eq!(r.redact("pw=hunter2-password"), format!("pw={MASK}"));
     // Too short to mask without shredding every line.
     assert_eq!(r.redact("abc"), "abc");
+    // Secrets added later keep the earlier ones; none of them shows in debug output.
+    let more = r.with_secrets(["late-credential-42"]).unwrap();
+    assert_eq!(
+        more.redact("hunter2-password late-credential-42"),
+        format!("{MASK} {MASK}")
+    );
+    let debug = format!("{more:?}");
+    assert!(
+        !debug.contains("hunter2") && !debug.contains("late-credential"),
+        "{debug}"
+    );
 }
 
 #[test]

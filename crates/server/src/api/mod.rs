@@ -71,7 +71,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
     use Method as M;
     vec![
         (
-            spec(M::GET, "/health", Access::Public, "Liveness and version"),
+            spec(
+                M::GET,
+                "/health",
+                Access::Public,
+                "Liveness, version, and whether runs are confined (sandbox, confined, detail)",
+            ),
             get(health),
         ),
         (
@@ -535,6 +540,13 @@ pub fn routes() -> Router<AppState> {
         })
 }
 
-async fn health() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+/// Liveness, and whether runs here are confined: an unconfined server should be noticed.
+async fn health(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "confinement": state.engine.confinement(),
+    }))
 }

@@ -183,6 +183,8 @@ pub(crate) struct Chrome {
     pub project: String,
     pub user: String,
     pub unread: i64,
+    /// Why runs here are not confined, shown on every page; `None` when they are.
+    pub unconfined: Option<String>,
 }
 
 impl Chrome {
@@ -201,6 +203,10 @@ impl Chrome {
                 project: project.name.clone(),
                 user: user.name().to_string(),
                 unread,
+                unconfined: {
+                    let status = state.engine.confinement();
+                    (!status.confined).then(|| status.detail.clone())
+                },
             },
             project,
         ))
@@ -249,7 +255,15 @@ pub(crate) fn page(chrome: &Chrome, nav: Nav, title: &str, body: &str) -> Html<S
 {BELL_SVG}<span class=\"count\" id=\"bell-count\" data-count=\"{unread}\">{unread}</span></a>\
 <span class=\"user\" title=\"Signed in as\">{user}</span>\
 <a class=\"signout\" href=\"/signout\">Sign out</a></div></header>\
-<main id=\"main\" tabindex=\"-1\"><h1>{title}</h1>{body}</main></body></html>",
+{notice}<main id=\"main\" tabindex=\"-1\"><h1>{title}</h1>{body}</main></body></html>",
+        notice = match &chrome.unconfined {
+            Some(detail) => format!(
+                "<div class=\"unconfined\" role=\"note\" id=\"unconfined\"><strong>Runs on this server are not \
+confined.</strong> {}</div>",
+                esc(detail)
+            ),
+            None => String::new(),
+        },
         title = esc(title),
         project = esc(&chrome.project),
         project_attr = esc(&chrome.project),

@@ -1,0 +1,161 @@
+//! The confinement part of `nightshift.toml`: `sandbox`, `setup_hosts`, `sandbox_readonly`,
+//! `sandbox_hidden` and `[sandbox_limits]`, turned into the engine's settings.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use nightshift_engine::{ConfinementConfig, SandboxMode};
+use nightshift_sandbox::{AllowedHost, Limits};
+
+/// `nightshift netfwd …`: the in-sandbox forwarder, hidden from `--help`.
+pub const FORWARDER_SUBCOMMAND: &str = nightshift_sandbox::netfwd::SUBCOMMAND;
+
+/// The confinement keys of the configuration file, as written.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// `"bubblewrap"` (the default) or `"none"`.
+    pub sandbox: Option<String>,
+    /// Hosts setup commands may reach; replaces the default package registries.
+    pub setup_hosts: Option<Vec<String>>,
+    /// Paths shown read-only inside the sandbox although they lie under a hidden one.
+    pub sandbox_readonly: Vec<PathBuf>,
+    /// Paths hidden inside the sandbox besides the data directory and the homes.
+    pub sandbox_hidden: Vec<PathBuf>,
+    pub sandbox_limits: LimitSettings,
+}
+
+/// `[sandbox_limits]`: sizes as bytes or `"512M"`, `"8G"`; `"unlimited"` lifts a limit.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    pub memory: Option<Amount>,
+    pub processes: Option<Amount>,
+    pub file_size: Option<Amount>,
+    pub open_files: Option<Amount>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Amount {
+    Count(u64),
+    Text(String),
+}
+
+impl Amount {
+    /// `None` for unlimited.
+    fn value(&self, key: &str) -> anyhow::Result<Option<u64>> {
+        let text = match self {
+            Amount::Count(n) => return Ok(Some(*n)),
+            Amount::Text(t) => t.trim(),
+        };
+        if text.eq_ignore_ascii_case("unlimited") {
+            return Ok(None);
+        }
+        let bad = || {
+            anyhow!(
+                "sandbox_limits.{key} = {text:?} is not a number, a size like \"512M\" or \"8G\", or \"unlimited\""
+            )
+        };
+        let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let unit = text[digits.len()..].to_ascii_uppercase();
+        let factor: u64 = match unit.trim_end_matches("IB").trim_end_matches('B') {
+            "" => 1,
+            "K" => 1 << 10,
+            "M" => 1 << 20,
+            "G" => 1 << 30,
+            "T" => 1 << 40,
+            _ => return Err(bad()),
+        };
+        let n: u64 = digits.trim().parse().map_err(|_| bad())?;
+        n.checked_mul(factor).map(Some).ok_or_else(bad)
+    }
+}
+
+impl SandboxSettings {
+    /// The engine's confinement, with the forwarder being this very binary and the
+    /// configuration file (which holds forge tokens) hidden from runs.
+    pub fn engine_config(&self, config_file: Option<&Path>) -> anyhow::Result<ConfinementConfig> {
+        let mut confinement = ConfinementConfig::default();
+        if let Some(mode) = &self.sandbox {
+            confinement.mode = mode.parse::<SandboxMode>().map_err(|e| anyhow!(e))?;
+        }
+        if let Some(hosts) = &self.setup_hosts {
+            confinement.setup_hosts = hosts
+                .iter()
+                .map(|h| AllowedHost::parse(h).map_err(|e| anyhow!("setup_hosts: {e}")))
+                .collect::<anyhow::Result<_>>()?;
+        }
+        confinement.readonly = self.sandbox_readonly.clone();
+        confinement.hidden = self.sandbox_hidden.clone();
+        confinement
+            .hidden
+            .extend(config_file.map(Path::to_path_buf));
+        let defaults = Limits::default();
+        let limit = |amount: &Option<Amount>, key: &str, default: Option<u64>| match amount {
+            Some(amount) => amount.value(key),
+            None => Ok(default),
+        };
+        let l = &self.sandbox_limits;
+        confinement.limits = Limits {
+            memory_bytes: limit(&l.memory, "memory", defaults.memory_bytes)?,
+            processes: limit(&l.processes, "processes", defaults.processes)?,
+            file_size_bytes: limit(&l.file_size, "file_size", defaults.file_size_bytes)?,
+            open_files: limit(&l.open_files, "open_files", defaults.open_files)?,
+        };
+        let exe = std::env::current_exe()
+            .context("cannot find this program's path for the in-sandbox forwarder")?;
+        confinement.forwarder = Some(vec![
+            exe.to_string_lossy().into_owned(),
+            FORWARDER_SUBCOMMAND.to_string(),
+        ]);
+        Ok(confinement)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(text: &str) -> SandboxSettings {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn limits_take_sizes_and_unlimited_and_refuse_nonsense() {
+        let config = settings(
+            "sandbox = \"none\"\nsetup_hosts = [\"crates.io\", \"*.internal:8443\"]\n\
+             [sandbox_limits]\nmemory = \"512M\"\nprocesses = 256\nfile_size = \"unlimited\"\n",
+        )
+        .engine_config(None)
+        .unwrap();
+        assert_eq!(config.mode, SandboxMode::None);
+        assert_eq!(config.setup_hosts.len(), 2);
+        assert_eq!(config.limits.memory_bytes, Some(512 << 20));
+        assert_eq!(config.limits.processes, Some(256));
+        assert_eq!(config.limits.file_size_bytes, None);
+        assert_eq!(config.limits.open_files, Limits::default().open_files);
+
+        let err = settings("[sandbox_limits]\nmemory = \"lots\"\n")
+            .engine_config(None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sandbox_limits.memory") && err.contains("lots"),
+            "{err}"
+        );
+        let err = settings("sandbox = \"docker\"\n")
+            .engine_config(None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("docker") && err.contains("bubblewrap"),
+            "{err}"
+        );
+        let err = settings("setup_hosts = [\"http://x\"]\n")
+            .engine_config(None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("setup_hosts"), "{err}");
+    }
+}

@@ -1,0 +1,215 @@
+//! Confinement through the real `nightshift serve`: what the server says about it, refusing to
+//! run unconfined by accident, `sandbox = "none"` on purpose, and setup reaching an allowed
+//! host through the forwarder built into the `nightshift` binary itself.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use nightshift_test_support::git::RemoteRepo;
+use serde_json::Value;
+
+use super::server::Server;
+
+fn create(server: &Server, repo: &RemoteRepo, command: &str) -> Value {
+    let task = server.json(&[
+        "task",
+        "create",
+        "--repo",
+        &repo.url(),
+        "--instructions",
+        "Touch a file",
+        "--agent-command",
+        command,
+        "--json",
+    ]);
+    server.wait_end(task["id"].as_i64().unwrap())
+}
+
+fn health(server: &Server) -> Value {
+    let (status, body) = server.get("/api/v1/health");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn the_server_says_whether_runs_are_confined_and_none_must_be_chosen() {
+    let confined = tempfile::tempdir().unwrap();
+    let server = Server::start(confined.path(), 0);
+    let answer = health(&server);
+    assert_eq!(answer["confinement"]["sandbox"], "bubblewrap", "{answer}");
+    assert_eq!(answer["confinement"]["confined"], true, "{answer}");
+    let (status, page) = server.get("/p/default/tasks");
+    assert_eq!(status, 200);
+    assert!(!page.contains("not confined"), "{page}");
+    drop(server);
+
+    let open = tempfile::tempdir().unwrap();
+    std::fs::write(open.path().join("nightshift.toml"), "sandbox = \"none\"\n").unwrap();
+    let server = Server::start(open.path(), 1);
+    let answer = health(&server);
+    assert_eq!(answer["confinement"]["sandbox"], "none", "{answer}");
+    assert_eq!(answer["confinement"]["confined"], false, "{answer}");
+    let (_, page) = server.get("/p/default/tasks");
+    assert!(
+        page.contains("Runs on this server are not confined")
+            && page.contains("sandbox = &quot;none&quot;"),
+        "{page}"
+    );
+    // And it is in effect: the agent writes beside its checkout.
+    let marker = open.path().join("written-from-the-run");
+    let repo = RemoteRepo::with_files(&[("a", "")]);
+    let task = create(&server, &repo, &format!("touch b {}", marker.display()));
+    assert_eq!(task["runs"][0]["end_reason"], "succeeded", "{task}");
+    assert!(marker.exists());
+}
+
+/// A machine without bubblewrap: runs fail at once, saying how to fix it, instead of quietly
+/// running the agent with the server's own view of the machine.
+#[test]
+fn without_bubblewrap_runs_fail_at_preparing_naming_the_fix() {
+    let data = tempfile::tempdir().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let git = which("git");
+    std::os::unix::fs::symlink(&git, bin.path().join("git")).unwrap();
+    let server = Server::start_with(data.path(), 1, |command| {
+        command.env("PATH", bin.path());
+    });
+    let answer = health(&server);
+    assert_eq!(answer["confinement"]["confined"], false, "{answer}");
+    let detail = answer["confinement"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("bwrap") && detail.contains("sandbox = \"none\""),
+        "{detail}"
+    );
+
+    let repo = RemoteRepo::with_files(&[("a", "")]);
+    let task = create(&server, &repo, "touch b");
+    let run = &task["runs"][0];
+    assert_eq!(run["end_reason"], "infrastructure", "{task}");
+    assert_eq!(run["failed_phase"], "preparing", "{task}");
+    let error = run["error"].as_str().unwrap();
+    assert!(
+        error.contains("Install bubblewrap") && error.contains("sandbox = \"none\""),
+        "{error}"
+    );
+    assert_eq!(repo.branches(), vec!["main"], "nothing ran, nothing pushed");
+}
+
+/// Setup commands reach the registries the server allows, through the egress proxy and the
+/// forwarder that `nightshift` itself provides inside the sandbox (`nightshift netfwd`).
+#[test]
+fn setup_reaches_an_allowed_host_through_the_nightshift_binary() {
+    // 127.0.0.2 is the host's loopback but not in NO_PROXY: only the egress proxy gets there.
+    let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nregistry",
+            );
+        }
+    });
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(
+        data.path().join("nightshift.toml"),
+        format!("setup_hosts = [\"127.0.0.2:{port}\"]\n"),
+    )
+    .unwrap();
+    let server = Server::start(data.path(), 1);
+    let fetch = format!("curl -sS --max-time 5 http://127.0.0.2:{port}/ | grep -q registry");
+    let repo = RemoteRepo::with_files(&[(
+        ".nightshift.toml",
+        &format!(
+            "[setup]\ncommands = [\"{fetch}\"]\n[checks]\ntest = [\"{fetch} && exit 1 || true\"]\n"
+        ),
+    )]);
+    let task = create(&server, &repo, "touch b");
+    assert_eq!(task["runs"][0]["end_reason"], "succeeded", "{task}");
+}
+
+fn which(name: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| Path::new(p).is_file())
+        .unwrap_or_else(|| panic!("{name} is not on PATH"))
+}
+
+/// Canaries configured as a forge token (in nightshift.toml) and as the model key (in the
+/// server's environment): an agent looking for them finds nothing, and no API answer or file
+/// under the data directory holds them afterwards.
+#[test]
+fn configured_secrets_reach_neither_the_run_nor_the_api() {
+    const FORGE: &str = "nightshift-cli-forge-canary-93b1";
+    const MODEL: &str = "nightshift-cli-model-canary-4d07";
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::write(
+        data.path().join("nightshift.toml"),
+        format!("[[forge]]\nkind = \"gitea\"\nhost = \"forge.invalid\"\ntoken = \"{FORGE}\"\n"),
+    )
+    .unwrap();
+    let server = Server::start_with(data.path(), 1, |command| {
+        command.env("ANTHROPIC_API_KEY", MODEL);
+    });
+    // The agent searches for both without ever holding them whole on its command line.
+    let (f1, f2) = FORGE.split_at(10);
+    let (m1, m2) = MODEL.split_at(10);
+    let dir = data.path().display();
+    let search = format!(
+        "printf '%s%s\\n%s%s\\n' {f1} {f2} {m1} {m2} > /tmp/needles; \
+         env | grep -F -f /tmp/needles; cat {dir}/nightshift.toml; \
+         grep -rlsF -f /tmp/needles --exclude=needles \"$HOME\" . /etc {dir} /proc/[0-9]*/environ \
+         && echo FOUND || echo NOT-FOUND; touch b"
+    );
+    let repo = RemoteRepo::with_files(&[("a", "")]);
+    let task = create(&server, &repo, &search);
+    assert_eq!(task["runs"][0]["end_reason"], "succeeded", "{task}");
+    let id = task["id"].as_i64().unwrap();
+    let logs = server.cli(&["task", "logs", &id.to_string()]);
+    let logs = String::from_utf8_lossy(&logs.stdout).into_owned();
+    assert!(logs.contains("NOT-FOUND"), "{logs}");
+
+    let mut answers = vec![logs, task.to_string()];
+    for path in [
+        "/api/v1/health".to_string(),
+        "/api/v1/openapi.json".to_string(),
+        "/api/v1/projects/default".to_string(),
+        "/api/v1/projects/default/runs".to_string(),
+        format!("/api/v1/projects/default/tasks/{id}"),
+        format!("/api/v1/projects/default/tasks/{id}/runs/1/events"),
+        format!("/api/v1/projects/default/tasks/{id}/runs/1/change"),
+        format!("/p/default/tasks/{id}"),
+    ] {
+        let (status, body) = server.get(&path);
+        assert_eq!(status, 200, "{path}: {body}");
+        answers.push(body);
+    }
+    for answer in &answers {
+        assert!(
+            !answer.contains(FORGE) && !answer.contains(MODEL),
+            "{answer}"
+        );
+    }
+    drop(server);
+    let config = data.path().join("nightshift.toml");
+    let mut dirs = vec![data.path().to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path != config {
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                for canary in [FORGE, MODEL] {
+                    assert!(
+                        !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+                        "{} holds {canary}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! How a run's setup, agent and checks are confined: the run's checkout and HOME are the only
+//! writable places, the data directory and host secrets are hidden, and each phase gets only
+//! the network it needs (setup: package registries, agent: its model through the gateway,
+//! checks: nothing unless the repository asks).
+
+use std::path::{Path, PathBuf};
+
+use nightshift_agent::AgentConfig;
+use nightshift_core::{AgentKind, AgentSpec};
+use nightshift_sandbox::{
+    AllowedHost, ConfinementPolicy, Limits, Network, Redactor, Sandbox, SandboxError,
+};
+use nightshift_workspace::Worktree;
+use serde::{Deserialize, Serialize};
+
+/// How the engine runs setup, agents and checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    /// Under bubblewrap; a run fails at `preparing` when bubblewrap does not work here.
+    #[default]
+    Bubblewrap,
+    /// With the server user's view of the machine (scrubbed environment only). Must be chosen.
+    None,
+}
+
+impl SandboxMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxMode::Bubblewrap => "bubblewrap",
+            SandboxMode::None => "none",
+        }
+    }
+}
+
+impl std::str::FromStr for SandboxMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "bubblewrap" => Ok(SandboxMode::Bubblewrap),
+            "none" => Ok(SandboxMode::None),
+            other => Err(format!(
+                "sandbox = {other:?} is not known: use \"bubblewrap\" (the default) or \"none\""
+            )),
+        }
+    }
+}
+
+/// Package registries setup commands (`cargo fetch`, `npm ci`, `pip install`, `go mod
+/// download`) may reach when the server configures no list of its own.
+pub const DEFAULT_SETUP_HOSTS: &[&str] = &[
+    "crates.io",
+    "index.crates.io",
+    "static.crates.io",
+    "registry.npmjs.org",
+    "registry.yarnpkg.com",
+    "pypi.org",
+    "files.pythonhosted.org",
+    "proxy.golang.org",
+    "sum.golang.org",
+];
+
+/// Where a confined agent finds its model gateways, on the sandbox's own loopback.
+const ANTHROPIC_PORT_INSIDE: u16 = 8401;
+const OPENAI_PORT_INSIDE: u16 = 8402;
+
+/// The server's confinement settings (`sandbox`, `[sandbox_limits]`, `setup_hosts`, … in
+/// nightshift.toml).
+#[derive(Debug, Clone)]
+pub struct ConfinementConfig {
+    pub mode: SandboxMode,
+    /// Memory, processes, file size and open files of each confined process tree.
+    pub limits: Limits,
+    /// Hosts setup commands may reach, through the egress proxy. Empty: no network at all.
+    pub setup_hosts: Vec<AllowedHost>,
+    /// Shown read-only even under a hidden path (a toolchain under the server user's home).
+    pub readonly: Vec<PathBuf>,
+    /// Hidden besides the data directory, the homes and well-known host secrets (a key file
+    /// elsewhere, the configuration file).
+    pub hidden: Vec<PathBuf>,
+    /// The in-sandbox forwarder (program and leading arguments, see
+    /// `nightshift_sandbox::netfwd`); `None`: the `nightshift` binary itself when that is what
+    /// runs, else `nightshift-netfwd` beside the server or on PATH.
+    pub forwarder: Option<Vec<String>>,
+}
+
+impl Default for ConfinementConfig {
+    fn default() -> Self {
+        ConfinementConfig {
+            mode: SandboxMode::Bubblewrap,
+            limits: Limits::default(),
+            setup_hosts: DEFAULT_SETUP_HOSTS
+                .iter()
+                .filter_map(|h| AllowedHost::parse(h).ok())
+                .collect(),
+            readonly: Vec::new(),
+            hidden: Vec::new(),
+            forwarder: None,
+        }
+    }
+}
+
+/// Whether this server's runs are confined, for the API and the web UI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfinementStatus {
+    /// What the operator chose.
+    pub sandbox: SandboxMode,
+    /// Whether runs are confined. `false` with `bubblewrap`: runs fail until it works.
+    pub confined: bool,
+    /// The bubblewrap version and how limits are enforced, or why runs are not confined.
+    pub detail: String,
+}
+
+impl ConfinementStatus {
+    pub(crate) fn probe(config: &ConfinementConfig) -> ConfinementStatus {
+        let (confined, detail) = match config.mode {
+            SandboxMode::None => (
+                false,
+                "runs are not confined (sandbox = \"none\"): setup, agents and checks see and \
+                 reach everything the server's user can"
+                    .to_string(),
+            ),
+            SandboxMode::Bubblewrap => match nightshift_sandbox::detect() {
+                Ok(support) => (
+                    true,
+                    format!(
+                        "{}; limits enforced with {}",
+                        support.bwrap_version,
+                        match support.limits {
+                            nightshift_sandbox::LimitEnforcement::CgroupV2 { .. } => "cgroup v2",
+                            nightshift_sandbox::LimitEnforcement::CgroupV1 { .. } => "cgroup v1",
+                            nightshift_sandbox::LimitEnforcement::Rlimit =>
+                                "rlimits only (no writable cgroup)",
+                        }
+                    ),
+                ),
+                Err(e) => (false, unavailable(&e)),
+            },
+        };
+        ConfinementStatus {
+            sandbox: config.mode,
+            confined,
+            detail,
+        }
+    }
+}
+
+/// Why runs cannot start, and the two ways out.
+fn unavailable(e: &SandboxError) -> String {
+    let reason = match e {
+        SandboxError::ConfinementUnavailable(reason) => reason.clone(),
+        other => other.to_string(),
+    };
+    format!(
+        "runs cannot be confined: {reason}. Install bubblewrap (apt install bubblewrap, or \
+         scripts/install-system-deps.sh) and allow it to create namespaces, or set \
+         sandbox = \"none\" in nightshift.toml to run agents and checks unconfined"
+    )
+}
+
+/// One run's sandboxes, one per phase, all with the run's secret filter.
+pub(crate) struct RunConfinement {
+    /// `None`: the operator chose to run unconfined.
+    policy: Option<ConfinementPolicy>,
+    redactor: Redactor,
+}
+
+impl RunConfinement {
+    pub(crate) fn unconfined(redactor: Redactor) -> RunConfinement {
+        RunConfinement {
+            policy: None,
+            redactor,
+        }
+    }
+
+    /// The policy for the run checked out in `worktree`, with `home` as its HOME. `programs`
+    /// are the agent's executables, shown read-only wherever they are installed.
+    pub(crate) fn confined(
+        config: &ConfinementConfig,
+        data_dir: &Path,
+        worktree: &Worktree,
+        home: &Path,
+        programs: &[PathBuf],
+        redactor: Redactor,
+    ) -> Result<RunConfinement, String> {
+        let mirror = worktree.mirror();
+        // Beside the run's HOME, outside what the sandbox shows.
+        let empty_config = home.with_file_name("mirror-config");
+        std::fs::write(&empty_config, "")
+            .map_err(|e| format!("cannot write {}: {e}", empty_config.display()))?;
+        let mut policy = ConfinementPolicy::new(worktree.path(), home)
+            // The database, other runs, mirrors, logs, tokens and the vault key.
+            .hide(data_dir)
+            .limits(config.limits)
+            // git in the checkout (agents run `git status` and `git diff`) reads the mirror
+            // and the worktree's own directory in it, read-only: nobody else's, and not the
+            // mirror's config (a remote URL may carry credentials), which git finds empty.
+            .readonly(mirror)
+            .hide(mirror.join("worktrees"))
+            .readonly(worktree.git_dir())
+            .substitute(mirror.join("config"), &empty_config)
+            .hide(mirror.join("FETCH_HEAD"));
+        for path in &config.hidden {
+            policy = policy.hide(path);
+        }
+        for path in &config.readonly {
+            policy = policy.readonly(path);
+        }
+        for program in programs {
+            if policy.hides(program) {
+                policy = policy.readonly(program);
+            }
+        }
+        if let Some(forwarder) = &config.forwarder {
+            policy = policy.forwarder(forwarder.clone());
+        }
+        Ok(RunConfinement {
+            policy: Some(policy),
+            redactor,
+        })
+    }
+
+    /// For setup and checks: no network, or only `hosts` through the egress proxy.
+    pub(crate) fn with_hosts(&self, hosts: &[AllowedHost]) -> Result<Sandbox, SandboxError> {
+        let network = if hosts.is_empty() {
+            Network::None
+        } else {
+            Network::Allow(hosts.to_vec())
+        };
+        self.sandbox(|policy| policy.network(network))
+    }
+
+    /// For the agent: no network but the model gateways relayed to `(port, socket)`.
+    fn with_forwards(&self, forwards: &[(u16, &Path)]) -> Result<Sandbox, SandboxError> {
+        self.sandbox(|mut policy| {
+            for (port, socket) in forwards {
+                policy = policy.forward(*port, socket);
+            }
+            policy.network(Network::None)
+        })
+    }
+
+    fn sandbox(
+        &self,
+        shape: impl FnOnce(ConfinementPolicy) -> ConfinementPolicy,
+    ) -> Result<Sandbox, SandboxError> {
+        let sandbox = match &self.policy {
+            Some(policy) => Sandbox::confined(shape(policy.clone()))?,
+            None => Sandbox::new(),
+        };
+        Ok(sandbox.with_redactor(self.redactor.clone()))
+    }
+
+    /// The agent's sandbox and environment: confined, the agent reaches its model only through
+    /// gateways that hold the key, and gets a placeholder; unconfined, it gets the endpoint and
+    /// key themselves. The gateways live as long as the returned guard.
+    pub(crate) fn agent(
+        &self,
+        kind: AgentKind,
+        agents: &AgentConfig,
+    ) -> Result<AgentSandbox, String> {
+        let direct = agents.agent_env(kind);
+        if self.policy.is_none() || kind == AgentKind::Command {
+            let sandbox = self
+                .with_forwards(&[])
+                .map_err(|e| format!("cannot confine the agent: {e}"))?;
+            return Ok(AgentSandbox {
+                sandbox,
+                env: direct,
+                _gateways: Vec::new(),
+            });
+        }
+        use crate::gateway::{KeyHeader, ModelGateway, PLACEHOLDER_KEY, Upstream};
+        let anthropic = (
+            "ANTHROPIC_BASE_URL",
+            "ANTHROPIC_API_KEY",
+            agents
+                .anthropic_base_url
+                .clone()
+                .unwrap_or_else(|| "https://api.anthropic.com".into()),
+            agents.anthropic_api_key.clone(),
+            KeyHeader::XApiKey,
+            ANTHROPIC_PORT_INSIDE,
+        );
+        let openai = (
+            "OPENAI_BASE_URL",
+            "OPENAI_API_KEY",
+            agents
+                .openai_base_url
+                .clone()
+                .unwrap_or_else(|| "https://api.openai.com/v1".into()),
+            agents.openai_api_key.clone(),
+            KeyHeader::Bearer,
+            OPENAI_PORT_INSIDE,
+        );
+        let providers = match kind {
+            AgentKind::ClaudeCode => vec![anthropic],
+            AgentKind::Codex => vec![openai],
+            AgentKind::Acp => vec![anthropic, openai],
+            AgentKind::Command => Vec::new(),
+        };
+        let mut env = Vec::new();
+        let mut gateways = Vec::new();
+        for (url_var, key_var, base, key, header, port) in providers {
+            let gateway = ModelGateway::start(Upstream::parse(&base, key, header)?)?;
+            env.push((url_var.to_string(), gateway.base_url_inside(port)));
+            env.push((key_var.to_string(), PLACEHOLDER_KEY.to_string()));
+            gateways.push((port, gateway));
+        }
+        let forwards: Vec<(u16, &Path)> = gateways.iter().map(|(p, g)| (*p, g.socket())).collect();
+        let sandbox = self
+            .with_forwards(&forwards)
+            .map_err(|e| format!("cannot confine the agent: {e}"))?;
+        Ok(AgentSandbox {
+            sandbox,
+            env,
+            _gateways: gateways.into_iter().map(|(_, g)| g).collect(),
+        })
+    }
+}
+
+/// The agent's sandbox, the environment it gets, and the gateways it talks to.
+pub(crate) struct AgentSandbox {
+    pub(crate) sandbox: Sandbox,
+    pub(crate) env: Vec<(String, String)>,
+    _gateways: Vec<crate::gateway::ModelGateway>,
+}
+
+/// The executables an agent of `spec` runs, resolved on `path`, as the directories to show
+/// read-only: the npm package tree an agent was installed with (its script needs the rest of
+/// `node_modules`), else the program's own directory, plus a script's interpreter.
+pub(crate) fn agent_programs(spec: &AgentSpec, agents: &AgentConfig, path: &str) -> Vec<PathBuf> {
+    let mut commands: Vec<String> = Vec::new();
+    let configured = |c: &Option<String>, default: &str| c.clone().unwrap_or(default.into());
+    match spec.kind {
+        AgentKind::Command => {}
+        AgentKind::ClaudeCode => commands.push(configured(&agents.claude_code.command, "claude")),
+        AgentKind::Codex => commands.push(configured(&agents.codex.command, "codex")),
+        AgentKind::Acp => {
+            let line = spec
+                .command
+                .clone()
+                .or(agents.acp.command.clone())
+                .unwrap_or_default();
+            commands.extend(line.split_whitespace().next().map(str::to_string));
+            // claude-agent-acp runs the native Claude Code named by CLAUDE_CODE_EXECUTABLE.
+            commands.extend(agents.claude_code.command.clone());
+        }
+    }
+    let mut roots = Vec::new();
+    for command in commands {
+        let Some(program) = resolve(&command, path) else {
+            continue;
+        };
+        roots.push(install_root(&program));
+        if let Some(interpreter) = interpreter(&program, path) {
+            roots.push(install_root(&interpreter));
+        }
+    }
+    roots.sort();
+    roots.dedup();
+    roots
+}
+
+fn resolve(command: &str, path: &str) -> Option<PathBuf> {
+    let found = if command.contains('/') {
+        PathBuf::from(command)
+    } else {
+        std::env::split_paths(path)
+            .map(|dir| dir.join(command))
+            .find(|p| p.is_file())?
+    };
+    std::fs::canonicalize(found).ok()
+}
+
+fn install_root(program: &Path) -> PathBuf {
+    program
+        .ancestors()
+        .find(|dir| dir.file_name().is_some_and(|n| n == "node_modules"))
+        .or_else(|| program.parent())
+        .unwrap_or(program)
+        .to_path_buf()
+}
+
+/// The interpreter of a `#!` script (`#!/usr/bin/env node` → node on `path`).
+fn interpreter(program: &Path, path: &str) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(program).ok()?.read(&mut head).ok()?;
+    let line = std::str::from_utf8(&head[..n]).ok()?.strip_prefix("#!")?;
+    let line = line.lines().next()?;
+    let mut words = line.split_whitespace();
+    let first = words.next()?;
+    if first.ends_with("/env") {
+        let name = words.find(|w| !w.starts_with('-'))?;
+        resolve(name, path)
+    } else {
+        resolve(first, path)
+    }
+}
