@@ -9,6 +9,7 @@ mod live;
 mod notifications;
 mod rows;
 mod runs;
+mod snapshots;
 mod tasks;
 mod templates;
 
@@ -25,6 +26,7 @@ pub use events::NewEvent;
 pub use live::{ANY_RUN, RunFollower};
 pub use notifications::Notification;
 pub use runs::{Claim, Heartbeat, RunUpdate};
+pub use snapshots::WorkspaceSnapshot;
 pub use tasks::{CancelOutcome, TaskSummary};
 pub use templates::{TemplateSummary, TemplateUsage, TemplateUse};
 

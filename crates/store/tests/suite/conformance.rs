@@ -4,7 +4,7 @@ use nightshift_core::{
     AgentSpec, BranchName, Budget, DEFAULT_PROJECT, EndReason, EventKind, GeneratedChange,
     Instructions, NewTask, RepoUrl, RunStatus, TaskFilter,
 };
-use nightshift_store::{CancelOutcome, NewEvent, RunUpdate, Store, StoreError};
+use nightshift_store::{CancelOutcome, NewEvent, RunUpdate, Store, StoreError, WorkspaceSnapshot};
 use nightshift_test_support::postgres::PgCluster;
 
 pub async fn sqlite() -> (Store, tempfile::TempDir) {
@@ -59,6 +59,19 @@ macro_rules! conformance_cases {
         async fn expired_lease_is_resumed_by_another_worker() {
             let (store, _guard) = $make().await;
             crate::suite::conformance::expired_lease_is_resumed_by_another_worker(store).await;
+        }
+        #[tokio::test]
+        async fn a_released_run_is_claimed_at_once_as_a_handover() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::a_released_run_is_claimed_at_once_as_a_handover(store).await;
+        }
+        #[tokio::test]
+        async fn snapshots_belong_to_the_lease_holder_until_the_run_ends() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::snapshots_belong_to_the_lease_holder_until_the_run_ends(
+                store,
+            )
+            .await;
         }
         #[tokio::test]
         async fn events_have_gap_free_sequences() {
@@ -342,6 +355,80 @@ pub async fn expired_lease_is_resumed_by_another_worker(store: Store) {
         store
             .heartbeat(first.run.id, "dead", Duration::from_secs(1))
             .await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+}
+
+pub async fn a_released_run_is_claimed_at_once_as_a_handover(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    store
+        .create_task(&new_task(project.id, "/srv/a.git", "hand me over"))
+        .await
+        .unwrap();
+    let hour = Duration::from_secs(3600);
+    let first = store.claim_run("stopping", hour).await.unwrap().unwrap();
+    assert!(!first.resumed && !first.handed_over);
+    store.release_run(first.run.id, "stopping").await.unwrap();
+    let released = store.run(first.run.id).await.unwrap().unwrap();
+    assert_eq!(released.status, RunStatus::Queued);
+    assert_eq!(released.lease_owner, None);
+    // The first lease had an hour left: only the release lets another worker in now.
+    let second = store
+        .claim_run("next", Duration::from_millis(100))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.run.id, first.run.id);
+    assert!(second.resumed && second.handed_over, "{second:?}");
+    assert!(matches!(
+        store.release_run(first.run.id, "stopping").await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    // The next takeover is after an expired lease, not a handover.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = store.claim_run("third", hour).await.unwrap().unwrap();
+    assert_eq!(third.run.id, first.run.id);
+    assert!(third.resumed && !third.handed_over, "{third:?}");
+}
+
+pub async fn snapshots_belong_to_the_lease_holder_until_the_run_ends(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    store
+        .create_task(&new_task(project.id, "/srv/a.git", "snapshot me"))
+        .await
+        .unwrap();
+    let claim = store
+        .claim_run("holder", Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .unwrap();
+    let id = claim.run.id;
+    assert_eq!(store.snapshot(id).await.unwrap(), None);
+    // Every byte value: a binary patch of a file that is not UTF-8 comes back exactly.
+    let mut snapshot = WorkspaceSnapshot {
+        round: 1,
+        validated: false,
+        base_commit: "0123456789abcdef0123456789abcdef01234567".into(),
+        patch: (0..=255u8).cycle().take(70_000).collect(),
+    };
+    store.save_snapshot(id, "holder", &snapshot).await.unwrap();
+    assert_eq!(store.snapshot(id).await.unwrap().as_ref(), Some(&snapshot));
+    assert!(matches!(
+        store.save_snapshot(id, "stranger", &snapshot).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    snapshot.round = 2;
+    snapshot.validated = true;
+    snapshot.patch = b"diff --git a/x b/x\n".to_vec();
+    store.save_snapshot(id, "holder", &snapshot).await.unwrap();
+    assert_eq!(store.snapshot(id).await.unwrap().as_ref(), Some(&snapshot));
+    store
+        .finish_run(id, "holder", EndReason::Succeeded, None, None)
+        .await
+        .unwrap();
+    assert_eq!(store.snapshot(id).await.unwrap(), None, "gone with the run");
+    assert!(matches!(
+        store.save_snapshot(id, "holder", &snapshot).await,
         Err(StoreError::LeaseLost { .. })
     ));
 }
