@@ -3,3 +3,4 @@ mod harness;
 mod pipeline;
 mod publish;
 mod stops;
+mod takeover;
