@@ -195,7 +195,8 @@ impl Store {
         let done = sqlx::query(
             "UPDATE runs SET phase = COALESCE($3, phase), progress = COALESCE($4, progress), \
              checkpoint = COALESCE($5, checkpoint), input_tokens = COALESCE($6, input_tokens), \
-             output_tokens = COALESCE($7, output_tokens), cost_usd = COALESCE($8, cost_usd), \
+             output_tokens = COALESCE($7, output_tokens), \
+             cost_usd = CASE WHEN $6 IS NULL THEN cost_usd ELSE $8 END, \
              turns = COALESCE($9, turns) WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
         )
         .bind(run_id)
@@ -205,7 +206,9 @@ impl Store {
         .bind(checkpoint)
         .bind(usage.map(|u| u.input_tokens as i64))
         .bind(usage.map(|u| u.output_tokens as i64))
-        .bind(usage.map(|u| u.cost_usd))
+        // Never a NULL float: sqlx's Any driver sends a NULL `f64` to PostgreSQL typed as
+        // float4, the prepared statement keeps that type, and the next real cost is refused.
+        .bind(usage.map_or(0.0, |u| u.cost_usd))
         .bind(usage.map(|u| u.turns as i64))
         .execute(&self.pool)
         .await?;

@@ -74,6 +74,11 @@ macro_rules! conformance_cases {
             .await;
         }
         #[tokio::test]
+        async fn costs_stay_exact_between_updates_without_one() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::costs_stay_exact_between_updates_without_one(store).await;
+        }
+        #[tokio::test]
         async fn events_have_gap_free_sequences() {
             let (store, _guard) = $make().await;
             crate::suite::conformance::events_have_gap_free_sequences(store).await;
@@ -431,6 +436,72 @@ pub async fn snapshots_belong_to_the_lease_holder_until_the_run_ends(store: Stor
         store.save_snapshot(id, "holder", &snapshot).await,
         Err(StoreError::LeaseLost { .. })
     ));
+}
+
+/// Updates without a cost (progress, a budget cleared) and with one, in turn, on every pooled
+/// connection: a prepared statement must not keep the type of a NULL it was first given.
+pub async fn costs_stay_exact_between_updates_without_one(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    store
+        .create_task(&new_task(project.id, "/srv/a.git", "spend"))
+        .await
+        .unwrap();
+    let claim = store
+        .claim_run("w", Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 1..=40u64 {
+        let progress = RunUpdate {
+            progress: Some(1),
+            ..Default::default()
+        };
+        store
+            .update_run(claim.run.id, "w", &progress)
+            .await
+            .unwrap();
+        let usage = nightshift_core::Usage {
+            input_tokens: i,
+            output_tokens: 2 * i,
+            cost_usd: i as f64 * 0.25,
+            turns: i,
+        };
+        let spent = RunUpdate {
+            usage: Some(usage),
+            ..Default::default()
+        };
+        store.update_run(claim.run.id, "w", &spent).await.unwrap();
+        let run = store.run(claim.run.id).await.unwrap().unwrap();
+        assert_eq!(run.usage, usage);
+
+        let mut settings = store.project_settings(project.id).await.unwrap();
+        settings.monthly_budget_usd = None;
+        store
+            .set_project_settings(project.id, &settings)
+            .await
+            .unwrap();
+        settings.monthly_budget_usd = Some(i as f64 + 0.5);
+        store
+            .set_project_settings(project.id, &settings)
+            .await
+            .unwrap();
+        let read = store.project_settings(project.id).await.unwrap();
+        assert_eq!(read.monthly_budget_usd, Some(i as f64 + 0.5));
+    }
+    let mut settings = store.project_settings(project.id).await.unwrap();
+    settings.monthly_budget_usd = None;
+    store
+        .set_project_settings(project.id, &settings)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .project_settings(project.id)
+            .await
+            .unwrap()
+            .monthly_budget_usd,
+        None
+    );
 }
 
 pub async fn events_have_gap_free_sequences(store: Store) {
