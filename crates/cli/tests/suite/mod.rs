@@ -1,3 +1,4 @@
 mod bad_input;
 mod lifecycle;
+mod scale;
 pub mod server;
