@@ -3,7 +3,7 @@
 //! queue filled through the store, stopped with SIGTERM and killed with SIGKILL.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -85,8 +85,8 @@ impl Drop for Worker {
 }
 
 impl Cluster {
-    /// `workers` is the configuration file's `[workers]` table.
-    async fn start(lanes: usize, workers: &str) -> Cluster {
+    /// `workers` is the configuration file's `[workers]` table; `main` (and every lane) holds `files`.
+    async fn start(lanes: usize, workers: &str, files: &[(&str, &str)]) -> Cluster {
         let url = PgCluster::shared().fresh_database();
         let store = Store::connect(&url).await.unwrap();
         let project_id = store.project(DEFAULT_PROJECT).await.unwrap().unwrap().id;
@@ -101,7 +101,9 @@ impl Cluster {
             )
             .await
             .unwrap();
-        let remote = RemoteRepo::with_files(&[("README", "lanes\n")]);
+        let mut files = files.to_vec();
+        files.push(("README", "lanes\n"));
+        let remote = RemoteRepo::with_files(&files);
         for lane in 0..lanes {
             git(&remote.bare_path(), &["branch", &lane_name(lane), "main"]);
         }
@@ -245,7 +247,7 @@ fn data_key<'a>(events: &'a [nightshift_core::RunEvent], key: &str) -> Vec<&'a V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_drain_two_hundred_runs_each_exactly_once() {
     const RUNS: usize = 200;
-    let mut cluster = Cluster::start(20, "poll = \"100ms\"\n").await;
+    let mut cluster = Cluster::start(20, "poll = \"100ms\"\n", &[]).await;
     let ran = cluster.shared("ran");
     for i in 0..RUNS {
         let command = format!(
@@ -318,4 +320,227 @@ async fn three_workers_drain_two_hundred_runs_each_exactly_once() {
         worker.terminate();
         assert!(worker.wait_exit(), "{}", worker.log());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_the_run_to_another_worker_process_at_once() {
+    // Leases of an hour: the second worker can only get the run by a handover.
+    let mut cluster = Cluster::start(
+        1,
+        "lease = \"1h\"\nshutdown_grace = \"1h\"\npoll = \"100ms\"\n",
+        &[],
+    )
+    .await;
+    let (started, ran) = (cluster.shared("started"), cluster.shared("ran"));
+    // The agent takes a moment, so the signal lands while it works.
+    let command = format!(
+        "echo started >> {started} && sleep 1.5 && echo ran >> {ran} && echo done > result.txt",
+        started = started.display(),
+        ran = ran.display()
+    );
+    let mut first = cluster.worker(1);
+    cluster.create(0, 0, &command).await;
+    let waited = Instant::now();
+    while !started.exists() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "the agent never started:\n{}",
+            first.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = cluster.worker(1);
+    first.terminate();
+    assert!(
+        first.wait_exit(),
+        "SIGTERM ends the worker cleanly:\n{}",
+        first.log()
+    );
+    assert!(first.log().contains("shutting down"), "{}", first.log());
+    let mut workers = [second];
+    let runs = cluster.wait_all_ended(&mut workers, "").await;
+    let run = &runs[0];
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    assert_eq!(
+        std::fs::read_to_string(&ran).unwrap().lines().count(),
+        1,
+        "the agent's work was handed over, not done again"
+    );
+    assert_eq!(
+        cluster.run_branches().into_values().collect::<Vec<_>>(),
+        vec![1]
+    );
+
+    let events = cluster.store.events(run.id, 0, 10_000).await.unwrap();
+    let handovers = data_key(&events, "handover");
+    assert_eq!(handovers.len(), 1, "{events:#?}");
+    assert_eq!(handovers[0]["grace_expired"], false);
+    let from = handovers[0]["worker"].as_str().unwrap();
+    assert!(from.contains(&format!("-{}-", first.pid())), "{from}");
+    let takeovers = data_key(&events, "takeover");
+    assert_eq!(takeovers.len(), 1, "{events:#?}");
+    assert_eq!(takeovers[0]["after"], "handed_back");
+    let to = takeovers[0]["worker"].as_str().unwrap();
+    assert!(to.contains(&format!("-{}-", workers[0].pid())), "{to}");
+    assert_eq!(data_key(&events, "restored").len(), 1, "{events:#?}");
+    cluster.assert_gap_free(&runs, "").await;
+}
+
+/// A small deterministic generator, so a failing kill schedule can be replayed from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_kills_at_random_points_lose_no_run() {
+    const KILLS: usize = 30;
+    const LANES: usize = 8;
+    let seed: u64 = match std::env::var("NIGHTSHIFT_TEST_SEED") {
+        Ok(seed) => seed.parse().unwrap(),
+        Err(_) => {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        }
+    };
+    let tag = format!("[NIGHTSHIFT_TEST_SEED={seed}] ");
+    eprintln!("{tag}killing workers {KILLS} times");
+    let mut rng = Rng(seed);
+    // Every phase takes a moment, so kills land in each: a setup command (preparing), the agent,
+    // the test check (validating), and a pre-receive hook on the remote (publishing).
+    let mut cluster = Cluster::start(
+        LANES,
+        "lease = \"1500ms\"\npoll = \"100ms\"\n",
+        &[(
+            ".nightshift.toml",
+            "[setup]\ncommands = [\"sleep 0.3\"]\n[checks]\ntest = [\"sleep 0.3\"]\n",
+        )],
+    )
+    .await;
+    let hook = cluster.remote.bare_path().join("hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\ncat > /dev/null\nsleep 0.3\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let ran = cluster.shared("ran");
+    let command = |i: usize| {
+        format!(
+            "echo {i} >> {ran} && sleep 0.4 && echo {i} > result.txt",
+            ran = ran.display()
+        )
+    };
+    let started = Instant::now();
+    let mut workers: Vec<Worker> = (0..2).map(|_| cluster.worker(2)).collect();
+    let mut created = 0;
+    let mut kills: Vec<Phase> = Vec::new();
+    let phases = [
+        Phase::Preparing,
+        Phase::Agent,
+        Phase::Validating,
+        Phase::Publishing,
+    ];
+    for k in 0..KILLS {
+        // Keep a backlog, so every worker always has runs to be killed in.
+        let open = cluster
+            .runs()
+            .await
+            .iter()
+            .filter(|r| !r.status.is_terminal())
+            .count();
+        if open < 2 * LANES {
+            for _ in 0..LANES {
+                cluster
+                    .create(created, created % LANES, &command(created))
+                    .await;
+                created += 1;
+            }
+        }
+        let victim = k % workers.len();
+        let owner = format!("-{}-", workers[victim].pid());
+        let target = phases[k % phases.len()];
+        let waited = Instant::now();
+        let run_id = loop {
+            let held = cluster.runs().await.into_iter().find(|r| {
+                r.status == RunStatus::Running
+                    && r.phase == Some(target)
+                    && r.lease_owner.as_deref().is_some_and(|o| o.contains(&owner))
+            });
+            if let Some(run) = held {
+                break run.id;
+            }
+            assert!(
+                waited.elapsed() < Duration::from_secs(60),
+                "{tag}kill {k}: the worker never held a run in {target}:\n{}",
+                workers[victim].log()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        tokio::time::sleep(Duration::from_millis(rng.below(150))).await;
+        let now = cluster.store.run(run_id).await.unwrap().unwrap();
+        workers[victim].kill_hard();
+        // Where the kill landed: the run's phase just before, if the victim still held it.
+        if now
+            .lease_owner
+            .as_deref()
+            .is_some_and(|o| o.contains(&owner))
+        {
+            kills.extend(now.phase);
+        }
+        workers[victim] = cluster.worker(2);
+    }
+    let runs = cluster.wait_all_ended(&mut workers, &tag).await;
+    eprintln!(
+        "{tag}{KILLS} kills ({kills:?}), {created} runs, all ended after {:.1?}",
+        started.elapsed()
+    );
+
+    assert_eq!(runs.len(), created, "{tag}one run per task");
+    for run in &runs {
+        assert_eq!(run.status, RunStatus::Succeeded, "{tag}{run:?}");
+    }
+    let branches = cluster.run_branches();
+    assert_eq!(branches.len(), created, "{tag}{branches:?}");
+    assert!(branches.values().all(|&n| n == 1), "{tag}{branches:?}");
+    for run in &runs {
+        let task = cluster
+            .store
+            .task(cluster.project_id, run.task_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let i: usize = task
+            .title
+            .trim_start_matches("Write result ")
+            .parse()
+            .unwrap();
+        let head = cluster.remote.head(&task.branch_name()).unwrap();
+        assert_eq!(
+            cluster.remote.show(&head, "result.txt"),
+            format!("{i}\n"),
+            "{tag}"
+        );
+    }
+    cluster.assert_gap_free(&runs, &tag).await;
+    for phase in phases {
+        assert!(
+            kills.contains(&phase),
+            "{tag}no kill landed in {phase}: {kills:?}"
+        );
+    }
+    let mut restored = 0;
+    for run in &runs {
+        let events = cluster.store.events(run.id, 0, 10_000).await.unwrap();
+        restored += data_key(&events, "restored").len();
+    }
+    assert!(restored > 0, "{tag}no run was restored from its checkpoint");
 }
