@@ -23,7 +23,7 @@ mod retention;
 mod users;
 
 pub use events::NewEvent;
-pub use live::{ANY_RUN, RunFollower};
+pub use live::{ANY_RUN, Followed, RunFollower};
 pub use notifications::Notification;
 pub use runs::{Claim, Heartbeat, RunUpdate};
 pub use snapshots::WorkspaceSnapshot;

@@ -256,7 +256,8 @@ impl Store {
         // In the same transaction as the status change, so a finished run always has its
         // notifications and a failed insert leaves the run unfinished rather than silent.
         crate::notifications::insert_run_notifications(&mut tx, &run).await?;
-        tx.commit().await?;
+        // Its followers learn of the end at once (see `RunFollower::next_or_end`).
+        self.commit_and_wake(tx, run_id).await?;
         Ok(run)
     }
 

@@ -4,7 +4,9 @@ use nightshift_core::{
     AgentSpec, BranchName, Budget, DEFAULT_PROJECT, EndReason, EventKind, GeneratedChange,
     Instructions, NewTask, RepoUrl, RunStatus, TaskFilter,
 };
-use nightshift_store::{CancelOutcome, NewEvent, RunUpdate, Store, StoreError, WorkspaceSnapshot};
+use nightshift_store::{
+    CancelOutcome, Followed, NewEvent, RunUpdate, Store, StoreError, WorkspaceSnapshot,
+};
 use nightshift_test_support::postgres::PgCluster;
 
 pub async fn sqlite() -> (Store, tempfile::TempDir) {
@@ -77,6 +79,11 @@ macro_rules! conformance_cases {
         async fn costs_stay_exact_between_updates_without_one() {
             let (store, _guard) = $make().await;
             crate::suite::conformance::costs_stay_exact_between_updates_without_one(store).await;
+        }
+        #[tokio::test]
+        async fn followers_see_a_run_end_after_its_last_event() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::followers_see_a_run_end_after_its_last_event(store).await;
         }
         #[tokio::test]
         async fn events_have_gap_free_sequences() {
@@ -955,6 +962,71 @@ pub async fn follower_sees_appends_in_order(store: Store) {
     writer.await.unwrap();
     assert_eq!(seen, (1..=31).collect::<Vec<_>>());
     assert_eq!(follower.position(), 31);
+}
+
+/// Follows with `next_or_end` until the end: the sequence numbers seen, and the ended run.
+async fn follow_to_end(
+    follower: &mut nightshift_store::RunFollower,
+) -> (Vec<i64>, nightshift_core::Run) {
+    let mut seen = Vec::new();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(30), follower.next_or_end(2))
+            .await
+            .expect("the follower is woken by appends and by the end");
+        match next.unwrap() {
+            Followed::Events(events) => seen.extend(events.iter().map(|e| e.seq)),
+            Followed::Ended(run) => return (seen, *run),
+        }
+    }
+}
+
+pub async fn followers_see_a_run_end_after_its_last_event(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    let (_, run) = store
+        .create_task(&new_task(project.id, "/srv/a.git", "end me"))
+        .await
+        .unwrap();
+    let mut early = store.follow(run.id, 0);
+    let watching = tokio::spawn(async move { follow_to_end(&mut early).await });
+    let claim = store
+        .claim_run("w", Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 0..5 {
+        store.append_events(run.id, &[log_event(i)]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The last events and the end come together, as when a worker flushes and finishes.
+    store
+        .append_events(run.id, &[log_event(5), log_event(6)])
+        .await
+        .unwrap();
+    store
+        .finish_run(claim.run.id, "w", EndReason::Succeeded, None, None)
+        .await
+        .unwrap();
+    let (seen, ended) = watching.await.unwrap();
+    assert_eq!(seen, (1..=7).collect::<Vec<_>>());
+    assert_eq!(ended.status, RunStatus::Succeeded);
+    // Followers that come later (and those resuming part-way) get the rest, then the end.
+    let (seen, _) = follow_to_end(&mut store.follow(run.id, 0)).await;
+    assert_eq!(seen, (1..=7).collect::<Vec<_>>());
+    let (seen, _) = follow_to_end(&mut store.follow(run.id, 4)).await;
+    assert_eq!(seen, vec![5, 6, 7]);
+
+    // A queued run cancelled before any event: the end alone.
+    let (task, queued) = store
+        .create_task(&new_task(project.id, "/srv/b.git", "cancel me"))
+        .await
+        .unwrap();
+    let mut follower = store.follow(queued.id, 0);
+    let watching = tokio::spawn(async move { follow_to_end(&mut follower).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    store.cancel_task(project.id, task.id).await.unwrap();
+    let (seen, ended) = watching.await.unwrap();
+    assert!(seen.is_empty());
+    assert_eq!(ended.status, RunStatus::Cancelled);
 }
 
 fn log_event(i: usize) -> NewEvent {
