@@ -218,7 +218,10 @@ async fn bench(subscribers: usize, events: usize) {
     let flow_seconds = flowing.elapsed().as_secs_f64();
     let cpu_flow = cpu_seconds(pid) - cpu_start;
     let (rss_after, hwm) = memory(pid);
-    assert!(!all.is_empty(), "no subscriber got an event ({cut_short} streams closed early)");
+    assert!(
+        !all.is_empty(),
+        "no subscriber got an event ({cut_short} streams closed early)"
+    );
     all.sort_by(f64::total_cmp);
     let at = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize];
     println!(
