@@ -58,6 +58,17 @@ pub fn feedback_prompt(failures: &[CheckResult]) -> String {
     prompt
 }
 
+/// The prompt that continues a session whose worker stopped in the middle of it, on the worker
+/// that took the run over: the session remembers edits the workspace no longer has, so it is
+/// told what the workspace holds (`restored`) before it is asked for `next`.
+pub fn takeover_prompt(restored: &str, next: &str) -> String {
+    format!(
+        "Your session was interrupted: the worker running it stopped, and another worker continues \
+         it. The workspace was restored to {restored}; anything you changed after that is gone, so \
+         look at the files again before you go on.\n\n{next}"
+    )
+}
+
 fn tail(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();

@@ -6,6 +6,7 @@ mod people;
 mod serve;
 mod task;
 mod template;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run the API, the web UI and the workers in one process (SQLite by default).
     Serve(serve::ServeArgs),
+    /// Run only workers (no API) on the database of `serve --no-workers` nodes, to scale out.
+    Worker(worker::WorkerArgs),
     /// Create, watch, cancel and retry tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),
@@ -60,6 +63,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Worker(args) => worker::run(args).await,
             Command::Task(cmd) => task::run(cmd).await,
             Command::Template(cmd) => template::run(cmd).await,
             Command::Token(cmd) => people::token(cmd).await,

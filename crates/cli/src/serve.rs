@@ -59,11 +59,11 @@ pub struct ServeArgs {
     config: Option<PathBuf>,
 }
 
-/// The server's configuration file. Everything is optional; the environment's model endpoint
-/// and key variables win over what the file says.
+/// The configuration file of `serve` and `worker`. Everything is optional; the environment's
+/// model endpoint and key variables win over what the file says.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
-struct ConfigFile {
+pub(crate) struct ConfigFile {
     /// The agent a task gets when it names none: claude-code, codex, acp or command.
     default_agent: Option<String>,
     /// Extra agent sessions after failing checks.
@@ -89,9 +89,26 @@ struct ConfigFile {
     sandbox_hidden: Vec<PathBuf>,
     /// Memory, processes, file size and open files of each confined process tree.
     sandbox_limits: crate::confine::LimitSettings,
+    /// `[workers]`: leases, heartbeats and how long a stopping worker lets its runs go on.
+    workers: WorkerSettings,
 }
 
-fn load_config(
+/// How workers hold their runs. Durations as `30s`, `500ms`, `2m`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct WorkerSettings {
+    /// How long a claim holds without a heartbeat before another worker takes the run over.
+    lease: Option<String>,
+    /// How often a worker renews its leases; shorter than the lease.
+    heartbeat: Option<String>,
+    /// How often an idle worker looks for queued runs.
+    poll: Option<String>,
+    /// How long a stopping worker lets a run go on to its next checkpoint before it stops the
+    /// run's processes and hands it back anyway.
+    shutdown_grace: Option<String>,
+}
+
+pub(crate) fn load_config(
     explicit: Option<&PathBuf>,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<ConfigFile> {
@@ -122,30 +139,21 @@ fn parse_config(text: &str) -> Result<ConfigFile, String> {
     })
 }
 
-fn default_data_dir() -> PathBuf {
-    match (std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME")) {
-        (Some(xdg), _) => PathBuf::from(xdg).join("nightshift"),
-        (None, Some(home)) => PathBuf::from(home).join(".local/share/nightshift"),
-        (None, None) => PathBuf::from(".nightshift"),
-    }
-}
-
-pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NIGHTSHIFT_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let data_dir = data_dir
-        .canonicalize()
-        .with_context(|| format!("cannot resolve {}", data_dir.display()))?;
-    let config = load_config(args.config.as_ref(), &data_dir)?;
-    let mut engine = EngineConfig::new(&data_dir);
+/// The engine's settings from the configuration file, for the data directory `data_dir`.
+/// `config_file` is the file named on the command line, if any.
+pub(crate) fn engine_config(
+    config: ConfigFile,
+    data_dir: &std::path::Path,
+    config_file: Option<&std::path::Path>,
+) -> anyhow::Result<EngineConfig> {
+    let duration = |key: &str, value: &Option<String>| -> anyhow::Result<_> {
+        value
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{key}: {e}"))
+    };
+    let mut engine = EngineConfig::new(data_dir);
     engine.agents = config.agents.with_server_env();
     engine.budget_defaults = config.budget;
     if let Some(rounds) = config.verification_rounds {
@@ -158,10 +166,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(url) = config.public_url {
         engine.public_url = url;
     }
-    if let Some(poll) = &config.ci_poll {
-        engine.ci_poll = parse_duration(poll).map_err(|e| anyhow::anyhow!("ci_poll: {e}"))?;
+    if let Some(poll) = duration("ci_poll", &config.ci_poll)? {
+        engine.ci_poll = poll;
     }
-    let explicit_config = args.config.as_ref().and_then(|p| p.canonicalize().ok());
+    // An explicitly named config file may hold tokens: hidden from runs like the data dir.
+    let explicit_config = config_file.and_then(|p| p.canonicalize().ok());
     engine.confinement = crate::confine::SandboxSettings {
         sandbox: config.sandbox,
         setup_hosts: config.setup_hosts,
@@ -171,6 +180,66 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     .engine_config(explicit_config.as_deref())
     .context("the sandbox settings in the configuration file")?;
+    let workers = &config.workers;
+    if let Some(lease) = duration("workers.lease", &workers.lease)? {
+        engine.lease = lease;
+        // A short lease needs beats well within it, or a busy worker loses runs it is running.
+        engine.heartbeat = engine.heartbeat.min(lease / 3);
+    }
+    if let Some(heartbeat) = duration("workers.heartbeat", &workers.heartbeat)? {
+        engine.heartbeat = heartbeat;
+    }
+    if engine.heartbeat.is_zero() || engine.heartbeat >= engine.lease {
+        anyhow::bail!(
+            "workers.heartbeat ({}) must be above zero and shorter than workers.lease ({})",
+            nightshift_core::format_duration(engine.heartbeat),
+            nightshift_core::format_duration(engine.lease)
+        );
+    }
+    if let Some(poll) = duration("workers.poll", &workers.poll)? {
+        engine.poll = poll;
+    }
+    if let Some(grace) = duration("workers.shutdown_grace", &workers.shutdown_grace)? {
+        engine.shutdown_grace = grace;
+    }
+    Ok(engine)
+}
+
+/// Logs go to stderr, filtered by `NIGHTSHIFT_LOG` (`info` by default).
+pub(crate) fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NIGHTSHIFT_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// The data directory given (or the default one), created and made absolute.
+pub(crate) fn data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let data_dir = given.unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    data_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", data_dir.display()))
+}
+
+fn default_data_dir() -> PathBuf {
+    match (std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME")) {
+        (Some(xdg), _) => PathBuf::from(xdg).join("nightshift"),
+        (None, Some(home)) => PathBuf::from(home).join(".local/share/nightshift"),
+        (None, None) => PathBuf::from(".nightshift"),
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let data_dir = data_dir(args.data_dir)?;
+    let config = load_config(args.config.as_ref(), &data_dir)?;
+    let default_agent = config.default_agent.clone();
+    let engine = engine_config(config, &data_dir, args.config.as_deref())?;
     let mut server = ServerConfig {
         max_timeout: args.max_timeout,
         auth: AuthConfig {
@@ -187,7 +256,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         ..ServerConfig::default()
     };
-    if let Some(kind) = &config.default_agent {
+    if let Some(kind) = &default_agent {
         server.default_agent.kind = kind.parse()?;
     }
     let options = ServeOptions {
@@ -215,7 +284,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT (Ctrl-C).
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
@@ -266,5 +336,33 @@ mod tests {
                 .unwrap();
         assert!(!err.contains("canary"), "{err}");
         assert!(err.starts_with("line 3"), "{err}");
+    }
+
+    #[test]
+    fn worker_settings_set_lease_heartbeat_and_grace() {
+        let dir = std::path::Path::new("/srv/nightshift");
+        let config =
+            parse_config("[workers]\nlease = \"2s\"\npoll = \"100ms\"\nshutdown_grace = \"5m\"\n")
+                .unwrap();
+        let engine = engine_config(config, dir, None).unwrap();
+        assert_eq!(engine.lease, std::time::Duration::from_secs(2));
+        assert!(
+            engine.heartbeat < engine.lease / 2,
+            "{:?}",
+            engine.heartbeat
+        );
+        assert_eq!(engine.poll, std::time::Duration::from_millis(100));
+        assert_eq!(engine.shutdown_grace, std::time::Duration::from_secs(300));
+
+        let defaults = engine_config(ConfigFile::default(), dir, None).unwrap();
+        assert_eq!(defaults.lease, std::time::Duration::from_secs(30));
+
+        let slow = parse_config("[workers]\nlease = \"2s\"\nheartbeat = \"3s\"\n").unwrap();
+        let err = engine_config(slow, dir, None).unwrap_err().to_string();
+        assert!(err.contains("shorter than workers.lease"), "{err}");
+        let bad = parse_config("[workers]\nshutdown_grace = \"soon\"\n").unwrap();
+        let err = engine_config(bad, dir, None).unwrap_err().to_string();
+        assert!(err.starts_with("workers.shutdown_grace"), "{err}");
+        assert!(parse_config("[workers]\nleese = \"2s\"\n").is_err());
     }
 }

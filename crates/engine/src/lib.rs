@@ -110,7 +110,7 @@ impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Arc<Engine> {
         let git = Git::new(config.data_dir.join("git-home"));
         let mirrors = Mirrors::new(config.data_dir.join("mirrors"), git.clone());
-        let instance = format!("{}-{}", hostname(), std::process::id());
+        let instance = instance_name();
         let confinement = ConfinementStatus::probe(&config.confinement);
         if !confinement.confined {
             tracing::warn!(detail = %confinement.detail, "runs are not confined");
@@ -340,6 +340,19 @@ impl Engine {
             }
         }
     }
+}
+
+/// This engine's name in leases and events: host and process, plus a tag because neither is
+/// unique on its own (containers all run as pid 1, and tests start several engines per process).
+fn instance_name() -> String {
+    static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or_default();
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tag = (nanos ^ (n << 20)) & 0x00ff_ffff;
+    format!("{}-{}-{tag:06x}", hostname(), std::process::id())
 }
 
 fn hostname() -> String {

@@ -15,7 +15,7 @@ use nightshift_core::{
 use nightshift_forge::{
     Forge, ForgeError, PrBody, PrState, PrStatus, PullRequestSpec, redact, render_pr_body,
 };
-use nightshift_store::{Claim, RunUpdate, StoreError};
+use nightshift_store::{Claim, RunUpdate, StoreError, WorkspaceSnapshot};
 use nightshift_workspace::{WorkspaceError, Worktree};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -38,8 +38,15 @@ enum StopCause {
     Cancelled,
     TimedOut,
     LeaseLost,
+    /// The worker is shutting down and the run reached a checkpoint: handed back as it is.
+    HandOver,
+    /// The worker is shutting down and its grace period ran out before the next checkpoint.
     Shutdown,
 }
+
+/// Stored patches larger than this are not kept for a takeover (which then runs the agent again):
+/// a checkpoint is written in one statement, and a change this large is rarely an agent's.
+const MAX_SNAPSHOT_BYTES: usize = 64 * 1024 * 1024;
 
 /// How the pipeline ended early.
 enum Failure {
@@ -66,7 +73,11 @@ pub(crate) struct RunExecution {
     task: Task,
     run: Run,
     resumed: bool,
+    /// The previous worker handed the run back rather than letting its lease expire.
+    handed_over: bool,
     worker: String,
+    /// Fires when the worker shuts down: the run hands itself back at its next checkpoint.
+    shutdown: CancellationToken,
     events: EventSink,
     writer: Option<tokio::task::JoinHandle<()>>,
     stop: CancellationToken,
@@ -105,9 +116,12 @@ impl RunExecution {
             usage: Usage::default(),
             session_tokens: (0, 0),
             phase: Phase::Preparing,
-            progress: AtomicU8::new(0),
+            // A run taken over keeps the progress people saw, so the bar never goes backwards.
+            progress: AtomicU8::new(if claim.resumed { claim.run.progress } else { 0 }),
             task: claim.task,
             resumed: claim.resumed,
+            handed_over: claim.handed_over,
+            shutdown: CancellationToken::new(),
             run: claim.run,
             engine,
             worker,
@@ -132,11 +146,21 @@ impl RunExecution {
             self.worker.clone(),
             self.stop.clone(),
             self.cause.clone(),
-            shutdown,
+            shutdown.clone(),
         )));
+        self.shutdown = shutdown;
         if self.resumed {
-            self.events
-                .info(None, "resumed by another worker after its lease expired");
+            let (why, after) = if self.handed_over {
+                ("its previous worker handed it back", "handed_back")
+            } else {
+                ("its previous worker's lease expired", "lease_expired")
+            };
+            self.events.emit(
+                EventKind::Info,
+                None,
+                format!("taken over by worker {}: {why}", self.worker),
+                serde_json::json!({"takeover": {"worker": self.worker, "after": after}}),
+            );
         }
         let result = if self.run.cancel_requested {
             self.set_cause(StopCause::Cancelled);
@@ -219,6 +243,196 @@ impl RunExecution {
         self.store_update(&update).await
     }
 
+    /// At a checkpoint of a stopping worker: hands the run back (see `conclude`) so another
+    /// worker continues from this checkpoint at once, instead of after the lease expires.
+    fn hand_over_if_stopping(&self) -> Step<()> {
+        if self.shutdown.is_cancelled() {
+            self.set_cause(StopCause::HandOver);
+            return Err(Failure::Stopped);
+        }
+        Ok(())
+    }
+
+    /// Stores the workspace's change (the agent's result of `round`, or with `validated` the
+    /// committed change whose checks passed) and the change record, so a worker taking the run
+    /// over — on any machine — restores it instead of running the agent again.
+    async fn save_snapshot(&mut self, round: u32, validated: bool) -> Step<()> {
+        let file = self.run_dir.join("snapshot.patch");
+        let base_commit = {
+            let worktree = self.worktree()?;
+            worktree
+                .save_patch(&self.engine.git, &file)
+                .await
+                .map_err(|e| self.infra("cannot save the agent's result")(e.to_string()))?;
+            worktree.base_commit().to_string()
+        };
+        let patch = std::fs::read(&file)
+            .map_err(|e| self.infra("cannot read the agent's result")(e.to_string()))?;
+        let _ = std::fs::remove_file(&file);
+        if patch.len() > MAX_SNAPSHOT_BYTES {
+            self.events.info(
+                Some(self.phase),
+                format!(
+                    "the change is too large to keep for another worker ({} MiB): a worker taking \
+                     the run over would start it again",
+                    patch.len() >> 20
+                ),
+            );
+            return Ok(());
+        }
+        // The change first: a restored snapshot finds the summary and checks it goes with.
+        self.engine
+            .store
+            .save_change(&self.redacted_change())
+            .await
+            .map_err(|e| self.infra("cannot store the change")(e.to_string()))?;
+        let snapshot = WorkspaceSnapshot {
+            round,
+            validated,
+            base_commit,
+            patch,
+        };
+        match self
+            .engine
+            .store
+            .save_snapshot(self.run.id, &self.worker, &snapshot)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(StoreError::LeaseLost { .. }) => {
+                self.set_cause(StopCause::LeaseLost);
+                self.stop.cancel();
+                Err(Failure::Stopped)
+            }
+            Err(e) => Err(self.infra("cannot store the agent's result")(e.to_string())),
+        }
+    }
+
+    /// For a run taken over from another worker: the agent's result it stored, restored into a
+    /// fresh worktree on the commit it was made on. `None` (and a fresh worktree from the base
+    /// branch) when there is nothing to restore or it cannot be.
+    async fn restore_snapshot(
+        &mut self,
+        repo: &RepoUrl,
+        branch: &str,
+        work: &std::path::Path,
+    ) -> Step<Option<(Worktree, WorkspaceSnapshot)>> {
+        let snapshot = match self.engine.store.snapshot(self.run.id).await {
+            Ok(Some(snapshot)) => snapshot,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                return Err(self.infra("cannot read the stored agent result")(
+                    e.to_string(),
+                ));
+            }
+        };
+        let worktree = match self
+            .engine
+            .mirrors
+            .add_worktree_at(
+                repo,
+                &self.task.base_branch,
+                branch,
+                work,
+                &snapshot.base_commit,
+            )
+            .await
+        {
+            Ok(worktree) => worktree,
+            Err(e) => {
+                self.events.info(
+                    Some(Phase::Preparing),
+                    format!(
+                        "cannot restore the agent's result of round {}: {e}",
+                        snapshot.round
+                    ),
+                );
+                return Ok(None);
+            }
+        };
+        Ok(Some((worktree, snapshot)))
+    }
+
+    /// After a snapshot was applied: takes over the change record stored with it (summary,
+    /// checks so far, rounds) and the run's spend, and says what was restored.
+    async fn restored(&mut self, snapshot: &WorkspaceSnapshot) -> Step<()> {
+        match self.engine.store.change(self.run.id).await {
+            Ok(Some(change)) => self.change = change,
+            Ok(None) => {}
+            Err(e) => return Err(self.infra("cannot read the stored change")(e.to_string())),
+        }
+        let next = if snapshot.validated {
+            "its checks passed: committing and publishing it"
+        } else {
+            "validating it"
+        };
+        self.events.emit(
+            EventKind::Info,
+            Some(Phase::Preparing),
+            format!(
+                "restored the agent's result of round {} from the checkpoint ({} bytes of patch on {}): {next}",
+                snapshot.round,
+                snapshot.patch.len(),
+                short_sha(&snapshot.base_commit)
+            ),
+            serde_json::json!({"restored": {
+                "round": snapshot.round,
+                "validated": snapshot.validated,
+                "base_commit": snapshot.base_commit,
+                "patch_bytes": snapshot.patch.len(),
+            }}),
+        );
+        Ok(())
+    }
+
+    /// The first agent session of a run taken over in the middle of one: continues the previous
+    /// worker's session, or — when it cannot continue here (its state stayed on the other
+    /// machine, or the agent refuses it) — starts a new session with `fresh`.
+    async fn run_agent_after_takeover(
+        &mut self,
+        driver: &dyn AgentDriver,
+        session: &str,
+        continued: &str,
+        fresh: &str,
+        work: &std::path::Path,
+        round: u32,
+    ) -> Step<()> {
+        self.events.emit(
+            EventKind::Info,
+            Some(Phase::Agent),
+            format!("continuing agent session {session} of the previous worker"),
+            serde_json::json!({"continued_session": session}),
+        );
+        match self.run_agent(driver, continued, work, round).await {
+            Err(Failure::End {
+                reason: EndReason::AgentFailed,
+                message,
+                ..
+            }) => {
+                self.events.info(
+                    Some(Phase::Agent),
+                    format!(
+                        "agent session {session} cannot be continued on this worker ({message}): \
+                         starting a new session"
+                    ),
+                );
+                self.checkpoint.agent_session_id = None;
+                self.run_agent(driver, fresh, work, round).await
+            }
+            other => other,
+        }
+    }
+
+    /// Applies a restored snapshot's patch to the new worktree.
+    async fn apply_snapshot(&self, snapshot: &WorkspaceSnapshot) -> Result<(), String> {
+        let worktree = self.worktree().map_err(|_| "no workspace".to_string())?;
+        let file = self.run_dir.join("snapshot.patch");
+        std::fs::write(&file, &snapshot.patch).map_err(|e| e.to_string())?;
+        let applied = worktree.apply(&self.engine.git, &file).await;
+        let _ = std::fs::remove_file(&file);
+        applied.map_err(|e| e.to_string())
+    }
+
     fn infra(&self, what: &str) -> impl Fn(String) -> Failure + '_ {
         let phase = self.phase;
         let what = what.to_string();
@@ -287,18 +501,28 @@ impl RunExecution {
             return Ok(EndReason::Succeeded);
         }
         if self.resumed {
-            self.events.info(
-                Some(Phase::Preparing),
-                "starting again from a fresh workspace",
-            );
+            // What the previous workers spent counts against the run's budget.
+            self.usage = self.run.usage;
         }
         let work = self.run_dir.join("work");
-        let worktree = self
-            .engine
-            .mirrors
-            .add_worktree(&repo, &self.task.base_branch, &branch, &work)
-            .await
-            .map_err(|e| self.infra("cannot prepare the workspace")(e.to_string()))?;
+        // A run taken over after an agent round finished continues from that round's result.
+        let restored = if self.resumed {
+            self.restore_snapshot(&repo, &branch, &work).await?
+        } else {
+            None
+        };
+        let (worktree, mut restored) = match restored {
+            Some((worktree, snapshot)) => (worktree, Some(snapshot)),
+            None => {
+                let worktree = self
+                    .engine
+                    .mirrors
+                    .add_worktree(&repo, &self.task.base_branch, &branch, &work)
+                    .await
+                    .map_err(|e| self.infra("cannot prepare the workspace")(e.to_string()))?;
+                (worktree, None)
+            }
+        };
         self.events.info(
             Some(Phase::Preparing),
             format!(
@@ -310,9 +534,9 @@ impl RunExecution {
         self.checkpoint.workspace = Some(work.display().to_string());
         self.checkpoint.branch = Some(branch.clone());
         self.checkpoint.base_commit = Some(worktree.base_commit().to_string());
-        self.change.branch = Some(branch);
+        self.change.branch = Some(branch.clone());
         self.worktree = Some(worktree);
-        self.confinement = Some(self.confine(redactor)?);
+        self.confinement = Some(self.confine(redactor.clone())?);
 
         let mut plan = nightshift_checks::discover(&work)
             .map_err(|e| fail(EndReason::ChecksFailed, Phase::Preparing, e.to_string()))?;
@@ -364,7 +588,35 @@ impl RunExecution {
                 ));
             }
         }
+        // Applied after the plan is read and set up: as in a first run, the checks are the ones
+        // the repository had before the agent touched it.
+        if let Some(snapshot) = &restored {
+            match self.apply_snapshot(snapshot).await {
+                Ok(()) => self.restored(snapshot).await?,
+                Err(e) => {
+                    self.events.info(
+                        Some(Phase::Preparing),
+                        format!(
+                            "cannot restore the agent's result of round {}: {e}",
+                            snapshot.round
+                        ),
+                    );
+                    let worktree = self
+                        .engine
+                        .mirrors
+                        .add_worktree(&repo, &self.task.base_branch, &branch, &work)
+                        .await
+                        .map_err(|e| self.infra("cannot prepare the workspace")(e.to_string()))?;
+                    self.checkpoint.base_commit = Some(worktree.base_commit().to_string());
+                    self.worktree = Some(worktree);
+                    // The sandbox shows the mirror's directory of the worktree it was made for.
+                    self.confinement = Some(self.confine(redactor.clone())?);
+                    restored = None;
+                }
+            }
+        }
         self.save_checkpoint(Phase::Preparing).await?;
+        self.hand_over_if_stopping()?;
 
         // agent ⇄ validating, until the checks pass or the rounds run out. The model gateways
         // live as long as `agent`, across the rounds.
@@ -382,24 +634,94 @@ impl RunExecution {
         } else {
             1
         };
-        let mut prompt = match self.task.agent.kind {
+        let first_prompt = match self.task.agent.kind {
             // A codemod gets the instructions as they are; an agent gets them in the frame.
             nightshift_core::AgentKind::Command => self.task.instructions.clone(),
             _ => nightshift_agent::compose_prompt(&self.task.instructions, &work),
         };
+        let mut prompt = first_prompt.clone();
         let mut round = 1;
-        loop {
-            self.enter(Phase::Agent).await?;
-            self.run_agent(driver.as_ref(), &prompt, &work, round)
-                .await?;
-            self.save_checkpoint(Phase::Agent).await?;
-            if !self.has_changes().await? {
-                self.events.info(
-                    Some(Phase::Agent),
-                    "the agent changed nothing: nothing to validate or push",
-                );
-                return Ok(EndReason::NoChanges);
+        // The session the previous worker's agent had: continued where the driver can, else
+        // the agent starts again (see `run_agent_after_takeover`).
+        let mut taken_over_session = None;
+        if self.resumed && driver.supports_resume() {
+            taken_over_session = self.run.checkpoint.agent_session_id.clone();
+            self.checkpoint.agent_session_id = taken_over_session.clone();
+        }
+        // What a continued session is told the workspace holds.
+        let restored_to = match &restored {
+            Some(snapshot) => {
+                round = snapshot.round;
+                format!("your result of round {}", snapshot.round)
             }
+            None => {
+                if taken_over_session.is_some() {
+                    prompt = "Carry on with the task from there, and reply with a short summary \
+                              when you are done."
+                        .to_string();
+                } else if self.resumed {
+                    self.events.info(
+                        Some(Phase::Preparing),
+                        "no finished agent round to restore: starting again from a fresh workspace",
+                    );
+                }
+                format!(
+                    "the base commit {}",
+                    short_sha(self.checkpoint.base_commit.as_deref().unwrap_or_default())
+                )
+            }
+        };
+        let validated = restored.as_ref().is_some_and(|s| s.validated);
+        // The round whose agent result is already in the workspace: validated, not run again.
+        let mut in_workspace = restored.as_ref().map(|s| s.round);
+        loop {
+            if validated {
+                break;
+            }
+            if in_workspace != Some(round) {
+                self.enter(Phase::Agent).await?;
+                match taken_over_session.take() {
+                    Some(session) => {
+                        // Should the session not continue here, a new one needs the task too.
+                        let fresh = if round > 1 {
+                            format!(
+                                "{first_prompt}\n\nA previous session already worked on this task in \
+                                 the workspace. {prompt}"
+                            )
+                        } else {
+                            first_prompt.clone()
+                        };
+                        let continued = nightshift_agent::takeover_prompt(&restored_to, &prompt);
+                        self.run_agent_after_takeover(
+                            driver.as_ref(),
+                            &session,
+                            &continued,
+                            &fresh,
+                            &work,
+                            round,
+                        )
+                        .await?
+                    }
+                    None => {
+                        self.run_agent(driver.as_ref(), &prompt, &work, round)
+                            .await?
+                    }
+                }
+                let changed = self.has_changes().await?;
+                if changed {
+                    self.save_snapshot(round, false).await?;
+                }
+                self.save_checkpoint(Phase::Agent).await?;
+                if !changed {
+                    self.events.info(
+                        Some(Phase::Agent),
+                        "the agent changed nothing: nothing to validate or push",
+                    );
+                    return Ok(EndReason::NoChanges);
+                }
+                self.hand_over_if_stopping()?;
+            }
+            in_workspace = None;
             self.enter(Phase::Validating).await?;
             let results = self
                 .run_stages(&plan, &[Stage::Format, Stage::Lint, Stage::Test], round)
@@ -453,6 +775,13 @@ impl RunExecution {
             );
             let failed: Vec<CheckResult> = failures.into_iter().cloned().collect();
             prompt = nightshift_agent::feedback_prompt(&failed);
+            if self.checkpoint.agent_session_id.is_none() {
+                // A new session (the old one could not be continued here) needs the task too.
+                prompt = format!(
+                    "{first_prompt}\n\nA previous session already worked on this task in the \
+                     workspace. {prompt}"
+                );
+            }
             round += 1;
         }
         if !self.has_changes().await? {
@@ -480,7 +809,11 @@ impl RunExecution {
             Some(Phase::Validating),
             format!("committed {}", short_sha(&commit)),
         );
+        if !validated {
+            self.save_snapshot(self.change.rounds.max(1), true).await?;
+        }
         self.save_checkpoint(Phase::Validating).await?;
+        self.hand_over_if_stopping()?;
 
         // publishing
         self.enter(Phase::Publishing).await?;
@@ -1019,10 +1352,40 @@ impl RunExecution {
                     );
                     (None, None, None)
                 }
-                Some(StopCause::Shutdown) | None => {
-                    self.events.info(
+                Some(StopCause::HandOver) => {
+                    let checkpoint = self
+                        .checkpoint
+                        .completed
+                        .last()
+                        .map_or("start", |p| p.as_str());
+                    self.events.emit(
+                        EventKind::Info,
                         Some(self.phase),
-                        "worker shutting down: the run goes back to the queue",
+                        format!(
+                            "worker {} is shutting down: handed the run back to the queue at its \
+                             {checkpoint} checkpoint",
+                            self.worker
+                        ),
+                        serde_json::json!({"handover": {
+                            "worker": self.worker, "checkpoint": checkpoint, "grace_expired": false,
+                        }}),
+                    );
+                    (None, None, None)
+                }
+                Some(StopCause::Shutdown) | None => {
+                    self.events.emit(
+                        EventKind::Info,
+                        Some(self.phase),
+                        format!(
+                            "worker {} is shutting down and its grace period of {} ran out in {}: \
+                             stopped the run's processes and handed it back to the queue",
+                            self.worker,
+                            format_duration(self.engine.config.shutdown_grace),
+                            self.phase
+                        ),
+                        serde_json::json!({"handover": {
+                            "worker": self.worker, "phase": self.phase, "grace_expired": true,
+                        }}),
                     );
                     (None, None, None)
                 }
@@ -1087,7 +1450,11 @@ impl RunExecution {
                     tracing::error!(run_id = self.run.id, error = %e, "cannot record the end of the run");
                 }
             }
-            None if self.cause() == Some(StopCause::Shutdown) || self.cause().is_none() => {
+            None if matches!(
+                self.cause(),
+                Some(StopCause::Shutdown | StopCause::HandOver) | None
+            ) =>
+            {
                 self.events.flush().await;
                 if let Err(e) = store.release_run(self.run.id, &self.worker).await {
                     tracing::error!(run_id = self.run.id, error = %e, "cannot release the run");

@@ -54,6 +54,16 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        self.commit_and_wake(tx, run_id).await?;
+        Ok(last)
+    }
+
+    /// Commits `tx`, which added events to `run_id` or ended it, and wakes the run's followers.
+    pub(crate) async fn commit_and_wake(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        run_id: i64,
+    ) -> Result<()> {
         match self.backend {
             // Delivered at commit to every node listening, this one included (see live.rs).
             Backend::Postgres => {
@@ -69,7 +79,7 @@ impl Store {
                 let _ = self.appended.send(run_id);
             }
         }
-        Ok(last)
+        Ok(())
     }
 
     /// Events of a run with `seq > after`, oldest first, at most `limit`.

@@ -9,6 +9,7 @@ mod live;
 mod notifications;
 mod rows;
 mod runs;
+mod snapshots;
 mod tasks;
 mod templates;
 
@@ -22,9 +23,10 @@ mod retention;
 mod users;
 
 pub use events::NewEvent;
-pub use live::{ANY_RUN, RunFollower};
+pub use live::{ANY_RUN, Followed, RunFollower};
 pub use notifications::Notification;
 pub use runs::{Claim, Heartbeat, RunUpdate};
+pub use snapshots::WorkspaceSnapshot;
 pub use tasks::{CancelOutcome, TaskSummary};
 pub use templates::{TemplateSummary, TemplateUsage, TemplateUse};
 

@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use nightshift_core::RunEvent;
+use nightshift_core::{Run, RunEvent};
 use sqlx::postgres::PgListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -82,6 +82,8 @@ struct TailShared {
     window: RwLock<Window>,
     /// The newest sequence number in the window; followers wait for it to change.
     newest: watch::Sender<i64>,
+    /// The run, once it ended and every one of its events was read: nothing more will come.
+    ended: RwLock<Option<Run>>,
 }
 
 /// The newest events of one run, read once per wake-up and shared by every follower of the run
@@ -102,7 +104,7 @@ impl Drop for RunTail {
 pub(crate) type Tails = Arc<Mutex<HashMap<i64, Weak<RunTail>>>>;
 
 /// Reads the run's new events into the window on every wake-up (and every [`FALLBACK_POLL`]
-/// in case one was lost).
+/// in case one was lost), until the run ended and its last event was read.
 async fn read_tail(
     store: Store,
     run_id: i64,
@@ -111,11 +113,23 @@ async fn read_tail(
     mut wake: broadcast::Receiver<i64>,
 ) {
     loop {
+        // The status first: a run already ended then has appended its last event, so the
+        // events read next are all of them. (Read after them, an end could hide a last event.)
+        let ended = match store.run(run_id).await {
+            Ok(Some(run)) if run.status.is_terminal() => Some(run),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(%error, run_id, "reading a followed run failed; retrying on the next wake-up");
+                None
+            }
+        };
+        let mut complete = true;
         loop {
             let events = match store.events(run_id, after, TAIL_WINDOW as u32).await {
                 Ok(events) => events,
                 Err(error) => {
                     tracing::warn!(%error, run_id, "reading new run events failed; retrying on the next wake-up");
+                    complete = false;
                     break;
                 }
             };
@@ -137,6 +151,14 @@ async fn read_tail(
             if !full {
                 break;
             }
+        }
+        if let Some(run) = ended
+            && complete
+        {
+            *shared.ended.write().unwrap_or_else(|e| e.into_inner()) = Some(run);
+            // Wakes every follower, so those that have every event see the end.
+            shared.newest.send_modify(|_| {});
+            return;
         }
         wait_for_wake(&mut wake, run_id).await;
     }
@@ -173,6 +195,15 @@ fn write(lock: &RwLock<Window>) -> std::sync::RwLockWriteGuard<'_, Window> {
     lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What [`RunFollower::next_or_end`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Followed {
+    /// Events appended since the last call, in order.
+    Events(Vec<RunEvent>),
+    /// The run ended and every one of its events was returned: nothing more will come.
+    Ended(Box<Run>),
+}
+
 /// Follows one run's events from a sequence number on: each [`next`](RunFollower::next) returns
 /// the events appended since the last, waiting until there is one.
 pub struct RunFollower {
@@ -190,12 +221,37 @@ impl RunFollower {
 
     /// The next events (at most `limit`), waiting until there is at least one.
     pub async fn next(&mut self, limit: u32) -> Result<Vec<RunEvent>> {
+        loop {
+            if let Followed::Events(events) = self.follow(limit, false).await? {
+                return Ok(events);
+            }
+        }
+    }
+
+    /// The next events (at most `limit`), waiting until there is at least one — or the run's
+    /// end, once every event was returned. An ended run is noticed within [`FALLBACK_POLL`]
+    /// on any node, at once on the node (SQLite) or database (PostgreSQL) that ended it.
+    pub async fn next_or_end(&mut self, limit: u32) -> Result<Followed> {
+        self.follow(limit, true).await
+    }
+
+    async fn follow(&mut self, limit: u32, until_end: bool) -> Result<Followed> {
         let limit = limit.max(1) as usize;
         let tail = self.attach();
         let mut newest = tail.shared.newest.subscribe();
         loop {
             // Mark what we have seen before looking, so a change while we look still wakes us.
             newest.borrow_and_update();
+            // Read before the window: the end is set only once the window holds the last event.
+            let ended = if until_end {
+                tail.shared
+                    .ended
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            } else {
+                None
+            };
             let behind = {
                 let window = read(&tail.shared.window);
                 if self.after >= window.base {
@@ -208,7 +264,7 @@ impl RunFollower {
                         .collect();
                     if let Some(last) = events.last() {
                         self.after = last.seq;
-                        return Ok(events);
+                        return Ok(Followed::Events(events));
                     }
                     false
                 } else {
@@ -223,8 +279,12 @@ impl RunFollower {
                     .await?;
                 if let Some(last) = events.last() {
                     self.after = last.seq;
-                    return Ok(events);
+                    return Ok(Followed::Events(events));
                 }
+            }
+            if let Some(run) = ended {
+                // This follower has every event up to the last one.
+                return Ok(Followed::Ended(Box::new(run)));
             }
             // The tail (this follower holds it) outlives the wait; the sender cannot be gone.
             let _ = newest.changed().await;
@@ -247,6 +307,7 @@ impl RunFollower {
                         events: VecDeque::new(),
                     }),
                     newest: watch::channel(self.after).0,
+                    ended: RwLock::new(None),
                 });
                 // Subscribe before the first read, so an append in between still wakes it.
                 let wake = self.store.subscribe();

@@ -243,13 +243,15 @@ impl Store {
         settings: &ProjectSettings,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE projects SET max_active_runs_per_user = $2, max_timeout_secs = $3, monthly_budget_usd = $4 \
-             WHERE id = $1",
+            "UPDATE projects SET max_active_runs_per_user = $2, max_timeout_secs = $3, \
+             monthly_budget_usd = CASE WHEN $5 = 1 THEN $4 ELSE NULL END WHERE id = $1",
         )
         .bind(project_id)
         .bind(i64::from(settings.max_active_runs_per_user))
         .bind(settings.max_timeout_secs.map(|s| s as i64))
-        .bind(settings.monthly_budget_usd)
+        // Never a NULL float (see `update_run`): the budget is cleared through $5 instead.
+        .bind(settings.monthly_budget_usd.unwrap_or(0.0))
+        .bind(i64::from(settings.monthly_budget_usd.is_some()))
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -61,6 +61,13 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected();
+        // A snapshot outlives its run only when the run was cancelled while queued after a handover.
+        sqlx::query(
+            "DELETE FROM run_snapshots WHERE run_id IN \
+             (SELECT id FROM runs WHERE status IN ('succeeded', 'failed', 'cancelled'))",
+        )
+        .execute(&self.pool)
+        .await?;
         // Expired sessions are dead weight (they no longer sign anyone in).
         sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
             .bind(now)

@@ -14,8 +14,10 @@ use crate::{Backend, Result, Store, StoreError};
 pub struct Claim {
     pub run: Run,
     pub task: Task,
-    /// The run was running under another worker whose lease expired: continue from its checkpoint.
+    /// The run was running under another worker before: continue from its checkpoint.
     pub resumed: bool,
+    /// That worker handed the run back (it was shutting down) rather than letting its lease expire.
+    pub handed_over: bool,
 }
 
 /// What the store tells a worker on each heartbeat.
@@ -59,10 +61,11 @@ impl Store {
         let sql = format!(
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
              started_at = COALESCE(started_at, $3), claimed_at = $3, waiting_reason = NULL, \
-             claims = claims + 1 \
+             claims = claims + 1, \
+             handed_over = CASE WHEN status = 'running' THEN 0 ELSE handed_over END \
              WHERE id = (SELECT q.id FROM runs q WHERE q.project_id = $4 AND ((q.status = 'queued' AND {admissible}) \
                 OR (q.status = 'running' AND q.lease_expires_at < $3)) ORDER BY q.id LIMIT 1 {lock}) \
-             RETURNING id, claims"
+             RETURNING id, claims, handed_over"
         );
         // The order is a snapshot: another claimer may take the project's last run first, so
         // fall through to the next project rather than report an empty queue.
@@ -82,6 +85,7 @@ impl Store {
             crate::limits::refresh_waiting_reasons(&mut tx).await?;
             let run_id: i64 = row.try_get("id")?;
             let claims: i64 = row.try_get("claims")?;
+            let handed_over: i64 = row.try_get("handed_over")?;
             sync_task_status(&mut tx, run_id).await?;
             let run = fetch_run(&mut tx, run_id).await?;
             let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.id = $1");
@@ -96,6 +100,7 @@ impl Store {
                 run,
                 task,
                 resumed: claims > 1,
+                handed_over: claims > 1 && handed_over != 0,
             }));
         }
         // Nothing could start: still tell the waiting runs why.
@@ -190,7 +195,8 @@ impl Store {
         let done = sqlx::query(
             "UPDATE runs SET phase = COALESCE($3, phase), progress = COALESCE($4, progress), \
              checkpoint = COALESCE($5, checkpoint), input_tokens = COALESCE($6, input_tokens), \
-             output_tokens = COALESCE($7, output_tokens), cost_usd = COALESCE($8, cost_usd), \
+             output_tokens = COALESCE($7, output_tokens), \
+             cost_usd = CASE WHEN $6 IS NULL THEN cost_usd ELSE $8 END, \
              turns = COALESCE($9, turns) WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
         )
         .bind(run_id)
@@ -200,7 +206,9 @@ impl Store {
         .bind(checkpoint)
         .bind(usage.map(|u| u.input_tokens as i64))
         .bind(usage.map(|u| u.output_tokens as i64))
-        .bind(usage.map(|u| u.cost_usd))
+        // Never a NULL float: sqlx's Any driver sends a NULL `f64` to PostgreSQL typed as
+        // float4, the prepared statement keeps that type, and the next real cost is refused.
+        .bind(usage.map_or(0.0, |u| u.cost_usd))
         .bind(usage.map(|u| u.turns as i64))
         .execute(&self.pool)
         .await?;
@@ -239,25 +247,36 @@ impl Store {
             return Err(StoreError::LeaseLost { run_id });
         }
         sync_task_status(&mut tx, run_id).await?;
+        // The agent's result now lives in the generated change and the pushed branch.
+        sqlx::query("DELETE FROM run_snapshots WHERE run_id = $1")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
         let run = fetch_run(&mut tx, run_id).await?;
         // In the same transaction as the status change, so a finished run always has its
         // notifications and a failed insert leaves the run unfinished rather than silent.
         crate::notifications::insert_run_notifications(&mut tx, &run).await?;
-        tx.commit().await?;
+        // Its followers learn of the end at once (see `RunFollower::next_or_end`).
+        self.commit_and_wake(tx, run_id).await?;
         Ok(run)
     }
 
-    /// Gives a run back to the queue (graceful shutdown): another worker resumes it.
+    /// Gives a run back to the queue (graceful shutdown): the next claim takes it at once, as a
+    /// handover, instead of waiting for the lease to expire. Fails with
+    /// [`StoreError::LeaseLost`] when this worker no longer holds the run.
     pub async fn release_run(&self, run_id: i64, worker: &str) -> Result<()> {
         let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, \
+             handed_over = 1 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
         )
         .bind(run_id)
         .bind(worker)
         .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::LeaseLost { run_id });
+        }
         sync_task_status(&mut tx, run_id).await?;
         tx.commit().await?;
         Ok(())

@@ -328,7 +328,7 @@ impl Store {
                     if done.rows_affected() == 1 {
                         sync_task_status(&mut tx, run.id).await?;
                         let run = fetch_run(&mut tx, run.id).await?;
-                        tx.commit().await?;
+                        self.commit_and_wake(tx, run.id).await?;
                         return Ok(CancelOutcome::Cancelled(run));
                     }
                 }

@@ -22,6 +22,8 @@ pub enum WorkspaceError {
     Unreachable { repo: String, detail: String },
     #[error("branch {branch:?} does not exist in {repo}")]
     MissingBranch { repo: String, branch: String },
+    #[error("commit {commit} is not in {repo} (was the branch force-pushed?)")]
+    MissingCommit { repo: String, commit: String },
     #[error("the change conflicts with new commits on {base}: {detail}")]
     Conflict { base: String, detail: String },
     #[error("push to {repo} was refused: {detail}")]

@@ -147,11 +147,40 @@ impl Mirrors {
         branch: &str,
         dest: &Path,
     ) -> Result<Worktree> {
+        self.add_worktree_from(repo, base, branch, dest, None).await
+    }
+
+    /// Like [`add_worktree`](Mirrors::add_worktree), but from the older commit `at` of `base`
+    /// instead of its tip: a run taken over by another worker restores work that was done on
+    /// that commit.
+    pub async fn add_worktree_at(
+        &self,
+        repo: &RepoUrl,
+        base: &str,
+        branch: &str,
+        dest: &Path,
+        at: &str,
+    ) -> Result<Worktree> {
+        self.add_worktree_from(repo, base, branch, dest, Some(at))
+            .await
+    }
+
+    async fn add_worktree_from(
+        &self,
+        repo: &RepoUrl,
+        base: &str,
+        branch: &str,
+        dest: &Path,
+        at: Option<&str>,
+    ) -> Result<Worktree> {
         let mirror = self.mirror_path(repo);
         let lock = self.lock_for(&mirror);
         let _held = lock.lock().await;
         self.sync_locked(repo, &mirror).await?;
-        let base_ref = format!("refs/remotes/origin/{base}");
+        let start = match at {
+            Some(commit) => commit.to_string(),
+            None => format!("refs/remotes/origin/{base}"),
+        };
         let base_commit = match self
             .git
             .run(
@@ -160,16 +189,22 @@ impl Mirrors {
                     "rev-parse",
                     "--verify",
                     "--quiet",
-                    &format!("{base_ref}^{{commit}}"),
+                    &format!("{start}^{{commit}}"),
                 ],
             )
             .await
         {
             Ok(sha) => sha.trim().to_string(),
             Err(_) => {
-                return Err(WorkspaceError::MissingBranch {
-                    repo: repo.to_string(),
-                    branch: base.to_string(),
+                return Err(match at {
+                    Some(commit) => WorkspaceError::MissingCommit {
+                        repo: repo.to_string(),
+                        commit: commit.to_string(),
+                    },
+                    None => WorkspaceError::MissingBranch {
+                        repo: repo.to_string(),
+                        branch: base.to_string(),
+                    },
                 });
             }
         };

@@ -154,6 +154,44 @@ impl Worktree {
         })
     }
 
+    /// Writes everything that differs from the base commit — committed or not, new files
+    /// included — to `patch` as a binary patch that [`apply`](Worktree::apply) restores in
+    /// another worktree on the same base commit.
+    pub async fn save_patch(&self, git: &Git, patch: &Path) -> Result<()> {
+        // The checkout has been in the agent's hands: git runs pinned to the mirror's worktree.
+        let git = &self.git(git);
+        git.run(&self.path, &["add", "--all"]).await?;
+        let output = format!("--output={}", patch.display());
+        git.run(
+            &self.path,
+            &[
+                "diff",
+                "--cached",
+                "--binary",
+                "--no-color",
+                "--no-ext-diff",
+                "--no-renames",
+                &output,
+                &self.base_commit,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Applies a patch written by [`save_patch`](Worktree::save_patch) to the checkout,
+    /// uncommitted. All or nothing: a patch that does not apply changes no file.
+    pub async fn apply(&self, git: &Git, patch: &Path) -> Result<()> {
+        let git = &self.git(git);
+        let patch = patch.display().to_string();
+        git.run(
+            &self.path,
+            &["apply", "--binary", "--whitespace=nowarn", &patch],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Replays the run's commit onto `new_base`. A conflict aborts the rebase and is reported.
     pub async fn rebase_onto(&mut self, git: &Git, new_base: &str) -> Result<()> {
         if new_base == self.base_commit {

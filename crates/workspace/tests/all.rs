@@ -242,3 +242,80 @@ async fn a_checkout_cannot_redirect_nightshifts_own_git() {
         .unwrap();
     assert_eq!(in_mirror.trim(), commit);
 }
+
+#[tokio::test]
+async fn a_patch_restores_uncommitted_work_on_another_machine_at_the_old_base() {
+    use std::os::unix::fs::PermissionsExt;
+    let remote = RemoteRepo::with_files(&[
+        ("a.txt", "one\n"),
+        ("gone.txt", "bye\n"),
+        ("run.sh", "echo hi\n"),
+    ]);
+    let repo = RepoUrl::parse(&remote.url()).unwrap();
+    let (data, mirrors, git) = setup();
+    let dest = data.path().join("runs/1/work");
+    let wt = mirrors
+        .add_worktree(&repo, "main", "nightshift/1-edit", &dest)
+        .await
+        .unwrap();
+    let base = wt.base_commit().to_string();
+    // Bytes that are not UTF-8 and a NUL: only a binary patch carries them.
+    let blob: Vec<u8> = (0..=255u8).rev().cycle().take(5000).collect();
+    std::fs::write(dest.join("a.txt"), "ONE\n").unwrap();
+    std::fs::create_dir_all(dest.join("new/dir")).unwrap();
+    std::fs::write(dest.join("new/dir/file.txt"), "new\n").unwrap();
+    std::fs::write(dest.join("blob.bin"), &blob).unwrap();
+    std::fs::remove_file(dest.join("gone.txt")).unwrap();
+    std::fs::set_permissions(dest.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let patch = data.path().join("work.patch");
+    wt.save_patch(&git, &patch).await.unwrap();
+
+    // The base moves on; another machine (its own mirror) restores on the old base.
+    let moved = remote.commit("main", &[("a.txt", "upstream\n")], "upstream");
+    let (other, other_mirrors, other_git) = setup();
+    let restored_at = other.path().join("runs/1/work");
+    let restored = other_mirrors
+        .add_worktree_at(&repo, "main", "nightshift/1-edit", &restored_at, &base)
+        .await
+        .unwrap();
+    assert_eq!(restored.base_commit(), base);
+    assert_ne!(base, moved);
+    restored.apply(&other_git, &patch).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(restored_at.join("a.txt")).unwrap(),
+        "ONE\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(restored_at.join("new/dir/file.txt")).unwrap(),
+        "new\n"
+    );
+    assert_eq!(std::fs::read(restored_at.join("blob.bin")).unwrap(), blob);
+    assert!(!restored_at.join("gone.txt").exists());
+    let mode = std::fs::metadata(restored_at.join("run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111, "the executable bit is restored");
+    // Committed work restores the same way.
+    restored.commit(&other_git, "Edit", &[]).await.unwrap();
+    let again = other.path().join("again.patch");
+    restored.save_patch(&other_git, &again).await.unwrap();
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(&patch).unwrap()
+    );
+
+    let missing = other_mirrors
+        .add_worktree_at(
+            &repo,
+            "main",
+            "nightshift/2-edit",
+            &other.path().join("runs/2/work"),
+            "0123456789abcdef0123456789abcdef01234567",
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(WorkspaceError::MissingCommit { .. })),
+        "{missing:?}"
+    );
+}

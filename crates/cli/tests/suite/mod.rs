@@ -1,5 +1,6 @@
 mod bad_input;
 mod confinement;
 mod lifecycle;
+mod scale;
 pub mod server;
 mod template;

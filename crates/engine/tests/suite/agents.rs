@@ -884,3 +884,166 @@ async fn the_cost_budget_counts_every_round() {
     );
     rig.assert_no_agent_left(&run);
 }
+
+/// A worker dies in the middle of a Claude Code session (the agent is running a slow command);
+/// another worker takes the run over when the lease expires. `same_machine`: it works in the
+/// same data directory (a restarted machine), where the session's state still is; otherwise in
+/// its own (another machine), where it is not.
+async fn claude_session_taken_over(same_machine: bool) {
+    const SUMMARY: &str = "Said goodbye after the interruption.";
+    let markers = tempfile::tempdir().unwrap();
+    let started = markers.path().join("started");
+    let first = tempfile::tempdir().unwrap();
+    let second = tempfile::tempdir().unwrap();
+    let continuing = if same_machine { &first } else { &second };
+    // The server answers by the conversation's length, so a new session starts the script
+    // again: the command waits only the first time.
+    let mut script = vec![Turn::tool(
+        "Bash",
+        json!({"command": format!(
+            "if [ ! -e {s} ]; then echo started > {s} && sleep 611.5; fi",
+            s = started.display()
+        ), "description": "Wait a little"}),
+    )];
+    script.extend(read_then_edit(
+        &continuing.path().join("runs/1/work"),
+        "hello",
+        "goodbye",
+    ));
+    script.push(Turn::text(SUMMARY));
+    let server = ModelServer::start(script).await.unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let store = nightshift_store::Store::open_sqlite(&db.path().join("nightshift.db"))
+        .await
+        .unwrap();
+    let remote = greeting_repo();
+    let start = |data: &Path| {
+        let mut config = EngineConfig::new(data);
+        config.agents = agent_config(&server);
+        config.lease = Duration::from_secs(1);
+        config.heartbeat = Duration::from_millis(200);
+        config.poll = Duration::from_millis(100);
+        // The agent's command leaves a marker outside its checkout, which confinement would
+        // hide; taking the session over is the subject here.
+        config.confinement.mode = nightshift_engine::SandboxMode::None;
+        let engine = nightshift_engine::Engine::new(store.clone(), config);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let e = engine.clone();
+        let handle = tokio::spawn(async move { e.run_workers(1, stop).await });
+        (engine, handle)
+    };
+    let (engine, dying) = start(first.path());
+    let repo = nightshift_core::RepoUrl::parse(&remote.url()).unwrap();
+    let project = store.project("default").await.unwrap().unwrap();
+    let (task, run) = store
+        .create_task(&nightshift_core::NewTask {
+            project_id: project.id,
+            title: "Say goodbye".into(),
+            instructions: nightshift_core::Instructions::parse("Say goodbye").unwrap(),
+            base_branch: engine.resolve_base(&repo, None).await.unwrap(),
+            repo,
+            agent: AgentSpec {
+                kind: AgentKind::ClaudeCode,
+                command: None,
+                model: Some(MODEL.into()),
+                args: vec![],
+            },
+            timeout_secs: 300,
+            budget: Budget::default(),
+            created_by: "tester".into(),
+        })
+        .await
+        .unwrap();
+    engine.wake();
+    let waited = Instant::now();
+    while !started.exists()
+        || store
+            .run(run.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .checkpoint
+            .agent_session_id
+            .is_none()
+    {
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "the session never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The worker dies: its agent with it, the command the agent started left behind.
+    dying.abort();
+    let _ = dying.await;
+    for process in processes_with("sleep 611.5") {
+        let pid = process.split(':').next().unwrap();
+        let _ = std::process::Command::new("kill")
+            .args(["-9", pid])
+            .status();
+    }
+    let (_engine, _continuing) = start(continuing.path());
+    let waited = Instant::now();
+    let run = loop {
+        let run = store.run(run.id).await.unwrap().unwrap();
+        if run.status.is_terminal() {
+            break run;
+        }
+        assert!(waited.elapsed() < Duration::from_secs(120), "{run:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    let head = remote.head(&task.branch_name()).unwrap();
+    assert_eq!(remote.show(&head, "greeting.txt"), "goodbye world\n");
+
+    let events = store.events(run.id, 0, 10_000).await.unwrap();
+    let session = events
+        .iter()
+        .find_map(|e| e.data.get("continued_session"))
+        .unwrap_or_else(|| panic!("no attempt to continue the session: {events:#?}"));
+    let sessions: Vec<Value> = agent_events(&events)
+        .into_iter()
+        .filter(|d| d["type"] == "started")
+        .map(|d| d["session_id"].clone())
+        .collect();
+    let refused = events
+        .iter()
+        .any(|e| e.message.contains("cannot be continued on this worker"));
+    // The requests that told the agent about the interruption: only a continued session's.
+    let resumed: Vec<String> = server
+        .scripted_requests()
+        .iter()
+        .filter(|r| r.body.to_string().contains("Your session was interrupted"))
+        .map(|r| r.body["messages"].to_string())
+        .collect();
+    if same_machine {
+        assert!(!refused, "{events:#?}");
+        assert_eq!(sessions.len(), 2, "{sessions:?}");
+        assert!(
+            sessions.iter().all(|s| s == session),
+            "one session throughout: {sessions:?}"
+        );
+        // The continued conversation: the task as the first session got it, then the note.
+        let first = resumed
+            .first()
+            .expect("the session was told about the interruption");
+        let task_at = first.find("The task:").expect("the first session's prompt");
+        assert!(task_at < first.find("Your session was interrupted").unwrap());
+    } else {
+        assert!(refused, "{events:#?}");
+        assert!(resumed.is_empty(), "nothing was continued");
+        assert_eq!(sessions.len(), 3, "{sessions:?}");
+        assert_ne!(&sessions[2], session, "a new session: {sessions:?}");
+    }
+    let change = store.change(run.id).await.unwrap().unwrap();
+    assert_eq!(change.summary.as_deref(), Some(SUMMARY));
+}
+
+#[tokio::test]
+async fn a_claude_code_session_cut_off_by_a_crash_continues_on_the_restarted_machine() {
+    claude_session_taken_over(true).await;
+}
+
+#[tokio::test]
+async fn a_claude_code_session_cut_off_by_a_crash_starts_again_on_another_machine() {
+    claude_session_taken_over(false).await;
+}

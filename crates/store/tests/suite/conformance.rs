@@ -4,7 +4,9 @@ use nightshift_core::{
     AgentSpec, BranchName, Budget, DEFAULT_PROJECT, EndReason, EventKind, GeneratedChange,
     Instructions, NewTask, RepoUrl, RunStatus, TaskFilter,
 };
-use nightshift_store::{CancelOutcome, NewEvent, RunUpdate, Store, StoreError};
+use nightshift_store::{
+    CancelOutcome, Followed, NewEvent, RunUpdate, Store, StoreError, WorkspaceSnapshot,
+};
 use nightshift_test_support::postgres::PgCluster;
 
 pub async fn sqlite() -> (Store, tempfile::TempDir) {
@@ -59,6 +61,29 @@ macro_rules! conformance_cases {
         async fn expired_lease_is_resumed_by_another_worker() {
             let (store, _guard) = $make().await;
             crate::suite::conformance::expired_lease_is_resumed_by_another_worker(store).await;
+        }
+        #[tokio::test]
+        async fn a_released_run_is_claimed_at_once_as_a_handover() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::a_released_run_is_claimed_at_once_as_a_handover(store).await;
+        }
+        #[tokio::test]
+        async fn snapshots_belong_to_the_lease_holder_until_the_run_ends() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::snapshots_belong_to_the_lease_holder_until_the_run_ends(
+                store,
+            )
+            .await;
+        }
+        #[tokio::test]
+        async fn costs_stay_exact_between_updates_without_one() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::costs_stay_exact_between_updates_without_one(store).await;
+        }
+        #[tokio::test]
+        async fn followers_see_a_run_end_after_its_last_event() {
+            let (store, _guard) = $make().await;
+            crate::suite::conformance::followers_see_a_run_end_after_its_last_event(store).await;
         }
         #[tokio::test]
         async fn events_have_gap_free_sequences() {
@@ -344,6 +369,146 @@ pub async fn expired_lease_is_resumed_by_another_worker(store: Store) {
             .await,
         Err(StoreError::LeaseLost { .. })
     ));
+}
+
+pub async fn a_released_run_is_claimed_at_once_as_a_handover(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    store
+        .create_task(&new_task(project.id, "/srv/a.git", "hand me over"))
+        .await
+        .unwrap();
+    let hour = Duration::from_secs(3600);
+    let first = store.claim_run("stopping", hour).await.unwrap().unwrap();
+    assert!(!first.resumed && !first.handed_over);
+    store.release_run(first.run.id, "stopping").await.unwrap();
+    let released = store.run(first.run.id).await.unwrap().unwrap();
+    assert_eq!(released.status, RunStatus::Queued);
+    assert_eq!(released.lease_owner, None);
+    // The first lease had an hour left: only the release lets another worker in now.
+    let second = store
+        .claim_run("next", Duration::from_millis(100))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.run.id, first.run.id);
+    assert!(second.resumed && second.handed_over, "{second:?}");
+    assert!(matches!(
+        store.release_run(first.run.id, "stopping").await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    // The next takeover is after an expired lease, not a handover.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = store.claim_run("third", hour).await.unwrap().unwrap();
+    assert_eq!(third.run.id, first.run.id);
+    assert!(third.resumed && !third.handed_over, "{third:?}");
+}
+
+pub async fn snapshots_belong_to_the_lease_holder_until_the_run_ends(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    store
+        .create_task(&new_task(project.id, "/srv/a.git", "snapshot me"))
+        .await
+        .unwrap();
+    let claim = store
+        .claim_run("holder", Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .unwrap();
+    let id = claim.run.id;
+    assert_eq!(store.snapshot(id).await.unwrap(), None);
+    // Every byte value: a binary patch of a file that is not UTF-8 comes back exactly.
+    let mut snapshot = WorkspaceSnapshot {
+        round: 1,
+        validated: false,
+        base_commit: "0123456789abcdef0123456789abcdef01234567".into(),
+        patch: (0..=255u8).cycle().take(70_000).collect(),
+    };
+    store.save_snapshot(id, "holder", &snapshot).await.unwrap();
+    assert_eq!(store.snapshot(id).await.unwrap().as_ref(), Some(&snapshot));
+    assert!(matches!(
+        store.save_snapshot(id, "stranger", &snapshot).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    snapshot.round = 2;
+    snapshot.validated = true;
+    snapshot.patch = b"diff --git a/x b/x\n".to_vec();
+    store.save_snapshot(id, "holder", &snapshot).await.unwrap();
+    assert_eq!(store.snapshot(id).await.unwrap().as_ref(), Some(&snapshot));
+    store
+        .finish_run(id, "holder", EndReason::Succeeded, None, None)
+        .await
+        .unwrap();
+    assert_eq!(store.snapshot(id).await.unwrap(), None, "gone with the run");
+    assert!(matches!(
+        store.save_snapshot(id, "holder", &snapshot).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+}
+
+/// Updates without a cost (progress, a budget cleared) and with one, in turn, on every pooled
+/// connection: a prepared statement must not keep the type of a NULL it was first given.
+pub async fn costs_stay_exact_between_updates_without_one(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    store
+        .create_task(&new_task(project.id, "/srv/a.git", "spend"))
+        .await
+        .unwrap();
+    let claim = store
+        .claim_run("w", Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 1..=40u64 {
+        let progress = RunUpdate {
+            progress: Some(1),
+            ..Default::default()
+        };
+        store
+            .update_run(claim.run.id, "w", &progress)
+            .await
+            .unwrap();
+        let usage = nightshift_core::Usage {
+            input_tokens: i,
+            output_tokens: 2 * i,
+            cost_usd: i as f64 * 0.25,
+            turns: i,
+        };
+        let spent = RunUpdate {
+            usage: Some(usage),
+            ..Default::default()
+        };
+        store.update_run(claim.run.id, "w", &spent).await.unwrap();
+        let run = store.run(claim.run.id).await.unwrap().unwrap();
+        assert_eq!(run.usage, usage);
+
+        let mut settings = store.project_settings(project.id).await.unwrap();
+        settings.monthly_budget_usd = None;
+        store
+            .set_project_settings(project.id, &settings)
+            .await
+            .unwrap();
+        settings.monthly_budget_usd = Some(i as f64 + 0.5);
+        store
+            .set_project_settings(project.id, &settings)
+            .await
+            .unwrap();
+        let read = store.project_settings(project.id).await.unwrap();
+        assert_eq!(read.monthly_budget_usd, Some(i as f64 + 0.5));
+    }
+    let mut settings = store.project_settings(project.id).await.unwrap();
+    settings.monthly_budget_usd = None;
+    store
+        .set_project_settings(project.id, &settings)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .project_settings(project.id)
+            .await
+            .unwrap()
+            .monthly_budget_usd,
+        None
+    );
 }
 
 pub async fn events_have_gap_free_sequences(store: Store) {
@@ -797,6 +962,71 @@ pub async fn follower_sees_appends_in_order(store: Store) {
     writer.await.unwrap();
     assert_eq!(seen, (1..=31).collect::<Vec<_>>());
     assert_eq!(follower.position(), 31);
+}
+
+/// Follows with `next_or_end` until the end: the sequence numbers seen, and the ended run.
+async fn follow_to_end(
+    follower: &mut nightshift_store::RunFollower,
+) -> (Vec<i64>, nightshift_core::Run) {
+    let mut seen = Vec::new();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(30), follower.next_or_end(2))
+            .await
+            .expect("the follower is woken by appends and by the end");
+        match next.unwrap() {
+            Followed::Events(events) => seen.extend(events.iter().map(|e| e.seq)),
+            Followed::Ended(run) => return (seen, *run),
+        }
+    }
+}
+
+pub async fn followers_see_a_run_end_after_its_last_event(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    let (_, run) = store
+        .create_task(&new_task(project.id, "/srv/a.git", "end me"))
+        .await
+        .unwrap();
+    let mut early = store.follow(run.id, 0);
+    let watching = tokio::spawn(async move { follow_to_end(&mut early).await });
+    let claim = store
+        .claim_run("w", Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 0..5 {
+        store.append_events(run.id, &[log_event(i)]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The last events and the end come together, as when a worker flushes and finishes.
+    store
+        .append_events(run.id, &[log_event(5), log_event(6)])
+        .await
+        .unwrap();
+    store
+        .finish_run(claim.run.id, "w", EndReason::Succeeded, None, None)
+        .await
+        .unwrap();
+    let (seen, ended) = watching.await.unwrap();
+    assert_eq!(seen, (1..=7).collect::<Vec<_>>());
+    assert_eq!(ended.status, RunStatus::Succeeded);
+    // Followers that come later (and those resuming part-way) get the rest, then the end.
+    let (seen, _) = follow_to_end(&mut store.follow(run.id, 0)).await;
+    assert_eq!(seen, (1..=7).collect::<Vec<_>>());
+    let (seen, _) = follow_to_end(&mut store.follow(run.id, 4)).await;
+    assert_eq!(seen, vec![5, 6, 7]);
+
+    // A queued run cancelled before any event: the end alone.
+    let (task, queued) = store
+        .create_task(&new_task(project.id, "/srv/b.git", "cancel me"))
+        .await
+        .unwrap();
+    let mut follower = store.follow(queued.id, 0);
+    let watching = tokio::spawn(async move { follow_to_end(&mut follower).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    store.cancel_task(project.id, task.id).await.unwrap();
+    let (seen, ended) = watching.await.unwrap();
+    assert!(seen.is_empty());
+    assert_eq!(ended.status, RunStatus::Cancelled);
 }
 
 fn log_event(i: usize) -> NewEvent {

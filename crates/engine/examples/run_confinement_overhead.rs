@@ -4,7 +4,7 @@
 //! the setup time, the checks' time (as the run stored them) and the run end to end.
 //!
 //! cargo build --release -p nightshift-engine --bins &&
-//! cargo run --release -p nightshift-engine --example confinement_overhead [RUNS]
+//! cargo run --release -p nightshift-engine --example run_confinement_overhead [RUNS]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;

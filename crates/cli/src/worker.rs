@@ -1,0 +1,143 @@
+//! `nightshift worker`: the scaled-out shape's executor — engine workers only, no HTTP, on the
+//! database the API nodes (`serve --no-workers`) use.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use nightshift_core::format_duration;
+use nightshift_engine::Engine;
+use nightshift_store::{RetentionPolicy, SecretKey, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::serve::{data_dir, engine_config, init_logging, load_config, wait_for_signal};
+
+#[derive(Args)]
+#[command(after_long_help = "\
+Runs queued runs and nothing else: no API, no web UI. Start any number of workers, on any
+number of machines, on the PostgreSQL database of your `nightshift serve --no-workers` API
+nodes; each claims runs under a lease it renews, and a run whose worker dies is taken over
+from its last checkpoint once the lease expires.
+
+On SIGTERM or SIGINT a worker stops claiming, lets each running run reach its next checkpoint
+(at most `shutdown_grace`, see [workers] in the configuration file), then hands it back to the
+queue, where another worker takes it over at once. A second signal exits at once.
+
+Give every worker the API nodes' configuration file (agents, [[forge]], public_url) and their
+server key (NIGHTSHIFT_SECRET_KEY), which opens the project credentials they push with.")]
+pub struct WorkerArgs {
+    /// The database of the API nodes: `postgres://…` (or `sqlite://PATH` on one machine).
+    #[arg(long, env = "NIGHTSHIFT_DATABASE")]
+    database: String,
+    /// This worker's own directory for mirrors, workspaces and logs (not shared with others).
+    #[arg(long, env = "NIGHTSHIFT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// How many runs this process executes at once.
+    #[arg(long, env = "NIGHTSHIFT_WORKERS", default_value_t = 2)]
+    workers: usize,
+    /// The configuration file (default: nightshift.toml in the data directory, when present).
+    #[arg(long, env = "NIGHTSHIFT_CONFIG")]
+    config: Option<PathBuf>,
+    /// The API nodes' key that seals stored credentials (32 bytes, base64); else
+    /// `<data-dir>/secret.key` when it exists.
+    #[arg(long, env = "NIGHTSHIFT_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+}
+
+pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    if args.workers == 0 {
+        anyhow::bail!("--workers must be at least 1");
+    }
+    let data_dir = data_dir(args.data_dir)?;
+    let config = load_config(args.config.as_ref(), &data_dir)?;
+    let mut engine_config = engine_config(config, &data_dir, args.config.as_deref())?;
+    engine_config.secret_key = secret_key(args.secret_key.as_deref(), &data_dir)?;
+    if engine_config.secret_key.is_none() {
+        tracing::warn!(
+            "no server key (NIGHTSHIFT_SECRET_KEY): runs cannot use project credentials from the vault"
+        );
+    }
+    let grace = engine_config.shutdown_grace;
+    let store = Store::connect(&args.database)
+        .await
+        .context("cannot open the database")?;
+    let engine = Engine::new(store.clone(), engine_config);
+    println!(
+        "nightshift worker running {} workers on the {:?} store (data in {})",
+        args.workers,
+        store.backend(),
+        data_dir.display()
+    );
+
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!(
+            "nightshift worker: shutting down: handing runs back at their next checkpoint (at most {})",
+            format_duration(grace)
+        );
+        signal.cancel();
+        wait_for_signal().await;
+        // Whatever was not handed back is taken over when its lease expires.
+        eprintln!("nightshift worker: second signal: exiting now");
+        std::process::exit(130);
+    });
+    let sweeper = tokio::spawn(sweep_workspaces(
+        store.clone(),
+        data_dir.join("runs"),
+        shutdown.clone(),
+    ));
+    engine.run_workers(args.workers, shutdown).await;
+    sweeper.abort();
+    store.close().await;
+    eprintln!("nightshift worker: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The key from the flag or environment, else the data directory's key file when there is one.
+/// Never a new key: one that differs from the API nodes' cannot open their credentials.
+fn secret_key(
+    given: Option<&str>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Option<SecretKey>> {
+    if let Some(text) = given {
+        return Ok(Some(
+            SecretKey::from_base64(text).context("NIGHTSHIFT_SECRET_KEY")?,
+        ));
+    }
+    let path = data_dir.join("secret.key");
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(
+        SecretKey::load_or_create(&path).with_context(|| format!("{}", path.display()))?,
+    ))
+}
+
+/// Removes this worker's leftover run directories (a crash leaves them behind) once their runs
+/// ended longer ago than the retention policy keeps workspaces; hourly, as API nodes do.
+async fn sweep_workspaces(store: Store, runs: PathBuf, shutdown: CancellationToken) {
+    let policy = RetentionPolicy::default();
+    loop {
+        match nightshift_server::sweep_workspaces(
+            &store,
+            &runs,
+            &policy,
+            nightshift_core::now_millis(),
+        )
+        .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(workspaces = n, "removed old workspaces"),
+            Err(e) => tracing::warn!(error = %e, "workspace sweep failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
