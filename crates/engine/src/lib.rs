@@ -16,7 +16,10 @@ use std::time::Duration;
 
 use nightshift_agent::{AgentConfig, AgentDriver, AgentError};
 use nightshift_core::{AgentSpec, BranchName, Budget, RepoUrl};
-use nightshift_forge::{Forge, ForgeConfig, ForgeError, RetryEvent, RetryObserver};
+use nightshift_forge::{
+    Forge, ForgeConfig, ForgeEntry, ForgeKind, GitHubAppConfig, RepoPath, RetryEvent,
+    RetryObserver, Secret,
+};
 use nightshift_sandbox::{Redactor, Sandbox};
 use nightshift_store::{ForgeCredential, SecretKey, Store};
 use nightshift_workspace::{Git, Mirrors, WorkspaceError};
@@ -226,11 +229,13 @@ impl Engine {
 
     /// The forge a repository's branches and pull requests go to, resolved per run so every
     /// retry it makes (rate limits, 5xx) shows in that run's log.
-    pub(crate) fn forge(
+    pub(crate) async fn forge(
         &self,
+        project_id: i64,
         repo: &RepoUrl,
         events: &EventSink,
-    ) -> std::result::Result<Box<dyn Forge>, ForgeError> {
+    ) -> std::result::Result<Box<dyn Forge>, String> {
+        let config = self.forge_config(project_id, repo).await?;
         let sink = events.clone();
         let observer: RetryObserver = Arc::new(move |retry: &RetryEvent| {
             sink.emit(
@@ -256,7 +261,29 @@ impl Engine {
                 }),
             );
         });
-        nightshift_forge::resolve(repo, &self.config.forges, observer)
+        nightshift_forge::resolve(repo, &config, observer).map_err(|e| e.to_string())
+    }
+
+    /// The server's forge settings, with the project's stored credential for the repository's
+    /// host (if it has one) taking the place of the server's own for that host.
+    pub(crate) async fn forge_config(
+        &self,
+        project_id: i64,
+        repo: &RepoUrl,
+    ) -> std::result::Result<ForgeConfig, String> {
+        let Ok(path) = RepoPath::parse(repo) else {
+            return Ok(self.config.forges.clone());
+        };
+        for host in [path.host.as_str(), path.hostname()] {
+            let credential = self
+                .project_credential(project_id, host)
+                .await
+                .map_err(|e| format!("cannot open the project's credential for {host}: {e}"))?;
+            if let Some(credential) = credential {
+                return Ok(self.config.forges.with_entry(forge_entry(host, credential)));
+            }
+        }
+        Ok(self.config.forges.clone())
     }
 
     /// Every configured forge credential, to scrub from anything a run records.
@@ -353,6 +380,39 @@ fn instance_name() -> String {
     let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tag = (nanos ^ (n << 20)) & 0x00ff_ffff;
     format!("{}-{}-{tag:06x}", hostname(), std::process::id())
+}
+
+/// A project's stored credential as the forge entry for `host`.
+fn forge_entry(host: &str, credential: ForgeCredential) -> ForgeEntry {
+    let entry = |kind, token: String| ForgeEntry {
+        kind,
+        host: host.to_string(),
+        api_url: None,
+        token: Some(Secret::new(token)),
+        username: None,
+        app: None,
+    };
+    match credential {
+        ForgeCredential::GithubApp {
+            app_id,
+            private_key,
+            ..
+        } => ForgeEntry {
+            token: None,
+            app: Some(GitHubAppConfig {
+                app_id,
+                private_key: Secret::new(private_key),
+            }),
+            ..entry(ForgeKind::Github, String::new())
+        },
+        ForgeCredential::GithubToken { token } => entry(ForgeKind::Github, token),
+        ForgeCredential::GitlabToken { token } => entry(ForgeKind::Gitlab, token),
+        ForgeCredential::GiteaToken { token } => entry(ForgeKind::Gitea, token),
+        ForgeCredential::Git { username, password } => ForgeEntry {
+            username: Some(username),
+            ..entry(ForgeKind::Git, password)
+        },
+    }
 }
 
 fn hostname() -> String {

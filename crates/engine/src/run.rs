@@ -466,13 +466,17 @@ impl RunExecution {
                 status.detail.clone(),
             ));
         }
-        let forge = self.engine.forge(&repo, &self.events).map_err(|e| {
-            fail(
-                EndReason::Infrastructure,
-                Phase::Preparing,
-                format!("forge settings: {e}"),
-            )
-        })?;
+        let forge = self
+            .engine
+            .forge(self.task.project_id, &repo, &self.events)
+            .await
+            .map_err(|e| {
+                fail(
+                    EndReason::Infrastructure,
+                    Phase::Preparing,
+                    format!("forge settings: {e}"),
+                )
+            })?;
         let branch = self.task.branch_name();
         if branch == self.task.base_branch {
             return Err(fail(
@@ -1418,6 +1422,7 @@ impl RunExecution {
         {
             tokio::spawn(follow_pull_request(
                 self.engine.clone(),
+                self.task.project_id,
                 repo,
                 self.run.id,
                 number,
@@ -1525,13 +1530,21 @@ impl RunExecution {
 /// Follows a pull request after its run ended: stores `open · ci passing`-style statuses on
 /// the run's change until the PR is closed or merged, or `ci_follow_for` has passed. Open PRs
 /// are kept polling after CI settles so a PR closed by a person shows too.
-async fn follow_pull_request(engine: Arc<Engine>, repo: RepoUrl, run_id: i64, number: u64) {
+async fn follow_pull_request(
+    engine: Arc<Engine>,
+    project_id: i64,
+    repo: RepoUrl,
+    run_id: i64,
+    number: u64,
+) {
     // The run's log is closed; retries here are not news to anyone.
-    let forge = match nightshift_forge::resolve(
-        &repo,
-        &engine.config.forges,
-        nightshift_forge::ignore_retries(),
-    ) {
+    let forge = match engine
+        .forge_config(project_id, &repo)
+        .await
+        .and_then(|config| {
+            nightshift_forge::resolve(&repo, &config, nightshift_forge::ignore_retries())
+                .map_err(|e| e.to_string())
+        }) {
         Ok(forge) => forge,
         Err(e) => {
             tracing::warn!(run_id, error = %e, "cannot follow the pull request");

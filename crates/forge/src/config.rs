@@ -55,9 +55,13 @@ pub struct ForgeEntry {
     /// `https://<host>/api/v3` for GitHub Enterprise, `/api/v4` (GitLab), `/api/v1` (Gitea).
     #[serde(default)]
     pub api_url: Option<String>,
-    /// A fine-grained personal token, project/group token or Gitea token.
+    /// A fine-grained personal token, project/group token or Gitea token; for plain git over
+    /// HTTPS, the password.
     #[serde(default)]
     pub token: Option<Secret>,
+    /// For plain git over HTTPS: the user name that goes with `token`.
+    #[serde(default)]
+    pub username: Option<String>,
     /// GitHub App credentials (recommended on GitHub: short-lived installation tokens).
     #[serde(default)]
     pub app: Option<GitHubAppConfig>,
@@ -71,6 +75,24 @@ pub struct GitHubAppConfig {
 }
 
 impl ForgeConfig {
+    /// These settings with `entry` serving its host instead of a configured entry (a project's
+    /// own credential wins over the server's). The configured entry's API URL is kept when
+    /// `entry` names none: a self-hosted forge's address is the operator's to set.
+    pub fn with_entry(&self, mut entry: ForgeEntry) -> ForgeConfig {
+        let mut config = self.clone();
+        let same_host = |e: &ForgeEntry| e.host.eq_ignore_ascii_case(&entry.host);
+        if entry.api_url.is_none() {
+            entry.api_url = config
+                .entries
+                .iter()
+                .find(|e| same_host(e))
+                .and_then(|e| e.api_url.clone());
+        }
+        config.entries.retain(|e| !same_host(e));
+        config.entries.insert(0, entry);
+        config
+    }
+
     /// Reads the forge part of the server config from TOML text.
     pub fn from_toml(text: &str) -> Result<ForgeConfig> {
         // toml's messages quote the offending line, which may hold a token: keep only the kind.
@@ -108,10 +130,10 @@ pub fn resolve(
 ) -> Result<Box<dyn Forge>> {
     let Ok(path) = RepoPath::parse(repo) else {
         // Local paths and other URLs without a forge project are published with plain git.
-        return Ok(Box::new(GitForge));
+        return Ok(Box::new(GitForge::default()));
     };
     let Some(entry) = config.entry_for(&path) else {
-        return Ok(Box::new(GitForge));
+        return Ok(Box::new(GitForge::default()));
     };
     let api_url = entry
         .api_url
@@ -125,7 +147,10 @@ pub fn resolve(
         ))
     };
     Ok(match entry.kind {
-        ForgeKind::Git => Box::new(GitForge),
+        ForgeKind::Git => Box::new(match (&entry.username, &entry.token) {
+            (Some(username), Some(password)) => GitForge::with_password(username, password),
+            _ => GitForge::default(),
+        }),
         ForgeKind::Github => {
             let auth = match (&entry.app, &entry.token) {
                 (Some(app), _) => GitHubAuth::app(app.app_id, &app.private_key)?,

@@ -4,10 +4,23 @@
 use async_trait::async_trait;
 use nightshift_core::RepoUrl;
 
-use crate::{Forge, ForgeError, GitAuth, PrStatus, PullRequest, PullRequestSpec, Result};
+use crate::{
+    Forge, ForgeError, GitAuth, PrStatus, PullRequest, PullRequestSpec, RepoPath, Result, Secret,
+};
 
 #[derive(Debug, Clone, Default)]
-pub struct GitForge;
+pub struct GitForge {
+    /// User name and password for HTTPS remotes; without them git uses what the machine has.
+    password: Option<(String, Secret)>,
+}
+
+impl GitForge {
+    pub fn with_password(username: &str, password: &Secret) -> GitForge {
+        GitForge {
+            password: Some((username.to_string(), password.clone())),
+        }
+    }
+}
 
 #[async_trait]
 impl Forge for GitForge {
@@ -19,8 +32,15 @@ impl Forge for GitForge {
         Ok(())
     }
 
-    async fn git_auth(&self, _repo: &RepoUrl) -> Result<Option<GitAuth>> {
-        Ok(None)
+    async fn git_auth(&self, repo: &RepoUrl) -> Result<Option<GitAuth>> {
+        let Some((username, password)) = &self.password else {
+            return Ok(None);
+        };
+        // Local paths and SSH remotes take no password.
+        Ok(RepoPath::parse(repo)
+            .ok()
+            .and_then(|path| path.http_origin())
+            .map(|origin| GitAuth::basic(&origin, username, password)))
     }
 
     async fn find_or_create_pull_request(

@@ -378,6 +378,7 @@ async fn claude_code_reaches_only_its_model_and_no_canary_surfaces_anywhere() {
                     api_url: None,
                     token: Some(Secret::new(FORGE_CANARY)),
                     app: None,
+                    username: None,
                 }],
                 ..ForgeConfig::default()
             };
@@ -696,6 +697,7 @@ async fn unconfined_runs_still_mask_configured_secrets_in_everything_stored() {
                     api_url: None,
                     token: Some(Secret::new(FORGE_CANARY)),
                     app: None,
+                    username: None,
                 }],
                 ..ForgeConfig::default()
             };

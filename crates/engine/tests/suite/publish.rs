@@ -11,7 +11,7 @@ use nightshift_core::{
 };
 use nightshift_engine::{Engine, EngineConfig};
 use nightshift_forge::{ForgeConfig, ForgeEntry, ForgeKind, RetryPolicy, Secret};
-use nightshift_store::Store;
+use nightshift_store::{ForgeCredential, SecretKey, Store};
 use nightshift_test_support::forge_fake::{Access, FakeKind, FakePull, Fault, ForgeFake};
 use nightshift_test_support::git::git;
 use tokio_util::sync::CancellationToken;
@@ -105,6 +105,7 @@ impl Site {
                 api_url: Some(self.fake.api_url()),
                 token: Some(Secret::new(CANARY)),
                 app: None,
+                username: None,
             }],
             retry,
         };
@@ -462,6 +463,51 @@ async fn without_write_access_the_run_is_denied_before_the_agent_starts() {
         "{events:?}"
     );
     assert!(site.fake.pulls(LOCKED).is_empty());
+    site.assert_no_leak(&[task]).await;
+}
+
+/// A project's own credential (from the vault) is what its runs push and open pull requests
+/// with: here it may write where the server's token may only read.
+#[tokio::test]
+async fn a_projects_stored_credential_publishes_in_place_of_the_servers() {
+    const PROJECT_TOKEN: &str = "canary-project-9b2f41d3";
+    let site = Site::start(FakeKind::GitHub).await;
+    site.fake.add_user("project-bot", PROJECT_TOKEN);
+    site.fake.grant(LOCKED, "project-bot", Access::Write);
+    let key = SecretKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+    site.store
+        .set_credential(
+            &key,
+            site.project_id,
+            &site.fake.host(),
+            &ForgeCredential::GithubToken {
+                token: PROJECT_TOKEN.into(),
+            },
+            "admin",
+        )
+        .await
+        .unwrap();
+    let mut config = site.config(fast_retries());
+    config.secret_key = Some(key);
+    let workers = site.workers(1, config);
+    let task = site
+        .create(&workers, LOCKED, "Say goodbye", &site.goodbye("agent"))
+        .await;
+    let run = site.wait_end(task).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    let pulls = site.fake.pulls(LOCKED);
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert!(
+        site.fake
+            .branch_sha(LOCKED, &format!("nightshift/{task}-say-goodbye"))
+            .is_some()
+    );
+    let events = site.store.events(run.id, 0, 10_000).await.unwrap();
+    assert!(
+        !serde_json::to_string(&events)
+            .unwrap()
+            .contains(PROJECT_TOKEN)
+    );
     site.assert_no_leak(&[task]).await;
 }
 

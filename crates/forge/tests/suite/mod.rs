@@ -75,6 +75,7 @@ impl Harness {
                 api_url: Some(fake.api_url()),
                 token: app.is_none().then(|| Secret::new(CANARY)),
                 app,
+                username: None,
             }],
             retry: RetryPolicy {
                 max_attempts: 10,
