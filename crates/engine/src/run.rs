@@ -212,23 +212,25 @@ impl RunExecution {
     }
 
     async fn store_update(&self, update: &RunUpdate) -> Step<()> {
-        match self
+        let written = self
             .engine
             .store
             .update_run(self.run.id, &self.worker, update)
-            .await
-        {
+            .await;
+        self.under_lease(written, "cannot record progress")
+    }
+
+    /// A write guarded by this worker's lease: a lost lease stops the run here (another worker
+    /// has it now), any other error fails it as infrastructure.
+    fn under_lease(&self, written: Result<(), StoreError>, what: &str) -> Step<()> {
+        match written {
             Ok(()) => Ok(()),
             Err(StoreError::LeaseLost { .. }) => {
                 self.set_cause(StopCause::LeaseLost);
                 self.stop.cancel();
                 Err(Failure::Stopped)
             }
-            Err(e) => Err(fail(
-                EndReason::Infrastructure,
-                self.phase,
-                format!("cannot record progress: {e}"),
-            )),
+            Err(e) => Err(self.infra(what)(e.to_string())),
         }
     }
 
@@ -292,20 +294,12 @@ impl RunExecution {
             base_commit,
             patch,
         };
-        match self
+        let written = self
             .engine
             .store
             .save_snapshot(self.run.id, &self.worker, &snapshot)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(StoreError::LeaseLost { .. }) => {
-                self.set_cause(StopCause::LeaseLost);
-                self.stop.cancel();
-                Err(Failure::Stopped)
-            }
-            Err(e) => Err(self.infra("cannot store the agent's result")(e.to_string())),
-        }
+            .await;
+        self.under_lease(written, "cannot store the agent's result")
     }
 
     /// For a run taken over from another worker: the agent's result it stored, restored into a
