@@ -186,20 +186,10 @@ impl Forge for GiteaForge {
             })
             .await?;
         let number = field_u64(&pr, "/number", FORGE, "pull request")?;
-        if adopted
-            && (field_str(&pr, "/title") != spec.title || field_str(&pr, "/body") != spec.body)
-        {
-            let patch = json!({ "title": spec.title, "body": spec.body });
+        if adopted {
             pr = self
                 .api
-                .json(
-                    Method::PATCH,
-                    &format!("{base}/pulls/{number}"),
-                    &[],
-                    Some(&patch),
-                    &self.auth,
-                    "the pull request",
-                )
+                .refresh_title_and_body(&format!("{base}/pulls/{number}"), pr, spec, &self.auth)
                 .await?;
         }
         let present: Vec<u64> = pr

@@ -378,20 +378,10 @@ impl Forge for GitHubForge {
             })
             .await?;
         let number = field_u64(&pr, "/number", FORGE, "pull request")?;
-        if adopted
-            && (field_str(&pr, "/title") != spec.title || field_str(&pr, "/body") != spec.body)
-        {
-            let patch = json!({ "title": spec.title, "body": spec.body });
+        if adopted {
             pr = self
                 .api
-                .json(
-                    Method::PATCH,
-                    &format!("{base}/pulls/{number}"),
-                    &[],
-                    Some(&patch),
-                    &auth,
-                    "the pull request",
-                )
+                .refresh_title_and_body(&format!("{base}/pulls/{number}"), pr, spec, &auth)
                 .await?;
         }
         // Adding labels creates missing ones on GitHub and is a no-op for present ones.

@@ -265,6 +265,31 @@ impl Api {
         Ok((pr, false))
     }
 
+    /// Brings an adopted pull request's title and body up to date with `PATCH path` (GitHub
+    /// and Gitea share the shape), leaving one that already matches untouched. Returns the pull
+    /// request as it now stands.
+    pub async fn refresh_title_and_body(
+        &self,
+        path: &str,
+        pr: Value,
+        spec: &crate::PullRequestSpec,
+        auth: &Auth,
+    ) -> Result<Value> {
+        if field_str(&pr, "/title") == spec.title && field_str(&pr, "/body") == spec.body {
+            return Ok(pr);
+        }
+        let patch = serde_json::json!({ "title": spec.title, "body": spec.body });
+        self.json(
+            Method::PATCH,
+            path,
+            &[],
+            Some(&patch),
+            auth,
+            "the pull request",
+        )
+        .await
+    }
+
     async fn attempt(
         &self,
         method: Method,
