@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use nightshift_agent::{AgentConfig, AgentDefaults};
 use nightshift_core::{
-    AgentKind, AgentSpec, Budget, EndReason, EventKind, Phase, ProjectSettings, RunEvent, RunStatus,
+    AgentKind, AgentSpec, Budget, EndReason, EventKind, Phase, ProjectSettings, Run, RunEvent,
+    RunStatus,
 };
 use nightshift_engine::EngineConfig;
 use nightshift_forge::{ForgeConfig, ForgeEntry, ForgeKind, Secret};
@@ -245,6 +246,35 @@ fn agent_output(events: &[RunEvent]) -> String {
         .collect()
 }
 
+/// Runs a Claude Code task on `repo` to its end, which must be a success: the task, its run
+/// and the run's events.
+async fn run_claude_code(h: &Harness, repo: &RemoteRepo, title: &str) -> (i64, Run, Vec<RunEvent>) {
+    let agent = AgentSpec {
+        kind: AgentKind::ClaudeCode,
+        command: None,
+        model: None,
+        args: vec![],
+    };
+    let task = h
+        .create_with(
+            &repo.url(),
+            title,
+            agent,
+            Budget::default(),
+            Duration::from_secs(120),
+        )
+        .await;
+    let run = h.wait_end(task).await;
+    let events = h.events(&run).await;
+    assert_eq!(
+        run.status,
+        RunStatus::Succeeded,
+        "{run:?}\n{}",
+        agent_output(&events)
+    );
+    (task, run, events)
+}
+
 #[tokio::test]
 async fn a_hostile_command_agent_reads_no_secrets_and_writes_only_its_run() {
     let mut site = Site::new();
@@ -384,29 +414,7 @@ async fn claude_code_reaches_only_its_model_and_no_canary_surfaces_anywhere() {
             };
         })
         .await;
-    let agent = AgentSpec {
-        kind: AgentKind::ClaudeCode,
-        command: None,
-        model: None,
-        args: vec![],
-    };
-    let task = h
-        .create_with(
-            &repo.url(),
-            "Probe the sandbox",
-            agent,
-            Budget::default(),
-            Duration::from_secs(120),
-        )
-        .await;
-    let run = h.wait_end(task).await;
-    let events = h.events(&run).await;
-    assert_eq!(
-        run.status,
-        RunStatus::Succeeded,
-        "{run:?}\n{}",
-        agent_output(&events)
-    );
+    let (task, run, events) = run_claude_code(&h, &repo, "Probe the sandbox").await;
 
     // What the Bash tool printed, as the model received it.
     let requests = server.scripted_requests();
@@ -704,29 +712,7 @@ async fn unconfined_runs_still_mask_configured_secrets_in_everything_stored() {
         })
         .await;
     let repo = RemoteRepo::with_files(&[("a.txt", "a\n")]);
-    let agent = AgentSpec {
-        kind: AgentKind::ClaudeCode,
-        command: None,
-        model: None,
-        args: vec![],
-    };
-    let task = h
-        .create_with(
-            &repo.url(),
-            "Leak",
-            agent,
-            Budget::default(),
-            Duration::from_secs(120),
-        )
-        .await;
-    let run = h.wait_end(task).await;
-    let events = h.events(&run).await;
-    assert_eq!(
-        run.status,
-        RunStatus::Succeeded,
-        "{run:?}\n{}",
-        agent_output(&events)
-    );
+    let (task, run, events) = run_claude_code(&h, &repo, "Leak").await;
     // Unconfined, the agent really had both: the model saw them in the tool result.
     let seen = tool_results(&server.scripted_requests()[1].body);
     assert!(
