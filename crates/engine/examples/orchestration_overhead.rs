@@ -4,18 +4,14 @@
 //! cargo run --release -p nightshift-engine --example orchestration_overhead [RUNS]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+mod common;
 
-use nightshift_core::{AgentEvent, AgentSpec, Budget, EventKind, Instructions, NewTask, RepoUrl};
-use nightshift_engine::{Engine, EngineConfig};
+use nightshift_core::{AgentEvent, EventKind};
+use nightshift_engine::EngineConfig;
 use nightshift_store::Store;
 use nightshift_test_support::git::RemoteRepo;
-use tokio_util::sync::CancellationToken;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
+use common::{Bench, median};
 
 #[tokio::main]
 async fn main() {
@@ -28,44 +24,12 @@ async fn main() {
     let store = Store::open_sqlite(&data.path().join("nightshift.db"))
         .await
         .unwrap();
-    let engine = Engine::new(store.clone(), EngineConfig::new(data.path()));
-    let stop = CancellationToken::new();
-    let (e, s) = (engine.clone(), stop.clone());
-    tokio::spawn(async move { e.run_workers(1, s).await });
-    let project = store.project("default").await.unwrap().unwrap();
-    let repo = RepoUrl::parse(&remote.url()).unwrap();
-    let base = engine.resolve_base(&repo, None).await.unwrap();
+    let bench = Bench::start(store, EngineConfig::new(data.path()), &remote.url()).await;
+    let store = &bench.store;
 
     let (mut total, mut agent, mut overhead) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..runs {
-        let instructions = Instructions::parse(&format!("no-op {i}")).unwrap();
-        let new = NewTask {
-            project_id: project.id,
-            title: instructions.summary(),
-            instructions,
-            repo: repo.clone(),
-            base_branch: base.clone(),
-            agent: AgentSpec::command("true"),
-            timeout_secs: 600,
-            budget: Budget::default(),
-            created_by: "bench".into(),
-        };
-        let start = Instant::now();
-        let (task, _) = store.create_task(&new).await.unwrap();
-        engine.wake();
-        let run = loop {
-            let run = store
-                .task_runs(project.id, task.id)
-                .await
-                .unwrap()
-                .pop()
-                .unwrap();
-            if run.status.is_terminal() {
-                break run;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        };
-        let wall = start.elapsed().as_secs_f64() * 1e3;
+        let (run, wall) = bench.run(&format!("no-op {i}"), "true").await;
         assert_eq!(run.end_reason, Some(nightshift_core::EndReason::NoChanges));
         // The agent's own time: from its start event to its final event, as stored.
         let events = store.events(run.id, 0, 1000).await.unwrap();
@@ -85,7 +49,6 @@ async fn main() {
         agent.push(own);
         overhead.push(wall - own);
     }
-    stop.cancel();
     println!(
         "| runs | end-to-end, median | agent's own time, median | orchestration overhead, median | overhead, min–max |"
     );

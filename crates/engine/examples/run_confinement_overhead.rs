@@ -7,14 +7,17 @@
 //! cargo run --release -p nightshift-engine --example run_confinement_overhead [RUNS]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+mod common;
 
-use nightshift_core::{AgentSpec, Budget, EndReason, Instructions, NewTask, RepoUrl};
-use nightshift_engine::{Engine, EngineConfig, SandboxMode};
+use std::path::Path;
+use std::time::Duration;
+
+use nightshift_core::EndReason;
+use nightshift_engine::{EngineConfig, SandboxMode};
 use nightshift_store::Store;
 use nightshift_test_support::git::RemoteRepo;
-use tokio_util::sync::CancellationToken;
+
+use common::{Bench, median};
 
 const CONFIG: &str = r#"[setup]
 commands = ["sh setup.sh", "git status --porcelain"]
@@ -23,11 +26,6 @@ format = ["sh fmt.sh"]
 lint = ["grep -rn TODO src || true"]
 test = ["sh test.sh", "git diff --stat HEAD"]
 "#;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 struct Sample {
     setup_ms: f64,
@@ -62,43 +60,16 @@ async fn measure(mode: SandboxMode, runs: usize, remote: &RemoteRepo) -> Vec<Sam
         );
         config.confinement.setup_hosts.clear();
     }
-    let engine = Engine::new(store.clone(), config);
-    let stop = CancellationToken::new();
-    let (e, s) = (engine.clone(), stop.clone());
-    tokio::spawn(async move { e.run_workers(1, s).await });
-    let project = store.project("default").await.unwrap().unwrap();
-    let repo = RepoUrl::parse(&remote.url()).unwrap();
-    let base = engine.resolve_base(&repo, None).await.unwrap();
+    let bench = Bench::start(store, config, &remote.url()).await;
+    let store = &bench.store;
     let mut samples = Vec::new();
     for i in 0..runs {
-        let instructions = Instructions::parse(&format!("{} {i}", mode.as_str())).unwrap();
-        let new = NewTask {
-            project_id: project.id,
-            title: instructions.summary(),
-            instructions,
-            repo: repo.clone(),
-            base_branch: base.clone(),
-            agent: AgentSpec::command("echo changed >> src/lib.txt"),
-            timeout_secs: 600,
-            budget: Budget::default(),
-            created_by: "bench".into(),
-        };
-        let start = Instant::now();
-        let (task, _) = store.create_task(&new).await.unwrap();
-        engine.wake();
-        let run = loop {
-            let run = store
-                .task_runs(project.id, task.id)
-                .await
-                .unwrap()
-                .pop()
-                .unwrap();
-            if run.status.is_terminal() {
-                break run;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        };
-        let total_ms = start.elapsed().as_secs_f64() * 1e3;
+        let (run, total_ms) = bench
+            .run(
+                &format!("{} {i}", mode.as_str()),
+                "echo changed >> src/lib.txt",
+            )
+            .await;
         assert_eq!(run.end_reason, Some(EndReason::Succeeded), "{run:?}");
         let change = store.change(run.id).await.unwrap().unwrap();
         let sum = |setup: bool| {
@@ -115,7 +86,6 @@ async fn measure(mode: SandboxMode, runs: usize, remote: &RemoteRepo) -> Vec<Sam
             total_ms,
         });
     }
-    stop.cancel();
     samples
 }
 
