@@ -25,6 +25,8 @@ pub enum CoreError {
     InvalidTemplate { reason: String },
     #[error("invalid value for parameter {name}: {reason}")]
     InvalidParameter { name: String, reason: String },
+    #[error("cannot build the secret filter: {reason}")]
+    SecretFilter { reason: String },
     #[error("run cannot go from {from} to {to}")]
     InvalidTransition { from: String, to: String },
 }

@@ -5,6 +5,7 @@ mod agent_event;
 mod error;
 mod model;
 mod people;
+mod redact;
 mod run;
 mod template;
 mod values;
@@ -18,6 +19,7 @@ pub use model::{
 pub use people::{
     AuditEvent, AuditFilter, ProjectSettings, Role, User, month_bounds, month_label, parse_month,
 };
+pub use redact::{MASK, MIN_SECRET_LEN, Redactor};
 pub use run::{EndReason, Phase, Run, RunStatus};
 pub use template::{
     ParamFromText, ParamType, Template, TemplateParam, TemplateParams, TemplateSpec, parameterise,

@@ -13,7 +13,7 @@ use nightshift_core::{
     Phase, RepoUrl, Run, Task, Usage, format_duration, now_millis,
 };
 use nightshift_forge::{
-    Forge, ForgeError, PrBody, PrState, PrStatus, PullRequestSpec, redact, render_pr_body,
+    Forge, ForgeError, PrBody, PrState, PrStatus, PullRequestSpec, render_pr_body,
 };
 use nightshift_store::{Claim, RunUpdate, StoreError, WorkspaceSnapshot};
 use nightshift_workspace::{WorkspaceError, Worktree};
@@ -895,10 +895,9 @@ impl RunExecution {
                 Err(e) => return Err(self.infra("cannot build the secret filter")(e.to_string())),
             }
         }
-        let scrub = |text: String| match &auth {
-            Some(auth) => auth.redact(&text),
-            None => text,
-        };
+        // Git masks its own settings in what it prints; the run's filter (which holds the
+        // credential by now) masks what a person sees.
+        let scrub = |text: String| self.events.redact(&text);
         let pushed = {
             let worktree = self.worktree()?;
             match worktree.push(&push_git, &repo.to_string()).await {
@@ -1390,9 +1389,17 @@ impl RunExecution {
             },
         };
         // Forge errors are built without credentials; this is the net under that promise.
-        let secrets = self.engine.forge_secrets();
-        let secrets: Vec<&nightshift_forge::Secret> = secrets.iter().collect();
-        let message = message.map(|m| self.events.redact(&redact(&m, &secrets)));
+        let secrets: Vec<String> = self
+            .engine
+            .forge_secrets()
+            .iter()
+            .map(|s| s.expose().to_string())
+            .collect();
+        let net = nightshift_sandbox::Redactor::exact(secrets).ok();
+        let message = message.map(|m| match &net {
+            Some(net) => self.events.redact(&net.redact(&m)),
+            None => self.events.redact(&m),
+        });
         if let Some(message) = &message {
             self.events.error(phase, message.clone());
         }

@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{ForgeError, Result, Secret, redact};
+use crate::{ForgeError, Result, Secret};
 
 /// How hard to try before giving up. Deserialised from the server's forge settings.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -328,8 +328,12 @@ impl Api {
                 server_delay,
             });
         }
-        // A forge that echoes a credential back must not get it into our errors or logs.
-        let text = redact(&text, &[&auth.value]);
+        // A forge that echoes a credential back must not get it into our errors or logs; the
+        // rest of the answer is data, token-shaped or not.
+        let text = nightshift_core::Redactor::exact([auth.value.expose()])
+            .map_err(|e| e.to_string())?
+            .redact(&text)
+            .into_owned();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Ok(Attempt::Done(ApiResponse { status, body }))
     }

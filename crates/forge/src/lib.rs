@@ -20,7 +20,7 @@ pub use github::{GitHubAuth, GitHubForge};
 pub use gitlab::GitLabForge;
 pub use http::{RetryEvent, RetryObserver, RetryPolicy, ignore_retries};
 pub use repo_path::RepoPath;
-pub use secret::{GitAuth, Secret, redact};
+pub use secret::{GitAuth, Secret};
 
 use async_trait::async_trait;
 use nightshift_core::RepoUrl;

@@ -1,5 +1,6 @@
-//! Credentials that must never leak: a wrapper whose Debug and Display redact, the git push
-//! credential handed to `git` through its environment, and scrubbing of text that may echo one.
+//! Credentials that must never leak: a wrapper whose Debug and Display hide the value, and the
+//! git push credential handed to `git` through its environment. Text that may echo one is
+//! masked with [`nightshift_core::Redactor`], given [`GitAuth::secrets`].
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -30,18 +31,6 @@ impl std::fmt::Display for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("***")
     }
-}
-
-/// Replaces every occurrence of each secret in `text` with `***`. Empty and very short
-/// values are skipped: replacing them would mangle unrelated text without protecting anything.
-pub fn redact(text: &str, secrets: &[&Secret]) -> String {
-    let mut out = text.to_string();
-    for secret in secrets {
-        if secret.0.len() >= 4 {
-            out = out.replace(&secret.0, "***");
-        }
-    }
-    out
 }
 
 /// How `git push` authenticates as the engine: an HTTP `Authorization` header scoped to the
@@ -88,14 +77,7 @@ impl GitAuth {
         &self.origin
     }
 
-    /// Scrubs git's stderr (or anything else) of every form of this credential.
-    pub fn redact(&self, text: &str) -> String {
-        let mut all: Vec<&Secret> = self.secrets.iter().collect();
-        all.push(&self.header);
-        redact(text, &all)
-    }
-
-    /// Every form of the credential, for callers that scrub with [`redact`] themselves.
+    /// Every form of the credential, for the secret filter of whatever may echo it.
     pub fn secrets(&self) -> Vec<Secret> {
         let mut all = self.secrets.clone();
         all.push(self.header.clone());
@@ -126,7 +108,10 @@ mod tests {
         assert_eq!(env[1].1, "http.https://example.com/.extraHeader");
         assert!(env[2].1.starts_with("Authorization: Basic "));
         let stderr = format!("fatal: {} and {}", token.expose(), env[2].1);
-        let clean = auth.redact(&stderr);
+        let secrets = auth.secrets();
+        let redactor =
+            nightshift_core::Redactor::exact(secrets.iter().map(Secret::expose)).unwrap();
+        let clean = redactor.redact(&stderr);
         assert!(
             !clean.contains("canary") && !clean.contains(&env[2].1[21..]),
             "{clean}"

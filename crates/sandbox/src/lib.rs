@@ -5,7 +5,7 @@
 //! How a run uses it, one sandbox per phase (each with the network that phase needs):
 //!
 //! ```no_run
-//! # async fn run() -> nightshift_sandbox::Result<()> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use nightshift_sandbox::{AllowedHost, ConfinementPolicy, Network, ProcessSpec, Redactor, Sandbox};
 //! let run_dir = std::path::Path::new("/var/lib/nightshift/runs/42");
 //! let policy = ConfinementPolicy::new(run_dir.join("workspace"), run_dir.join("home"))
@@ -31,13 +31,13 @@ mod limits;
 pub mod netfwd;
 mod process;
 mod proxy;
-mod redact;
 
 pub use confine::{Confinement, ConfinementPolicy, ConfinementSupport, Forward, Network, detect};
 pub use limits::{LimitEnforcement, Limits};
+/// Every captured line passes through it (see [`Sandbox::with_redactor`]).
+pub use nightshift_core::{MASK, MIN_SECRET_LEN, Redactor};
 pub use process::{Exit, OutputLine, ProcessSpec, RunningProcess, Sandbox, group_alive};
 pub use proxy::AllowedHost;
-pub use redact::{MASK, MIN_SECRET_LEN, Redactor};
 
 use std::path::PathBuf;
 

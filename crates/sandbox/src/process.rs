@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use crate::confine::{Confinement, ConfinementPolicy, Network, PROXY_PORT_INSIDE, find_in};
 use crate::limits::{CgroupLease, LimitEnforcement, apply_rlimits};
 use crate::proxy::EgressProxy;
-use crate::redact::Redactor;
 use crate::{Result, SandboxError};
+use nightshift_core::Redactor;
 
 /// Lines longer than this are cut; the cut is marked so nobody mistakes it for the whole line.
 const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;

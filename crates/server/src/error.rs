@@ -76,6 +76,14 @@ impl From<nightshift_core::CoreError> for ApiError {
     fn from(e: nightshift_core::CoreError) -> Self {
         use nightshift_core::CoreError as C;
         let code = match &e {
+            // Never a request's fault: the server could not build its own secret filter.
+            C::SecretFilter { .. } => {
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                );
+            }
             C::InvalidRepoUrl { .. } => "invalid_repo",
             C::InvalidBranch { .. } => "invalid_branch",
             C::EmptyInstructions => "empty_instructions",

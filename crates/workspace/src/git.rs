@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use nightshift_core::{MASK, Redactor};
 use nightshift_sandbox::{ProcessSpec, Sandbox};
 
 use crate::{Result, WorkspaceError};
@@ -14,7 +15,8 @@ pub struct Git {
     /// Extra `-c key=value` settings given through the environment (e.g. an auth header), so
     /// they never appear on a command line other processes can read.
     config: Vec<(String, String)>,
-    /// Secrets to mask in anything git prints back.
+    /// Secrets to mask in anything git prints back (token shapes and URL credentials are
+    /// masked anyway).
     secrets: Vec<String>,
     /// Extra environment, e.g. the repository a worktree's commands are pinned to.
     env: Vec<(String, String)>,
@@ -127,30 +129,19 @@ impl Git {
             Ok(stdout)
         } else {
             Err(WorkspaceError::Git {
-                command: format!("git {}", self.redact(&args.join(" "))),
+                command: format!("git {}", self.mask(&args.join(" "))),
                 exit: exit.to_string(),
-                stderr: self.redact(stderr.trim()),
+                stderr: self.mask(stderr.trim()),
             })
         }
     }
 
-    /// Masks configured secrets and credentials embedded in URLs.
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
-            out = out.replace(secret.as_str(), "***");
+    /// `text` through the one secret filter, with this git's secrets: none of it at all should
+    /// the filter not build, for a secret must never get through.
+    fn mask(&self, text: &str) -> String {
+        match Redactor::new(&self.secrets) {
+            Ok(redactor) => redactor.redact(text).into_owned(),
+            Err(_) => MASK.to_string(),
         }
-        // `scheme://user:password@host` → `scheme://***@host`
-        let mut masked = String::with_capacity(out.len());
-        for word in out.split_inclusive(char::is_whitespace) {
-            match nightshift_core::RepoUrl::parse(word.trim_end()) {
-                Ok(url) if word.contains("://") && word.contains('@') => {
-                    masked.push_str(&url.redacted());
-                    masked.push_str(&word[word.trim_end().len()..]);
-                }
-                _ => masked.push_str(word),
-            }
-        }
-        masked
     }
 }

@@ -157,7 +157,10 @@ impl Harness {
             .unwrap();
         (
             out.status.success(),
-            auth.redact(&String::from_utf8_lossy(&out.stderr)),
+            nightshift_core::Redactor::exact(auth.secrets().iter().map(Secret::expose))
+                .unwrap()
+                .redact(&String::from_utf8_lossy(&out.stderr))
+                .into_owned(),
         )
     }
 
