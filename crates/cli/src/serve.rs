@@ -9,7 +9,7 @@ use clap::Args;
 use nightshift_core::parse_duration;
 use nightshift_engine::EngineConfig;
 use nightshift_server::{AuthConfig, ProxyConfig, ServeOptions, ServerConfig};
-use nightshift_store::{RetentionPolicy, SecretKey};
+use nightshift_store::SecretKey;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Args)]
@@ -45,15 +45,16 @@ pub struct ServeArgs {
     /// The key that seals stored credentials (32 bytes, base64); else `<data-dir>/secret.key`.
     #[arg(long, env = "NIGHTSHIFT_SECRET_KEY", hide_env_values = true)]
     secret_key: Option<String>,
-    /// Keep run events and diffs this long.
-    #[arg(long, default_value = "90d", value_parser = parse_duration)]
-    keep_events: std::time::Duration,
-    /// Keep audit events this long.
-    #[arg(long, default_value = "400d", value_parser = parse_duration)]
-    keep_audit: std::time::Duration,
-    /// Remove workspaces kept from failed runs after this long.
-    #[arg(long, default_value = "7d", value_parser = parse_duration)]
-    keep_failed_workspaces: std::time::Duration,
+    /// Keep run events and diffs this long [default: `[retention] events`, else 90d].
+    #[arg(long, value_parser = parse_duration)]
+    keep_events: Option<std::time::Duration>,
+    /// Keep audit events this long [default: `[retention] audit`, else 400d].
+    #[arg(long, value_parser = parse_duration)]
+    keep_audit: Option<std::time::Duration>,
+    /// Remove workspaces kept from failed runs after this long [default: `[retention]
+    /// failed_workspaces`, else 7d].
+    #[arg(long, value_parser = parse_duration)]
+    keep_failed_workspaces: Option<std::time::Duration>,
     /// The configuration file (default: nightshift.toml in the data directory, when present).
     #[arg(long, env = "NIGHTSHIFT_CONFIG")]
     config: Option<PathBuf>,
@@ -91,6 +92,20 @@ pub(crate) struct ConfigFile {
     sandbox_limits: crate::confine::LimitSettings,
     /// `[workers]`: leases, heartbeats and how long a stopping worker lets its runs go on.
     workers: WorkerSettings,
+    /// `[retention]`: how long run events, audit events and failed runs' workspaces are kept.
+    retention: RetentionSettings,
+}
+
+/// What the retention sweeper keeps, and for how long. Durations as `90d`, `12h`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RetentionSettings {
+    /// Run events and diffs of ended runs (90d).
+    events: Option<String>,
+    /// Audit events (400d).
+    audit: Option<String>,
+    /// Workspaces kept from failed runs, on every machine that ran one (7d).
+    failed_workspaces: Option<String>,
 }
 
 /// How workers hold their runs. Durations as `30s`, `500ms`, `2m`.
@@ -202,6 +217,16 @@ pub(crate) fn engine_config(
     if let Some(grace) = duration("workers.shutdown_grace", &workers.shutdown_grace)? {
         engine.shutdown_grace = grace;
     }
+    let retention = &config.retention;
+    if let Some(events) = duration("retention.events", &retention.events)? {
+        engine.retention.events = events;
+    }
+    if let Some(audit) = duration("retention.audit", &retention.audit)? {
+        engine.retention.audit = audit;
+    }
+    if let Some(kept) = duration("retention.failed_workspaces", &retention.failed_workspaces)? {
+        engine.retention.workspaces = kept;
+    }
     Ok(engine)
 }
 
@@ -239,7 +264,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = data_dir(args.data_dir)?;
     let config = load_config(args.config.as_ref(), &data_dir)?;
     let default_agent = config.default_agent.clone();
-    let engine = engine_config(config, &data_dir, args.config.as_deref())?;
+    let mut engine = engine_config(config, &data_dir, args.config.as_deref())?;
+    // The flags win over the configuration file.
+    let retention = &mut engine.retention;
+    retention.events = args.keep_events.unwrap_or(retention.events);
+    retention.audit = args.keep_audit.unwrap_or(retention.audit);
+    retention.workspaces = args.keep_failed_workspaces.unwrap_or(retention.workspaces);
     let mut server = ServerConfig {
         max_timeout: args.max_timeout,
         auth: AuthConfig {
@@ -248,11 +278,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 trusted: args.trusted_proxies.clone(),
             }),
             ..AuthConfig::default()
-        },
-        retention: RetentionPolicy {
-            events: args.keep_events,
-            audit: args.keep_audit,
-            workspaces: args.keep_failed_workspaces,
         },
         ..ServerConfig::default()
     };
@@ -364,5 +389,29 @@ mod tests {
         let err = engine_config(bad, dir, None).unwrap_err().to_string();
         assert!(err.starts_with("workers.shutdown_grace"), "{err}");
         assert!(parse_config("[workers]\nleese = \"2s\"\n").is_err());
+    }
+
+    #[test]
+    fn retention_settings_set_the_sweepers_windows() {
+        let dir = std::path::Path::new("/srv/nightshift");
+        let day = |n: u64| std::time::Duration::from_secs(n * 86_400);
+        let config = parse_config(
+            "[retention]\nevents = \"30d\"\naudit = \"800d\"\nfailed_workspaces = \"1d\"\n",
+        )
+        .unwrap();
+        let retention = engine_config(config, dir, None).unwrap().retention;
+        assert_eq!(
+            (retention.events, retention.audit, retention.workspaces),
+            (day(30), day(800), day(1))
+        );
+        let defaults = engine_config(ConfigFile::default(), dir, None).unwrap();
+        assert_eq!(
+            defaults.retention,
+            nightshift_store::RetentionPolicy::default()
+        );
+        let bad = parse_config("[retention]\nevents = \"forever\"\n").unwrap();
+        let err = engine_config(bad, dir, None).unwrap_err().to_string();
+        assert!(err.starts_with("retention.events"), "{err}");
+        assert!(parse_config("[retention]\nworkspaces = \"1d\"\n").is_err());
     }
 }

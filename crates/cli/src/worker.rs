@@ -3,13 +3,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use nightshift_core::format_duration;
 use nightshift_engine::Engine;
-use nightshift_store::{RetentionPolicy, SecretKey, Store};
+use nightshift_store::{SecretKey, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::serve::{data_dir, engine_config, init_logging, load_config, wait_for_signal};
@@ -54,6 +53,8 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let data_dir = data_dir(args.data_dir)?;
     let config = load_config(args.config.as_ref(), &data_dir)?;
     let mut engine_config = engine_config(config, &data_dir, args.config.as_deref())?;
+    // The database's records are swept by the API nodes, with the retention they were given.
+    engine_config.sweep_records = false;
     engine_config.secret_key = secret_key(args.secret_key.as_deref(), &data_dir)?;
     if engine_config.secret_key.is_none() {
         tracing::warn!(
@@ -86,13 +87,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         eprintln!("nightshift worker: second signal: exiting now");
         std::process::exit(130);
     });
-    let sweeper = tokio::spawn(sweep_workspaces(
-        store.clone(),
-        data_dir.join("runs"),
-        shutdown.clone(),
-    ));
+    // With the workers, the engine's jobs: the pull request follower, and the sweeper of this
+    // machine's leftover workspaces (a crash leaves them behind).
     engine.run_workers(args.workers, shutdown).await;
-    sweeper.abort();
     store.close().await;
     eprintln!("nightshift worker: stopped");
     Ok(ExitCode::SUCCESS)
@@ -116,28 +113,4 @@ fn secret_key(
     Ok(Some(
         SecretKey::load_or_create(&path).with_context(|| format!("{}", path.display()))?,
     ))
-}
-
-/// Removes this worker's leftover run directories (a crash leaves them behind) once their runs
-/// ended longer ago than the retention policy keeps workspaces; hourly, as API nodes do.
-async fn sweep_workspaces(store: Store, runs: PathBuf, shutdown: CancellationToken) {
-    let policy = RetentionPolicy::default();
-    loop {
-        match nightshift_server::sweep_workspaces(
-            &store,
-            &runs,
-            &policy,
-            nightshift_core::now_millis(),
-        )
-        .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(workspaces = n, "removed old workspaces"),
-            Err(e) => tracing::warn!(error = %e, "workspace sweep failed"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-            _ = shutdown.cancelled() => return,
-        }
-    }
 }

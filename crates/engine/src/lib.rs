@@ -5,10 +5,12 @@
 mod confinement;
 mod events;
 mod gateway;
+mod jobs;
 mod run;
 
 pub use confinement::{ConfinementConfig, ConfinementStatus, DEFAULT_SETUP_HOSTS, SandboxMode};
 pub use events::EventSink;
+pub use jobs::sweep_workspaces;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,9 +23,9 @@ use nightshift_forge::{
     RetryObserver, Secret,
 };
 use nightshift_sandbox::{Redactor, Sandbox};
-use nightshift_store::{ForgeCredential, SecretKey, Store};
+use nightshift_store::{ForgeCredential, RetentionPolicy, SecretKey, Store};
 use nightshift_workspace::{Git, Mirrors, WorkspaceError};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,12 @@ pub struct EngineConfig {
     pub ci_follow_for: Duration,
     /// How setup, agents and checks are confined (bubblewrap by default).
     pub confinement: ConfinementConfig,
+    /// How long ended runs' workspaces, run events and diffs, and audit events are kept.
+    pub retention: RetentionPolicy,
+    /// Whether the sweeper also removes old run events, diffs and audit events from the
+    /// database (API nodes, which hold the retention people configured), or only this
+    /// machine's workspaces (`nightshift worker`).
+    pub sweep_records: bool,
 }
 
 impl EngineConfig {
@@ -93,6 +101,8 @@ impl EngineConfig {
             ci_poll: Duration::from_secs(30),
             ci_follow_for: Duration::from_secs(3600),
             confinement: ConfinementConfig::default(),
+            retention: RetentionPolicy::default(),
+            sweep_records: true,
         }
     }
 }
@@ -107,6 +117,9 @@ pub struct Engine {
     confinement: ConfinementStatus,
     wake: Notify,
     instance: String,
+    /// Pull requests published by this engine's runs, for the follower job.
+    follow: mpsc::UnboundedSender<jobs::FollowRequest>,
+    followed: std::sync::Mutex<Option<mpsc::UnboundedReceiver<jobs::FollowRequest>>>,
 }
 
 impl Engine {
@@ -118,6 +131,7 @@ impl Engine {
         if !confinement.confined {
             tracing::warn!(detail = %confinement.detail, "runs are not confined");
         }
+        let (follow, followed) = mpsc::unbounded_channel();
         Arc::new(Engine {
             store,
             config,
@@ -126,6 +140,8 @@ impl Engine {
             confinement,
             wake: Notify::new(),
             instance,
+            follow,
+            followed: std::sync::Mutex::new(Some(followed)),
         })
     }
 
@@ -333,9 +349,30 @@ impl Engine {
         Redactor::new(secrets).map_err(|e| e.to_string())
     }
 
-    /// Runs `count` workers until `shutdown` fires, then lets running runs finish (bounded by
-    /// `shutdown_grace`) and hands the rest back to the queue.
+    /// Hands a pull request a run published to the follower job.
+    pub(crate) fn follow(&self, request: jobs::FollowRequest) {
+        // The receiver lives as long as the engine: a send fails only while it is dropped.
+        let _ = self.follow.send(request);
+    }
+
+    fn take_follow_requests(&self) -> Option<mpsc::UnboundedReceiver<jobs::FollowRequest>> {
+        self.followed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    fn return_follow_requests(&self, requests: mpsc::UnboundedReceiver<jobs::FollowRequest>) {
+        *self.followed.lock().unwrap_or_else(|e| e.into_inner()) = Some(requests);
+    }
+
+    /// Runs `count` workers and the engine's jobs (the retention sweeper and the pull request
+    /// follower) until `shutdown` fires, then lets running runs finish (bounded by
+    /// `shutdown_grace`), hands the rest back to the queue and stops the jobs.
     pub async fn run_workers(self: &Arc<Self>, count: usize, shutdown: CancellationToken) {
+        let jobs_stop = CancellationToken::new();
+        // Aborted with this future too: workers torn down take their jobs with them.
+        let mut jobs = jobs::AbortOnDrop(tokio::spawn(jobs::run(self.clone(), jobs_stop.clone())));
         let mut workers = tokio::task::JoinSet::new();
         for n in 0..count {
             let engine = self.clone();
@@ -345,6 +382,10 @@ impl Engine {
         while workers.join_next().await.is_some() {}
         // With no workers (an API-only node) there is nothing to join: wait for the shutdown.
         shutdown.cancelled().await;
+        jobs_stop.cancel();
+        if let Err(e) = (&mut jobs.0).await {
+            tracing::error!(error = %e, "the engine's jobs failed");
+        }
     }
 
     async fn worker(self: Arc<Self>, n: usize, shutdown: CancellationToken) {

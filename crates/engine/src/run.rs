@@ -12,25 +12,15 @@ use nightshift_core::{
     AgentEvent, CheckOutcome, CheckResult, Checkpoint, EndReason, EventKind, GeneratedChange,
     Phase, RepoUrl, Run, Task, Usage, format_duration, now_millis,
 };
-use nightshift_forge::{
-    Forge, ForgeError, PrBody, PrState, PrStatus, PullRequestSpec, render_pr_body,
-};
+use nightshift_forge::{Forge, ForgeError, PrBody, PullRequestSpec, render_pr_body};
 use nightshift_store::{Claim, RunUpdate, StoreError, WorkspaceSnapshot};
 use nightshift_workspace::{WorkspaceError, Worktree};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::confinement::{AgentSandbox, RunConfinement, SandboxMode, agent_programs};
+use crate::jobs::{AbortOnDrop, FollowRequest};
 use crate::{Engine, EventSink};
-
-/// A background task that ends with its owner.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// Why a run was stopped from outside its own work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1421,13 +1411,12 @@ impl RunExecution {
             && let Some(number) = self.change.pr_number
             && let Ok(repo) = RepoUrl::parse(&self.task.repo)
         {
-            tokio::spawn(follow_pull_request(
-                self.engine.clone(),
-                self.task.project_id,
+            self.engine.follow(FollowRequest {
+                project_id: self.task.project_id,
                 repo,
-                self.run.id,
+                run_id: self.run.id,
                 number,
-            ));
+            });
         }
         match reason {
             Some(reason) => {
@@ -1526,81 +1515,6 @@ impl RunExecution {
             tracing::error!(run_id = self.run.id, error = %e, "cannot store the generated change");
         }
     }
-}
-
-/// Follows a pull request after its run ended: stores `open · ci passing`-style statuses on
-/// the run's change until the PR is closed or merged, or `ci_follow_for` has passed. Open PRs
-/// are kept polling after CI settles so a PR closed by a person shows too.
-async fn follow_pull_request(
-    engine: Arc<Engine>,
-    project_id: i64,
-    repo: RepoUrl,
-    run_id: i64,
-    number: u64,
-) {
-    // The run's log is closed; retries here are not news to anyone.
-    let forge = match engine
-        .forge_config(project_id, &repo)
-        .await
-        .and_then(|config| {
-            nightshift_forge::resolve(&repo, &config, nightshift_forge::ignore_retries())
-                .map_err(|e| e.to_string())
-        }) {
-        Ok(forge) => forge,
-        Err(e) => {
-            tracing::warn!(run_id, error = %e, "cannot follow the pull request");
-            return;
-        }
-    };
-    let poll = engine.config.ci_poll;
-    let until = tokio::time::Instant::now() + engine.config.ci_follow_for;
-    let mut last: Option<String> = None;
-    loop {
-        match forge.pull_request_status(&repo, number).await {
-            Ok(status) => {
-                let text = describe_pr(&status);
-                if last.as_deref() != Some(text.as_str()) {
-                    match engine.store.change(run_id).await {
-                        Ok(Some(mut change)) => {
-                            change.ci_status = Some(text.clone());
-                            if let Err(e) = engine.store.save_change(&change).await {
-                                tracing::warn!(run_id, error = %e, "cannot store the CI status");
-                            }
-                        }
-                        Ok(None) => return,
-                        Err(e) => tracing::warn!(run_id, error = %e, "cannot read the change"),
-                    }
-                    last = Some(text);
-                }
-                if status.state != PrState::Open {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(run_id, pr = number, error = %e, "cannot read the pull request's status")
-            }
-        }
-        if tokio::time::Instant::now() + poll > until {
-            return;
-        }
-        tokio::time::sleep(poll).await;
-    }
-}
-
-/// A pull request's state as people read it: `open · ci passing`, `merged`, `closed · ci failing`.
-fn describe_pr(status: &PrStatus) -> String {
-    let state = match status.state {
-        PrState::Open => "open",
-        PrState::Closed => "closed",
-        PrState::Merged => "merged",
-    };
-    let ci = match status.ci {
-        nightshift_forge::CiState::Pending => "ci pending",
-        nightshift_forge::CiState::Passing => "ci passing",
-        nightshift_forge::CiState::Failing => "ci failing",
-        nightshift_forge::CiState::None => "no ci",
-    };
-    format!("{state} · {ci}")
 }
 
 /// A forge refusal as the run's end: missing access or a rejected credential is

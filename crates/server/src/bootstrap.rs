@@ -1,11 +1,9 @@
-//! What the server does for itself: the first admin on first start, and the retention sweeper.
+//! What the server does for itself: the first admin on first start.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use nightshift_core::{DEFAULT_PROJECT, Millis, Role, now_millis};
-use nightshift_store::{RetentionPolicy, Store, write_private};
-use tokio_util::sync::CancellationToken;
+use nightshift_core::{DEFAULT_PROJECT, Role};
+use nightshift_store::{Store, write_private};
 
 use crate::auth::LOCAL_USER;
 use crate::{ServeOptions, ServerError};
@@ -40,69 +38,4 @@ pub(crate) async fn first_start(
         }
     })?;
     Ok(Some(path))
-}
-
-/// Removes run directories (workspace, agent home) of runs that ended longer ago than the
-/// policy keeps them, and of runs the store no longer knows. Running runs are never touched.
-/// Returns how many it removed.
-pub async fn sweep_workspaces(
-    store: &Store,
-    runs_dir: &Path,
-    policy: &RetentionPolicy,
-    now: Millis,
-) -> Result<usize, nightshift_store::StoreError> {
-    let cutoff = now - policy.workspaces.as_millis() as i64;
-    let Ok(entries) = std::fs::read_dir(runs_dir) else {
-        return Ok(0);
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let Some(run_id) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i64>().ok())
-        else {
-            continue;
-        };
-        let stale = match store.run(run_id).await? {
-            None => true,
-            Some(run) => run.status.is_terminal() && run.ended_at.is_some_and(|at| at < cutoff),
-        };
-        if stale && std::fs::remove_dir_all(entry.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
-/// Enforces the retention policy once an hour until shutdown.
-pub(crate) async fn sweep_forever(
-    store: Store,
-    policy: RetentionPolicy,
-    runs_dir: PathBuf,
-    shutdown: CancellationToken,
-) {
-    loop {
-        match sweep_workspaces(&store, &runs_dir, &policy, now_millis()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(workspaces = n, "retention sweep removed old workspaces"),
-            Err(e) => tracing::error!(error = %e, "workspace sweep failed"),
-        }
-        match store.sweep(&policy, now_millis()).await {
-            Ok(swept) if swept != Default::default() => {
-                tracing::info!(
-                    events = swept.events,
-                    changes = swept.changes,
-                    audit = swept.audit,
-                    "retention sweep"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "retention sweep failed"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-            _ = shutdown.cancelled() => return,
-        }
-    }
 }

@@ -11,7 +11,6 @@ mod views;
 
 pub use api::{RouteSpec, route_table};
 pub use auth::{Access, AuthConfig, CurrentUser, ProxyConfig};
-pub use bootstrap::sweep_workspaces;
 pub use error::ApiError;
 pub use views::{RunView, TaskView};
 
@@ -25,7 +24,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use nightshift_core::{AgentSpec, DEFAULT_TIMEOUT, Project};
 use nightshift_engine::{Engine, EngineConfig};
-use nightshift_store::{RetentionPolicy, SecretKey, Store};
+use nightshift_store::{SecretKey, Store};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +61,6 @@ pub struct ServerConfig {
     pub default_agent: AgentSpec,
     /// How people sign in.
     pub auth: AuthConfig,
-    /// How long events, diffs and audit events are kept.
-    pub retention: RetentionPolicy,
 }
 
 impl Default for ServerConfig {
@@ -77,7 +74,6 @@ impl Default for ServerConfig {
                 args: Vec::new(),
             },
             auth: AuthConfig::default(),
-            retention: RetentionPolicy::default(),
         }
     }
 }
@@ -201,12 +197,6 @@ pub async fn serve(options: ServeOptions, shutdown: CancellationToken) -> Result
     );
 
     let api_shutdown = shutdown.clone();
-    let sweeper = tokio::spawn(bootstrap::sweep_forever(
-        store.clone(),
-        options.server.retention,
-        engine.config().data_dir.join("runs"),
-        shutdown.clone(),
-    ));
     // Connection info lets the guard trust identity headers only from configured proxies.
     let api = axum::serve(
         listener,
@@ -214,6 +204,7 @@ pub async fn serve(options: ServeOptions, shutdown: CancellationToken) -> Result
     )
     .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
     .into_future();
+    // The workers, with the engine's jobs: the retention sweeper and the pull request follower.
     let workers = engine.run_workers(options.workers, shutdown.clone());
     tokio::pin!(api);
     tokio::pin!(workers);
@@ -229,7 +220,6 @@ pub async fn serve(options: ServeOptions, shutdown: CancellationToken) -> Result
             api.await.map_err(ServerError::Serve)
         }
     };
-    sweeper.abort();
     store.close().await;
     result
 }

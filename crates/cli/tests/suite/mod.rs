@@ -4,3 +4,4 @@ mod lifecycle;
 mod scale;
 pub mod server;
 mod template;
+mod worker;

@@ -2,7 +2,6 @@ mod access;
 mod app;
 mod embedded;
 mod limits;
-mod retention;
 mod templates;
 mod ui;
 mod vault;
