@@ -13,6 +13,8 @@ use nightshift_sandbox::{
 use nightshift_workspace::Worktree;
 use serde::{Deserialize, Serialize};
 
+use crate::EngineError;
+
 /// How the engine runs setup, agents and checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -34,15 +36,15 @@ impl SandboxMode {
 }
 
 impl std::str::FromStr for SandboxMode {
-    type Err = String;
+    type Err = EngineError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, EngineError> {
         match s.trim() {
             "bubblewrap" => Ok(SandboxMode::Bubblewrap),
             "none" => Ok(SandboxMode::None),
-            other => Err(format!(
+            other => Err(EngineError::Invalid(format!(
                 "sandbox = {other:?} is not known: use \"bubblewrap\" (the default) or \"none\""
-            )),
+            ))),
         }
     }
 }
@@ -183,12 +185,14 @@ impl RunConfinement {
         home: &Path,
         programs: &[PathBuf],
         redactor: Redactor,
-    ) -> Result<RunConfinement, String> {
+    ) -> Result<RunConfinement, EngineError> {
         let mirror = worktree.mirror();
         // Beside the run's HOME, outside what the sandbox shows.
         let empty_config = home.with_file_name("mirror-config");
-        std::fs::write(&empty_config, "")
-            .map_err(|e| format!("cannot write {}: {e}", empty_config.display()))?;
+        std::fs::write(&empty_config, "").map_err(EngineError::io(format!(
+            "cannot write {}",
+            empty_config.display()
+        )))?;
         let mut policy = ConfinementPolicy::new(worktree.path(), home)
             // The database, other runs, mirrors, logs, tokens and the vault key.
             .hide(data_dir)
@@ -259,12 +263,12 @@ impl RunConfinement {
         &self,
         kind: AgentKind,
         agents: &AgentConfig,
-    ) -> Result<AgentSandbox, String> {
+    ) -> Result<AgentSandbox, EngineError> {
         let direct = agents.agent_env(kind);
         if self.policy.is_none() || kind == AgentKind::Command {
             let sandbox = self
                 .with_forwards(&[])
-                .map_err(|e| format!("cannot confine the agent: {e}"))?;
+                .map_err(EngineError::sandbox("cannot confine the agent"))?;
             return Ok(AgentSandbox {
                 sandbox,
                 env: direct,
@@ -311,7 +315,7 @@ impl RunConfinement {
         let forwards: Vec<(u16, &Path)> = gateways.iter().map(|(p, g)| (*p, g.socket())).collect();
         let sandbox = self
             .with_forwards(&forwards)
-            .map_err(|e| format!("cannot confine the agent: {e}"))?;
+            .map_err(EngineError::sandbox("cannot confine the agent"))?;
         Ok(AgentSandbox {
             sandbox,
             env,

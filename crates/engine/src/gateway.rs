@@ -10,6 +10,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::EngineError;
+
 /// What the agent is given instead of a key; the gateway drops it.
 pub(crate) const PLACEHOLDER_KEY: &str = "nightshift-gateway-placeholder";
 
@@ -51,12 +53,16 @@ impl Upstream {
         base_url: &str,
         key: Option<String>,
         header: KeyHeader,
-    ) -> Result<Upstream, String> {
-        let url = reqwest::Url::parse(base_url)
-            .map_err(|e| format!("model endpoint {base_url:?} is not a URL: {e}"))?;
+    ) -> Result<Upstream, EngineError> {
+        let unusable = |problem: String| EngineError::ModelEndpoint {
+            url: base_url.to_string(),
+            problem,
+        };
+        let url =
+            reqwest::Url::parse(base_url).map_err(|e| unusable(format!("is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(format!(
-                "model endpoint {base_url:?} must be an http:// or https:// URL with a host"
+            return Err(unusable(
+                "must be an http:// or https:// URL with a host".to_string(),
             ));
         }
         let path = url.path().trim_end_matches('/').to_string();
@@ -106,22 +112,26 @@ struct Forwarding {
 }
 
 impl ModelGateway {
-    pub(crate) fn start(upstream: Upstream) -> Result<ModelGateway, String> {
+    pub(crate) fn start(upstream: Upstream) -> Result<ModelGateway, EngineError> {
         let mut client = reqwest::Client::builder().connect_timeout(Duration::from_secs(30));
         // A model server on this machine must not be sent to a proxy from the environment.
         if upstream.is_loopback() {
             client = client.no_proxy();
         }
-        let client = client
-            .build()
-            .map_err(|e| format!("cannot build the model gateway's client: {e}"))?;
+        let client = client.build().map_err(|source| EngineError::Http {
+            what: "cannot build the model gateway's client".to_string(),
+            source,
+        })?;
         let dir = tempfile::Builder::new()
             .prefix("nightshift-gateway-")
             .tempdir()
-            .map_err(|e| format!("cannot create the model gateway's directory: {e}"))?;
+            .map_err(EngineError::io(
+                "cannot create the model gateway's directory",
+            ))?;
         let socket = dir.path().join("model.sock");
-        let listener = tokio::net::UnixListener::bind(&socket)
-            .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+        let listener = tokio::net::UnixListener::bind(&socket).map_err(EngineError::io(
+            format!("cannot listen on {}", socket.display()),
+        ))?;
         let path = upstream.path.clone();
         let app = axum::Router::new()
             .fallback(forward)

@@ -3,12 +3,14 @@
 //! cancel and timeout that kill the run's processes before the run is marked ended.
 
 mod confinement;
+mod error;
 mod events;
 mod gateway;
 mod jobs;
 mod run;
 
 pub use confinement::{ConfinementConfig, ConfinementStatus, DEFAULT_SETUP_HOSTS, SandboxMode};
+pub use error::{EngineError, Result};
 pub use events::EventSink;
 pub use jobs::sweep_workspaces;
 
@@ -17,32 +19,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nightshift_agent::{AgentConfig, AgentDriver, AgentError};
-use nightshift_core::{AgentSpec, BranchName, Budget, RepoUrl};
+use nightshift_core::{AgentSpec, BranchName, Budget, Redactor, RepoUrl};
 use nightshift_forge::{
     Forge, ForgeConfig, ForgeEntry, ForgeKind, GitHubAppConfig, RepoPath, RetryEvent,
     RetryObserver, Secret,
 };
-use nightshift_sandbox::{Redactor, Sandbox};
+use nightshift_sandbox::Sandbox;
 use nightshift_store::{ForgeCredential, RetentionPolicy, SecretKey, Store};
 use nightshift_workspace::{Git, Mirrors, WorkspaceError};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error(transparent)]
-    Store(#[from] nightshift_store::StoreError),
-    #[error("{0}")]
-    RepoUnreachable(String),
-    #[error("{0}")]
-    BaseNotFound(String),
-    #[error("{0}")]
-    Git(String),
-    #[error("{0}")]
-    Invalid(String),
-}
-
-pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// How the engine runs. Defaults suit the embedded, single-machine shape.
 #[derive(Debug, Clone)]
@@ -250,7 +236,7 @@ impl Engine {
         project_id: i64,
         repo: &RepoUrl,
         events: &EventSink,
-    ) -> std::result::Result<Box<dyn Forge>, String> {
+    ) -> Result<Box<dyn Forge>> {
         let config = self.forge_config(project_id, repo).await?;
         let sink = events.clone();
         let observer: RetryObserver = Arc::new(move |retry: &RetryEvent| {
@@ -277,7 +263,7 @@ impl Engine {
                 }),
             );
         });
-        nightshift_forge::resolve(repo, &config, observer).map_err(|e| e.to_string())
+        nightshift_forge::resolve(repo, &config, observer).map_err(EngineError::ForgeSettings)
     }
 
     /// The server's forge settings, with the project's stored credential for the repository's
@@ -286,58 +272,43 @@ impl Engine {
         &self,
         project_id: i64,
         repo: &RepoUrl,
-    ) -> std::result::Result<ForgeConfig, String> {
+    ) -> Result<ForgeConfig> {
         let Ok(path) = RepoPath::parse(repo) else {
             return Ok(self.config.forges.clone());
         };
         for host in [path.host.as_str(), path.hostname()] {
-            let credential = self
-                .project_credential(project_id, host)
-                .await
-                .map_err(|e| format!("cannot open the project's credential for {host}: {e}"))?;
-            if let Some(credential) = credential {
+            if let Some(credential) = self.credential_for(project_id, host).await? {
                 return Ok(self.config.forges.with_entry(forge_entry(host, credential)));
             }
         }
         Ok(self.config.forges.clone())
     }
 
-    /// Every configured forge credential, to scrub from anything a run records.
-    pub(crate) fn forge_secrets(&self) -> Vec<nightshift_forge::Secret> {
-        let mut secrets = Vec::new();
-        for entry in &self.config.forges.entries {
-            secrets.extend(entry.token.clone());
-            if let Some(app) = &entry.app {
-                secrets.push(app.private_key.clone());
-            }
-        }
-        secrets
+    async fn credential_for(&self, project_id: i64, host: &str) -> Result<Option<ForgeCredential>> {
+        self.project_credential(project_id, host)
+            .await
+            .map_err(|e| match e {
+                EngineError::Store(source) => EngineError::Credential {
+                    host: host.to_string(),
+                    source,
+                },
+                other => other,
+            })
     }
 
-    /// The filter every line a run stores passes through: the forge credentials, the model
-    /// keys, the project's stored credential for the repository's host, and token shapes.
-    pub(crate) async fn run_redactor(
-        &self,
-        project_id: i64,
-        host: Option<&str>,
-    ) -> std::result::Result<Redactor, String> {
-        let mut secrets: Vec<String> = self
-            .forge_secrets()
-            .iter()
-            .map(|s| s.expose().to_string())
-            .collect();
+    /// The filter every line a run stores passes through: the server's forge credentials, the
+    /// model keys, `more` (a project's credential), and token shapes.
+    pub(crate) fn secret_filter(&self, more: Vec<String>) -> Result<Redactor> {
+        let mut secrets = more;
+        for entry in &self.config.forges.entries {
+            secrets.extend(entry.token.iter().map(|t| t.expose().to_string()));
+            if let Some(app) = &entry.app {
+                secrets.push(app.private_key.expose().to_string());
+            }
+        }
         let agents = &self.config.agents;
         secrets.extend(agents.anthropic_api_key.clone());
         secrets.extend(agents.openai_api_key.clone());
-        if let Some(host) = host {
-            match self.project_credential(project_id, host).await {
-                Ok(Some(credential)) => {
-                    secrets.extend(credential.secrets().into_iter().map(str::to_string))
-                }
-                Ok(None) => {}
-                Err(e) => return Err(format!("cannot open the project's credentials: {e}")),
-            }
-        }
         // A PEM key may show up a line at a time: every long line of a secret is one too.
         let lines: Vec<String> = secrets
             .iter()
@@ -346,7 +317,23 @@ impl Engine {
             .map(str::to_string)
             .collect();
         secrets.extend(lines);
-        Redactor::new(secrets).map_err(|e| e.to_string())
+        Ok(Redactor::new(secrets)?)
+    }
+
+    /// The secret filter of a run on a repository at `host`: the project's stored credential
+    /// for it besides everything [`secret_filter`](Engine::secret_filter) masks.
+    pub(crate) async fn run_redactor(
+        &self,
+        project_id: i64,
+        host: Option<&str>,
+    ) -> Result<Redactor> {
+        let mut more = Vec::new();
+        if let Some(host) = host
+            && let Some(credential) = self.credential_for(project_id, host).await?
+        {
+            more.extend(credential.secrets().into_iter().map(str::to_string));
+        }
+        self.secret_filter(more)
     }
 
     /// Hands a pull request a run published to the follower job.
@@ -394,8 +381,7 @@ impl Engine {
             let notified = self.wake.notified();
             match self.store.claim_run(&id, self.config.lease).await {
                 Ok(Some(claim)) => {
-                    let runner = run::RunExecution::new(self.clone(), claim, id.clone());
-                    runner.execute(shutdown.clone()).await;
+                    run::execute(self.clone(), claim, id.clone(), shutdown.clone()).await;
                     continue;
                 }
                 Ok(None) => {}

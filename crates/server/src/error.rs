@@ -68,6 +68,15 @@ impl From<EngineError> for ApiError {
             EngineError::BaseNotFound(m) => ApiError::invalid("base_not_found", m),
             EngineError::Git(m) => ApiError::new(StatusCode::BAD_GATEWAY, "git_failed", m),
             EngineError::Invalid(m) => ApiError::invalid("invalid_request", m),
+            // The causes of a run's failure: they end runs, they do not answer requests.
+            other => {
+                tracing::error!(error = %other, "engine error in a request");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
+            }
         }
     }
 }

@@ -79,6 +79,16 @@ async fn a_command_task_is_validated_formatted_and_pushed() {
         &phases[..4],
         &["preparing", "agent", "validating", "publishing"]
     );
+    // Validating leaves the change uncommitted; publishing commits it, then pushes.
+    let at = |what: &str| {
+        events
+            .iter()
+            .position(|e| e.message.starts_with(what))
+            .unwrap_or_else(|| panic!("no {what:?} event: {events:#?}"))
+    };
+    let committed = &events[at("committed ")];
+    assert_eq!(committed.phase, Some(Phase::Publishing), "{committed:?}");
+    assert!(at("publishing") < at("committed ") && at("committed ") < at("pushed "));
     assert!(
         events
             .iter()

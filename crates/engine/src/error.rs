@@ -1,0 +1,173 @@
+//! The engine's one error type: why a task cannot start (its repository or base branch), and why
+//! a run failed. Every cause keeps its source and names exactly one end reason.
+
+use nightshift_agent::AgentError;
+use nightshift_checks::ChecksError;
+use nightshift_core::{CoreError, EndReason};
+use nightshift_forge::ForgeError;
+use nightshift_sandbox::SandboxError;
+use nightshift_store::StoreError;
+use nightshift_workspace::WorkspaceError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    RepoUnreachable(String),
+    #[error("{0}")]
+    BaseNotFound(String),
+    #[error("{0}")]
+    Git(String),
+    #[error("{0}")]
+    Invalid(String),
+
+    /// A record the run reads or writes (a lost lease is a stop, not this).
+    #[error("{what}: {source}")]
+    Record {
+        what: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("cannot open the project's credential for {host}: {source}")]
+    Credential {
+        host: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("{what}: {source}")]
+    Workspace {
+        what: String,
+        #[source]
+        source: WorkspaceError,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Sandbox {
+        what: String,
+        #[source]
+        source: SandboxError,
+    },
+    #[error("{what}: {source}")]
+    Http {
+        what: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("model endpoint {url:?} {problem}")]
+    ModelEndpoint { url: String, problem: String },
+    /// A stored value that no longer parses, or the secret filter that does not build.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// Bubblewrap is chosen but does not work here; the detail says why and the ways out.
+    #[error("{0}")]
+    Unconfined(String),
+    #[error("forge settings: {0}")]
+    ForgeSettings(#[source] ForgeError),
+    #[error(transparent)]
+    Forge(ForgeError),
+    #[error("refusing to run: the base branch {0} is the branch Nightshift pushes to")]
+    BaseIsTarget(String),
+    /// The repository's checks cannot be read (an invalid `.nightshift.toml`).
+    #[error(transparent)]
+    ChecksConfig(ChecksError),
+    /// A check could not be run at all (as opposed to: it ran and failed).
+    #[error(transparent)]
+    Checks(ChecksError),
+    #[error("setup command `{command}` failed ({})", exit(*exit_code))]
+    SetupFailed {
+        command: String,
+        exit_code: Option<i32>,
+    },
+    /// Checks still failing when no verification round is left, named `stage `command``.
+    #[error("failed: {}", failed.join(", "))]
+    ChecksFailed { failed: Vec<String> },
+    #[error("after rebasing onto {base}: {check} failed")]
+    RecheckFailed { base: String, check: String },
+    #[error(transparent)]
+    Conflict(WorkspaceError),
+    #[error(transparent)]
+    Push(WorkspaceError),
+    /// The agent could not be started or driven.
+    #[error(transparent)]
+    Agent(AgentError),
+    /// The agent ran and reported failure, in its own words.
+    #[error("{0}")]
+    AgentFailed(String),
+    #[error("{0}")]
+    BudgetExceeded(String),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl EngineError {
+    /// How a run that failed with this error ends.
+    pub fn end_reason(&self) -> EndReason {
+        use EngineError as E;
+        match self {
+            E::Forge(ForgeError::PermissionDenied { .. } | ForgeError::Unauthorized { .. })
+            | E::BaseIsTarget(_)
+            | E::Push(WorkspaceError::PushRefused {
+                permission: true, ..
+            }) => EndReason::PermissionDenied,
+            E::Conflict(_) => EndReason::Conflict,
+            E::ChecksConfig(_)
+            | E::SetupFailed { .. }
+            | E::ChecksFailed { .. }
+            | E::RecheckFailed { .. } => EndReason::ChecksFailed,
+            E::Agent(_) | E::AgentFailed(_) => EndReason::AgentFailed,
+            E::BudgetExceeded(_) => EndReason::BudgetExceeded,
+            E::Store(_)
+            | E::RepoUnreachable(_)
+            | E::BaseNotFound(_)
+            | E::Git(_)
+            | E::Invalid(_)
+            | E::Record { .. }
+            | E::Credential { .. }
+            | E::Workspace { .. }
+            | E::Io { .. }
+            | E::Sandbox { .. }
+            | E::Http { .. }
+            | E::ModelEndpoint { .. }
+            | E::Core(_)
+            | E::Unconfined(_)
+            | E::ForgeSettings(_)
+            | E::Forge(_)
+            | E::Checks(_)
+            | E::Push(_) => EndReason::Infrastructure,
+        }
+    }
+
+    pub(crate) fn record(what: &str) -> impl FnOnce(StoreError) -> EngineError {
+        let what = what.to_string();
+        move |source| EngineError::Record { what, source }
+    }
+
+    pub(crate) fn workspace(what: &str) -> impl FnOnce(WorkspaceError) -> EngineError {
+        let what = what.to_string();
+        move |source| EngineError::Workspace { what, source }
+    }
+
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
+        let what = what.into();
+        move |source| EngineError::Io { what, source }
+    }
+
+    pub(crate) fn sandbox(what: &str) -> impl FnOnce(SandboxError) -> EngineError {
+        let what = what.to_string();
+        move |source| EngineError::Sandbox { what, source }
+    }
+}
+
+/// A process's end as people read it: `exit code 7`, or `no exit code` when a signal ended it.
+fn exit(code: Option<i32>) -> String {
+    match code {
+        Some(code) => format!("exit code {code}"),
+        None => "no exit code".to_string(),
+    }
+}

@@ -1,0 +1,193 @@
+//! The preparing phase: the run's secret filter, its forge with push access checked (so a run
+//! that could never publish fails in seconds), then its checkout — fresh, or with the agent's
+//! restored result — with its sandboxes, the repository's checks and their setup.
+
+use nightshift_checks::{CheckPlan, Stage};
+use nightshift_core::{CheckOutcome, EventKind, Phase, Redactor, RepoUrl};
+use nightshift_forge::{Forge, RepoPath};
+use nightshift_workspace::Worktree;
+
+use super::agent::FirstRound;
+use super::resume::{self, Checkout};
+use super::validate::{Validated, run_checks};
+use super::{RunExecution, Step, Workspace, short_sha};
+use crate::EngineError;
+use crate::confinement::{RunConfinement, SandboxMode, agent_programs};
+
+/// Where the run's change goes: the repository, its forge (push access checked), the branch.
+pub(crate) struct Target {
+    pub(crate) repo: RepoUrl,
+    pub(crate) forge: Box<dyn Forge>,
+    pub(crate) branch: String,
+}
+
+/// What the phases after preparing work with.
+pub(crate) struct Prepared<'w> {
+    pub(crate) workspace: &'w mut Workspace,
+    pub(crate) plan: CheckPlan,
+    pub(crate) start: Start,
+}
+
+/// Where the run goes on from once its checkout is ready.
+pub(crate) enum Start {
+    /// The agent's rounds: the first one, or validating a restored one.
+    Agent(FirstRound),
+    /// The restored change had passed its checks: publishing.
+    Validated(Validated),
+}
+
+/// The run's secret filter and its target. Everything the run records is masked from here on.
+pub(crate) async fn target(run: &mut RunExecution) -> Step<Target> {
+    let repo = RepoUrl::parse(&run.task.repo).map_err(EngineError::Core)?;
+    let host = RepoPath::parse(&repo).ok().map(|p| p.host);
+    let redactor = run
+        .engine
+        .run_redactor(run.task.project_id, host.as_deref())
+        .await?;
+    run.events.set_redactor(redactor);
+    run.enter(Phase::Preparing).await?;
+    // Never unconfined by accident: only an explicit `sandbox = "none"` runs without it.
+    let status = run.engine.confinement();
+    if status.sandbox == SandboxMode::Bubblewrap && !status.confined {
+        return Err(EngineError::Unconfined(status.detail.clone()).into());
+    }
+    let forge = run
+        .engine
+        .forge(run.task.project_id, &repo, &run.events)
+        .await?;
+    let branch = run.task.branch_name();
+    if branch == run.task.base_branch {
+        return Err(EngineError::BaseIsTarget(branch).into());
+    }
+    forge
+        .check_push_access(&repo)
+        .await
+        .map_err(EngineError::Forge)?;
+    run.events.info(
+        Some(Phase::Preparing),
+        format!("{} grants push access to {repo}", forge.name()),
+    );
+    Ok(Target {
+        repo,
+        forge,
+        branch,
+    })
+}
+
+/// The run's checkout with its sandboxes, checks and setup; the workspace goes into `slot`,
+/// where `conclude` finds it whatever happens next.
+pub(crate) async fn workspace<'w>(
+    run: &mut RunExecution,
+    target: &Target,
+    from: Checkout,
+    slot: &'w mut Option<Workspace>,
+) -> Step<Prepared<'w>> {
+    let work = run.run_dir.join("work");
+    let (worktree, from) = resume::checkout(run, target, from, &work).await?;
+    run.events.info(
+        Some(Phase::Preparing),
+        format!(
+            "checked out {} at {} on branch {}",
+            run.task.base_branch,
+            short_sha(worktree.base_commit()),
+            target.branch
+        ),
+    );
+    run.checkpoint.workspace = Some(work.display().to_string());
+    run.checkpoint.branch = Some(target.branch.clone());
+    run.checkpoint.base_commit = Some(worktree.base_commit().to_string());
+    run.change.branch = Some(target.branch.clone());
+    let confinement = confine(run, &worktree)?;
+    let workspace = slot.insert(Workspace {
+        worktree,
+        confinement,
+    });
+    let plan = plan(run, workspace).await?;
+    if !plan.setup.is_empty() {
+        let results = run_checks(run, workspace, &plan, &[Stage::Setup], 0).await?;
+        if let Some(failed) = results.iter().find(|r| r.outcome != CheckOutcome::Passed) {
+            return Err(EngineError::SetupFailed {
+                command: failed.command.clone(),
+                exit_code: failed.exit_code,
+            }
+            .into());
+        }
+    }
+    // Applied after the plan is read and set up: as in a first run, the checks are the ones
+    // the repository had before the agent touched it.
+    let start = resume::restore(run, target, workspace, from).await?;
+    run.save_checkpoint(Phase::Preparing).await?;
+    run.hand_over_if_stopping()?;
+    Ok(Prepared {
+        workspace,
+        plan,
+        start,
+    })
+}
+
+/// The repository's checks, or a template's in their place.
+async fn plan(run: &mut RunExecution, workspace: &Workspace) -> Step<CheckPlan> {
+    let mut plan = nightshift_checks::discover(workspace.worktree.path())
+        .map_err(EngineError::ChecksConfig)?;
+    // A template's checks override replaces the repository's format, lint and test commands.
+    if let Some((source, commands)) = run
+        .engine
+        .store
+        .task_checks_override(run.task.project_id, run.task.id)
+        .await
+        .map_err(EngineError::record("cannot read the template's checks"))?
+    {
+        plan.format.clear();
+        plan.lint.clear();
+        plan.test = commands;
+        plan.source = source;
+    }
+    run.change.checks_source = plan.source.clone();
+    run.events.emit(
+        EventKind::Check,
+        Some(Phase::Preparing),
+        format!(
+            "checks from {}: format {:?}, lint {:?}, test {:?}",
+            plan.source, plan.format, plan.lint, plan.test
+        ),
+        serde_json::to_value(&plan).unwrap_or_default(),
+    );
+    if !plan.network.is_empty() {
+        run.events.emit(
+            EventKind::Check,
+            Some(Phase::Preparing),
+            format!(
+                "{} asks for network in its checks: they may reach {}",
+                nightshift_checks::CONFIG_FILE,
+                plan.network.join(", ")
+            ),
+            serde_json::json!({"checks_network": plan.network}),
+        );
+    }
+    Ok(plan)
+}
+
+/// The sandboxes over the run's checkout, with the run's secret filter.
+pub(crate) fn confine(run: &RunExecution, worktree: &Worktree) -> Step<RunConfinement> {
+    let redactor = match run.events.redactor() {
+        Some(redactor) => Redactor::clone(&redactor),
+        None => Redactor::shapes_only().map_err(EngineError::Core)?,
+    };
+    let home = run.home()?;
+    let config = &run.engine.config;
+    Ok(match config.confinement.mode {
+        SandboxMode::None => RunConfinement::unconfined(redactor),
+        SandboxMode::Bubblewrap => {
+            let path = std::env::var("PATH").unwrap_or_default();
+            let programs = agent_programs(&run.task.agent, &config.agents, &path);
+            RunConfinement::confined(
+                &config.confinement,
+                &config.data_dir,
+                worktree,
+                &home,
+                &programs,
+                redactor,
+            )?
+        }
+    })
+}
