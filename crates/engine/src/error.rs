@@ -171,3 +171,75 @@ fn exit(code: Option<i32>) -> String {
         None => "no exit code".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusals that are a person's to fix are told apart from outages of the same source.
+    #[test]
+    fn each_cause_names_one_end_reason() {
+        let forge_denied = ForgeError::PermissionDenied {
+            repo: "o/r".into(),
+            reason: "read only".into(),
+        };
+        let forge_down = ForgeError::Api {
+            forge: "github",
+            operation: "GET /repos/o/r".into(),
+            status: 502,
+            detail: "bad gateway".into(),
+        };
+        let refused = |permission| WorkspaceError::PushRefused {
+            repo: "o/r".into(),
+            detail: "rejected".into(),
+            permission,
+        };
+        let conflict = WorkspaceError::Conflict {
+            base: "main".into(),
+            detail: "CONFLICT (content)".into(),
+        };
+        let cases = [
+            (
+                EngineError::Forge(forge_denied),
+                EndReason::PermissionDenied,
+            ),
+            (EngineError::Forge(forge_down), EndReason::Infrastructure),
+            (
+                EngineError::Push(refused(true)),
+                EndReason::PermissionDenied,
+            ),
+            (EngineError::Push(refused(false)), EndReason::Infrastructure),
+            (EngineError::Conflict(conflict), EndReason::Conflict),
+            (
+                EngineError::SetupFailed {
+                    command: "exit 7".into(),
+                    exit_code: Some(7),
+                },
+                EndReason::ChecksFailed,
+            ),
+            (
+                EngineError::AgentFailed("the agent failed".into()),
+                EndReason::AgentFailed,
+            ),
+            (
+                EngineError::BudgetExceeded("over $1.00".into()),
+                EndReason::BudgetExceeded,
+            ),
+            (
+                EngineError::BaseIsTarget("main".into()),
+                EndReason::PermissionDenied,
+            ),
+        ];
+        for (error, reason) in cases {
+            assert_eq!(error.end_reason(), reason, "{error}");
+        }
+        let setup = EngineError::SetupFailed {
+            command: "exit 7".into(),
+            exit_code: Some(7),
+        };
+        assert_eq!(
+            setup.to_string(),
+            "setup command `exit 7` failed (exit code 7)"
+        );
+    }
+}
