@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use nightshift_core::parse_duration;
 use nightshift_engine::EngineConfig;
-use nightshift_server::{AuthConfig, ProxyConfig, ServeOptions, ServerConfig};
+use nightshift_server::{AllowedHosts, AuthConfig, ProxyConfig, ServeOptions, ServerConfig};
 use nightshift_store::{RetentionPolicy, SecretKey};
 use tokio_util::sync::CancellationToken;
 
@@ -73,6 +73,8 @@ pub(crate) struct ConfigFile {
     agents: nightshift_agent::AgentConfig,
     /// Where people reach this server; pull requests link back to `<public_url>/tasks/<id>`.
     public_url: Option<String>,
+    /// Names the server answers to besides its address, `localhost` and `public_url`'s host.
+    allowed_hosts: Vec<String>,
     /// `[[forge]]`: which forge serves which repository host, and the credential it pushes with.
     forge: Vec<nightshift_forge::ForgeEntry>,
     /// How hard forge requests are retried (`max_attempts`, backoff, timeouts).
@@ -239,6 +241,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = data_dir(args.data_dir)?;
     let config = load_config(args.config.as_ref(), &data_dir)?;
     let default_agent = config.default_agent.clone();
+    let allowed_hosts = AllowedHosts::parse(&config.allowed_hosts).map_err(anyhow::Error::msg)?;
     let engine = engine_config(config, &data_dir, args.config.as_deref())?;
     let mut server = ServerConfig {
         max_timeout: args.max_timeout,
@@ -254,6 +257,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             audit: args.keep_audit,
             workspaces: args.keep_failed_workspaces,
         },
+        allowed_hosts,
         ..ServerConfig::default()
     };
     if let Some(kind) = &default_agent {

@@ -4,6 +4,7 @@
 mod api;
 pub mod auth;
 mod bootstrap;
+mod edge;
 mod error;
 pub mod openapi;
 mod ui;
@@ -12,6 +13,7 @@ mod views;
 pub use api::{RouteSpec, route_table};
 pub use auth::{Access, AuthConfig, CurrentUser, ProxyConfig};
 pub use bootstrap::sweep_workspaces;
+pub use edge::AllowedHosts;
 pub use error::ApiError;
 pub use views::{RunView, TaskView};
 
@@ -64,6 +66,8 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// How long events, diffs and audit events are kept.
     pub retention: RetentionPolicy,
+    /// Names this server answers to besides its address, `localhost` and the public URL's host.
+    pub allowed_hosts: AllowedHosts,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +82,7 @@ impl Default for ServerConfig {
             },
             auth: AuthConfig::default(),
             retention: RetentionPolicy::default(),
+            allowed_hosts: AllowedHosts::default(),
         }
     }
 }
@@ -125,6 +130,12 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         auth::guard,
     ));
+    let hosts = Arc::new(
+        state
+            .config
+            .allowed_hosts
+            .with_url(&state.engine.config().public_url),
+    );
     Router::new()
         .nest("/api/v1", api)
         .merge(ui::routes(state.clone()))
@@ -132,6 +143,12 @@ pub fn router(state: AppState) -> Router {
         // included: sessions are cookies, and this is what makes them CSRF-safe.
         .layer(axum::middleware::from_fn(ui::same_origin))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // In every mode, `--no-auth` included: a name that is not this server's is refused
+        // before anything else looks at the request.
+        .layer(axum::middleware::from_fn(move |request, next| {
+            edge::check_host(hosts.clone(), request, next)
+        }))
+        .layer(axum::middleware::from_fn(edge::security_headers))
         .with_state(state)
 }
 

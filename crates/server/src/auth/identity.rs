@@ -119,7 +119,8 @@ pub async fn resolve(
         if identity.user.is_some() {
             return Ok(identity);
         }
-        identity.rejected = Some("the session has expired: sign in again");
+        identity.rejected =
+            Some("the session has ended (it expired, or its API token was revoked): sign in again");
     }
     if let (true, Some(name)) = (trusted, proxy_user) {
         let email = header(headers, "x-forwarded-email");
@@ -135,6 +136,42 @@ pub async fn resolve(
         identity.rejected = None;
     }
     Ok(identity)
+}
+
+/// Whether the browser reached this server over TLS: the public URL is `https://`, or a
+/// trusted proxy says so in `X-Forwarded-Proto` (from anyone else the header proves nothing).
+pub(crate) fn over_tls(state: &AppState, headers: &HeaderMap, peer: Option<IpAddr>) -> bool {
+    if state
+        .engine
+        .config()
+        .public_url
+        .to_ascii_lowercase()
+        .starts_with("https://")
+    {
+        return true;
+    }
+    let trusted = match (&state.config.auth.proxy, peer) {
+        (Some(proxy), Some(ip)) => proxy.trusted.contains(&ip),
+        _ => false,
+    };
+    trusted
+        && header(headers, "x-forwarded-proto")
+            .and_then(|p| p.split(',').next())
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+}
+
+/// Whether the request came over TLS (see [`over_tls`]), as an extractor for handlers.
+pub struct OverTls(pub bool);
+
+impl FromRequestParts<AppState> for OverTls {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(OverTls(over_tls(state, &parts.headers, peer_of(parts))))
+    }
 }
 
 /// The client address of a whole request, for middleware that has not split it.

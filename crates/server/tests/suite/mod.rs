@@ -3,6 +3,7 @@ mod app;
 mod embedded;
 mod limits;
 mod retention;
+mod security;
 mod templates;
 mod ui;
 mod vault;
