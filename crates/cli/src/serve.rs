@@ -157,6 +157,10 @@ pub(crate) fn engine_config(
     };
     let mut engine = EngineConfig::new(data_dir);
     engine.agents = config.agents.with_server_env();
+    config
+        .budget
+        .validate()
+        .context("[budget] in the configuration file")?;
     engine.budget_defaults = config.budget;
     if let Some(rounds) = config.verification_rounds {
         engine.verification_rounds = rounds;

@@ -25,6 +25,12 @@ pub enum CoreError {
     InvalidTemplate { reason: String },
     #[error("invalid value for parameter {name}: {reason}")]
     InvalidParameter { name: String, reason: String },
+    #[error("invalid {field}: {reason}")]
+    ControlCharacter { field: String, reason: String },
+    #[error("invalid {field}: {reason}")]
+    InvalidText { field: String, reason: String },
+    #[error("invalid budget: {reason}")]
+    InvalidBudget { reason: String },
     #[error("run cannot go from {from} to {to}")]
     InvalidTransition { from: String, to: String },
 }

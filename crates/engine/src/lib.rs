@@ -111,6 +111,16 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Arc<Engine> {
+        // Code, events and agent homes live here: the server user's alone, also when an older
+        // version left them readable to every local user.
+        for dir in ["mirrors", "runs", "logs", "git-home"] {
+            let path = config.data_dir.join(dir);
+            if let Err(e) = std::fs::create_dir_all(&path)
+                .and_then(|()| nightshift_store::restrict_to_owner(&path))
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot make the directory private");
+            }
+        }
         let git = Git::new(config.data_dir.join("git-home"));
         let mirrors = Mirrors::new(config.data_dir.join("mirrors"), git.clone());
         let instance = instance_name();
@@ -331,6 +341,17 @@ impl Engine {
             .collect();
         secrets.extend(lines);
         Redactor::new(secrets).map_err(|e| e.to_string())
+    }
+
+    /// The filter a run of `repo` in this project would record through, for what the intake
+    /// stores before any run: a task's instructions, title and parameter values.
+    pub async fn intake_redactor(
+        &self,
+        project_id: i64,
+        repo: &RepoUrl,
+    ) -> std::result::Result<Redactor, String> {
+        let host = RepoPath::parse(repo).ok().map(|p| p.host);
+        self.run_redactor(project_id, host.as_deref()).await
     }
 
     /// Runs `count` workers until `shutdown` fires, then lets running runs finish (bounded by

@@ -7,6 +7,7 @@ mod bootstrap;
 mod edge;
 mod error;
 pub mod openapi;
+mod throttle;
 mod ui;
 mod views;
 
@@ -15,6 +16,7 @@ pub use auth::{Access, AuthConfig, CurrentUser, ProxyConfig};
 pub use bootstrap::sweep_workspaces;
 pub use edge::AllowedHosts;
 pub use error::ApiError;
+pub use throttle::{TaskRateLimit, Throttle};
 pub use views::{RunView, TaskView};
 
 use std::future::IntoFuture;
@@ -68,6 +70,8 @@ pub struct ServerConfig {
     pub retention: RetentionPolicy,
     /// Names this server answers to besides its address, `localhost` and the public URL's host.
     pub allowed_hosts: AllowedHosts,
+    /// How fast one user may create tasks.
+    pub task_rate: TaskRateLimit,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +87,7 @@ impl Default for ServerConfig {
             auth: AuthConfig::default(),
             retention: RetentionPolicy::default(),
             allowed_hosts: AllowedHosts::default(),
+            task_rate: TaskRateLimit::default(),
         }
     }
 }
@@ -94,9 +99,26 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Seals and opens the credentials vault.
     pub secret_key: Arc<SecretKey>,
+    /// Task creation and audit noise limits of this process.
+    pub throttle: Arc<Throttle>,
 }
 
 impl AppState {
+    pub fn new(
+        store: Store,
+        engine: Arc<Engine>,
+        config: ServerConfig,
+        secret_key: SecretKey,
+    ) -> AppState {
+        AppState {
+            throttle: Arc::new(Throttle::new(config.task_rate)),
+            store,
+            engine,
+            config: Arc::new(config),
+            secret_key: Arc::new(secret_key),
+        }
+    }
+
     pub(crate) async fn project(&self, name: &str) -> Result<Project, ApiError> {
         self.store
             .project(name)
@@ -184,6 +206,11 @@ pub async fn serve(options: ServeOptions, shutdown: CancellationToken) -> Result
         Some(key) => key.clone(),
         None => SecretKey::load_or_create(&options.data_dir.join("secret.key"))?,
     };
+    // An older version wrote the token file with the same mode; a copy put there by hand may not.
+    let admin_token = options.data_dir.join("admin.token");
+    if let Err(e) = nightshift_store::restrict_to_owner(&admin_token) {
+        tracing::warn!(path = %admin_token.display(), error = %e, "cannot make the file private");
+    }
     if let Some(path) = bootstrap::first_start(&store, &options).await? {
         println!(
             "nightshift: created the admin user; its API token is in {} (export NIGHTSHIFT_TOKEN=$(cat {}))",
@@ -197,12 +224,12 @@ pub async fn serve(options: ServeOptions, shutdown: CancellationToken) -> Result
         .unwrap_or_else(|| EngineConfig::new(&options.data_dir));
     engine_config.secret_key = Some(secret_key.clone());
     let engine = Engine::new(store.clone(), engine_config);
-    let state = AppState {
-        store: store.clone(),
-        engine: engine.clone(),
-        config: Arc::new(options.server.clone()),
-        secret_key: Arc::new(secret_key),
-    };
+    let state = AppState::new(
+        store.clone(),
+        engine.clone(),
+        options.server.clone(),
+        secret_key,
+    );
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| ServerError::Bind {

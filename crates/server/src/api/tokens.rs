@@ -158,6 +158,7 @@ pub async fn create(
             "name: 1 to 100 characters",
         ));
     }
+    nightshift_core::single_line("token name", name)?;
     let (token, secret) = state.store.create_token(user.user.id, name).await?;
     let mut view = token_view(&token);
     view["token"] = json!(secret);
@@ -212,6 +213,9 @@ pub async fn create_user(
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
     let name = valid_user_name(&request.name)?;
+    if let Some(email) = &request.email {
+        nightshift_core::single_line("email", email)?;
+    }
     let user = state
         .store
         .create_user(name, request.email.as_deref(), request.server_admin)

@@ -85,8 +85,11 @@ pub async fn resolve(
         let client = client.split(',').next().unwrap_or_default().trim();
         identity.source = format!("{client} via {}", identity.source);
     }
-    if let Some(claimed) = proxy_user.filter(|_| !trusted) {
-        // Someone may be trying to pass as another user: ignore the header, keep a record.
+    if let Some(claimed) = proxy_user.filter(|_| !trusted)
+        && state.throttle.record_noise(&identity.source)
+    {
+        // Someone may be trying to pass as another user: ignore the header, keep a record
+        // (a bounded number of them: a flood of such requests must not fill the audit trail).
         let claimed: String = claimed.chars().take(100).collect();
         tracing::warn!(source = %identity.source, "identity headers from an untrusted address ignored");
         state

@@ -67,12 +67,7 @@ impl App {
         }
         let mut config = config;
         config.default_agent = AgentSpec::command("true");
-        let state = AppState {
-            store: store.clone(),
-            engine: engine.clone(),
-            config: Arc::new(config),
-            secret_key: Arc::new(key),
-        };
+        let state = AppState::new(store.clone(), engine.clone(), config, key);
         let mut tokens = std::collections::HashMap::new();
         let root = store.create_user("root", None, true).await.unwrap();
         tokens.insert("root", store.create_token(root.id, "t").await.unwrap().1);
