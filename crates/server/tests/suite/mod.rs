@@ -1,6 +1,7 @@
 mod access;
 mod app;
 mod embedded;
+mod intake;
 mod limits;
 mod retention;
 mod security;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
-use nightshift_core::{AgentSpec, BranchName, Budget, Instructions, NewTask, RepoUrl};
+use nightshift_core::{AgentSpec, AuditFilter, BranchName, Budget, Instructions, NewTask, RepoUrl};
 use nightshift_server::{AllowedHosts, AuthConfig, ProxyConfig, ServerConfig};
 use nightshift_test_support::git::RemoteRepo;
 
@@ -404,4 +404,40 @@ async fn a_public_https_url_makes_the_cookie_secure() {
         ))
         .await;
     assert_eq!(ok.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_flood_of_forged_proxy_headers_writes_a_bounded_audit_trail() {
+    let app = App::start(ServerConfig::default(), 0).await;
+    let forged = |peer: [u8; 4]| {
+        Request::get("/api/v1/health")
+            .header("x-forwarded-user", "root")
+            .extension(ConnectInfo(SocketAddr::from((peer, 40000))))
+            .body(Body::empty())
+            .unwrap()
+    };
+    for _ in 0..200 {
+        assert_eq!(app.send(forged([10, 9, 9, 9])).await.status, StatusCode::OK);
+    }
+    // Another address is still recorded: the bound is per source first.
+    app.send(forged([10, 9, 9, 10])).await;
+    let events = app
+        .store
+        .audit_events(
+            None,
+            &AuditFilter {
+                action: Some("auth.untrusted_proxy_header".into()),
+                limit: Some(1000),
+                ..AuditFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    let from = |ip: &str| events.iter().filter(|e| e.source == ip).count();
+    assert!(
+        (1..=5).contains(&from("10.9.9.9")),
+        "{} records",
+        from("10.9.9.9")
+    );
+    assert_eq!(from("10.9.9.10"), 1);
 }
