@@ -8,7 +8,9 @@ use anyhow::Context;
 use clap::Args;
 use nightshift_core::parse_duration;
 use nightshift_engine::EngineConfig;
-use nightshift_server::{AllowedHosts, AuthConfig, ProxyConfig, ServeOptions, ServerConfig};
+use nightshift_server::{
+    AllowedHosts, AuthConfig, ProxyConfig, ServeOptions, ServerConfig, TaskRateLimit,
+};
 use nightshift_store::{RetentionPolicy, SecretKey};
 use tokio_util::sync::CancellationToken;
 
@@ -75,6 +77,8 @@ pub(crate) struct ConfigFile {
     public_url: Option<String>,
     /// Names the server answers to besides its address, `localhost` and `public_url`'s host.
     allowed_hosts: Vec<String>,
+    /// `[rate_limits]`: how fast one user may create tasks.
+    rate_limits: RateLimitSettings,
     /// `[[forge]]`: which forge serves which repository host, and the credential it pushes with.
     forge: Vec<nightshift_forge::ForgeEntry>,
     /// How hard forge requests are retried (`max_attempts`, backoff, timeouts).
@@ -93,6 +97,25 @@ pub(crate) struct ConfigFile {
     sandbox_limits: crate::confine::LimitSettings,
     /// `[workers]`: leases, heartbeats and how long a stopping worker lets its runs go on.
     workers: WorkerSettings,
+}
+
+/// How fast one user may create tasks: `task_burst` at once, then `tasks_per_minute`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RateLimitSettings {
+    tasks_per_minute: Option<u32>,
+    task_burst: Option<u32>,
+}
+
+impl RateLimitSettings {
+    fn task_rate(&self) -> anyhow::Result<TaskRateLimit> {
+        let default = TaskRateLimit::default();
+        TaskRateLimit::new(
+            self.tasks_per_minute.unwrap_or(default.per_minute),
+            self.task_burst.unwrap_or(default.burst),
+        )
+        .map_err(anyhow::Error::msg)
+    }
 }
 
 /// How workers hold their runs. Durations as `30s`, `500ms`, `2m`.
@@ -246,6 +269,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(args.config.as_ref(), &data_dir)?;
     let default_agent = config.default_agent.clone();
     let allowed_hosts = AllowedHosts::parse(&config.allowed_hosts).map_err(anyhow::Error::msg)?;
+    let task_rate = config.rate_limits.task_rate()?;
     let engine = engine_config(config, &data_dir, args.config.as_deref())?;
     let mut server = ServerConfig {
         max_timeout: args.max_timeout,
@@ -262,6 +286,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             workspaces: args.keep_failed_workspaces,
         },
         allowed_hosts,
+        task_rate,
         ..ServerConfig::default()
     };
     if let Some(kind) = &default_agent {
@@ -344,6 +369,38 @@ mod tests {
                 .unwrap();
         assert!(!err.contains("canary"), "{err}");
         assert!(err.starts_with("line 3"), "{err}");
+    }
+
+    #[test]
+    fn host_and_rate_settings_parse_and_bad_ones_are_named() {
+        let config = parse_config(
+            "allowed_hosts = [\"ns.example.com\", \"*.corp.example\"]\n\
+             [rate_limits]\ntasks_per_minute = 5\ntask_burst = 2\n",
+        )
+        .unwrap();
+        assert!(
+            AllowedHosts::parse(&config.allowed_hosts)
+                .unwrap()
+                .allows("a.corp.example:8080")
+        );
+        assert_eq!(
+            config.rate_limits.task_rate().unwrap(),
+            TaskRateLimit::new(5, 2).unwrap()
+        );
+        let zero = parse_config("[rate_limits]\ntasks_per_minute = 0\n").unwrap();
+        let err = zero.rate_limits.task_rate().unwrap_err().to_string();
+        assert!(err.contains("tasks_per_minute (0)"), "{err}");
+        let err = AllowedHosts::parse(&["https://ns.example.com"]).unwrap_err();
+        assert!(err.contains("not a host name"), "{err}");
+        let budget = parse_config("[budget]\nmax_turns = 0\n").unwrap();
+        let err = format!(
+            "{:#}",
+            engine_config(budget, std::path::Path::new("/srv/ns"), None).unwrap_err()
+        );
+        assert!(
+            err.contains("[budget]") && err.contains("max_turns"),
+            "{err}"
+        );
     }
 
     #[test]
