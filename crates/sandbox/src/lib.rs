@@ -30,14 +30,20 @@ mod confine;
 mod limits;
 pub mod netfwd;
 mod process;
+mod programs;
 mod proxy;
 mod redact;
+mod toolchains;
 
-pub use confine::{Confinement, ConfinementPolicy, ConfinementSupport, Forward, Network, detect};
+pub use confine::{
+    Confinement, ConfinementPolicy, ConfinementSupport, Forward, Network, detect, find_on_path,
+};
 pub use limits::{LimitEnforcement, Limits};
 pub use process::{Exit, OutputLine, ProcessSpec, RunningProcess, Sandbox, group_alive};
+pub use programs::{install_root, interpreter, resolve};
 pub use proxy::AllowedHost;
 pub use redact::{MASK, MIN_SECRET_LEN, Redactor};
+pub use toolchains::{HostEnv, Toolchain, Toolchains, cache_env};
 
 use std::path::PathBuf;
 
