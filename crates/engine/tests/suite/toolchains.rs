@@ -111,20 +111,30 @@ async fn a_rust_crate_is_checked_with_the_servers_rustup_toolchain_and_a_bad_cha
 }
 
 /// Files that must stay unreadable from a run: under the server user's home, beside the
-/// toolchain directories that are shown. Removed when dropped.
+/// toolchain directories that are shown. Removed when dropped (a real `credentials.toml` is
+/// left alone: then it is the canary).
 struct Canaries(Vec<PathBuf>);
 
 impl Canaries {
     fn plant(home: &Path) -> Canaries {
         let id = std::process::id();
-        let paths = vec![
+        let mut paths = vec![
             home.join(format!(".ssh/id_canary_{id}")),
-            home.join(format!(".cargo/canary-credentials-{id}.toml")),
+            home.join(format!(".cargo/canary-{id}.toml")),
             home.join(format!(".nightshift-canary-{id}")),
         ];
+        let credentials = home.join(".cargo/credentials.toml");
+        if !credentials.exists() {
+            paths.push(credentials);
+        }
         for path in &paths {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, "home-canary-secret").unwrap();
+            // Valid for cargo, which other builds on this machine may read meanwhile.
+            std::fs::write(
+                path,
+                "[registries.canary]\ntoken = \"home-canary-secret\"\n",
+            )
+            .unwrap();
         }
         Canaries(paths)
     }
@@ -173,6 +183,8 @@ async fn python_and_the_operators_variables_reach_the_checks_and_home_secrets_do
         .0
         .iter()
         .chain([home.join(".npmrc"), home.join(".cargo/credentials.toml")].iter())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .map(|p| p.display().to_string())
         .collect();
     let config = format!(
