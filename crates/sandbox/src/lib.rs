@@ -1,6 +1,7 @@
 //! Running a process for the engine: its own process group, a scrubbed environment, output
 //! captured line by line (optionally redacted), a kill that escalates and is confirmed before it
-//! returns, and confinement with bubblewrap.
+//! returns, and confinement with bubblewrap — with the toolchains the server's user installed
+//! under a home found and shown read-only ([`Toolchains`]).
 //!
 //! How a run uses it, one sandbox per phase (each with the network that phase needs):
 //!
