@@ -2,6 +2,7 @@
 
 mod client;
 mod confine;
+mod install;
 mod output;
 mod people;
 mod serve;

@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// The configuration file (default: nightshift.toml in the data directory, when present).
     #[arg(long, env = "NIGHTSHIFT_CONFIG")]
     config: Option<PathBuf>,
+    /// Do not install bubblewrap when it is missing (by default it is, with the system's package
+    /// manager, when this runs as root or with sudo that asks no password).
+    #[arg(long, env = "NIGHTSHIFT_NO_INSTALL_BUBBLEWRAP")]
+    no_install_bubblewrap: bool,
 }
 
 /// The configuration file of `serve` and `worker`. Everything is optional; the environment's
@@ -89,12 +93,18 @@ pub(crate) struct ConfigFile {
     sandbox: Option<String>,
     /// Hosts setup commands may reach; replaces the default package registries.
     setup_hosts: Option<Vec<String>>,
+    /// Hosts setup commands may reach besides `setup_hosts` (mirrors, a private registry).
+    extra_setup_hosts: Vec<String>,
     /// Shown read-only inside the sandbox although under a hidden path (toolchains).
     sandbox_readonly: Vec<PathBuf>,
     /// Hidden inside the sandbox besides the data directory and the homes (key files).
     sandbox_hidden: Vec<PathBuf>,
     /// Memory, processes, file size and open files of each confined process tree.
     sandbox_limits: crate::confine::LimitSettings,
+    /// `[env]`: variables for setup and checks, set here or passed from the server's environment.
+    env: crate::confine::EnvSettings,
+    /// `[agent_env]`: variables for the agent, likewise.
+    agent_env: crate::confine::EnvSettings,
     /// `[workers]`: leases, heartbeats and how long a stopping worker lets its runs go on.
     workers: WorkerSettings,
 }
@@ -203,9 +213,12 @@ pub(crate) fn engine_config(
     engine.confinement = crate::confine::SandboxSettings {
         sandbox: config.sandbox,
         setup_hosts: config.setup_hosts,
+        extra_setup_hosts: config.extra_setup_hosts,
         sandbox_readonly: config.sandbox_readonly,
         sandbox_hidden: config.sandbox_hidden,
         sandbox_limits: config.sandbox_limits,
+        env: config.env,
+        agent_env: config.agent_env,
     }
     .engine_config(explicit_config.as_deref())
     .context("the sandbox settings in the configuration file")?;
@@ -271,6 +284,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let allowed_hosts = AllowedHosts::parse(&config.allowed_hosts).map_err(anyhow::Error::msg)?;
     let task_rate = config.rate_limits.task_rate()?;
     let engine = engine_config(config, &data_dir, args.config.as_deref())?;
+    if !args.no_workers {
+        crate::install::bubblewrap_if_missing(engine.confinement.mode, !args.no_install_bubblewrap)
+            .await;
+    }
     let mut server = ServerConfig {
         max_timeout: args.max_timeout,
         auth: AuthConfig {

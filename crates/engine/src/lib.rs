@@ -6,9 +6,11 @@ mod confinement;
 mod events;
 mod gateway;
 mod run;
+mod run_env;
 
 pub use confinement::{ConfinementConfig, ConfinementStatus, DEFAULT_SETUP_HOSTS, SandboxMode};
 pub use events::EventSink;
+pub use run_env::{RunEnv, ToolchainInfo};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -103,8 +105,8 @@ pub struct Engine {
     config: EngineConfig,
     git: Git,
     mirrors: Mirrors,
-    /// Probed once: whether bubblewrap works here decides whether runs can start at all.
-    confinement: ConfinementStatus,
+    /// Whether bubblewrap works here decides whether runs can start at all.
+    confinement: confinement::ConfinementProbe,
     wake: Notify,
     instance: String,
 }
@@ -124,10 +126,7 @@ impl Engine {
         let git = Git::new(config.data_dir.join("git-home"));
         let mirrors = Mirrors::new(config.data_dir.join("mirrors"), git.clone());
         let instance = instance_name();
-        let confinement = ConfinementStatus::probe(&config.confinement);
-        if !confinement.confined {
-            tracing::warn!(detail = %confinement.detail, "runs are not confined");
-        }
+        let confinement = confinement::ConfinementProbe::start(&config.confinement);
         Arc::new(Engine {
             store,
             config,
@@ -147,9 +146,18 @@ impl Engine {
         &self.config
     }
 
-    /// Whether runs are confined here, and if not, why.
-    pub fn confinement(&self) -> &ConfinementStatus {
-        &self.confinement
+    /// Whether runs are confined here, and if not, why (probed again until they are).
+    pub fn confinement(&self) -> ConfinementStatus {
+        self.confinement.status(&self.config.confinement)
+    }
+
+    /// The toolchains runs can use, found in the server's environment as it is now.
+    pub fn toolchains(&self) -> Vec<ToolchainInfo> {
+        nightshift_sandbox::Toolchains::discover(&self.config.confinement.host)
+            .list
+            .iter()
+            .map(ToolchainInfo::from)
+            .collect()
     }
 
     /// Tells idle workers of this process that a run was queued.
@@ -323,6 +331,7 @@ impl Engine {
         let agents = &self.config.agents;
         secrets.extend(agents.anthropic_api_key.clone());
         secrets.extend(agents.openai_api_key.clone());
+        secrets.extend(self.config.confinement.secret_values());
         if let Some(host) = host {
             match self.project_credential(project_id, host).await {
                 Ok(Some(credential)) => {

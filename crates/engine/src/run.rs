@@ -20,7 +20,7 @@ use nightshift_workspace::{WorkspaceError, Worktree};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::confinement::{AgentSandbox, RunConfinement, SandboxMode, agent_programs};
+use crate::confinement::{AgentSandbox, RunConfinement, SandboxMode};
 use crate::{Engine, EventSink};
 
 /// A background task that ends with its owner.
@@ -535,6 +535,9 @@ impl RunExecution {
         self.change.branch = Some(branch.clone());
         self.worktree = Some(worktree);
         self.confinement = Some(self.confine(redactor.clone())?);
+        for line in self.confinement()?.log() {
+            self.events.info(Some(Phase::Preparing), line.clone());
+        }
 
         let mut plan = nightshift_checks::discover(&work)
             .map_err(|e| fail(EndReason::ChecksFailed, Phase::Preparing, e.to_string()))?;
@@ -1050,23 +1053,15 @@ impl RunExecution {
         let home = self.run_dir.join("home");
         std::fs::create_dir_all(&home)
             .map_err(|e| self.infra("cannot create the run's home")(e.to_string()))?;
-        let config = &self.engine.config;
-        Ok(match config.confinement.mode {
-            SandboxMode::None => RunConfinement::unconfined(redactor),
-            SandboxMode::Bubblewrap => {
-                let path = std::env::var("PATH").unwrap_or_default();
-                let programs = agent_programs(&self.task.agent, &config.agents, &path);
-                RunConfinement::confined(
-                    &config.confinement,
-                    &config.data_dir,
-                    worktree,
-                    &home,
-                    &programs,
-                    redactor,
-                )
-                .map_err(|e| fail(EndReason::Infrastructure, self.phase, e))?
-            }
-        })
+        RunConfinement::new(
+            &self.engine.config,
+            self.task.project_id,
+            &self.task.agent,
+            worktree,
+            &home,
+            redactor,
+        )
+        .map_err(|e| fail(EndReason::Infrastructure, self.phase, e))
     }
 
     /// The run's change with its secrets masked, as it is stored and shown.

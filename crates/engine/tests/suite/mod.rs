@@ -5,3 +5,4 @@ mod pipeline;
 mod publish;
 mod stops;
 mod takeover;
+mod toolchains;
