@@ -7,6 +7,8 @@ missing=""
 command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
 # The sandbox suite's network tests talk HTTP through the egress proxy with curl.
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
+# The engine suite runs a Python check with the server's python3 in a confined run.
+command -v python3 >/dev/null 2>&1 || missing="$missing python3"
 
 if [ -z "$missing" ]; then
     exit 0

@@ -216,7 +216,7 @@ test("the bell counts a finished run of the signed-in admin", { timeout: 120_000
   await eventually(async () => (await page.locator("#bell-count").textContent()).trim() === "1", "the bell to count the finished run", 90_000);
   assert.match(await page.locator("#bell").getAttribute("aria-label"), /1 unread/);
   await page.click("#bell");
-  const entry = page.locator("#notifications li.unread a").first();
+  const entry = page.locator("#notifications li.unread button").first();
   assert.match(await entry.textContent(), /Say goodbye quickly/);
   await entry.click();
   await page.waitForURL(new RegExp(`/tasks/${task.id}$`));

@@ -1,10 +1,11 @@
-//! The confinement part of `nightshift.toml`: `sandbox`, `setup_hosts`, `sandbox_readonly`,
-//! `sandbox_hidden` and `[sandbox_limits]`, turned into the engine's settings.
+//! The confinement part of `nightshift.toml`: `sandbox`, `setup_hosts`, `extra_setup_hosts`,
+//! `sandbox_readonly`, `sandbox_hidden`, `[sandbox_limits]`, `[env]` and `[agent_env]`, turned
+//! into the engine's settings.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
-use nightshift_engine::{ConfinementConfig, SandboxMode};
+use nightshift_engine::{ConfinementConfig, RunEnv, SandboxMode};
 use nightshift_sandbox::{AllowedHost, Limits};
 
 /// `nightshift netfwd …`: the in-sandbox forwarder, hidden from `--help`.
@@ -18,11 +19,38 @@ pub struct SandboxSettings {
     pub sandbox: Option<String>,
     /// Hosts setup commands may reach; replaces the default package registries.
     pub setup_hosts: Option<Vec<String>>,
+    /// Hosts setup commands may reach besides `setup_hosts` (mirrors, a private registry).
+    pub extra_setup_hosts: Vec<String>,
     /// Paths shown read-only inside the sandbox although they lie under a hidden one.
     pub sandbox_readonly: Vec<PathBuf>,
     /// Paths hidden inside the sandbox besides the data directory and the homes.
     pub sandbox_hidden: Vec<PathBuf>,
     pub sandbox_limits: LimitSettings,
+    /// `[env]`: variables for setup and checks.
+    pub env: EnvSettings,
+    /// `[agent_env]`: variables for the agent.
+    pub agent_env: EnvSettings,
+}
+
+/// `[env]` and `[agent_env]`: literal values, and names whose values are the server's.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnvSettings {
+    /// `NAME = "value"`.
+    pub set: std::collections::BTreeMap<String, String>,
+    /// Names passed through from the server's environment.
+    pub pass: Vec<String>,
+}
+
+impl EnvSettings {
+    fn run_env(&self, table: &str) -> anyhow::Result<RunEnv> {
+        let env = RunEnv {
+            set: self.set.clone().into_iter().collect(),
+            pass: self.pass.clone(),
+        };
+        env.validate(table).map_err(|e| anyhow!(e))?;
+        Ok(env)
+    }
 }
 
 /// `[sandbox_limits]`: sizes as bytes or `"512M"`, `"8G"`; `"unlimited"` lifts a limit.
@@ -80,12 +108,22 @@ impl SandboxSettings {
         if let Some(mode) = &self.sandbox {
             confinement.mode = mode.parse::<SandboxMode>().map_err(|e| anyhow!(e))?;
         }
-        if let Some(hosts) = &self.setup_hosts {
-            confinement.setup_hosts = hosts
+        let hosts = |key: &str, hosts: &[String]| {
+            hosts
                 .iter()
-                .map(|h| AllowedHost::parse(h).map_err(|e| anyhow!("setup_hosts: {e}")))
-                .collect::<anyhow::Result<_>>()?;
+                .map(|h| AllowedHost::parse(h).map_err(|e| anyhow!("{key}: {e}")))
+                .collect::<anyhow::Result<Vec<_>>>()
+        };
+        if let Some(list) = &self.setup_hosts {
+            confinement.setup_hosts = hosts("setup_hosts", list)?;
         }
+        for host in hosts("extra_setup_hosts", &self.extra_setup_hosts)? {
+            if !confinement.setup_hosts.contains(&host) {
+                confinement.setup_hosts.push(host);
+            }
+        }
+        confinement.checks_env = self.env.run_env("env")?;
+        confinement.agent_env = self.agent_env.run_env("agent_env")?;
         confinement.readonly = self.sandbox_readonly.clone();
         confinement.hidden = self.sandbox_hidden.clone();
         confinement
@@ -157,5 +195,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("setup_hosts"), "{err}");
+    }
+
+    #[test]
+    fn mirrors_extend_the_setup_hosts_and_variables_are_checked() {
+        let config = settings(
+            "extra_setup_hosts = [\"pypi.internal\", \"crates.io\"]\n\
+             [env]\npass = [\"SSL_CERT_FILE\"]\nset = { UV_NATIVE_TLS = \"1\" }\n\
+             [agent_env]\npass = [\"NODE_EXTRA_CA_CERTS\"]\n",
+        )
+        .engine_config(None)
+        .unwrap();
+        let hosts: Vec<String> = config.setup_hosts.iter().map(|h| h.to_string()).collect();
+        let mut expected: Vec<String> = nightshift_engine::DEFAULT_SETUP_HOSTS
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        expected.push("pypi.internal".into());
+        assert_eq!(hosts, expected, "added once, after the defaults");
+        assert_eq!(config.checks_env.pass, vec!["SSL_CERT_FILE"]);
+        assert_eq!(
+            config.checks_env.set,
+            vec![("UV_NATIVE_TLS".to_string(), "1".to_string())]
+        );
+        assert_eq!(config.agent_env.pass, vec!["NODE_EXTRA_CA_CERTS"]);
+
+        let err = settings("[env]\npass = [\"HOME\"]\n")
+            .engine_config(None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("env: HOME"), "{err}");
+        let err = settings("extra_setup_hosts = [\"https://mirror\"]\n")
+            .engine_config(None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("extra_setup_hosts"), "{err}");
+        assert!(toml::from_str::<SandboxSettings>("[env]\npas = []\n").is_err());
     }
 }

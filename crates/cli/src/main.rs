@@ -2,6 +2,8 @@
 
 mod client;
 mod confine;
+mod install;
+mod output;
 mod people;
 mod serve;
 mod task;
@@ -73,7 +75,10 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!(
+                "error: {}",
+                nightshift_core::printable(&format!("{e:#}"), true)
+            );
             std::process::ExitCode::FAILURE
         }
     }

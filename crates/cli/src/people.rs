@@ -60,11 +60,7 @@ pub enum ProjectCommand {
 }
 
 fn text(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => "-".into(),
-        Some(other) => other.to_string(),
-    }
+    crate::output::text(v.get(key).unwrap_or(&Value::Null))
 }
 
 pub async fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {

@@ -8,7 +8,9 @@ use anyhow::Context;
 use clap::Args;
 use nightshift_core::parse_duration;
 use nightshift_engine::EngineConfig;
-use nightshift_server::{AuthConfig, ProxyConfig, ServeOptions, ServerConfig};
+use nightshift_server::{
+    AllowedHosts, AuthConfig, ProxyConfig, ServeOptions, ServerConfig, TaskRateLimit,
+};
 use nightshift_store::SecretKey;
 use tokio_util::sync::CancellationToken;
 
@@ -58,6 +60,10 @@ pub struct ServeArgs {
     /// The configuration file (default: nightshift.toml in the data directory, when present).
     #[arg(long, env = "NIGHTSHIFT_CONFIG")]
     config: Option<PathBuf>,
+    /// Do not install bubblewrap when it is missing (by default it is, with the system's package
+    /// manager, when this runs as root or with sudo that asks no password).
+    #[arg(long, env = "NIGHTSHIFT_NO_INSTALL_BUBBLEWRAP")]
+    no_install_bubblewrap: bool,
 }
 
 /// The configuration file of `serve` and `worker`. Everything is optional; the environment's
@@ -74,6 +80,10 @@ pub(crate) struct ConfigFile {
     agents: nightshift_agent::AgentConfig,
     /// Where people reach this server; pull requests link back to `<public_url>/tasks/<id>`.
     public_url: Option<String>,
+    /// Names the server answers to besides its address, `localhost` and `public_url`'s host.
+    allowed_hosts: Vec<String>,
+    /// `[rate_limits]`: how fast one user may create tasks.
+    rate_limits: RateLimitSettings,
     /// `[[forge]]`: which forge serves which repository host, and the credential it pushes with.
     forge: Vec<nightshift_forge::ForgeEntry>,
     /// How hard forge requests are retried (`max_attempts`, backoff, timeouts).
@@ -84,12 +94,18 @@ pub(crate) struct ConfigFile {
     sandbox: Option<String>,
     /// Hosts setup commands may reach; replaces the default package registries.
     setup_hosts: Option<Vec<String>>,
+    /// Hosts setup commands may reach besides `setup_hosts` (mirrors, a private registry).
+    extra_setup_hosts: Vec<String>,
     /// Shown read-only inside the sandbox although under a hidden path (toolchains).
     sandbox_readonly: Vec<PathBuf>,
     /// Hidden inside the sandbox besides the data directory and the homes (key files).
     sandbox_hidden: Vec<PathBuf>,
     /// Memory, processes, file size and open files of each confined process tree.
     sandbox_limits: crate::confine::LimitSettings,
+    /// `[env]`: variables for setup and checks, set here or passed from the server's environment.
+    env: crate::confine::EnvSettings,
+    /// `[agent_env]`: variables for the agent, likewise.
+    agent_env: crate::confine::EnvSettings,
     /// `[workers]`: leases, heartbeats and how long a stopping worker lets its runs go on.
     workers: WorkerSettings,
     /// `[retention]`: how long run events, audit events and failed runs' workspaces are kept.
@@ -106,6 +122,25 @@ pub(crate) struct RetentionSettings {
     audit: Option<String>,
     /// Workspaces kept from failed runs, on every machine that ran one (7d).
     failed_workspaces: Option<String>,
+}
+
+/// How fast one user may create tasks: `task_burst` at once, then `tasks_per_minute`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RateLimitSettings {
+    tasks_per_minute: Option<u32>,
+    task_burst: Option<u32>,
+}
+
+impl RateLimitSettings {
+    fn task_rate(&self) -> anyhow::Result<TaskRateLimit> {
+        let default = TaskRateLimit::default();
+        TaskRateLimit::new(
+            self.tasks_per_minute.unwrap_or(default.per_minute),
+            self.task_burst.unwrap_or(default.burst),
+        )
+        .map_err(anyhow::Error::msg)
+    }
 }
 
 /// How workers hold their runs. Durations as `30s`, `500ms`, `2m`.
@@ -170,6 +205,10 @@ pub(crate) fn engine_config(
     };
     let mut engine = EngineConfig::new(data_dir);
     engine.agents = config.agents.with_server_env();
+    config
+        .budget
+        .validate()
+        .context("[budget] in the configuration file")?;
     engine.budget_defaults = config.budget;
     if let Some(rounds) = config.verification_rounds {
         engine.verification_rounds = rounds;
@@ -189,9 +228,12 @@ pub(crate) fn engine_config(
     engine.confinement = crate::confine::SandboxSettings {
         sandbox: config.sandbox,
         setup_hosts: config.setup_hosts,
+        extra_setup_hosts: config.extra_setup_hosts,
         sandbox_readonly: config.sandbox_readonly,
         sandbox_hidden: config.sandbox_hidden,
         sandbox_limits: config.sandbox_limits,
+        env: config.env,
+        agent_env: config.agent_env,
     }
     .engine_config(explicit_config.as_deref())
     .context("the sandbox settings in the configuration file")?;
@@ -264,12 +306,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = data_dir(args.data_dir)?;
     let config = load_config(args.config.as_ref(), &data_dir)?;
     let default_agent = config.default_agent.clone();
+    let allowed_hosts = AllowedHosts::parse(&config.allowed_hosts).map_err(anyhow::Error::msg)?;
+    let task_rate = config.rate_limits.task_rate()?;
     let mut engine = engine_config(config, &data_dir, args.config.as_deref())?;
     // The flags win over the configuration file.
     let retention = &mut engine.retention;
     retention.events = args.keep_events.unwrap_or(retention.events);
     retention.audit = args.keep_audit.unwrap_or(retention.audit);
     retention.workspaces = args.keep_failed_workspaces.unwrap_or(retention.workspaces);
+    if !args.no_workers {
+        crate::install::bubblewrap_if_missing(engine.confinement.mode, !args.no_install_bubblewrap)
+            .await;
+    }
     let mut server = ServerConfig {
         max_timeout: args.max_timeout,
         auth: AuthConfig {
@@ -279,6 +327,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }),
             ..AuthConfig::default()
         },
+        allowed_hosts,
+        task_rate,
         ..ServerConfig::default()
     };
     if let Some(kind) = &default_agent {
@@ -361,6 +411,38 @@ mod tests {
                 .unwrap();
         assert!(!err.contains("canary"), "{err}");
         assert!(err.starts_with("line 3"), "{err}");
+    }
+
+    #[test]
+    fn host_and_rate_settings_parse_and_bad_ones_are_named() {
+        let config = parse_config(
+            "allowed_hosts = [\"ns.example.com\", \"*.corp.example\"]\n\
+             [rate_limits]\ntasks_per_minute = 5\ntask_burst = 2\n",
+        )
+        .unwrap();
+        assert!(
+            AllowedHosts::parse(&config.allowed_hosts)
+                .unwrap()
+                .allows("a.corp.example:8080")
+        );
+        assert_eq!(
+            config.rate_limits.task_rate().unwrap(),
+            TaskRateLimit::new(5, 2).unwrap()
+        );
+        let zero = parse_config("[rate_limits]\ntasks_per_minute = 0\n").unwrap();
+        let err = zero.rate_limits.task_rate().unwrap_err().to_string();
+        assert!(err.contains("tasks_per_minute (0)"), "{err}");
+        let err = AllowedHosts::parse(&["https://ns.example.com"]).unwrap_err();
+        assert!(err.contains("not a host name"), "{err}");
+        let budget = parse_config("[budget]\nmax_turns = 0\n").unwrap();
+        let err = format!(
+            "{:#}",
+            engine_config(budget, std::path::Path::new("/srv/ns"), None).unwrap_err()
+        );
+        assert!(
+            err.contains("[budget]") && err.contains("max_turns"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use nightshift_core::{AgentKind, AgentSpec, Budget, RunStatus, parse_duration};
 use serde_json::{Value, json};
 
 use crate::client::{Client, ClientArgs};
+use crate::output::{line, lines, short};
 
 // Parsed once per process: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -276,9 +277,9 @@ async fn wait_for_end(client: &Client, id: i64, quiet: bool) -> anyhow::Result<V
                 .unwrap_or_default(),
             if status == "running" {
                 format!(" · {}%", run["progress"])
-            } else if let Some(why) = run["waiting_reason"].as_str() {
+            } else if run["waiting_reason"].is_string() {
                 // A limit holds the run back: say which.
-                format!(" · {why}")
+                format!(" · {}", line(&run["waiting_reason"]))
             } else {
                 String::new()
             }
@@ -307,38 +308,36 @@ fn print_task(task: &Value, json: bool) {
         println!("{}", serde_json::to_string_pretty(task).unwrap_or_default());
         return;
     }
-    println!(
-        "task {} · {}",
-        task["id"],
-        task["title"].as_str().unwrap_or("")
-    );
+    println!("task {} · {}", task["id"], line(&task["title"]));
     println!(
         "  repo    {} ({})",
-        task["repo"].as_str().unwrap_or(""),
-        task["base"].as_str().unwrap_or("")
+        line(&task["repo"]),
+        line(&task["base"])
     );
-    println!("  status  {}", task["status"].as_str().unwrap_or(""));
+    println!("  status  {}", line(&task["status"]));
+    if task["instructions"].is_string() {
+        println!("  instructions");
+        for text in lines(&task["instructions"]).lines() {
+            println!("    {text}");
+        }
+    }
     for run in task["runs"].as_array().into_iter().flatten() {
-        let mut line = format!(
-            "  run {}  {}",
-            run["number"],
-            run["status"].as_str().unwrap_or("")
-        );
-        if let Some(reason) = run["end_reason"].as_str() {
-            line.push_str(&format!(" ({reason})"));
-        } else if let Some(phase) = run["phase"].as_str() {
-            line.push_str(&format!(" · {phase} {}%", run["progress"]));
+        let mut out = format!("  run {}  {}", run["number"], line(&run["status"]));
+        if run["end_reason"].is_string() {
+            out.push_str(&format!(" ({})", line(&run["end_reason"])));
+        } else if run["phase"].is_string() {
+            out.push_str(&format!(" · {} {}%", line(&run["phase"]), run["progress"]));
         }
-        if let Some(branch) = run["branch"].as_str() {
-            line.push_str(&format!(" → {branch}"));
+        if run["branch"].is_string() {
+            out.push_str(&format!(" → {}", line(&run["branch"])));
         }
-        if let Some(error) = run["error"].as_str() {
-            line.push_str(&format!("\n          {error}"));
+        if run["error"].is_string() {
+            out.push_str(&format!("\n          {}", line(&run["error"])));
         }
-        if let Some(why) = run["waiting_reason"].as_str() {
-            line.push_str(&format!("\n          {why}"));
+        if run["waiting_reason"].is_string() {
+            out.push_str(&format!("\n          {}", line(&run["waiting_reason"])));
         }
-        println!("{line}");
+        println!("{out}");
     }
 }
 
@@ -367,18 +366,14 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{:>6}  {:<10} {:<12} {:<40} {}",
             task["id"],
-            task["status"].as_str().unwrap_or(""),
-            run["end_reason"]
-                .as_str()
-                .or(run["phase"].as_str())
-                .unwrap_or(""),
-            task["title"]
-                .as_str()
-                .unwrap_or("")
-                .chars()
-                .take(40)
-                .collect::<String>(),
-            task["repo"].as_str().unwrap_or("")
+            line(&task["status"]),
+            if run["end_reason"].is_string() {
+                line(&run["end_reason"])
+            } else {
+                line(&run["phase"])
+            },
+            short(&task["title"], 40),
+            line(&task["repo"])
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -429,20 +424,20 @@ async fn logs(
             &chunk.context("reading the event stream")?,
         ));
         while let Some(end) = buffer.find('\n') {
-            let line = buffer[..end].trim_end_matches('\r').to_string();
+            let raw = buffer[..end].trim_end_matches('\r').to_string();
             buffer.drain(..=end);
-            if let Some(name) = line.strip_prefix("event:") {
+            if let Some(name) = raw.strip_prefix("event:") {
                 event_name = name.trim().to_string();
-            } else if let Some(d) = line.strip_prefix("data:") {
+            } else if let Some(d) = raw.strip_prefix("data:") {
                 data.push_str(d.trim_start());
-            } else if line.is_empty() && !data.is_empty() {
+            } else if raw.is_empty() && !data.is_empty() {
                 let value: Value = serde_json::from_str(&data).unwrap_or_default();
                 data.clear();
                 if event_name == "end" {
                     println!(
                         "run {number} ended: {} ({})",
-                        value["status"].as_str().unwrap_or(""),
-                        value["end_reason"].as_str().unwrap_or("")
+                        line(&value["status"]),
+                        line(&value["end_reason"])
                     );
                     return Ok(ExitCode::SUCCESS);
                 }
@@ -459,11 +454,15 @@ fn print_event(event: &Value) {
         .map(nightshift_core::format_timestamp)
         .unwrap_or_default();
     let time = at.get(11..19).unwrap_or("");
+    let phase = if event["phase"].is_string() {
+        line(&event["phase"])
+    } else {
+        "-".into()
+    };
     println!(
-        "{time} {:<10} {:<6} {}",
-        event["phase"].as_str().unwrap_or("-"),
-        event["kind"].as_str().unwrap_or(""),
-        event["message"].as_str().unwrap_or("")
+        "{time} {phase:<10} {:<6} {}",
+        line(&event["kind"]),
+        lines(&event["message"])
     );
 }
 

@@ -8,6 +8,7 @@ use nightshift_core::{ParamFromText, ParamType, TemplateParam, TemplateSpec};
 use serde_json::{Map, Value, json};
 
 use crate::client::{Client, ClientArgs};
+use crate::output::{line, lines};
 
 #[derive(Subcommand)]
 pub enum TemplateCommand {
@@ -94,11 +95,11 @@ pub async fn run(command: TemplateCommand) -> anyhow::Result<ExitCode> {
             for t in answer["templates"].as_array().into_iter().flatten() {
                 println!(
                     "{:<24} v{:<3} {:>4} uses  {:>5}  {}",
-                    t["template"]["name"].as_str().unwrap_or(""),
+                    line(&t["template"]["name"]),
                     t["template"]["version"],
                     t["uses"],
                     rate(&t["success_rate"]),
-                    t["template"]["description"].as_str().unwrap_or("")
+                    line(&t["template"]["description"])
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -260,11 +261,7 @@ fn print_created(t: &Value, json: bool) {
     if json {
         println!("{}", serde_json::to_string_pretty(t).unwrap_or_default());
     } else {
-        println!(
-            "template {} v{} saved",
-            t["name"].as_str().unwrap_or(""),
-            t["version"]
-        );
+        println!("template {} v{} saved", line(&t["name"]), t["version"]);
     }
 }
 
@@ -272,9 +269,9 @@ fn print_show(answer: &Value) {
     let t = &answer["template"];
     println!(
         "template {} v{} · {}",
-        t["name"].as_str().unwrap_or(""),
+        line(&t["name"]),
         t["version"],
-        t["description"].as_str().unwrap_or("")
+        line(&t["description"])
     );
     println!(
         "  uses {} · success rate {}",
@@ -282,14 +279,14 @@ fn print_show(answer: &Value) {
         rate(&answer["success_rate"])
     );
     println!("  instructions:");
-    for line in t["instructions"].as_str().unwrap_or("").lines() {
-        println!("    {line}");
+    for text in lines(&t["instructions"]).lines() {
+        println!("    {text}");
     }
     for p in t["parameters"].as_array().into_iter().flatten() {
         println!(
             "  param {} ({}{}){}",
-            p["name"].as_str().unwrap_or(""),
-            p["type"].as_str().unwrap_or(""),
+            line(&p["name"]),
+            line(&p["type"]),
             if p["required"].as_bool() == Some(true) {
                 ", required"
             } else {
@@ -310,9 +307,9 @@ fn print_show(answer: &Value) {
             "    task {:>5}  v{}  {:<10} {} {}",
             u["task_id"],
             u["version"],
-            u["run"]["status"].as_str().unwrap_or(""),
-            u["title"].as_str().unwrap_or(""),
-            u["run"]["pr_url"].as_str().unwrap_or("")
+            line(&u["run"]["status"]),
+            line(&u["title"]),
+            line(&u["run"]["pr_url"])
         );
     }
 }

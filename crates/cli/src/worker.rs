@@ -43,6 +43,9 @@ pub struct WorkerArgs {
     /// `<data-dir>/secret.key` when it exists.
     #[arg(long, env = "NIGHTSHIFT_SECRET_KEY", hide_env_values = true)]
     secret_key: Option<String>,
+    /// Do not install bubblewrap when it is missing (see `nightshift serve --help`).
+    #[arg(long, env = "NIGHTSHIFT_NO_INSTALL_BUBBLEWRAP")]
+    no_install_bubblewrap: bool,
 }
 
 pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
@@ -61,6 +64,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             "no server key (NIGHTSHIFT_SECRET_KEY): runs cannot use project credentials from the vault"
         );
     }
+    crate::install::bubblewrap_if_missing(
+        engine_config.confinement.mode,
+        !args.no_install_bubblewrap,
+    )
+    .await;
     let grace = engine_config.shutdown_grace;
     let store = Store::connect(&args.database)
         .await

@@ -27,6 +27,12 @@ pub enum CoreError {
     InvalidParameter { name: String, reason: String },
     #[error("cannot build the secret filter: {reason}")]
     SecretFilter { reason: String },
+    #[error("invalid {field}: {reason}")]
+    ControlCharacter { field: String, reason: String },
+    #[error("invalid {field}: {reason}")]
+    InvalidText { field: String, reason: String },
+    #[error("invalid budget: {reason}")]
+    InvalidBudget { reason: String },
     #[error("run cannot go from {from} to {to}")]
     InvalidTransition { from: String, to: String },
 }

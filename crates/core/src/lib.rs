@@ -8,13 +8,15 @@ mod people;
 mod redact;
 mod run;
 mod template;
+mod text;
 mod values;
 
 pub use agent_event::{AgentEvent, OutputStream, ToolKind, Usage};
 pub use error::{CoreError, Result};
 pub use model::{
     AgentKind, AgentSpec, Budget, CheckOutcome, CheckResult, Checkpoint, DEFAULT_PROJECT,
-    EventKind, GeneratedChange, NewTask, Project, RunEvent, Task, TaskFilter,
+    EventKind, GeneratedChange, MAX_TASK_COST_USD, MAX_TASK_TOKENS, MAX_TASK_TURNS, NewTask,
+    Project, RunEvent, Task, TaskFilter,
 };
 pub use people::{
     AuditEvent, AuditFilter, ProjectSettings, Role, User, month_bounds, month_label, parse_month,
@@ -25,9 +27,10 @@ pub use template::{
     ParamFromText, ParamType, Template, TemplateParam, TemplateParams, TemplateSpec, parameterise,
     placeholders, valid_template_name,
 };
+pub use text::{multi_line, printable, single_line};
 pub use values::{
-    BranchName, DEFAULT_TIMEOUT, Instructions, MAX_INSTRUCTIONS_BYTES, RepoUrl, format_duration,
-    format_timestamp, now_millis, parse_duration, parse_timestamp, slug,
+    BranchName, DEFAULT_TIMEOUT, Instructions, MAX_INSTRUCTIONS_BYTES, MAX_TITLE_CHARS, RepoUrl,
+    Title, format_duration, format_timestamp, now_millis, parse_duration, parse_timestamp, slug,
 };
 
 /// Milliseconds since the Unix epoch: the one time representation stored and sent everywhere.

@@ -61,6 +61,42 @@ pub struct Budget {
     pub max_tokens: Option<u64>,
 }
 
+/// The most a single task may be allowed to spend, in USD.
+pub const MAX_TASK_COST_USD: f64 = 10_000.0;
+/// The most agent turns a single task may be allowed.
+pub const MAX_TASK_TURNS: u64 = 10_000;
+/// The most tokens a single task may be allowed.
+pub const MAX_TASK_TOKENS: u64 = 1_000_000_000;
+
+impl Budget {
+    /// Refuses limits that allow nothing (zero turns) or that are no limit at all (1e308 USD).
+    pub fn validate(&self) -> Result<(), crate::CoreError> {
+        let fail = |reason: String| Err(crate::CoreError::InvalidBudget { reason });
+        if let Some(cost) = self.max_cost_usd
+            && !(cost.is_finite() && cost > 0.0 && cost <= MAX_TASK_COST_USD)
+        {
+            return fail(format!(
+                "max_cost_usd is {cost}; use more than 0 and at most {MAX_TASK_COST_USD} dollars"
+            ));
+        }
+        if let Some(turns) = self.max_turns
+            && !(1..=MAX_TASK_TURNS).contains(&turns)
+        {
+            return fail(format!(
+                "max_turns is {turns}; use 1 to {MAX_TASK_TURNS} agent turns"
+            ));
+        }
+        if let Some(tokens) = self.max_tokens
+            && !(1..=MAX_TASK_TOKENS).contains(&tokens)
+        {
+            return fail(format!(
+                "max_tokens is {tokens}; use 1 to {MAX_TASK_TOKENS} tokens"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What a caller asks for; validated values only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTask {

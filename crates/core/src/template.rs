@@ -89,10 +89,12 @@ fn valid_param_name(name: &str) -> bool {
         && name.len() <= 64
 }
 
-/// A template name goes into URLs and CLI arguments: keep it to a slug-like word.
+/// A template name goes into URLs, paths and CLI arguments: keep it to a slug-like word that
+/// starts with a letter or digit, so `.`, `..` and `.hidden` are never names.
 pub fn valid_template_name(name: &str) -> bool {
-    !name.is_empty()
+    name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.len() <= MAX_TEMPLATE_NAME
+        && !name.contains("..")
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
@@ -155,6 +157,10 @@ fn scan(text: &str) -> Vec<Piece<'_>> {
 impl TemplateParam {
     /// Checks one value against the parameter's type, pattern and choices; returns it normalised.
     fn check(&self, value: &str, pattern: Option<&Regex>) -> Result<String, CoreError> {
+        if let Err(CoreError::ControlCharacter { reason, .. }) = crate::single_line("value", value)
+        {
+            return Err(invalid_param(&self.name, reason));
+        }
         match self.kind {
             ParamType::String => {
                 if let Some(re) = pattern
@@ -218,13 +224,24 @@ impl TemplateSpec {
     pub fn validate(&self) -> Result<(), CoreError> {
         if !valid_template_name(&self.name) {
             return Err(invalid_template(format!(
-                "name {:?}: use letters, digits, '-', '_' or '.', at most {MAX_TEMPLATE_NAME} characters",
+                "name {:?}: use letters, digits, '-', '_' or '.', starting with a letter or digit, \
+                 without '..', at most {MAX_TEMPLATE_NAME} characters",
                 self.name
             )));
         }
         crate::Instructions::parse(&self.instructions)?;
+        crate::multi_line("description", &self.description)?;
+        self.budget.validate()?;
+        for check in &self.checks {
+            crate::single_line("check command", check)?;
+        }
         let mut seen = Vec::new();
         for param in &self.parameters {
+            let field = format!("parameter {}", param.name);
+            crate::single_line(&field, param.description.as_deref().unwrap_or_default())?;
+            for choice in &param.choices {
+                crate::single_line(&field, choice)?;
+            }
             if !valid_param_name(&param.name) {
                 return Err(invalid_template(format!(
                     "parameter name {:?}: use lowercase letters, digits and '_', starting with a letter",
@@ -495,6 +512,27 @@ mod tests {
         let mut s = spec();
         s.parameters[1].pattern = Some("(".into());
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn names_are_never_paths_and_values_never_escapes() {
+        for ok in ["bump-deps", "v1.2", "a_b"] {
+            assert!(valid_template_name(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", ".hidden", "a..b", "a/b", "-x"] {
+            assert!(!valid_template_name(bad), "{bad}");
+        }
+        let spec = spec();
+        let err = spec
+            .bind(&values(&[("crate", "serde"), ("version", "1.2\u{1b}[2J")]))
+            .unwrap_err();
+        assert!(matches!(err, CoreError::InvalidParameter { ref name, .. } if name == "version"));
+        let mut s = spec.clone();
+        s.parameters[0].choices.push("evil\u{1b}]0;x\u{7}".into());
+        assert!(matches!(
+            s.validate(),
+            Err(CoreError::ControlCharacter { .. })
+        ));
     }
 
     #[test]

@@ -172,6 +172,7 @@ impl Instructions {
         if text.is_empty() {
             return Err(CoreError::EmptyInstructions);
         }
+        crate::multi_line("instructions", text)?;
         if text.len() > MAX_INSTRUCTIONS_BYTES {
             return Err(CoreError::InstructionsTooLong {
                 size: text.len(),
@@ -193,6 +194,40 @@ impl Instructions {
             out.push('…');
         }
         out
+    }
+}
+
+/// The longest title a task may have, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+
+/// A task's title: one line of plain text, at most [`MAX_TITLE_CHARS`] characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Title(String);
+
+impl Title {
+    /// `None` for an empty title: the instructions' first line is the title then.
+    pub fn parse(input: &str) -> Result<Option<Title>, CoreError> {
+        let text = input.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        crate::single_line("title", text)?;
+        let size = text.chars().count();
+        if size > MAX_TITLE_CHARS {
+            return Err(CoreError::InvalidText {
+                field: "title".into(),
+                reason: format!(
+                    "it is {size} characters long; the limit is {MAX_TITLE_CHARS}: put the detail in the instructions"
+                ),
+            });
+        }
+        Ok(Some(Title(text.to_string())))
+    }
+}
+
+impl From<Title> for String {
+    fn from(value: Title) -> Self {
+        value.0
     }
 }
 

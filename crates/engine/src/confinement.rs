@@ -8,12 +8,15 @@ use std::path::{Path, PathBuf};
 use nightshift_agent::AgentConfig;
 use nightshift_core::{AgentKind, AgentSpec};
 use nightshift_sandbox::{
-    AllowedHost, ConfinementPolicy, Limits, Network, Redactor, Sandbox, SandboxError,
+    AllowedHost, ConfinementPolicy, HostEnv, Limits, Network, Redactor, Sandbox, SandboxError,
+    Toolchains, install_root, interpreter, resolve,
 };
 use nightshift_workspace::Worktree;
 use serde::{Deserialize, Serialize};
 
+use crate::EngineConfig;
 use crate::EngineError;
+use crate::run_env::{PhaseEnv, RunEnv};
 
 /// How the engine runs setup, agents and checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -67,8 +70,8 @@ pub const DEFAULT_SETUP_HOSTS: &[&str] = &[
 const ANTHROPIC_PORT_INSIDE: u16 = 8401;
 const OPENAI_PORT_INSIDE: u16 = 8402;
 
-/// The server's confinement settings (`sandbox`, `[sandbox_limits]`, `setup_hosts`, … in
-/// nightshift.toml).
+/// The server's confinement settings (`sandbox`, `[sandbox_limits]`, `setup_hosts`, `[env]`, …
+/// in nightshift.toml).
 #[derive(Debug, Clone)]
 pub struct ConfinementConfig {
     pub mode: SandboxMode,
@@ -85,6 +88,13 @@ pub struct ConfinementConfig {
     /// `nightshift_sandbox::netfwd`); `None`: the `nightshift` binary itself when that is what
     /// runs, else `nightshift-netfwd` beside the server or on PATH.
     pub forwarder: Option<Vec<String>>,
+    /// The server's environment: the PATH runs get, the toolchains found from it, and the
+    /// values `checks_env` and `agent_env` pass through.
+    pub host: HostEnv,
+    /// The operator's variables for setup and checks.
+    pub checks_env: RunEnv,
+    /// The operator's variables for the agent.
+    pub agent_env: RunEnv,
 }
 
 impl Default for ConfinementConfig {
@@ -99,7 +109,19 @@ impl Default for ConfinementConfig {
             readonly: Vec::new(),
             hidden: Vec::new(),
             forwarder: None,
+            host: HostEnv::current(),
+            checks_env: RunEnv::default(),
+            agent_env: RunEnv::default(),
         }
+    }
+}
+
+impl ConfinementConfig {
+    /// The values of the operator's variables that look like secrets, for the run's redactor.
+    pub(crate) fn secret_values(&self) -> Vec<String> {
+        let mut secrets = self.checks_env.secret_values(&self.host);
+        secrets.extend(self.agent_env.secret_values(&self.host));
+        secrets
     }
 }
 
@@ -148,6 +170,35 @@ impl ConfinementStatus {
     }
 }
 
+/// The last probe, taken again on every look while runs cannot be confined: bubblewrap
+/// installed (or namespaces allowed) after the start needs no restart.
+pub(crate) struct ConfinementProbe(std::sync::Mutex<ConfinementStatus>);
+
+impl ConfinementProbe {
+    pub(crate) fn start(config: &ConfinementConfig) -> ConfinementProbe {
+        let status = ConfinementStatus::probe(config);
+        if !status.confined {
+            tracing::warn!(detail = %status.detail, "runs are not confined");
+        }
+        ConfinementProbe(std::sync::Mutex::new(status))
+    }
+
+    pub(crate) fn status(&self, config: &ConfinementConfig) -> ConfinementStatus {
+        let mut last = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if last.sandbox == SandboxMode::Bubblewrap && !last.confined {
+            let now = ConfinementStatus::probe(config);
+            if now.confined {
+                tracing::info!(detail = %now.detail, "runs are confined now");
+            }
+            *last = now;
+        }
+        last.clone()
+    }
+}
+
 /// Why runs cannot start, and the two ways out.
 fn unavailable(e: &SandboxError) -> String {
     let reason = match e {
@@ -156,36 +207,60 @@ fn unavailable(e: &SandboxError) -> String {
     };
     format!(
         "runs cannot be confined: {reason}. Install bubblewrap (apt install bubblewrap, or \
-         scripts/install-system-deps.sh) and allow it to create namespaces, or set \
-         sandbox = \"none\" in nightshift.toml to run agents and checks unconfined"
+         scripts/install-system-deps.sh) and allow it to create namespaces — runs are confined \
+         as soon as it works, without a restart — or set sandbox = \"none\" in nightshift.toml \
+         to run agents and checks unconfined"
     )
 }
 
-/// One run's sandboxes, one per phase, all with the run's secret filter.
+/// One run's sandboxes, one per phase, all with the run's secret filter and environment.
 pub(crate) struct RunConfinement {
     /// `None`: the operator chose to run unconfined.
     policy: Option<ConfinementPolicy>,
     redactor: Redactor,
+    env: PhaseEnv,
 }
 
 impl RunConfinement {
-    pub(crate) fn unconfined(redactor: Redactor) -> RunConfinement {
-        RunConfinement {
-            policy: None,
-            redactor,
-        }
-    }
-
-    /// The policy for the run checked out in `worktree`, with `home` as its HOME. `programs`
-    /// are the agent's executables, shown read-only wherever they are installed.
-    pub(crate) fn confined(
-        config: &ConfinementConfig,
-        data_dir: &Path,
+    /// The sandboxes of the run of project `project_id` checked out in `worktree`, with `home`
+    /// as its HOME: confined unless the operator chose `sandbox = "none"`. The toolchains under
+    /// the homes are shown read-only, the repository's caches are writable, and the agent's
+    /// executables are shown wherever they are installed.
+    pub(crate) fn new(
+        config: &EngineConfig,
+        project_id: i64,
+        agent: &AgentSpec,
         worktree: &Worktree,
         home: &Path,
-        programs: &[PathBuf],
         redactor: Redactor,
     ) -> Result<RunConfinement, EngineError> {
+        let confinement = &config.confinement;
+        let host = &confinement.host;
+        let toolchains = Toolchains::discover(host);
+        // Per project and repository: one tenant's runs never build from another's downloads.
+        let cache = config
+            .data_dir
+            .join("caches")
+            .join(project_id.to_string())
+            .join(worktree.mirror().file_stem().unwrap_or_default());
+        std::fs::create_dir_all(&cache).map_err(EngineError::io(format!(
+            "cannot create {}",
+            cache.display()
+        )))?;
+        let env = PhaseEnv::new(
+            host,
+            &toolchains,
+            &cache,
+            &confinement.checks_env,
+            &confinement.agent_env,
+        );
+        if confinement.mode == SandboxMode::None {
+            return Ok(RunConfinement {
+                policy: None,
+                redactor,
+                env,
+            });
+        }
         let mirror = worktree.mirror();
         // Beside the run's HOME, outside what the sandbox shows.
         let empty_config = home.with_file_name("mirror-config");
@@ -195,8 +270,8 @@ impl RunConfinement {
         )))?;
         let mut policy = ConfinementPolicy::new(worktree.path(), home)
             // The database, other runs, mirrors, logs, tokens and the vault key.
-            .hide(data_dir)
-            .limits(config.limits)
+            .hide(&config.data_dir)
+            .limits(confinement.limits)
             // git in the checkout (agents run `git status` and `git diff`) reads the mirror
             // and the worktree's own directory in it, read-only: nobody else's, and not the
             // mirror's config (a remote URL may carry credentials), which git finds empty.
@@ -204,25 +279,43 @@ impl RunConfinement {
             .hide(mirror.join("worktrees"))
             .readonly(worktree.git_dir())
             .substitute(mirror.join("config"), &empty_config)
-            .hide(mirror.join("FETCH_HEAD"));
-        for path in &config.hidden {
+            .hide(mirror.join("FETCH_HEAD"))
+            .writable(&cache);
+        if let Some(home) = host.home() {
+            policy = policy.hide(home);
+        }
+        for path in &confinement.hidden {
             policy = policy.hide(path);
         }
-        for path in &config.readonly {
+        for path in &confinement.readonly {
             policy = policy.readonly(path);
         }
-        for program in programs {
-            if policy.hides(program) {
-                policy = policy.readonly(program);
+        let programs = agent_programs(agent, &config.agents, host.path());
+        for dir in toolchains
+            .shown()
+            .chain(programs.iter().map(PathBuf::as_path))
+        {
+            if policy.hides(dir) {
+                policy = policy.readonly(dir);
             }
         }
-        if let Some(forwarder) = &config.forwarder {
+        for secret in toolchains.secrets_within() {
+            policy = policy.hide(secret);
+        }
+        if let Some(forwarder) = &confinement.forwarder {
             policy = policy.forwarder(forwarder.clone());
         }
         Ok(RunConfinement {
             policy: Some(policy),
             redactor,
+            env,
         })
+    }
+
+    /// What the run's log says about its environment: toolchains, caches, the operator's
+    /// variables by name.
+    pub(crate) fn log(&self) -> &[String] {
+        &self.env.log
     }
 
     /// For setup and checks: no network, or only `hosts` through the egress proxy.
@@ -232,12 +325,12 @@ impl RunConfinement {
         } else {
             Network::Allow(hosts.to_vec())
         };
-        self.sandbox(|policy| policy.network(network))
+        self.sandbox(&self.env.checks, |policy| policy.network(network))
     }
 
     /// For the agent: no network but the model gateways relayed to `(port, socket)`.
     fn with_forwards(&self, forwards: &[(u16, &Path)]) -> Result<Sandbox, SandboxError> {
-        self.sandbox(|mut policy| {
+        self.sandbox(&self.env.agent, |mut policy| {
             for (port, socket) in forwards {
                 policy = policy.forward(*port, socket);
             }
@@ -247,13 +340,16 @@ impl RunConfinement {
 
     fn sandbox(
         &self,
+        env: &[(String, String)],
         shape: impl FnOnce(ConfinementPolicy) -> ConfinementPolicy,
     ) -> Result<Sandbox, SandboxError> {
         let sandbox = match &self.policy {
             Some(policy) => Sandbox::confined(shape(policy.clone()))?,
             None => Sandbox::new(),
         };
-        Ok(sandbox.with_redactor(self.redactor.clone()))
+        Ok(sandbox
+            .with_env(env.iter().cloned())
+            .with_redactor(self.redactor.clone()))
     }
 
     /// The agent's sandbox and environment: confined, the agent reaches its model only through
@@ -334,7 +430,7 @@ pub(crate) struct AgentSandbox {
 /// The executables an agent of `spec` runs, resolved on `path`, as the directories to show
 /// read-only: the npm package tree an agent was installed with (its script needs the rest of
 /// `node_modules`), else the program's own directory, plus a script's interpreter.
-pub(crate) fn agent_programs(spec: &AgentSpec, agents: &AgentConfig, path: &str) -> Vec<PathBuf> {
+fn agent_programs(spec: &AgentSpec, agents: &AgentConfig, path: &str) -> Vec<PathBuf> {
     let mut commands: Vec<String> = Vec::new();
     let configured = |c: &Option<String>, default: &str| c.clone().unwrap_or(default.into());
     match spec.kind {
@@ -358,48 +454,11 @@ pub(crate) fn agent_programs(spec: &AgentSpec, agents: &AgentConfig, path: &str)
             continue;
         };
         roots.push(install_root(&program));
-        if let Some(interpreter) = interpreter(&program, path) {
+        if let Some(interpreter) = interpreter(&program, Some(path)) {
             roots.push(install_root(&interpreter));
         }
     }
     roots.sort();
     roots.dedup();
     roots
-}
-
-fn resolve(command: &str, path: &str) -> Option<PathBuf> {
-    let found = if command.contains('/') {
-        PathBuf::from(command)
-    } else {
-        std::env::split_paths(path)
-            .map(|dir| dir.join(command))
-            .find(|p| p.is_file())?
-    };
-    std::fs::canonicalize(found).ok()
-}
-
-fn install_root(program: &Path) -> PathBuf {
-    program
-        .ancestors()
-        .find(|dir| dir.file_name().is_some_and(|n| n == "node_modules"))
-        .or_else(|| program.parent())
-        .unwrap_or(program)
-        .to_path_buf()
-}
-
-/// The interpreter of a `#!` script (`#!/usr/bin/env node` → node on `path`).
-fn interpreter(program: &Path, path: &str) -> Option<PathBuf> {
-    use std::io::Read;
-    let mut head = [0u8; 256];
-    let n = std::fs::File::open(program).ok()?.read(&mut head).ok()?;
-    let line = std::str::from_utf8(&head[..n]).ok()?.strip_prefix("#!")?;
-    let line = line.lines().next()?;
-    let mut words = line.split_whitespace();
-    let first = words.next()?;
-    if first.ends_with("/env") {
-        let name = words.find(|w| !w.starts_with('-'))?;
-        resolve(name, path)
-    } else {
-        resolve(first, path)
-    }
 }

@@ -8,11 +8,13 @@ mod events;
 mod gateway;
 mod jobs;
 mod run;
+mod run_env;
 
 pub use confinement::{ConfinementConfig, ConfinementStatus, DEFAULT_SETUP_HOSTS, SandboxMode};
 pub use error::{EngineError, Result};
 pub use events::EventSink;
 pub use jobs::sweep_workspaces;
+pub use run_env::{RunEnv, ToolchainInfo};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -99,8 +101,8 @@ pub struct Engine {
     config: EngineConfig,
     git: Git,
     mirrors: Mirrors,
-    /// Probed once: whether bubblewrap works here decides whether runs can start at all.
-    confinement: ConfinementStatus,
+    /// Whether bubblewrap works here decides whether runs can start at all.
+    confinement: confinement::ConfinementProbe,
     wake: Notify,
     instance: String,
     /// Pull requests published by this engine's runs, for the follower job.
@@ -110,13 +112,20 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Arc<Engine> {
+        // Code, events and agent homes live here: the server user's alone, also when an older
+        // version left them readable to every local user.
+        for dir in ["mirrors", "runs", "logs", "git-home"] {
+            let path = config.data_dir.join(dir);
+            if let Err(e) = std::fs::create_dir_all(&path)
+                .and_then(|()| nightshift_store::restrict_to_owner(&path))
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot make the directory private");
+            }
+        }
         let git = Git::new(config.data_dir.join("git-home"));
         let mirrors = Mirrors::new(config.data_dir.join("mirrors"), git.clone());
         let instance = instance_name();
-        let confinement = ConfinementStatus::probe(&config.confinement);
-        if !confinement.confined {
-            tracing::warn!(detail = %confinement.detail, "runs are not confined");
-        }
+        let confinement = confinement::ConfinementProbe::start(&config.confinement);
         let (follow, followed) = mpsc::unbounded_channel();
         Arc::new(Engine {
             store,
@@ -139,9 +148,18 @@ impl Engine {
         &self.config
     }
 
-    /// Whether runs are confined here, and if not, why.
-    pub fn confinement(&self) -> &ConfinementStatus {
-        &self.confinement
+    /// Whether runs are confined here, and if not, why (probed again until they are).
+    pub fn confinement(&self) -> ConfinementStatus {
+        self.confinement.status(&self.config.confinement)
+    }
+
+    /// The toolchains runs can use, found in the server's environment as it is now.
+    pub fn toolchains(&self) -> Vec<ToolchainInfo> {
+        nightshift_sandbox::Toolchains::discover(&self.config.confinement.host)
+            .list
+            .iter()
+            .map(ToolchainInfo::from)
+            .collect()
     }
 
     /// Tells idle workers of this process that a run was queued.
@@ -309,6 +327,8 @@ impl Engine {
         let agents = &self.config.agents;
         secrets.extend(agents.anthropic_api_key.clone());
         secrets.extend(agents.openai_api_key.clone());
+        // What the operator gives runs as secrets, by name.
+        secrets.extend(self.config.confinement.secret_values());
         // A PEM key may show up a line at a time: every long line of a secret is one too.
         let lines: Vec<String> = secrets
             .iter()
@@ -334,6 +354,13 @@ impl Engine {
             more.extend(credential.secrets().into_iter().map(str::to_string));
         }
         self.secret_filter(more)
+    }
+
+    /// The filter a run of `repo` in this project would record through, for what the intake
+    /// stores before any run: a task's instructions, title and parameter values.
+    pub async fn intake_redactor(&self, project_id: i64, repo: &RepoUrl) -> Result<Redactor> {
+        let host = RepoPath::parse(repo).ok().map(|p| p.host);
+        self.run_redactor(project_id, host.as_deref()).await
     }
 
     /// Hands a pull request a run published to the follower job.

@@ -3,7 +3,8 @@
 //! limits hold for the whole process tree.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::limits::{LimitEnforcement, Limits};
 use crate::proxy::AllowedHost;
@@ -46,6 +47,9 @@ pub struct ConfinementPolicy {
     pub home: PathBuf,
     /// Paths shown read-only even when they lie under a hidden path (toolchains under a hidden home).
     pub extra_readonly: Vec<PathBuf>,
+    /// Writable besides the workspace and the home, even under a hidden path (a repository's
+    /// download and build caches).
+    pub extra_writable: Vec<PathBuf>,
     /// Paths that must not be visible at all: the data directory, other workspaces, key files.
     pub hidden: Vec<PathBuf>,
     /// `(source, path)`: the file `source` from outside shown read-only at `path` instead of
@@ -78,6 +82,7 @@ impl ConfinementPolicy {
             workspace: workspace.into(),
             home: home.into(),
             extra_readonly: Vec::new(),
+            extra_writable: Vec::new(),
             hidden: default_hidden(),
             substitutes: Vec::new(),
             network: Network::None,
@@ -94,6 +99,12 @@ impl ConfinementPolicy {
 
     pub fn readonly(mut self, path: impl Into<PathBuf>) -> Self {
         self.extra_readonly.push(path.into());
+        self
+    }
+
+    /// Makes `path`, an existing directory, writable inside the sandbox.
+    pub fn writable(mut self, path: impl Into<PathBuf>) -> Self {
+        self.extra_writable.push(path.into());
         self
     }
 
@@ -149,7 +160,9 @@ impl ConfinementPolicy {
                 .max()
         };
         let shown = [self.workspace.clone(), self.home.clone()];
-        let shown = deepest(&self.extra_readonly).max(deepest(&shown));
+        let shown = deepest(&self.extra_readonly)
+            .max(deepest(&self.extra_writable))
+            .max(deepest(&shown));
         // The sandbox's /tmp is a fresh one: the host's is as good as hidden.
         let hidden = deepest(&self.hidden).max(deepest(&[PathBuf::from("/tmp")]));
         match (hidden, shown) {
@@ -249,7 +262,12 @@ impl ConfinementPolicy {
             }
         }
         // Bound last so they stay writable even when they lie inside a hidden directory.
-        for path in [&workspace, &home] {
+        let writable = self
+            .extra_writable
+            .iter()
+            .map(|p| canonical(p))
+            .collect::<Result<Vec<_>>>()?;
+        for path in [&workspace, &home].into_iter().chain(&writable) {
             let path = path_str(path)?.to_string();
             args.extend(["--bind".into(), path.clone(), path]);
         }
@@ -363,7 +381,8 @@ fn default_forwarder() -> Vec<String> {
         .collect()
 }
 
-pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
+/// `name` in the directories of this process's `PATH`.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
     find_in(name, &std::env::var_os("PATH")?)
 }
 
@@ -383,23 +402,55 @@ pub struct ConfinementSupport {
     pub limits: LimitEnforcement,
 }
 
-/// Probes once per process whether bubblewrap runs here with PID and network namespaces.
+/// How long a failed probe of an installed bwrap stands before it is tried again (namespaces
+/// allowed since, say); a missing bwrap is looked for again on every call.
+const RETRY_FAILED_PROBE: Duration = Duration::from_secs(5);
+
+/// Whether bubblewrap runs here with PID and network namespaces. A working bwrap is probed once
+/// per process; while it is missing or failing it is probed again, so installing it needs no
+/// restart.
 pub fn detect() -> Result<ConfinementSupport> {
-    static PROBE: OnceLock<std::result::Result<ConfinementSupport, String>> = OnceLock::new();
-    PROBE
-        .get_or_init(probe)
-        .clone()
-        .map_err(SandboxError::ConfinementUnavailable)
+    struct Probe {
+        /// The bwrap probed: its path, inode and modification time.
+        bwrap: (PathBuf, u64, i64),
+        at: Instant,
+        result: std::result::Result<ConfinementSupport, String>,
+    }
+    static LAST: Mutex<Option<Probe>> = Mutex::new(None);
+    let bwrap = find_on_path("bwrap").ok_or_else(|| {
+        SandboxError::ConfinementUnavailable("bwrap (bubblewrap) is not installed".into())
+    })?;
+    let identity = {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&bwrap).map_err(|e| {
+            SandboxError::ConfinementUnavailable(format!("{}: {e}", bwrap.display()))
+        })?;
+        (bwrap.clone(), meta.ino(), meta.mtime())
+    };
+    let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(probe) = last.as_ref().filter(|probe| {
+        probe.bwrap == identity && (probe.result.is_ok() || probe.at.elapsed() < RETRY_FAILED_PROBE)
+    }) {
+        return probe
+            .result
+            .clone()
+            .map_err(SandboxError::ConfinementUnavailable);
+    }
+    let result = probe(&bwrap);
+    *last = Some(Probe {
+        bwrap: identity,
+        at: Instant::now(),
+        result: result.clone(),
+    });
+    result.map_err(SandboxError::ConfinementUnavailable)
 }
 
-fn probe() -> std::result::Result<ConfinementSupport, String> {
-    let bwrap =
-        find_on_path("bwrap").ok_or_else(|| "bwrap (bubblewrap) is not installed".to_string())?;
-    let version = std::process::Command::new(&bwrap)
+fn probe(bwrap: &Path) -> std::result::Result<ConfinementSupport, String> {
+    let version = std::process::Command::new(bwrap)
         .arg("--version")
         .output()
         .map_err(|e| format!("cannot run {}: {e}", bwrap.display()))?;
-    let run = std::process::Command::new(&bwrap)
+    let run = std::process::Command::new(bwrap)
         .args([
             "--die-with-parent",
             "--unshare-pid",
@@ -431,7 +482,7 @@ fn probe() -> std::result::Result<ConfinementSupport, String> {
         ));
     }
     Ok(ConfinementSupport {
-        bwrap,
+        bwrap: bwrap.to_path_buf(),
         bwrap_version: String::from_utf8_lossy(&version.stdout).trim().to_string(),
         limits: crate::limits::enforcement(),
     })

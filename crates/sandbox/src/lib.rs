@@ -1,6 +1,7 @@
 //! Running a process for the engine: its own process group, a scrubbed environment, output
 //! captured line by line (optionally redacted), a kill that escalates and is confirmed before it
-//! returns, and confinement with bubblewrap.
+//! returns, and confinement with bubblewrap — with the toolchains the server's user installed
+//! under a home found and shown read-only ([`Toolchains`]).
 //!
 //! How a run uses it, one sandbox per phase (each with the network that phase needs):
 //!
@@ -30,14 +31,20 @@ mod confine;
 mod limits;
 pub mod netfwd;
 mod process;
+mod programs;
 mod proxy;
+mod toolchains;
 
-pub use confine::{Confinement, ConfinementPolicy, ConfinementSupport, Forward, Network, detect};
+pub use confine::{
+    Confinement, ConfinementPolicy, ConfinementSupport, Forward, Network, detect, find_on_path,
+};
 pub use limits::{LimitEnforcement, Limits};
 /// Every captured line passes through it (see [`Sandbox::with_redactor`]).
 pub use nightshift_core::{MASK, MIN_SECRET_LEN, Redactor};
 pub use process::{Exit, OutputLine, ProcessSpec, RunningProcess, Sandbox, group_alive};
+pub use programs::{install_root, interpreter, resolve};
 pub use proxy::AllowedHost;
+pub use toolchains::{HostEnv, Toolchain, Toolchains, cache_env};
 
 use std::path::PathBuf;
 

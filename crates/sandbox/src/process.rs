@@ -224,6 +224,26 @@ impl Sandbox {
         Ok(sandbox)
     }
 
+    /// Adds variables every process gets (`PATH` and `LANG` replace the defaults). What
+    /// confinement sets itself — `HOME`, `TMPDIR`, the egress proxy's — and variables added
+    /// before are kept.
+    pub fn with_env<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        for (key, value) in vars {
+            let (key, value) = (key.into(), value.into());
+            match self.base_env.iter_mut().find(|(k, _)| *k == key) {
+                Some(existing) if key == "PATH" || key == "LANG" => existing.1 = value,
+                Some(_) => {}
+                None => self.base_env.push((key, value)),
+            }
+        }
+        self
+    }
+
     /// Every captured line passes through `redactor` before anyone sees it.
     pub fn with_redactor(mut self, redactor: Redactor) -> Self {
         self.redactor = Some(Arc::new(redactor));

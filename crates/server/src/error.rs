@@ -1,7 +1,7 @@
 //! The one place errors become HTTP answers: a status and a stable machine-readable `code`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nightshift_engine::EngineError;
 use nightshift_store::StoreError;
@@ -13,6 +13,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds until the caller may try again, sent as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -21,7 +23,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
@@ -38,11 +46,17 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
-        (
+        let mut response = (
             self.status,
             Json(json!({"error": {"code": self.code, "message": self.message}})),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -103,6 +117,9 @@ impl From<nightshift_core::CoreError> for ApiError {
             C::InvalidTransition { .. } => "invalid_transition",
             C::InvalidTemplate { .. } => "invalid_template",
             C::InvalidParameter { .. } => "invalid_parameter",
+            C::ControlCharacter { .. } => "control_character",
+            C::InvalidText { .. } => "invalid_text",
+            C::InvalidBudget { .. } => "invalid_budget",
         };
         ApiError::invalid(code, e.to_string())
     }

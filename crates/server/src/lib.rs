@@ -4,14 +4,18 @@
 mod api;
 pub mod auth;
 mod bootstrap;
+mod edge;
 mod error;
 pub mod openapi;
+mod throttle;
 mod ui;
 mod views;
 
 pub use api::{RouteSpec, route_table};
 pub use auth::{Access, AuthConfig, CurrentUser, ProxyConfig};
+pub use edge::AllowedHosts;
 pub use error::ApiError;
+pub use throttle::{TaskRateLimit, Throttle};
 pub use views::{RunView, TaskView};
 
 use std::future::IntoFuture;
@@ -61,6 +65,10 @@ pub struct ServerConfig {
     pub default_agent: AgentSpec,
     /// How people sign in.
     pub auth: AuthConfig,
+    /// Names this server answers to besides its address, `localhost` and the public URL's host.
+    pub allowed_hosts: AllowedHosts,
+    /// How fast one user may create tasks.
+    pub task_rate: TaskRateLimit,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +82,8 @@ impl Default for ServerConfig {
                 args: Vec::new(),
             },
             auth: AuthConfig::default(),
+            allowed_hosts: AllowedHosts::default(),
+            task_rate: TaskRateLimit::default(),
         }
     }
 }
@@ -85,9 +95,26 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Seals and opens the credentials vault.
     pub secret_key: Arc<SecretKey>,
+    /// Task creation and audit noise limits of this process.
+    pub throttle: Arc<Throttle>,
 }
 
 impl AppState {
+    pub fn new(
+        store: Store,
+        engine: Arc<Engine>,
+        config: ServerConfig,
+        secret_key: SecretKey,
+    ) -> AppState {
+        AppState {
+            throttle: Arc::new(Throttle::new(config.task_rate)),
+            store,
+            engine,
+            config: Arc::new(config),
+            secret_key: Arc::new(secret_key),
+        }
+    }
+
     pub(crate) async fn project(&self, name: &str) -> Result<Project, ApiError> {
         self.store
             .project(name)
@@ -121,6 +148,12 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         auth::guard,
     ));
+    let hosts = Arc::new(
+        state
+            .config
+            .allowed_hosts
+            .with_url(&state.engine.config().public_url),
+    );
     Router::new()
         .nest("/api/v1", api)
         .merge(ui::routes(state.clone()))
@@ -128,6 +161,12 @@ pub fn router(state: AppState) -> Router {
         // included: sessions are cookies, and this is what makes them CSRF-safe.
         .layer(axum::middleware::from_fn(ui::same_origin))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // In every mode, `--no-auth` included: a name that is not this server's is refused
+        // before anything else looks at the request.
+        .layer(axum::middleware::from_fn(move |request, next| {
+            edge::check_host(hosts.clone(), request, next)
+        }))
+        .layer(axum::middleware::from_fn(edge::security_headers))
         .with_state(state)
 }
 
@@ -163,6 +202,11 @@ pub async fn serve(options: ServeOptions, shutdown: CancellationToken) -> Result
         Some(key) => key.clone(),
         None => SecretKey::load_or_create(&options.data_dir.join("secret.key"))?,
     };
+    // An older version wrote the token file with the same mode; a copy put there by hand may not.
+    let admin_token = options.data_dir.join("admin.token");
+    if let Err(e) = nightshift_store::restrict_to_owner(&admin_token) {
+        tracing::warn!(path = %admin_token.display(), error = %e, "cannot make the file private");
+    }
     if let Some(path) = bootstrap::first_start(&store, &options).await? {
         println!(
             "nightshift: created the admin user; its API token is in {} (export NIGHTSHIFT_TOKEN=$(cat {}))",
@@ -176,12 +220,12 @@ pub async fn serve(options: ServeOptions, shutdown: CancellationToken) -> Result
         .unwrap_or_else(|| EngineConfig::new(&options.data_dir));
     engine_config.secret_key = Some(secret_key.clone());
     let engine = Engine::new(store.clone(), engine_config);
-    let state = AppState {
-        store: store.clone(),
-        engine: engine.clone(),
-        config: Arc::new(options.server.clone()),
-        secret_key: Arc::new(secret_key),
-    };
+    let state = AppState::new(
+        store.clone(),
+        engine.clone(),
+        options.server.clone(),
+        secret_key,
+    );
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| ServerError::Bind {

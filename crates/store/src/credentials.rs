@@ -44,7 +44,10 @@ impl SecretKey {
     pub fn load_or_create(path: &Path) -> Result<SecretKey> {
         let io = |e: std::io::Error| StoreError::Key(format!("{}: {e}", path.display()));
         match std::fs::read_to_string(path) {
-            Ok(text) => SecretKey::from_base64(&text),
+            Ok(text) => {
+                restrict_to_owner(path).map_err(io)?;
+                SecretKey::from_base64(&text)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut key);
@@ -58,6 +61,29 @@ impl SecretKey {
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new((&self.0).into())
     }
+}
+
+/// Makes an existing file (0600) or directory (0700) reachable by its owner only; what an older
+/// version left readable to every local user is tightened this way at start. A missing path
+/// is fine; a symbolic link is left alone (its target is not ours to change).
+pub fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mode = if meta.is_dir() {
+        0o700
+    } else if meta.is_file() {
+        0o600
+    } else {
+        return Ok(());
+    };
+    if meta.permissions().mode() & 0o777 != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 /// Writes a file only its owner can read, refusing to follow or replace an existing one.
@@ -107,6 +133,55 @@ impl ForgeCredential {
             ForgeCredential::GitlabToken { .. } => "gitlab_token",
             ForgeCredential::GiteaToken { .. } => "gitea_token",
             ForgeCredential::Git { .. } => "git",
+        }
+    }
+
+    /// Refuses a credential that could never work: an empty token, a token with spaces or
+    /// control characters (it goes into an HTTP header), an App without ids or a PEM key. The
+    /// message names the field, never its value.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let word = |field: &str, value: &str| {
+            if value.trim().is_empty() {
+                Err(format!("{field} is empty: paste the whole value"))
+            } else if value
+                .trim()
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+            {
+                Err(format!(
+                    "{field} contains spaces or control characters: paste the value alone"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            ForgeCredential::GithubApp {
+                app_id,
+                installation_id,
+                private_key,
+            } => {
+                if *app_id == 0 || *installation_id == 0 {
+                    return Err(
+                        "app_id and installation_id are the App's numeric ids, not 0".into(),
+                    );
+                }
+                let pem = private_key.trim();
+                if !(pem.starts_with("-----BEGIN") && pem.contains("PRIVATE KEY-----")) {
+                    return Err(
+                        "private_key is not a PEM private key (-----BEGIN … PRIVATE KEY-----)"
+                            .into(),
+                    );
+                }
+                Ok(())
+            }
+            ForgeCredential::GithubToken { token }
+            | ForgeCredential::GitlabToken { token }
+            | ForgeCredential::GiteaToken { token } => word("token", token),
+            ForgeCredential::Git { username, password } => {
+                word("username", username)?;
+                word("password", password)
+            }
         }
     }
 

@@ -31,7 +31,9 @@ pub use tasks::{CancelOutcome, TaskSummary};
 pub use templates::{TemplateSummary, TemplateUsage, TemplateUse};
 
 pub use audit::NewAudit;
-pub use credentials::{CredentialInfo, ForgeCredential, SecretKey, write_private};
+pub use credentials::{
+    CredentialInfo, ForgeCredential, SecretKey, restrict_to_owner, write_private,
+};
 pub use history::RunFilter;
 pub use limits::MonthlyUsage;
 pub use projects::{GroupBinding, Member};
@@ -103,13 +105,36 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the SQLite database file at `path`.
+    /// Opens (creating if needed) the SQLite database file at `path`, readable by its owner
+    /// only: the file, and its `-wal` and `-shm` companions, which SQLite creates with the
+    /// database file's mode.
     pub async fn open_sqlite(path: &Path) -> Result<Store> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let io = |p: &Path, e: std::io::Error| StoreError::Corrupt(format!("{}: {e}", p.display()));
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         }
-        Store::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(path, e)),
+        }
+        let companions = |path: &Path| -> Result<()> {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+                restrict_to_owner(&file).map_err(|e| io(&file, e))?;
+            }
+            Ok(())
+        };
+        companions(path)?;
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display())).await?;
+        companions(path)?;
+        Ok(store)
     }
 
     /// Connects to `sqlite://…` or `postgres://…` and applies migrations.

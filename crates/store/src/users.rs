@@ -186,7 +186,8 @@ impl Store {
         rows.iter().map(token_row).collect()
     }
 
-    /// Revokes one of the user's tokens. `false` when the user has no such live token.
+    /// Revokes one of the user's tokens and ends the sessions opened with it. `false` when the
+    /// user has no such live token.
     pub async fn revoke_token(&self, user_id: i64, token_id: i64) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE api_tokens SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
@@ -196,11 +197,24 @@ impl Store {
         .bind(now_millis())
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        // The token's sessions die with it (they would no longer sign in anyway).
+        sqlx::query("DELETE FROM sessions WHERE token_id = $1")
+            .bind(token_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(true)
     }
 
     /// The user a live token belongs to.
     pub async fn user_by_token(&self, token: &str) -> Result<Option<User>> {
+        Ok(self.live_token(token).await?.map(|(user, _)| user))
+    }
+
+    /// The owner of a live token and the token's id; notes when the token was last used.
+    async fn live_token(&self, token: &str) -> Result<Option<(User, i64)>> {
         let sql = format!(
             "SELECT {USER_COLUMNS}, k.id AS token_id, k.last_used_at FROM api_tokens k \
              JOIN users u ON u.id = k.user_id WHERE k.token_hash = $1 AND k.revoked_at IS NULL"
@@ -211,38 +225,47 @@ impl Store {
             .await?;
         let Some(row) = row else { return Ok(None) };
         let now = now_millis();
+        let token_id: i64 = row.try_get("token_id")?;
         // Once a minute is precise enough to spot an unused token, and spares a write per request.
         let last: Option<i64> = row.try_get("last_used_at")?;
         if last.is_none_or(|l| now - l > 60_000) {
-            let token_id: i64 = row.try_get("token_id")?;
             sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
                 .bind(token_id)
                 .bind(now)
                 .execute(&self.pool)
                 .await?;
         }
-        Ok(Some(user_row(&row)?))
+        Ok(Some((user_row(&row)?, token_id)))
     }
 
-    /// Opens a browser session for `user_id`; returns the cookie value (stored only hashed).
-    pub async fn create_session(&self, user_id: i64, ttl_ms: i64) -> Result<String> {
+    /// Opens a browser session with a live API token: its owner and the cookie value (stored
+    /// only hashed), or `None` when the token is unknown or revoked. The session is bound to
+    /// the token and ends when the token is revoked.
+    pub async fn create_session(&self, token: &str, ttl_ms: i64) -> Result<Option<(User, String)>> {
+        let Some((user, token_id)) = self.live_token(token).await? else {
+            return Ok(None);
+        };
         let secret = new_secret("nss_");
         let now = now_millis();
         sqlx::query(
-            "INSERT INTO sessions (id_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO sessions (id_hash, user_id, token_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(hash_secret(&secret))
-        .bind(user_id)
+        .bind(user.id)
+        .bind(token_id)
         .bind(now)
         .bind(now + ttl_ms)
         .execute(&self.pool)
         .await?;
-        Ok(secret)
+        Ok(Some((user, secret)))
     }
 
+    /// The user of a session that has not expired and whose token is still live.
     pub async fn user_by_session(&self, secret: &str) -> Result<Option<User>> {
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+             JOIN api_tokens k ON k.id = s.token_id AND k.revoked_at IS NULL \
              WHERE s.id_hash = $1 AND s.expires_at > $2"
         );
         let row = sqlx::query(&sql)

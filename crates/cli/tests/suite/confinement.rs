@@ -64,13 +64,17 @@ fn the_server_says_whether_runs_are_confined_and_none_must_be_chosen() {
 }
 
 /// A machine without bubblewrap: runs fail at once, saying how to fix it, instead of quietly
-/// running the agent with the server's own view of the machine.
+/// running the agent with the server's own view of the machine. Once bubblewrap is installed
+/// (here: put on the server's PATH) the server notices without a restart: health, the web UI's
+/// notice and the next run are confined.
 #[test]
-fn without_bubblewrap_runs_fail_at_preparing_naming_the_fix() {
+fn without_bubblewrap_runs_fail_naming_the_fix_until_it_is_installed() {
     let data = tempfile::tempdir().unwrap();
-    let bin = tempfile::tempdir().unwrap();
-    let git = which("git");
-    std::os::unix::fs::symlink(&git, bin.path().join("git")).unwrap();
+    // Not under /tmp: inside a sandbox that is a fresh one, and the runs' PATH would be empty.
+    let bin = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    for program in ["git", "sh", "touch"] {
+        std::os::unix::fs::symlink(which(program), bin.path().join(program)).unwrap();
+    }
     let server = Server::start_with(data.path(), 1, |command| {
         command.env("PATH", bin.path());
     });
@@ -81,6 +85,8 @@ fn without_bubblewrap_runs_fail_at_preparing_naming_the_fix() {
         detail.contains("bwrap") && detail.contains("sandbox = \"none\""),
         "{detail}"
     );
+    let (_, page) = server.get("/p/default/tasks");
+    assert!(page.contains("not confined"), "{page}");
 
     let repo = RemoteRepo::with_files(&[("a", "")]);
     let task = create(&server, &repo, "touch b");
@@ -89,10 +95,56 @@ fn without_bubblewrap_runs_fail_at_preparing_naming_the_fix() {
     assert_eq!(run["failed_phase"], "preparing", "{task}");
     let error = run["error"].as_str().unwrap();
     assert!(
-        error.contains("Install bubblewrap") && error.contains("sandbox = \"none\""),
+        error.contains("Install bubblewrap")
+            && error.contains("without a restart")
+            && error.contains("sandbox = \"none\""),
         "{error}"
     );
     assert_eq!(repo.branches(), vec!["main"], "nothing ran, nothing pushed");
+
+    std::os::unix::fs::symlink(which("bwrap"), bin.path().join("bwrap")).unwrap();
+    let answer = health(&server);
+    assert_eq!(answer["confinement"]["confined"], true, "{answer}");
+    let (_, page) = server.get("/p/default/tasks");
+    assert!(!page.contains("not confined"), "{page}");
+    let task = create(&server, &repo, "touch b");
+    assert_eq!(task["runs"][0]["end_reason"], "succeeded", "{task}");
+}
+
+/// `GET /api/v1/health` lists the toolchains runs can use, found in the server's environment:
+/// here a pyenv and a Go installation laid out where the environment says they are.
+#[test]
+fn health_lists_the_toolchains_runs_can_use() {
+    let data = tempfile::tempdir().unwrap();
+    let tools = tempfile::tempdir().unwrap();
+    let tools = tools.path().canonicalize().unwrap();
+    let pyenv = tools.join("pyenv");
+    std::fs::create_dir_all(pyenv.join("versions/3.12.1/bin")).unwrap();
+    std::fs::write(pyenv.join("version"), "3.12.1\n").unwrap();
+    let go = tools.join("go");
+    std::fs::create_dir_all(go.join("src/runtime")).unwrap();
+    std::fs::write(go.join("VERSION"), "go1.22.1\ntime 2024-03-01\n").unwrap();
+    let server = Server::start_with(data.path(), 0, |command| {
+        command.env("PYENV_ROOT", &pyenv).env("GOROOT", &go);
+    });
+    let answer = health(&server);
+    let toolchains = answer["toolchains"].as_array().unwrap();
+    let find = |manager: &str| {
+        toolchains
+            .iter()
+            .find(|t| t["manager"] == manager)
+            .unwrap_or_else(|| panic!("no {manager} in {answer}"))
+    };
+    assert_eq!(
+        find("pyenv"),
+        &serde_json::json!({"name": "python", "manager": "pyenv", "version": "3.12.1",
+                            "from": pyenv.display().to_string()})
+    );
+    assert_eq!(
+        find("GOROOT"),
+        &serde_json::json!({"name": "go", "manager": "GOROOT", "version": "go1.22.1",
+                            "from": go.display().to_string()})
+    );
 }
 
 /// Setup commands reach the registries the server allows, through the egress proxy and the

@@ -12,7 +12,7 @@ use super::resume::{self, Checkout};
 use super::validate::{Validated, run_checks};
 use super::{RunExecution, Step, Workspace, short_sha};
 use crate::EngineError;
-use crate::confinement::{RunConfinement, SandboxMode, agent_programs};
+use crate::confinement::{RunConfinement, SandboxMode};
 
 /// Where the run's change goes: the repository, its forge (push access checked), the branch.
 pub(crate) struct Target {
@@ -98,6 +98,9 @@ pub(crate) async fn workspace<'w>(
     run.checkpoint.base_commit = Some(worktree.base_commit().to_string());
     run.change.branch = Some(target.branch.clone());
     let confinement = confine(run, &worktree)?;
+    for line in confinement.log() {
+        run.events.info(Some(Phase::Preparing), line.clone());
+    }
     let workspace = slot.insert(Workspace {
         worktree,
         confinement,
@@ -174,20 +177,12 @@ pub(crate) fn confine(run: &RunExecution, worktree: &Worktree) -> Step<RunConfin
         None => Redactor::shapes_only().map_err(EngineError::Core)?,
     };
     let home = run.home()?;
-    let config = &run.engine.config;
-    Ok(match config.confinement.mode {
-        SandboxMode::None => RunConfinement::unconfined(redactor),
-        SandboxMode::Bubblewrap => {
-            let path = std::env::var("PATH").unwrap_or_default();
-            let programs = agent_programs(&run.task.agent, &config.agents, &path);
-            RunConfinement::confined(
-                &config.confinement,
-                &config.data_dir,
-                worktree,
-                &home,
-                &programs,
-                redactor,
-            )?
-        }
-    })
+    Ok(RunConfinement::new(
+        &run.engine.config,
+        run.task.project_id,
+        &run.task.agent,
+        worktree,
+        &home,
+        redactor,
+    )?)
 }

@@ -6,3 +6,4 @@ mod pipeline;
 mod publish;
 mod stops;
 mod takeover;
+mod toolchains;

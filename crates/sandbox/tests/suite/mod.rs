@@ -5,6 +5,7 @@ mod limits;
 mod network;
 mod process;
 mod redact;
+mod toolchains;
 
 use std::path::{Path, PathBuf};
 

@@ -79,6 +79,12 @@ pub async fn set(
             format!("invalid credential: {detail}kinds: {KINDS}"),
         )
     })?;
+    credential.validate().map_err(|reason| {
+        ApiError::invalid(
+            "invalid_credential",
+            format!("invalid credential: {reason}"),
+        )
+    })?;
     let info = state
         .store
         .set_credential(

@@ -75,7 +75,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 M::GET,
                 "/health",
                 Access::Public,
-                "Liveness, version, and whether runs are confined (sandbox, confined, detail)",
+                "Liveness, version, whether runs are confined (sandbox, confined, detail), and the \
+                 toolchains runs can use (name, manager, version, from)",
             ),
             get(health),
         ),
@@ -540,7 +541,8 @@ pub fn routes() -> Router<AppState> {
         })
 }
 
-/// Liveness, and whether runs here are confined: an unconfined server should be noticed.
+/// Liveness, whether runs here are confined (an unconfined server should be noticed), and the
+/// toolchains they can use.
 async fn health(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> axum::Json<serde_json::Value> {
@@ -548,5 +550,6 @@ async fn health(
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "confinement": state.engine.confinement(),
+        "toolchains": state.engine.toolchains(),
     }))
 }

@@ -290,6 +290,7 @@ pub async fn set_group(
             "group: 1 to 200 characters",
         ));
     }
+    nightshift_core::single_line("group", group)?;
     state
         .store
         .set_group_binding(access.project.id, group, request.role)

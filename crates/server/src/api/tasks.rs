@@ -1,5 +1,7 @@
 //! Task routes: create, list with filters, show, cancel, retry, events, generated change.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, Query, State};
@@ -7,7 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use nightshift_core::{
     AgentKind, AgentSpec, BranchName, Budget, DEFAULT_TIMEOUT, Instructions, NewTask, Project,
-    RepoUrl, RunEvent, TaskFilter, Template, TemplateParams, parse_duration, parse_timestamp,
+    RepoUrl, RunEvent, TaskFilter, Template, TemplateParams, Title, parse_duration,
+    parse_timestamp,
 };
 use nightshift_store::CancelOutcome;
 use serde::Deserialize;
@@ -88,6 +91,7 @@ pub(crate) async fn create_task(
         });
     let instructions = Instructions::parse(&request.instructions)?;
     let repo = RepoUrl::parse(&request.repo)?;
+    let title = Title::parse(request.title.as_deref().unwrap_or_default())?;
     let base = request
         .base
         .as_deref()
@@ -128,24 +132,33 @@ pub(crate) async fn create_task(
         .budget
         .or(spec.map(|s| s.budget))
         .unwrap_or_default();
-    if budget
-        .max_cost_usd
-        .is_some_and(|c| !(c.is_finite() && c > 0.0))
-    {
-        return Err(ApiError::invalid(
-            "invalid_budget",
-            "max_cost_usd must be a positive number of dollars",
-        ));
-    }
-    let title = match request
-        .title
-        .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
-        Some(title) => title.chars().take(200).collect(),
+    budget.validate()?;
+    // Configured secrets are masked before anything is derived from the text: a title cut
+    // from the instructions must not keep half a key the mask would no longer recognise.
+    let redactor = state.engine.intake_redactor(project.id, &repo).await?;
+    let instructions = Instructions::parse(&redactor.redact(instructions.as_str()))?;
+    let title = match title {
+        Some(title) => redactor.redact(&String::from(title)).into_owned(),
         None => instructions.summary(),
     };
+    let masked_params;
+    let template = match template {
+        Some((template, params)) => {
+            let values: BTreeMap<String, String> = params
+                .as_map()
+                .iter()
+                .map(|(k, v)| (k.clone(), redactor.redact(v).into_owned()))
+                .collect();
+            if values == *params.as_map() {
+                Some((template, params))
+            } else {
+                masked_params = template.spec.bind(&values)?;
+                Some((template, &masked_params))
+            }
+        }
+        None => None,
+    };
+    state.throttle.task_created(user.name())?;
     if let Some(existing) = state
         .store
         .active_duplicate(project.id, repo.as_str(), instructions.as_str())

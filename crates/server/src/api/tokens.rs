@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::tasks::body;
 use crate::AppState;
-use crate::auth::{AuditNote, CurrentUser, SESSION_COOKIE};
+use crate::auth::{AuditNote, CurrentUser, OverTls, SESSION_COOKIE};
 use crate::error::ApiError;
 
 fn token_view(token: &ApiToken) -> Value {
@@ -50,26 +50,25 @@ pub struct SignIn {
     pub token: String,
 }
 
-/// Checks an API token and opens a browser session for its user: the user and the
-/// `Set-Cookie` value. Shared by the API's `POST /session` and the sign-in page, so both set
-/// the very same cookie.
+/// Checks an API token and opens a browser session for its user, bound to that token (it ends
+/// when the token is revoked): the user and the `Set-Cookie` value. Shared by the API's
+/// `POST /session` and the sign-in page, so both set the very same cookie. `secure` when the
+/// browser reached the server over TLS.
 pub(crate) async fn start_session(
     state: &AppState,
     token: &str,
+    secure: bool,
 ) -> Result<(nightshift_core::User, String), ApiError> {
-    let user = state
+    let ttl = state.config.auth.session_ttl;
+    let (user, session) = state
         .store
-        .user_by_token(token.trim())
+        .create_session(token.trim(), ttl.as_millis() as i64)
         .await?
         .ok_or_else(|| crate::auth::unauthenticated("the API token is unknown or revoked"))?;
-    let ttl = state.config.auth.session_ttl;
-    let session = state
-        .store
-        .create_session(user.id, ttl.as_millis() as i64)
-        .await?;
     let cookie = format!(
-        "{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        ttl.as_secs()
+        "{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        ttl.as_secs(),
+        if secure { "; Secure" } else { "" }
     );
     Ok((user, cookie))
 }
@@ -86,10 +85,11 @@ pub(crate) async fn end_session(state: &AppState, headers: &HeaderMap) -> Result
 
 pub async fn sign_in(
     State(state): State<AppState>,
+    OverTls(secure): OverTls,
     request: Result<Json<SignIn>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
-    let (user, cookie) = start_session(&state, &request.token).await?;
+    let (user, cookie) = start_session(&state, &request.token, secure).await?;
     let mut response = (
         StatusCode::CREATED,
         [(header::SET_COOKIE, cookie)],
@@ -158,6 +158,7 @@ pub async fn create(
             "name: 1 to 100 characters",
         ));
     }
+    nightshift_core::single_line("token name", name)?;
     let (token, secret) = state.store.create_token(user.user.id, name).await?;
     let mut view = token_view(&token);
     view["token"] = json!(secret);
@@ -212,6 +213,9 @@ pub async fn create_user(
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
     let name = valid_user_name(&request.name)?;
+    if let Some(email) = &request.email {
+        nightshift_core::single_line("email", email)?;
+    }
     let user = state
         .store
         .create_user(name, request.email.as_deref(), request.server_admin)

@@ -85,8 +85,11 @@ pub async fn resolve(
         let client = client.split(',').next().unwrap_or_default().trim();
         identity.source = format!("{client} via {}", identity.source);
     }
-    if let Some(claimed) = proxy_user.filter(|_| !trusted) {
-        // Someone may be trying to pass as another user: ignore the header, keep a record.
+    if let Some(claimed) = proxy_user.filter(|_| !trusted)
+        && state.throttle.record_noise(&identity.source)
+    {
+        // Someone may be trying to pass as another user: ignore the header, keep a record
+        // (a bounded number of them: a flood of such requests must not fill the audit trail).
         let claimed: String = claimed.chars().take(100).collect();
         tracing::warn!(source = %identity.source, "identity headers from an untrusted address ignored");
         state
@@ -119,7 +122,8 @@ pub async fn resolve(
         if identity.user.is_some() {
             return Ok(identity);
         }
-        identity.rejected = Some("the session has expired: sign in again");
+        identity.rejected =
+            Some("the session has ended (it expired, or its API token was revoked): sign in again");
     }
     if let (true, Some(name)) = (trusted, proxy_user) {
         let email = header(headers, "x-forwarded-email");
@@ -135,6 +139,42 @@ pub async fn resolve(
         identity.rejected = None;
     }
     Ok(identity)
+}
+
+/// Whether the browser reached this server over TLS: the public URL is `https://`, or a
+/// trusted proxy says so in `X-Forwarded-Proto` (from anyone else the header proves nothing).
+pub(crate) fn over_tls(state: &AppState, headers: &HeaderMap, peer: Option<IpAddr>) -> bool {
+    if state
+        .engine
+        .config()
+        .public_url
+        .to_ascii_lowercase()
+        .starts_with("https://")
+    {
+        return true;
+    }
+    let trusted = match (&state.config.auth.proxy, peer) {
+        (Some(proxy), Some(ip)) => proxy.trusted.contains(&ip),
+        _ => false,
+    };
+    trusted
+        && header(headers, "x-forwarded-proto")
+            .and_then(|p| p.split(',').next())
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+}
+
+/// Whether the request came over TLS (see [`over_tls`]), as an extractor for handlers.
+pub struct OverTls(pub bool);
+
+impl FromRequestParts<AppState> for OverTls {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(OverTls(over_tls(state, &parts.headers, peer_of(parts))))
+    }
 }
 
 /// The client address of a whole request, for middleware that has not split it.

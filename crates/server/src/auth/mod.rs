@@ -6,9 +6,9 @@ mod guard;
 mod identity;
 
 pub use guard::{AuditNote, ProjectAccess, guard};
-pub(crate) use identity::peer_of_request;
 pub(crate) use identity::session_cookie as identity_session;
 pub use identity::{CurrentUser, Identity, SESSION_COOKIE, resolve};
+pub(crate) use identity::{OverTls, over_tls, peer_of_request};
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -60,7 +60,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
             axum::routing::post(notifications::read_all),
         )
         // Forms change state; `router` refuses them when they come from another site (CSRF).
-        .route("/p/{project}/notifications/{id}", get(notifications::open))
+        .route(
+            "/p/{project}/notifications/{id}",
+            get(notifications::show).post(notifications::open),
+        )
         .route("/", get(home))
         .route(
             "/signout",

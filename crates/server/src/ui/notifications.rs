@@ -1,4 +1,5 @@
-//! The notification list; opening an entry marks it read and goes to its task.
+//! The notification list; opening an entry (a form: reading changes state) marks it read and
+//! goes to its task.
 
 use axum::extract::{Path, State};
 use axum::response::{Html, Response};
@@ -25,7 +26,8 @@ pub async fn list(
         list.iter()
             .map(|n| {
                 format!(
-                    "<li class=\"{state} n-{kind}\"><a href=\"{base}/notifications/{id}\">{message}</a> \
+                    "<li class=\"{state} n-{kind}\"><form method=\"post\" action=\"{base}/notifications/{id}\" class=\"inline\">\
+<button type=\"submit\" class=\"as-link\">{message}</button></form> \
 <small>{kind}, {at}{unread}</small></li>",
                     state = if n.read_at.is_some() { "read" } else { "unread" },
                     kind = esc(&n.kind),
@@ -48,8 +50,7 @@ fn page_with(chrome: &Chrome, body: &str) -> Html<String> {
     super::page(chrome, Nav::Notifications, "Notifications", body)
 }
 
-/// Opening a notification marks it read, then shows its task. Marking one's own notification
-/// read is idempotent and harmless, so a plain link (GET) is enough.
+/// Opening a notification (a posted form) marks it read, then shows its task.
 pub async fn open(
     State(state): State<AppState>,
     Path((project, id)): Path<(String, i64)>,
@@ -66,6 +67,12 @@ pub async fn open(
         url_component(&project.name),
         n.task_id
     )))
+}
+
+/// A notification's address followed as a link (a bookmark, an old page): the list, with the
+/// notification left as it was, since a GET must not change anything.
+pub async fn show(Path((project, _)): Path<(String, i64)>) -> Response {
+    see_other(&format!("/p/{}/notifications", url_component(&project)))
 }
 
 pub async fn read_all(

@@ -75,7 +75,15 @@ pub(crate) async fn require_user(
         return see_other(&format!("/signin?next={}", url_component(back)));
     };
     if let Some(project) = project_of(request.uri().path()) {
-        let needed = if matches!(*request.method(), Method::GET | Method::HEAD) {
+        // Marking one's own notifications read is a viewer's right, as in the API.
+        let own_notifications = request
+            .uri()
+            .path()
+            .split('/')
+            .nth(3)
+            .is_some_and(|section| section == "notifications");
+        let needed = if matches!(*request.method(), Method::GET | Method::HEAD) || own_notifications
+        {
             Role::Viewer
         } else {
             Role::Editor
@@ -137,8 +145,9 @@ pub(crate) async fn sign_in(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, PageError> {
-    let source = crate::auth::peer_of_request(&request)
-        .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+    let peer = crate::auth::peer_of_request(&request);
+    let source = peer.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+    let secure = crate::auth::over_tls(&state, request.headers(), peer);
     let Form(form_data): Form<Vec<(String, String)>> =
         match Form::from_request(request, &state).await {
             Ok(f) => f,
@@ -146,7 +155,7 @@ pub(crate) async fn sign_in(
         };
     let next = local_target(field(&form_data, "next")).to_string();
     let token = field(&form_data, "token").unwrap_or_default();
-    match start_session(&state, token).await {
+    match start_session(&state, token, secure).await {
         Ok((user, cookie)) => {
             // The API's guard audits `POST /session`; this path to the same session is too.
             if let Err(e) = state

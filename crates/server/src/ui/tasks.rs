@@ -506,7 +506,16 @@ fn request_from(form: &[(String, String)]) -> Result<CreateTask, ApiError> {
             .transpose()
     };
     let cost = number("max_cost_usd")?;
-    let turns = number("max_turns")?.map(|t| t.max(1.0) as u64);
+    let turns = filled(form, "max_turns")
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::invalid(
+                    "invalid_budget",
+                    format!("max_turns: {v:?} is not a whole number of turns"),
+                )
+            })
+        })
+        .transpose()?;
     let budget = (cost.is_some() || turns.is_some()).then_some(Budget {
         max_cost_usd: cost,
         max_turns: turns,

@@ -40,6 +40,15 @@ impl Answer {
 
 impl App {
     pub async fn start(config: ServerConfig, workers: usize) -> App {
+        App::start_with(config, workers, |_| {}).await
+    }
+
+    /// Like [`App::start`], with the engine's settings adjusted first (e.g. its public URL).
+    pub async fn start_with(
+        config: ServerConfig,
+        workers: usize,
+        adjust: impl FnOnce(&mut EngineConfig),
+    ) -> App {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_sqlite(&dir.path().join("nightshift.db"))
             .await
@@ -49,6 +58,7 @@ impl App {
         engine_config.secret_key = Some(key.clone());
         engine_config.heartbeat = Duration::from_millis(200);
         engine_config.poll = Duration::from_millis(100);
+        adjust(&mut engine_config);
         let engine = Engine::new(store.clone(), engine_config);
         let shutdown = CancellationToken::new();
         if workers > 0 {
@@ -57,12 +67,7 @@ impl App {
         }
         let mut config = config;
         config.default_agent = AgentSpec::command("true");
-        let state = AppState {
-            store: store.clone(),
-            engine: engine.clone(),
-            config: Arc::new(config),
-            secret_key: Arc::new(key),
-        };
+        let state = AppState::new(store.clone(), engine.clone(), config, key);
         let mut tokens = std::collections::HashMap::new();
         let root = store.create_user("root", None, true).await.unwrap();
         tokens.insert("root", store.create_token(root.id, "t").await.unwrap().1);

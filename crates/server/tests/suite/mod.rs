@@ -1,7 +1,9 @@
 mod access;
 mod app;
 mod embedded;
+mod intake;
 mod limits;
+mod security;
 mod templates;
 mod ui;
 mod vault;

@@ -35,12 +35,7 @@ pub async fn app() -> App {
         .unwrap();
     let key = SecretKey::load_or_create(&dir.path().join("secret.key")).unwrap();
     let engine = Engine::new(store.clone(), EngineConfig::new(dir.path()));
-    let state = AppState {
-        store: store.clone(),
-        engine,
-        config: std::sync::Arc::new(ServerConfig::default()),
-        secret_key: std::sync::Arc::new(key),
-    };
+    let state = AppState::new(store.clone(), engine, ServerConfig::default(), key);
     let admin = store.create_user(USER, None, true).await.unwrap();
     let project = store.ensure_project("default").await.unwrap();
     store

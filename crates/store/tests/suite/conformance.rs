@@ -160,6 +160,11 @@ macro_rules! conformance_cases {
             let (store, _guard) = $make().await;
             crate::suite::conformance::ensure_project_is_idempotent(store).await;
         }
+        #[tokio::test]
+        async fn sessions_end_with_the_token_that_opened_them() {
+            let (store, _guard) = $make().await;
+            crate::suite::sessions::sessions_end_with_the_token_that_opened_them(store).await;
+        }
     };
 }
 

@@ -1,4 +1,5 @@
 mod conformance;
 mod policies;
 mod postgres;
+mod sessions;
 mod templates;

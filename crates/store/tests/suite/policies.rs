@@ -337,15 +337,34 @@ pub async fn tokens_sessions_members_and_audit(db: Db) {
         store.user_by_token(&secret).await.unwrap().unwrap().name,
         "alice"
     );
-    assert!(store.revoke_token(alice.id, token.id).await.unwrap());
-    assert!(store.user_by_token(&secret).await.unwrap().is_none());
-    let session = store.create_session(alice.id, 60_000).await.unwrap();
+    let (user, session) = store
+        .create_session(&secret, 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.id, alice.id);
     assert_eq!(
         store.user_by_session(&session).await.unwrap().unwrap().id,
         alice.id
     );
-    store.delete_session(&session).await.unwrap();
+    let (_, other) = store
+        .create_session(&secret, 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    store.delete_session(&other).await.unwrap();
+    assert!(store.user_by_session(&other).await.unwrap().is_none());
+    // Revoking the token ends the sessions it opened, and it opens no new ones.
+    assert!(store.revoke_token(alice.id, token.id).await.unwrap());
+    assert!(store.user_by_token(&secret).await.unwrap().is_none());
     assert!(store.user_by_session(&session).await.unwrap().is_none());
+    assert!(
+        store
+            .create_session(&secret, 60_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     assert_eq!(store.role_in(project.id, &alice, &[]).await.unwrap(), None);
     store
