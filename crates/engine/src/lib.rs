@@ -10,6 +10,7 @@ mod run_env;
 
 pub use confinement::{ConfinementConfig, ConfinementStatus, DEFAULT_SETUP_HOSTS, SandboxMode};
 pub use events::EventSink;
+pub use nightshift_workspace::{AllowedRepo, LocalRepos, RepoPolicy, Requester};
 pub use run_env::{RunEnv, ToolchainInfo};
 
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nightshift_agent::{AgentConfig, AgentDriver, AgentError};
-use nightshift_core::{AgentSpec, BranchName, Budget, RepoUrl};
+use nightshift_core::{AgentSpec, BranchName, Budget, EndReason, RepoUrl};
 use nightshift_forge::{
     Forge, ForgeConfig, ForgeEntry, ForgeKind, GitHubAppConfig, RepoPath, RetryEvent,
     RetryObserver, Secret,
@@ -35,6 +36,8 @@ pub enum EngineError {
     #[error("{0}")]
     RepoUnreachable(String),
     #[error("{0}")]
+    RepoNotAllowed(String),
+    #[error("{0}")]
     BaseNotFound(String),
     #[error("{0}")]
     Git(String),
@@ -43,6 +46,19 @@ pub enum EngineError {
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl EngineError {
+    /// How a run that meets this error before it starts ends.
+    pub(crate) fn end_reason(&self) -> EndReason {
+        match self {
+            EngineError::RepoNotAllowed(_) => EndReason::PermissionDenied,
+            _ => EndReason::Infrastructure,
+        }
+    }
+}
+
+/// How long task creation waits for a repository to list its branches: it holds a request.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How the engine runs. Defaults suit the embedded, single-machine shape.
 #[derive(Debug, Clone)]
@@ -75,12 +91,15 @@ pub struct EngineConfig {
     pub ci_follow_for: Duration,
     /// How setup, agents and checks are confined (bubblewrap by default).
     pub confinement: ConfinementConfig,
+    /// Which repositories may be used: local ones where the operator allows them, hosts on
+    /// public addresses or listed. The configured forges' hosts are always listed.
+    pub repositories: RepoPolicy,
 }
 
 impl EngineConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
         EngineConfig {
-            data_dir: data_dir.into(),
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(1),
             poll: Duration::from_millis(500),
@@ -95,6 +114,8 @@ impl EngineConfig {
             ci_poll: Duration::from_secs(30),
             ci_follow_for: Duration::from_secs(3600),
             confinement: ConfinementConfig::default(),
+            repositories: RepoPolicy::new(&data_dir),
+            data_dir,
         }
     }
 }
@@ -103,6 +124,8 @@ impl EngineConfig {
 pub struct Engine {
     store: Store,
     config: EngineConfig,
+    /// The configured policy with the data directory and the forges' hosts filled in.
+    repositories: RepoPolicy,
     git: Git,
     mirrors: Mirrors,
     /// Whether bubblewrap works here decides whether runs can start at all.
@@ -123,13 +146,22 @@ impl Engine {
                 tracing::warn!(path = %path.display(), error = %e, "cannot make the directory private");
             }
         }
-        let git = Git::new(config.data_dir.join("git-home"));
+        let mut repositories = config.repositories.clone();
+        repositories.data_dir = config.data_dir.clone();
+        repositories
+            .hosts
+            .extend(config.forges.entries.iter().map(|e| e.host.clone()));
+        let mut git = Git::new(config.data_dir.join("git-home"));
+        if !repositories.allows_local() {
+            git = git.without_local_transport();
+        }
         let mirrors = Mirrors::new(config.data_dir.join("mirrors"), git.clone());
         let instance = instance_name();
         let confinement = confinement::ConfinementProbe::start(&config.confinement);
         Arc::new(Engine {
             store,
             config,
+            repositories,
             git,
             mirrors,
             confinement,
@@ -165,18 +197,42 @@ impl Engine {
         self.wake.notify_waiters();
     }
 
-    /// Checks that `repo` is reachable and resolves the base branch: the one given (which must
-    /// exist) or the remote's default branch.
+    /// Lets `repo` through the operator's rules for `by`, or says why not.
+    pub async fn admit(&self, repo: &RepoUrl, by: Requester) -> Result<AllowedRepo> {
+        self.repositories
+            .admit(repo, by)
+            .await
+            .map_err(|e| match e {
+                WorkspaceError::NotAllowed { .. } => EngineError::RepoNotAllowed(e.to_string()),
+                WorkspaceError::Unreachable { .. } => EngineError::RepoUnreachable(e.to_string()),
+                other => EngineError::Git(other.to_string()),
+            })
+    }
+
+    /// A task's repository as a run uses it: admitted again under the rules in force now (the
+    /// task was admitted when it was created, under the rules of then).
+    pub(crate) async fn task_repo(&self, repo: &str) -> Result<AllowedRepo> {
+        let repo = RepoUrl::parse(repo).map_err(|e| {
+            EngineError::RepoNotAllowed(format!("the task's repository is no longer accepted: {e}"))
+        })?;
+        self.admit(&repo, Requester::Run).await
+    }
+
+    /// Checks that `repo` may be used by `by` and is reachable, and resolves the base branch:
+    /// the one given (which must exist) or the remote's default branch.
     pub async fn resolve_base(
         &self,
         repo: &RepoUrl,
         base: Option<&BranchName>,
+        by: Requester,
     ) -> Result<BranchName> {
-        let info = tokio::time::timeout(Duration::from_secs(60), self.mirrors.remote_info(repo))
+        let allowed = self.admit(repo, by).await?;
+        let info = tokio::time::timeout(PROBE_TIMEOUT, self.mirrors.remote_info(&allowed))
             .await
             .map_err(|_| {
                 EngineError::RepoUnreachable(format!(
-                    "repository {repo} did not answer within 60 s"
+                    "repository {repo} is unreachable: it did not answer within {} s",
+                    PROBE_TIMEOUT.as_secs()
                 ))
             })?
             .map_err(|e| match e {

@@ -16,7 +16,7 @@ use nightshift_forge::{
     Forge, ForgeError, PrBody, PrState, PrStatus, PullRequestSpec, redact, render_pr_body,
 };
 use nightshift_store::{Claim, RunUpdate, StoreError, WorkspaceSnapshot};
-use nightshift_workspace::{WorkspaceError, Worktree};
+use nightshift_workspace::{AllowedRepo, WorkspaceError, Worktree};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -307,7 +307,7 @@ impl RunExecution {
     /// branch) when there is nothing to restore or it cannot be.
     async fn restore_snapshot(
         &mut self,
-        repo: &RepoUrl,
+        repo: &AllowedRepo,
         branch: &str,
         work: &std::path::Path,
     ) -> Step<Option<(Worktree, WorkspaceSnapshot)>> {
@@ -434,8 +434,12 @@ impl RunExecution {
     }
 
     async fn pipeline(&mut self) -> Step<EndReason> {
-        let repo = RepoUrl::parse(&self.task.repo)
-            .map_err(|e| fail(EndReason::Infrastructure, Phase::Preparing, e.to_string()))?;
+        // Checked again, not only at creation: the operator's rules may have changed since.
+        let repo = self
+            .engine
+            .task_repo(&self.task.repo)
+            .await
+            .map_err(|e| fail(e.end_reason(), Phase::Preparing, e.to_string()))?;
 
         // The run's secrets are masked in everything it records from here on.
         let host = nightshift_forge::RepoPath::parse(&repo)

@@ -3,6 +3,7 @@ mod confinement;
 mod harness;
 mod pipeline;
 mod publish;
+mod repos;
 mod stops;
 mod takeover;
 mod toolchains;
