@@ -404,6 +404,24 @@ mod tests {
         assert!(!host_matches("git.internal", "git.internal.evil.com", 443));
     }
 
+    #[tokio::test]
+    async fn http_remotes_are_pinned_to_the_checked_addresses() {
+        let mut policy = RepoPolicy::new("/nonexistent");
+        policy.hosts = vec!["localhost".into(), "127.0.0.1".into()];
+        let admit = |url: &str| {
+            let policy = policy.clone();
+            let url = RepoUrl::parse(url).unwrap();
+            async move { policy.admit(&url, Requester::Member).await.unwrap() }
+        };
+        let http = admit("http://localhost:8080/o/r.git").await;
+        let pin = http.pin().unwrap();
+        assert!(pin.starts_with("localhost:8080:"), "{pin}");
+        assert!(pin.contains("127.0.0.1"), "{pin}");
+        // Addresses need no pin; ssh and git connect by themselves.
+        assert_eq!(admit("http://127.0.0.1:8080/o/r.git").await.pin(), None);
+        assert_eq!(admit("ssh://git@localhost/o/r.git").await.pin(), None);
+    }
+
     #[test]
     fn lexical_paths() {
         assert_eq!(

@@ -354,7 +354,8 @@ fn unreachable(repo: &RepoUrl, error: WorkspaceError) -> WorkspaceError {
         "not a git repository",
         "error: 404",
     ]) {
-        "no git repository answered there (a private one may need credentials)"
+        "no git repository answered there (a private one may need credentials; one that moved \
+         needs its new URL, as redirects are not followed)"
     } else if has(&["not allowed"]) {
         "git refuses its transport"
     } else {
