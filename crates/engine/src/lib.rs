@@ -57,8 +57,9 @@ impl EngineError {
     }
 }
 
-/// How long task creation waits for a repository to list its branches: it holds a request.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long task creation waits for a repository's name to resolve and its branches to be
+/// listed: the request is held meanwhile.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How the engine runs. Defaults suit the embedded, single-machine shape.
 #[derive(Debug, Clone)]
@@ -226,19 +227,26 @@ impl Engine {
         base: Option<&BranchName>,
         by: Requester,
     ) -> Result<BranchName> {
-        let allowed = self.admit(repo, by).await?;
-        let info = tokio::time::timeout(PROBE_TIMEOUT, self.mirrors.remote_info(&allowed))
+        let probe = async {
+            let allowed = self.admit(repo, by).await?;
+            self.mirrors
+                .remote_info(&allowed)
+                .await
+                .map_err(|e| match e {
+                    WorkspaceError::Unreachable { .. } => {
+                        EngineError::RepoUnreachable(e.to_string())
+                    }
+                    other => EngineError::Git(other.to_string()),
+                })
+        };
+        let info = tokio::time::timeout(PROBE_TIMEOUT, probe)
             .await
             .map_err(|_| {
                 EngineError::RepoUnreachable(format!(
                     "repository {repo} is unreachable: it did not answer within {} s",
                     PROBE_TIMEOUT.as_secs()
                 ))
-            })?
-            .map_err(|e| match e {
-                WorkspaceError::Unreachable { .. } => EngineError::RepoUnreachable(e.to_string()),
-                other => EngineError::Git(other.to_string()),
-            })?;
+            })??;
         match base {
             Some(base) if info.branches.iter().any(|b| b == base.as_str()) => Ok(base.clone()),
             Some(base) => Err(EngineError::BaseNotFound(
