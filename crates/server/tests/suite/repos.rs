@@ -121,7 +121,7 @@ async fn a_repository_an_agent_planted_in_its_checkout_is_never_a_task_repositor
             let answer = create(&app, "alpha", who, &repo, "true").await;
             assert_eq!(
                 answer.status,
-                StatusCode::FORBIDDEN,
+                StatusCode::UNPROCESSABLE_ENTITY,
                 "{repo}: {}",
                 answer.body
             );
@@ -191,7 +191,7 @@ async fn another_projects_mirror_is_refused_through_the_api_the_form_and_templat
         let answer = create(&app, "beta", "outsider", &repo, "true").await;
         assert_eq!(
             answer.status,
-            StatusCode::FORBIDDEN,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "{repo}: {}",
             answer.body
         );
@@ -295,7 +295,7 @@ async fn internal_addresses_are_refused_and_answers_never_echoed() {
         let answer = create(&app, "alpha", "editor", &repo, "true").await;
         assert_eq!(
             answer.status,
-            StatusCode::FORBIDDEN,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "{repo}: {}",
             answer.body
         );
@@ -367,7 +367,12 @@ async fn by_default_only_server_admins_name_local_repositories() {
     .await;
     let remote = RemoteRepo::with_files(&[("a.txt", "a\n")]);
     let answer = create(&app, "alpha", "admin", &remote.url(), "true").await;
-    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        answer.body
+    );
     refused(
         &answer,
         "repo_not_allowed",
