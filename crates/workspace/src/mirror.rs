@@ -145,9 +145,13 @@ impl Mirrors {
                 )
                 .await?;
         }
-        if repo.is_local() {
-            // Kept in the mirror's config (every sync, so older mirrors get it too) because the
-            // push reads it from there.
+        // Kept in the mirror's config because the push reads it from there; written when
+        // missing, so mirrors made by an older version get it too.
+        let config = std::fs::read_to_string(path.join("config")).unwrap_or_default();
+        let configured = [LOCAL_UPLOAD_PACK, LOCAL_RECEIVE_PACK]
+            .iter()
+            .all(|program| config.contains(program));
+        if repo.is_local() && !configured {
             for (key, value) in [
                 ("remote.origin.uploadpack", LOCAL_UPLOAD_PACK),
                 ("remote.origin.receivepack", LOCAL_RECEIVE_PACK),

@@ -104,7 +104,14 @@ async fn a_local_repository_runs_nothing_of_its_own_when_fetched_from_and_pushed
         remote.head("nightshift/1-edit").as_deref(),
         Some(commit.as_str())
     );
+    // A mirror made before Nightshift set this up gets it at its next fetch.
+    for key in ["remote.origin.uploadpack", "remote.origin.receivepack"] {
+        git(wt.mirror(), &["config", "--unset", key]);
+    }
     mirrors.refresh_base(&repo, "main").await.unwrap();
+    std::fs::write(dest.join("a.txt"), "three\n").unwrap();
+    let again = wt.commit(&git_, "Edit again", &[]).await.unwrap();
+    assert_eq!(wt.push(&git_, "remote").await.unwrap(), again);
 
     let ran = std::fs::read_to_string(&marker).unwrap_or_default();
     assert!(
