@@ -5,6 +5,7 @@ mod confine;
 mod install;
 mod output;
 mod people;
+mod repos;
 mod serve;
 mod task;
 mod template;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use nightshift_core::parse_duration;
-use nightshift_engine::EngineConfig;
+use nightshift_engine::{EngineConfig, LocalRepos};
 use nightshift_server::{
     AllowedHosts, AuthConfig, ProxyConfig, ServeOptions, ServerConfig, TaskRateLimit,
 };
@@ -110,6 +110,8 @@ pub(crate) struct ConfigFile {
     workers: WorkerSettings,
     /// `[retention]`: how long run events, audit events and failed runs' workspaces are kept.
     retention: RetentionSettings,
+    /// `[repositories]`: where local repositories may be, which hosts may be reached.
+    repositories: crate::repos::RepositorySettings,
 }
 
 /// What the retention sweeper keeps, and for how long. Durations as `90d`, `12h`.
@@ -190,11 +192,13 @@ fn parse_config(text: &str) -> Result<ConfigFile, String> {
 }
 
 /// The engine's settings from the configuration file, for the data directory `data_dir`.
-/// `config_file` is the file named on the command line, if any.
+/// `config_file` is the file named on the command line, if any; `default_local` says where
+/// local repositories may be when the file does not.
 pub(crate) fn engine_config(
     config: ConfigFile,
     data_dir: &std::path::Path,
     config_file: Option<&std::path::Path>,
+    default_local: LocalRepos,
 ) -> anyhow::Result<EngineConfig> {
     let duration = |key: &str, value: &Option<String>| -> anyhow::Result<_> {
         value
@@ -204,6 +208,10 @@ pub(crate) fn engine_config(
             .map_err(|e| anyhow::anyhow!("{key}: {e}"))
     };
     let mut engine = EngineConfig::new(data_dir);
+    engine.repositories = config
+        .repositories
+        .policy(data_dir, default_local)
+        .context("the [repositories] settings in the configuration file")?;
     engine.agents = config.agents.with_server_env();
     config
         .budget
@@ -308,7 +316,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let default_agent = config.default_agent.clone();
     let allowed_hosts = AllowedHosts::parse(&config.allowed_hosts).map_err(anyhow::Error::msg)?;
     let task_rate = config.rate_limits.task_rate()?;
-    let mut engine = engine_config(config, &data_dir, args.config.as_deref())?;
+    let local = crate::repos::serve_default(&args.listen, !args.trusted_proxies.is_empty());
+    let mut engine = engine_config(config, &data_dir, args.config.as_deref(), local)?;
     // The flags win over the configuration file.
     let retention = &mut engine.retention;
     retention.events = args.keep_events.unwrap_or(retention.events);
@@ -437,7 +446,13 @@ mod tests {
         let budget = parse_config("[budget]\nmax_turns = 0\n").unwrap();
         let err = format!(
             "{:#}",
-            engine_config(budget, std::path::Path::new("/srv/ns"), None).unwrap_err()
+            engine_config(
+                budget,
+                std::path::Path::new("/srv/ns"),
+                None,
+                LocalRepos::ForServerAdmins
+            )
+            .unwrap_err()
         );
         assert!(
             err.contains("[budget]") && err.contains("max_turns"),
@@ -451,7 +466,7 @@ mod tests {
         let config =
             parse_config("[workers]\nlease = \"2s\"\npoll = \"100ms\"\nshutdown_grace = \"5m\"\n")
                 .unwrap();
-        let engine = engine_config(config, dir, None).unwrap();
+        let engine = engine_config(config, dir, None, LocalRepos::ForServerAdmins).unwrap();
         assert_eq!(engine.lease, std::time::Duration::from_secs(2));
         assert!(
             engine.heartbeat < engine.lease / 2,
@@ -461,14 +476,24 @@ mod tests {
         assert_eq!(engine.poll, std::time::Duration::from_millis(100));
         assert_eq!(engine.shutdown_grace, std::time::Duration::from_secs(300));
 
-        let defaults = engine_config(ConfigFile::default(), dir, None).unwrap();
+        let defaults = engine_config(
+            ConfigFile::default(),
+            dir,
+            None,
+            LocalRepos::ForServerAdmins,
+        )
+        .unwrap();
         assert_eq!(defaults.lease, std::time::Duration::from_secs(30));
 
         let slow = parse_config("[workers]\nlease = \"2s\"\nheartbeat = \"3s\"\n").unwrap();
-        let err = engine_config(slow, dir, None).unwrap_err().to_string();
+        let err = engine_config(slow, dir, None, LocalRepos::ForServerAdmins)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("shorter than workers.lease"), "{err}");
         let bad = parse_config("[workers]\nshutdown_grace = \"soon\"\n").unwrap();
-        let err = engine_config(bad, dir, None).unwrap_err().to_string();
+        let err = engine_config(bad, dir, None, LocalRepos::ForServerAdmins)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("workers.shutdown_grace"), "{err}");
         assert!(parse_config("[workers]\nleese = \"2s\"\n").is_err());
     }
@@ -481,18 +506,38 @@ mod tests {
             "[retention]\nevents = \"30d\"\naudit = \"800d\"\nfailed_workspaces = \"1d\"\n",
         )
         .unwrap();
-        let retention = engine_config(config, dir, None).unwrap().retention;
+        let retention = engine_config(
+            config,
+            dir,
+            None,
+            nightshift_engine::LocalRepos::Under(Vec::new()),
+        )
+        .unwrap()
+        .retention;
         assert_eq!(
             (retention.events, retention.audit, retention.workspaces),
             (day(30), day(800), day(1))
         );
-        let defaults = engine_config(ConfigFile::default(), dir, None).unwrap();
+        let defaults = engine_config(
+            ConfigFile::default(),
+            dir,
+            None,
+            nightshift_engine::LocalRepos::Under(Vec::new()),
+        )
+        .unwrap();
         assert_eq!(
             defaults.retention,
             nightshift_store::RetentionPolicy::default()
         );
         let bad = parse_config("[retention]\nevents = \"forever\"\n").unwrap();
-        let err = engine_config(bad, dir, None).unwrap_err().to_string();
+        let err = engine_config(
+            bad,
+            dir,
+            None,
+            nightshift_engine::LocalRepos::Under(Vec::new()),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("retention.events"), "{err}");
         assert!(parse_config("[retention]\nworkspaces = \"1d\"\n").is_err());
     }

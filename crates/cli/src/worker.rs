@@ -55,7 +55,10 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     }
     let data_dir = data_dir(args.data_dir)?;
     let config = load_config(args.config.as_ref(), &data_dir)?;
-    let mut engine_config = engine_config(config, &data_dir, args.config.as_deref())?;
+    // A worker serves whoever reaches the API nodes: local repositories only where the
+    // configuration file names them.
+    let no_local = nightshift_engine::LocalRepos::Under(Vec::new());
+    let mut engine_config = engine_config(config, &data_dir, args.config.as_deref(), no_local)?;
     // The database's records are swept by the API nodes, with the retention they were given.
     engine_config.sweep_records = false;
     engine_config.secret_key = secret_key(args.secret_key.as_deref(), &data_dir)?;

@@ -14,10 +14,24 @@ pub const MAX_INSTRUCTIONS_BYTES: usize = 64 * 1024;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// A git remote Nightshift may clone: `https://`, `http://`, `ssh://`, `git://`, `file://`,
-/// scp-like `user@host:path`, or an absolute local path.
+/// scp-like `user@host:path`, or an absolute local path (kept as `file://<path>`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct RepoUrl(String);
+
+/// Where a repository is, as git reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoTarget<'a> {
+    /// An absolute path on this machine (a `file://` URL or a plain path).
+    Local(&'a str),
+    /// A host git connects to: `scheme` is `https`, `http`, `ssh` (scp-like too) or `git`;
+    /// `host` is without brackets and `port` the one git uses.
+    Remote {
+        scheme: &'a str,
+        host: &'a str,
+        port: u16,
+    },
+}
 
 impl RepoUrl {
     pub fn parse(input: &str) -> Result<Self, CoreError> {
@@ -35,29 +49,47 @@ impl RepoUrl {
         if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(fail("it must not contain spaces or control characters"));
         }
-        const SCHEMES: [&str; 5] = ["https://", "http://", "ssh://", "git://", "file://"];
-        if let Some(scheme) = SCHEMES.iter().find(|s| url.starts_with(**s)) {
-            if url.len() == scheme.len() {
+        let normalised = if let Some(rest) = url.strip_prefix("file://") {
+            // git reads `file://localhost/p` as `/p`; any other host is not this machine.
+            let path = rest.strip_prefix("localhost").unwrap_or(rest);
+            if !path.starts_with('/') {
+                return Err(fail(
+                    "a file:// URL names a path on this machine: file:///absolute/path",
+                ));
+            }
+            local_url(path).map_err(fail)?
+        } else if url.starts_with('/') {
+            local_url(url).map_err(fail)?
+        } else if url.contains("://") {
+            const SCHEMES: [&str; 4] = ["https://", "http://", "ssh://", "git://"];
+            let Some(scheme) = SCHEMES.iter().find(|s| url.starts_with(**s)) else {
+                return Err(fail("use https://, http://, ssh://, git:// or file://"));
+            };
+            if url[scheme.len()..].trim_matches('/').is_empty() {
                 return Err(fail("it has no host or path after the scheme"));
             }
-            return Ok(RepoUrl(url.trim_end_matches('/').to_string()));
+            url.trim_end_matches('/').to_string()
+        } else {
+            url.to_string()
+        };
+        remote_target(&normalised).map_err(fail)?;
+        Ok(RepoUrl(normalised))
+    }
+
+    /// Where the repository is: a local path or a host and port.
+    pub fn target(&self) -> RepoTarget<'_> {
+        match self.0.strip_prefix("file://") {
+            Some(path) => RepoTarget::Local(path),
+            // Parsing checked the form; an unreadable one names no host, which nothing reaches.
+            None => remote_target(&self.0)
+                .ok()
+                .flatten()
+                .unwrap_or(RepoTarget::Remote {
+                    scheme: "ssh",
+                    host: "",
+                    port: 22,
+                }),
         }
-        if url.contains("://") {
-            return Err(fail("use https://, http://, ssh://, git:// or file://"));
-        }
-        if url.starts_with('/') {
-            return Ok(RepoUrl(format!("file://{}", url.trim_end_matches('/'))));
-        }
-        if let Some((host, path)) = url.split_once(':')
-            && !host.is_empty()
-            && !path.is_empty()
-            && !host.contains('/')
-        {
-            return Ok(RepoUrl(url.to_string()));
-        }
-        Err(fail(
-            "expected a URL such as https://github.com/org/repo.git or an absolute path",
-        ))
     }
 
     pub fn as_str(&self) -> &str {
@@ -94,6 +126,90 @@ impl std::fmt::Display for RepoUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.redacted())
     }
+}
+
+/// `file://<path>` for an absolute local path. Percent escapes are refused: git decodes them in
+/// `file://` URLs, so the path checked would not be the path git opens.
+fn local_url(path: &str) -> Result<String, &'static str> {
+    let path = path.trim_end_matches('/');
+    if path.is_empty() {
+        return Err("it names no repository, only the root directory");
+    }
+    if path.contains('%') {
+        return Err("write a local path as it is, without percent escapes");
+    }
+    Ok(format!("file://{path}"))
+}
+
+/// The host and port of a remote URL (`None` for a local one), or why it names none.
+fn remote_target(url: &str) -> Result<Option<RepoTarget<'_>>, &'static str> {
+    if url.starts_with("file://") {
+        return Ok(None);
+    }
+    let (scheme, authority) = match url.split_once("://") {
+        Some((scheme, rest)) => (scheme, rest.split('/').next().unwrap_or_default()),
+        None => {
+            // scp-like `[user@]host:path`: the first ':' ends the host (git's own rule).
+            let (authority, path) = split_scp(url).ok_or(
+                "expected a URL such as https://github.com/org/repo.git or an absolute path",
+            )?;
+            if path.starts_with(':') {
+                return Err(
+                    "`name::address` selects a git transport helper, which Nightshift does not run",
+                );
+            }
+            if path.is_empty() {
+                return Err("it names no repository after the host");
+            }
+            ("ssh", authority)
+        }
+    };
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, rest) = bracketed
+                .split_once(']')
+                .ok_or("an IPv6 address needs its closing ']'")?;
+            (host, rest.strip_prefix(':'))
+        }
+        None if scheme == "ssh" && !url.contains("://") => (host_port, None),
+        None => match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("it names no host");
+    }
+    if host.starts_with('-') {
+        return Err("its host must not start with '-'");
+    }
+    let default_port = match scheme {
+        "https" => 443,
+        "http" => 80,
+        "git" => 9418,
+        _ => 22,
+    };
+    let port = match port {
+        None | Some("") => default_port,
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or("its port is not a number from 1 to 65535")?,
+    };
+    Ok(Some(RepoTarget::Remote { scheme, host, port }))
+}
+
+/// `[user@]host:path` split at the ':' that ends the host (after a bracketed IPv6 address).
+fn split_scp(url: &str) -> Option<(&str, &str)> {
+    let end = match url.find('[') {
+        Some(open) if !url[..open].contains([':', '/']) => open + url[open..].find(']')? + 1,
+        _ => 0,
+    };
+    let colon = end + url[end..].find(':')?;
+    let authority = &url[..colon];
+    (!authority.is_empty() && !authority.contains('/')).then(|| (authority, &url[colon + 1..]))
 }
 
 /// A branch name git accepts (the rules of `git check-ref-format --branch`).
@@ -314,6 +430,54 @@ mod tests {
         let with_secret = RepoUrl::parse("https://user:s3cret@example.com/o/r.git").unwrap();
         assert!(!with_secret.redacted().contains("s3cret"));
         assert!(!with_secret.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn repo_targets() {
+        let target = |url: &str| format!("{:?}", RepoUrl::parse(url).unwrap().target());
+        let remote =
+            |scheme, host, port| format!("{:?}", RepoTarget::Remote { scheme, host, port });
+        let local = |path| format!("{:?}", RepoTarget::Local(path));
+        assert_eq!(target("/srv/a.git"), local("/srv/a.git"));
+        assert_eq!(target("file://localhost/srv/a.git"), local("/srv/a.git"));
+        assert_eq!(
+            target("https://u:p@github.com/o/r.git"),
+            remote("https", "github.com", 443)
+        );
+        assert_eq!(
+            target("http://127.0.0.1:8080/o/r.git"),
+            remote("http", "127.0.0.1", 8080)
+        );
+        assert_eq!(
+            target("ssh://git@[::1]:2222/o/r"),
+            remote("ssh", "::1", 2222)
+        );
+        assert_eq!(target("git://h/r"), remote("git", "h", 9418));
+        assert_eq!(
+            target("git@gitlab.com:g/p.git"),
+            remote("ssh", "gitlab.com", 22)
+        );
+        assert_eq!(
+            target("git@[fe80::1]:g/p.git"),
+            remote("ssh", "fe80::1", 22)
+        );
+    }
+
+    #[test]
+    fn repo_urls_git_would_read_otherwise_are_refused() {
+        for (bad, why) in [
+            ("fd::17", "transport helper"),
+            ("ext::sh", "transport helper"),
+            ("file:///srv/a%2egit", "percent"),
+            ("file://other/srv/a.git", "path on this machine"),
+            ("https://", "no host"),
+            ("https://-oProxyCommand=x/r", "'-'"),
+            ("http://h:99999/r", "port"),
+            ("http://[::1/r", "']'"),
+        ] {
+            let err = RepoUrl::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]

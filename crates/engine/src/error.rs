@@ -15,6 +15,10 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("{0}")]
     RepoUnreachable(String),
+    /// The operator's rules refuse the repository (a local path outside the allowed roots, an
+    /// internal host not listed, the data directory).
+    #[error("{0}")]
+    RepoNotAllowed(String),
     #[error("{0}")]
     BaseNotFound(String),
     #[error("{0}")]
@@ -112,6 +116,7 @@ impl EngineError {
         match self {
             E::Forge(ForgeError::PermissionDenied { .. } | ForgeError::Unauthorized { .. })
             | E::BaseIsTarget(_)
+            | E::RepoNotAllowed(_)
             | E::Push(WorkspaceError::PushRefused {
                 permission: true, ..
             }) => EndReason::PermissionDenied,

@@ -14,6 +14,7 @@ pub use confinement::{ConfinementConfig, ConfinementStatus, DEFAULT_SETUP_HOSTS,
 pub use error::{EngineError, Result};
 pub use events::EventSink;
 pub use jobs::sweep_workspaces;
+pub use nightshift_workspace::{AllowedRepo, LocalRepos, RepoPolicy, Requester};
 pub use run_env::{RunEnv, ToolchainInfo};
 
 use std::path::PathBuf;
@@ -31,6 +32,10 @@ use nightshift_store::{ForgeCredential, RetentionPolicy, SecretKey, Store};
 use nightshift_workspace::{Git, Mirrors, WorkspaceError};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
+
+/// How long task creation waits for a repository's name to resolve and its branches to be
+/// listed: the request is held meanwhile.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How the engine runs. Defaults suit the embedded, single-machine shape.
 #[derive(Debug, Clone)]
@@ -69,12 +74,15 @@ pub struct EngineConfig {
     /// database (API nodes, which hold the retention people configured), or only this
     /// machine's workspaces (`nightshift worker`).
     pub sweep_records: bool,
+    /// Which repositories may be used: local ones where the operator allows them, hosts on
+    /// public addresses or listed. The configured forges' hosts are always listed.
+    pub repositories: RepoPolicy,
 }
 
 impl EngineConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
         EngineConfig {
-            data_dir: data_dir.into(),
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(1),
             poll: Duration::from_millis(500),
@@ -91,6 +99,8 @@ impl EngineConfig {
             confinement: ConfinementConfig::default(),
             retention: RetentionPolicy::default(),
             sweep_records: true,
+            repositories: RepoPolicy::new(&data_dir),
+            data_dir,
         }
     }
 }
@@ -99,6 +109,8 @@ impl EngineConfig {
 pub struct Engine {
     store: Store,
     config: EngineConfig,
+    /// The configured policy with the data directory and the forges' hosts filled in.
+    repositories: RepoPolicy,
     git: Git,
     mirrors: Mirrors,
     /// Whether bubblewrap works here decides whether runs can start at all.
@@ -122,7 +134,15 @@ impl Engine {
                 tracing::warn!(path = %path.display(), error = %e, "cannot make the directory private");
             }
         }
-        let git = Git::new(config.data_dir.join("git-home"));
+        let mut repositories = config.repositories.clone();
+        repositories.data_dir = config.data_dir.clone();
+        repositories
+            .hosts
+            .extend(config.forges.entries.iter().map(|e| e.host.clone()));
+        let mut git = Git::new(config.data_dir.join("git-home"));
+        if !repositories.allows_local() {
+            git = git.without_local_transport();
+        }
         let mirrors = Mirrors::new(config.data_dir.join("mirrors"), git.clone());
         let instance = instance_name();
         let confinement = confinement::ConfinementProbe::start(&config.confinement);
@@ -130,6 +150,7 @@ impl Engine {
         Arc::new(Engine {
             store,
             config,
+            repositories,
             git,
             mirrors,
             confinement,
@@ -167,24 +188,55 @@ impl Engine {
         self.wake.notify_waiters();
     }
 
-    /// Checks that `repo` is reachable and resolves the base branch: the one given (which must
-    /// exist) or the remote's default branch.
+    /// Lets `repo` through the operator's rules for `by`, or says why not.
+    pub async fn admit(&self, repo: &RepoUrl, by: Requester) -> Result<AllowedRepo> {
+        self.repositories
+            .admit(repo, by)
+            .await
+            .map_err(|e| match e {
+                WorkspaceError::NotAllowed { .. } => EngineError::RepoNotAllowed(e.to_string()),
+                WorkspaceError::Unreachable { .. } => EngineError::RepoUnreachable(e.to_string()),
+                other => EngineError::Git(other.to_string()),
+            })
+    }
+
+    /// A task's repository as a run uses it: admitted again under the rules in force now (the
+    /// task was admitted when it was created, under the rules of then).
+    pub(crate) async fn task_repo(&self, repo: &str) -> Result<AllowedRepo> {
+        let repo = RepoUrl::parse(repo).map_err(|e| {
+            EngineError::RepoNotAllowed(format!("the task's repository is no longer accepted: {e}"))
+        })?;
+        self.admit(&repo, Requester::Run).await
+    }
+
+    /// Checks that `repo` may be used by `by` and is reachable, and resolves the base branch:
+    /// the one given (which must exist) or the remote's default branch.
     pub async fn resolve_base(
         &self,
         repo: &RepoUrl,
         base: Option<&BranchName>,
+        by: Requester,
     ) -> Result<BranchName> {
-        let info = tokio::time::timeout(Duration::from_secs(60), self.mirrors.remote_info(repo))
+        let probe = async {
+            let allowed = self.admit(repo, by).await?;
+            self.mirrors
+                .remote_info(&allowed)
+                .await
+                .map_err(|e| match e {
+                    WorkspaceError::Unreachable { .. } => {
+                        EngineError::RepoUnreachable(e.to_string())
+                    }
+                    other => EngineError::Git(other.to_string()),
+                })
+        };
+        let info = tokio::time::timeout(PROBE_TIMEOUT, probe)
             .await
             .map_err(|_| {
                 EngineError::RepoUnreachable(format!(
-                    "repository {repo} did not answer within 60 s"
+                    "repository {repo} is unreachable: it did not answer within {} s",
+                    PROBE_TIMEOUT.as_secs()
                 ))
-            })?
-            .map_err(|e| match e {
-                WorkspaceError::Unreachable { .. } => EngineError::RepoUnreachable(e.to_string()),
-                other => EngineError::Git(other.to_string()),
-            })?;
+            })??;
         match base {
             Some(base) if info.branches.iter().any(|b| b == base.as_str()) => Ok(base.clone()),
             Some(base) => Err(EngineError::BaseNotFound(

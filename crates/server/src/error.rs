@@ -79,6 +79,7 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::Store(e) => e.into(),
             EngineError::RepoUnreachable(m) => ApiError::invalid("repo_unreachable", m),
+            EngineError::RepoNotAllowed(m) => ApiError::invalid("repo_not_allowed", m),
             EngineError::BaseNotFound(m) => ApiError::invalid("base_not_found", m),
             EngineError::Git(m) => ApiError::new(StatusCode::BAD_GATEWAY, "git_failed", m),
             EngineError::Invalid(m) => ApiError::invalid("invalid_request", m),

@@ -26,6 +26,12 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Where [`RemoteRepo`] keeps its repositories: the directory an operator of a test server names
+/// in `local_roots` so that tasks may use them.
+pub fn repos_root() -> PathBuf {
+    std::env::temp_dir()
+}
+
 /// A bare repository with a `main` branch, plus scratch space to make commits to it.
 pub struct RemoteRepo {
     dir: tempfile::TempDir,
@@ -158,17 +164,5 @@ impl RemoteRepo {
         git(&self.bare_path(), &["rev-parse", &format!("{rev}^")])
             .trim()
             .to_string()
-    }
-
-    /// Makes the remote refuse every push (a repository without write access).
-    pub fn refuse_pushes(&self) {
-        let hook = self.bare_path().join("hooks/pre-receive");
-        std::fs::write(
-            &hook,
-            "#!/bin/sh\necho 'permission denied: read-only repository' >&2\nexit 1\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use nightshift_core::RepoUrl;
 use nightshift_test_support::git::git;
-use nightshift_workspace::{Git, Mirrors};
+use nightshift_workspace::{Git, LocalRepos, Mirrors, RepoPolicy, Requester};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -48,9 +48,15 @@ async fn main() {
         ],
     );
     let url = format!("file://{}", bare.display());
-    let repo = RepoUrl::parse(&url).unwrap();
-
     let data = dir.path().join("data");
+    // The operator allows the benchmark's own directory for local repositories.
+    let mut policy = RepoPolicy::new(&data);
+    policy.local = LocalRepos::Under(vec![dir.path().to_path_buf()]);
+    let repo = policy
+        .admit(&RepoUrl::parse(&url).unwrap(), Requester::Run)
+        .await
+        .unwrap();
+
     let mirrors = Mirrors::new(data.join("mirrors"), Git::new(&data));
     let git_ = Git::new(&data);
     let cold_start = Instant::now();

@@ -20,7 +20,12 @@ pub struct Git {
     secrets: Vec<String>,
     /// Extra environment, e.g. the repository a worktree's commands are pinned to.
     env: Vec<(String, String)>,
+    /// Whether git may use its `file` transport (local repositories).
+    local_transport: bool,
 }
+
+/// The transports git may use besides `file`: helpers such as `fd::` and `ext::` never.
+const PROTOCOLS: &str = "https:http:ssh:git";
 
 impl Git {
     pub fn new(home: impl Into<PathBuf>) -> Self {
@@ -30,7 +35,22 @@ impl Git {
             config: Vec::new(),
             secrets: Vec::new(),
             env: Vec::new(),
+            local_transport: true,
         }
+    }
+
+    /// A copy that refuses git's `file` transport: for a server that allows no local repository.
+    pub fn without_local_transport(&self) -> Self {
+        let mut git = self.clone();
+        git.local_transport = false;
+        git
+    }
+
+    /// A copy that passes `key = value` to git as configuration.
+    pub fn with_config(&self, key: &str, value: &str) -> Self {
+        let mut git = self.clone();
+        git.config.push((key.to_string(), value.to_string()));
+        git
     }
 
     /// A copy for a checkout that sandboxed processes could write to: the repository comes
@@ -58,8 +78,7 @@ impl Git {
 
     /// A copy that passes `key = value` to git as configuration, masking `value` in errors.
     pub fn with_secret_config(&self, key: &str, value: &str) -> Self {
-        let mut git = self.clone();
-        git.config.push((key.to_string(), value.to_string()));
+        let mut git = self.with_config(key, value);
         git.secrets.push(value.to_string());
         git
     }
@@ -100,15 +119,28 @@ impl Git {
         if let Ok(sock) = std::env::var("SSH_AUTH_SOCK") {
             spec = spec.env("SSH_AUTH_SOCK", sock);
         }
-        if !self.config.is_empty() {
-            spec = spec.env("GIT_CONFIG_COUNT", self.config.len().to_string());
-            for (i, (k, v)) in self.config.iter().enumerate() {
-                spec = spec
-                    .env(format!("GIT_CONFIG_KEY_{i}"), k.clone())
-                    .env(format!("GIT_CONFIG_VALUE_{i}"), v.clone());
-            }
+        // Inherited by every git process this one starts, so a remote helper or submodule
+        // cannot bring in another transport either.
+        let protocols = if self.local_transport {
+            format!("{PROTOCOLS}:file")
+        } else {
+            PROTOCOLS.to_string()
+        };
+        spec = spec.env("GIT_ALLOW_PROTOCOL", protocols);
+        // A redirect could send git to a host nobody checked.
+        let fixed = [("http.followRedirects", "false")];
+        let config = fixed
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(self.config.iter().cloned());
+        let mut count = 0;
+        for (i, (k, v)) in config.enumerate() {
+            spec = spec
+                .env(format!("GIT_CONFIG_KEY_{i}"), k)
+                .env(format!("GIT_CONFIG_VALUE_{i}"), v);
+            count = i + 1;
         }
-        spec
+        spec.env("GIT_CONFIG_COUNT", count.to_string())
     }
 
     /// Runs git in `dir` and returns its stdout; a non-zero exit is an error with stderr.

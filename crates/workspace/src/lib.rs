@@ -1,11 +1,14 @@
-//! Git for runs: a bare mirror per repository (fetched, never re-cloned), a worktree per run on
-//! its own branch, commits with trailers, diffs, rebase onto a fresh base, and push. Everything
-//! goes through the `git` CLI so behaviour matches what users see in their own clones.
+//! Git for runs: which repositories may be reached, a bare mirror per repository (fetched, never
+//! re-cloned), a worktree per run on its own branch, commits with trailers, diffs, rebase onto a
+//! fresh base, and push. Everything goes through the `git` CLI so behaviour matches what users
+//! see in their own clones.
 
+mod access;
 mod git;
 mod mirror;
 mod worktree;
 
+pub use access::{AllowedRepo, LocalRepos, RepoPolicy, Requester};
 pub use git::Git;
 pub use mirror::{Mirrors, RemoteInfo};
 pub use worktree::{Diff, Worktree};
@@ -20,6 +23,8 @@ pub enum WorkspaceError {
     },
     #[error("repository {repo} is unreachable or does not exist: {detail}")]
     Unreachable { repo: String, detail: String },
+    #[error("repository {repo} is not allowed: {reason}")]
+    NotAllowed { repo: String, reason: String },
     #[error("branch {branch:?} does not exist in {repo}")]
     MissingBranch { repo: String, branch: String },
     #[error("commit {commit} is not in {repo} (was the branch force-pushed?)")]

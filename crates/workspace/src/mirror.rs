@@ -7,7 +7,16 @@ use std::sync::{Arc, Mutex};
 
 use nightshift_core::RepoUrl;
 
-use crate::{Git, Result, WorkspaceError, Worktree};
+use crate::{AllowedRepo, Git, Result, WorkspaceError, Worktree};
+
+/// What git runs on this machine to serve a local repository's side of a fetch or a push: the
+/// same program with that repository's hooks and the commands its config may name turned off
+/// (git runs them as the server's user otherwise; `-c` outranks the repository's own config).
+const LOCAL_UPLOAD_PACK: &str =
+    "git -c core.hooksPath=/dev/null -c core.fsmonitor=false upload-pack";
+const LOCAL_RECEIVE_PACK: &str = "git -c core.hooksPath=/dev/null -c core.fsmonitor=false \
+     -c core.alternateRefsCommand=true -c receive.autogc=false \
+     -c receive.denyCurrentBranch=refuse receive-pack";
 
 /// What `git ls-remote` tells about a remote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,21 +76,17 @@ impl Mirrors {
     }
 
     /// Asks the remote for its branches and default branch, without cloning.
-    pub async fn remote_info(&self, repo: &RepoUrl) -> Result<RemoteInfo> {
+    pub async fn remote_info(&self, repo: &AllowedRepo) -> Result<RemoteInfo> {
         std::fs::create_dir_all(&self.root).map_err(|e| WorkspaceError::io(&self.root, e))?;
+        let upload_pack = format!("--upload-pack={LOCAL_UPLOAD_PACK}");
+        let mut args = vec!["ls-remote", "--symref"];
+        if repo.is_local() {
+            args.push(&upload_pack);
+        }
+        args.extend(["--", repo.as_str(), "HEAD", "refs/heads/*"]);
         let out = self
-            .git
-            .run(
-                &self.root,
-                &[
-                    "ls-remote",
-                    "--symref",
-                    "--",
-                    repo.as_str(),
-                    "HEAD",
-                    "refs/heads/*",
-                ],
-            )
+            .remote_git(repo)
+            .run(&self.root, &args)
             .await
             .map_err(|e| unreachable(repo, e))?;
         let mut info = RemoteInfo {
@@ -100,8 +105,16 @@ impl Mirrors {
         Ok(info)
     }
 
+    /// git for talking to `repo`: an HTTP remote is reached at the addresses that were checked.
+    fn remote_git(&self, repo: &AllowedRepo) -> Git {
+        match repo.pin() {
+            Some(pin) => self.git.with_config("http.curloptResolve", pin),
+            None => self.git.clone(),
+        }
+    }
+
     /// Creates the mirror on first use, then fetches. Returns its path.
-    pub async fn sync(&self, repo: &RepoUrl) -> Result<PathBuf> {
+    pub async fn sync(&self, repo: &AllowedRepo) -> Result<PathBuf> {
         let path = self.mirror_path(repo);
         let lock = self.lock_for(&path);
         let _held = lock.lock().await;
@@ -109,7 +122,7 @@ impl Mirrors {
         Ok(path)
     }
 
-    async fn sync_locked(&self, repo: &RepoUrl, path: &Path) -> Result<()> {
+    async fn sync_locked(&self, repo: &AllowedRepo, path: &Path) -> Result<()> {
         if !path.join("HEAD").exists() {
             std::fs::create_dir_all(path).map_err(|e| WorkspaceError::io(path, e))?;
             let p = path.to_string_lossy().to_string();
@@ -132,7 +145,21 @@ impl Mirrors {
                 )
                 .await?;
         }
-        self.git
+        // Kept in the mirror's config because the push reads it from there; written when
+        // missing, so mirrors made by an older version get it too.
+        let config = std::fs::read_to_string(path.join("config")).unwrap_or_default();
+        let configured = [LOCAL_UPLOAD_PACK, LOCAL_RECEIVE_PACK]
+            .iter()
+            .all(|program| config.contains(program));
+        if repo.is_local() && !configured {
+            for (key, value) in [
+                ("remote.origin.uploadpack", LOCAL_UPLOAD_PACK),
+                ("remote.origin.receivepack", LOCAL_RECEIVE_PACK),
+            ] {
+                self.git.run(path, &["config", key, value]).await?;
+            }
+        }
+        self.remote_git(repo)
             .run(path, &["fetch", "--quiet", "--prune", "origin"])
             .await
             .map_err(|e| unreachable(repo, e))?;
@@ -142,7 +169,7 @@ impl Mirrors {
     /// Fetches, then creates a worktree at `dest` on a new branch `branch` from `base`.
     pub async fn add_worktree(
         &self,
-        repo: &RepoUrl,
+        repo: &AllowedRepo,
         base: &str,
         branch: &str,
         dest: &Path,
@@ -155,7 +182,7 @@ impl Mirrors {
     /// that commit.
     pub async fn add_worktree_at(
         &self,
-        repo: &RepoUrl,
+        repo: &AllowedRepo,
         base: &str,
         branch: &str,
         dest: &Path,
@@ -167,7 +194,7 @@ impl Mirrors {
 
     async fn add_worktree_from(
         &self,
-        repo: &RepoUrl,
+        repo: &AllowedRepo,
         base: &str,
         branch: &str,
         dest: &Path,
@@ -248,7 +275,7 @@ impl Mirrors {
     }
 
     /// Fetches the remote again and returns the base branch's current commit.
-    pub async fn refresh_base(&self, repo: &RepoUrl, base: &str) -> Result<String> {
+    pub async fn refresh_base(&self, repo: &AllowedRepo, base: &str) -> Result<String> {
         let mirror = self.sync(repo).await?;
         let sha = self
             .git
@@ -292,15 +319,54 @@ impl Mirrors {
     }
 }
 
+/// Why a remote could not be read, in words of our own: what the other side answered is never
+/// repeated (it may be any server a URL pointed at).
 fn unreachable(repo: &RepoUrl, error: WorkspaceError) -> WorkspaceError {
-    let detail = match error {
-        WorkspaceError::Git { stderr, .. } => {
-            stderr.lines().last().unwrap_or("git failed").to_string()
-        }
-        other => other.to_string(),
+    let stderr = match &error {
+        WorkspaceError::Git { stderr, .. } => stderr.to_lowercase(),
+        _ => String::new(),
+    };
+    let has = |words: &[&str]| words.iter().any(|w| stderr.contains(w));
+    let detail = if has(&["could not resolve host", "name or service not known"]) {
+        "its host name does not resolve"
+    } else if has(&[
+        "failed to connect",
+        "couldn't connect",
+        "connection refused",
+        "unable to connect",
+        "timed out",
+        "no route to host",
+        "network is unreachable",
+    ]) {
+        "nothing answered at its address"
+    } else if has(&[
+        "could not read username",
+        "could not read password",
+        "authentication failed",
+        "permission denied",
+        "error: 401",
+        "error: 403",
+    ]) {
+        "it asks for credentials this server does not have for it"
+    } else if has(&["dubious ownership"]) {
+        "git refuses it: the directory belongs to another user"
+    } else if has(&["ssl", "certificate"]) {
+        "its TLS certificate was not accepted"
+    } else if has(&[
+        "not found",
+        "does not appear to be a git repository",
+        "not a git repository",
+        "error: 404",
+    ]) {
+        "no git repository answered there (a private one may need credentials; one that moved \
+         needs its new URL, as redirects are not followed)"
+    } else if has(&["not allowed"]) {
+        "git refuses its transport"
+    } else {
+        "git could not read from it"
     };
     WorkspaceError::Unreachable {
         repo: repo.to_string(),
-        detail,
+        detail: detail.to_string(),
     }
 }

@@ -1,7 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+use base64::Engine as _;
 use nightshift_core::RepoUrl;
+use nightshift_test_support::forge_fake::{Access, FakeKind, ForgeFake};
 use nightshift_test_support::git::RemoteRepo;
-use nightshift_workspace::{Git, Mirrors, WorkspaceError};
+use nightshift_workspace::{
+    AllowedRepo, Git, LocalRepos, Mirrors, RepoPolicy, Requester, WorkspaceError,
+};
+
+mod suite;
 
 fn setup() -> (tempfile::TempDir, Mirrors, Git) {
     let data = tempfile::tempdir().unwrap();
@@ -10,10 +16,20 @@ fn setup() -> (tempfile::TempDir, Mirrors, Git) {
     (data, mirrors, git)
 }
 
+/// `url` let through the way an operator who keeps test repositories in the temp directory would.
+async fn allowed(url: &str) -> AllowedRepo {
+    let mut policy = RepoPolicy::new("/nonexistent/nightshift-data");
+    policy.local = LocalRepos::Under(vec![std::env::temp_dir()]);
+    policy
+        .admit(&RepoUrl::parse(url).unwrap(), Requester::Run)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn worktree_commit_rebase_push() {
     let remote = RemoteRepo::with_files(&[("a.txt", "one\n"), ("b.txt", "two\n")]);
-    let repo = RepoUrl::parse(&remote.url()).unwrap();
+    let repo = allowed(&remote.url()).await;
     let (data, mirrors, git) = setup();
 
     let info = mirrors.remote_info(&repo).await.unwrap();
@@ -78,7 +94,7 @@ async fn worktree_commit_rebase_push() {
 #[tokio::test]
 async fn conflicting_base_is_reported() {
     let remote = RemoteRepo::with_files(&[("a.txt", "one\n")]);
-    let repo = RepoUrl::parse(&remote.url()).unwrap();
+    let repo = allowed(&remote.url()).await;
     let (data, mirrors, git) = setup();
     let dest = data.path().join("w");
     let mut wt = mirrors
@@ -101,27 +117,48 @@ async fn conflicting_base_is_reported() {
 async fn bad_remotes_and_refused_pushes() {
     let (data, mirrors, git) = setup();
     let missing = RepoUrl::parse(&format!("file://{}/nope.git", data.path().display())).unwrap();
+    let mut policy = RepoPolicy::new(data.path().join("data"));
+    policy.local = LocalRepos::ForServerAdmins;
     assert!(matches!(
-        mirrors.remote_info(&missing).await,
+        policy.admit(&missing, Requester::ServerAdmin).await,
         Err(WorkspaceError::Unreachable { .. })
     ));
 
     let remote = RemoteRepo::with_files(&[("a.txt", "one\n")]);
-    let repo = RepoUrl::parse(&remote.url()).unwrap();
+    let repo = allowed(&remote.url()).await;
     let err = mirrors
         .add_worktree(&repo, "develop", "nightshift/3-x", &data.path().join("w3"))
         .await
         .unwrap_err();
     assert!(matches!(err, WorkspaceError::MissingBranch { .. }), "{err}");
 
-    remote.refuse_pushes();
-    let wt = mirrors
-        .add_worktree(&repo, "main", "nightshift/3-x", &data.path().join("w3"))
+    // A forge where the pusher may only read (the remote's own hooks never run here, so a
+    // refusal has to come from the other side of the network).
+    let forge = ForgeFake::start(FakeKind::Gitea).await.unwrap();
+    forge.add_user("reader", "read-only-token");
+    forge.add_repo("acme/locked").unwrap();
+    forge.grant("acme/locked", "reader", Access::Read);
+    let mut policy = RepoPolicy::new(data.path());
+    policy.hosts = vec![forge.host()];
+    let locked = policy
+        .admit(
+            &RepoUrl::parse(&forge.repo_url("acme/locked")).unwrap(),
+            Requester::Member,
+        )
         .await
         .unwrap();
-    std::fs::write(wt.path().join("a.txt"), "two\n").unwrap();
+    let wt = mirrors
+        .add_worktree(&locked, "main", "nightshift/3-x", &data.path().join("w3"))
+        .await
+        .unwrap();
+    std::fs::write(wt.path().join("README.md"), "two\n").unwrap();
     wt.commit(&git, "x", &[]).await.unwrap();
-    match wt.push(&git, "remote").await.unwrap_err() {
+    let basic = base64::engine::general_purpose::STANDARD.encode("reader:read-only-token");
+    let reader = git.with_secret_config(
+        &format!("http.{}/.extraHeader", forge.origin()),
+        &format!("Authorization: Basic {basic}"),
+    );
+    match wt.push(&reader, "remote").await.unwrap_err() {
         WorkspaceError::PushRefused { permission, .. } => assert!(permission),
         other => panic!("{other}"),
     }
@@ -180,7 +217,7 @@ async fn config_from_environment_pairs_merges_with_earlier_settings() {
 #[tokio::test]
 async fn a_checkout_cannot_redirect_nightshifts_own_git() {
     let remote = RemoteRepo::with_files(&[("a.txt", "one\n")]);
-    let repo = RepoUrl::parse(&remote.url()).unwrap();
+    let repo = allowed(&remote.url()).await;
     let (data, mirrors, git) = setup();
     let dest = data.path().join("runs/9/work");
     let wt = mirrors
@@ -251,7 +288,7 @@ async fn a_patch_restores_uncommitted_work_on_another_machine_at_the_old_base() 
         ("gone.txt", "bye\n"),
         ("run.sh", "echo hi\n"),
     ]);
-    let repo = RepoUrl::parse(&remote.url()).unwrap();
+    let repo = allowed(&remote.url()).await;
     let (data, mirrors, git) = setup();
     let dest = data.path().join("runs/1/work");
     let wt = mirrors

@@ -81,6 +81,61 @@ fn bad_input_gets_a_clear_error_and_nothing_is_created() {
     );
 }
 
+/// The quick start's local repository works on a loopback server for its admin; an operator
+/// who sets `local_roots` in `nightshift.toml` decides instead, and the refusal says how.
+#[test]
+fn the_operator_decides_where_local_repositories_may_be() {
+    let remote = RemoteRepo::with_files(&[("a", "")]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(
+        data.path().join("nightshift.toml"),
+        format!(
+            "[repositories]\nlocal_roots = [{:?}]\n",
+            elsewhere.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let server = Server::start(data.path(), 0);
+    let out = server.cli(&[
+        "task",
+        "create",
+        "--repo",
+        &remote.url(),
+        "--instructions",
+        "x",
+        "--agent-command",
+        "true",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("repo_not_allowed"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "must be under {}",
+            elsewhere.path().canonicalize().unwrap().display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("local_roots"), "{stderr}");
+
+    // Without the file, the admin of a loopback server names it as the quick start does.
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), 0);
+    let created = server.json(&[
+        "task",
+        "create",
+        "--repo",
+        &remote.bare_path().display().to_string(),
+        "--instructions",
+        "x",
+        "--agent-command",
+        "true",
+        "--json",
+    ]);
+    assert_eq!(created["repo"], remote.url(), "{created}");
+}
+
 #[tokio::test]
 async fn the_api_names_what_is_wrong_with_a_body() {
     let data = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@ use nightshift_core::{
     RepoUrl, Run, RunStatus,
 };
 use nightshift_store::{RunFilter, Store};
-use nightshift_test_support::git::{RemoteRepo, git};
+use nightshift_test_support::git::{RemoteRepo, git, repos_root};
 use nightshift_test_support::postgres::PgCluster;
 use serde_json::Value;
 
@@ -31,6 +31,8 @@ struct Cluster {
     scratch: tempfile::TempDir,
     config: PathBuf,
     workers_started: usize,
+    /// Put before the workers' `PATH`: programs that stand in for a slow remote.
+    path_prefix: Option<PathBuf>,
 }
 
 /// A `nightshift worker` process; killed (SIGKILL) when dropped.
@@ -111,9 +113,13 @@ impl Cluster {
         let config = scratch.path().join("nightshift.toml");
         // The agents record each execution in a directory outside their workspace, which
         // confinement would hide; queueing, not confinement, is what these tests are about.
+        // The remote lives in the temp directory: the operator allows local repositories there.
         std::fs::write(
             &config,
-            format!("sandbox = \"none\"\n\n[workers]\n{workers}"),
+            format!(
+                "sandbox = \"none\"\n\n[repositories]\nlocal_roots = [{:?}]\n\n[workers]\n{workers}",
+                repos_root().display().to_string()
+            ),
         )
         .unwrap();
         Cluster {
@@ -125,7 +131,35 @@ impl Cluster {
             scratch,
             config,
             workers_started: 0,
+            path_prefix: None,
         }
+    }
+
+    /// Makes the remote take each push slowly: the `git receive-pack` that serves it on this
+    /// machine waits first. (Nightshift runs none of the remote's hooks, so the delay cannot
+    /// be a hook.)
+    fn slow_down_pushes(&mut self, by: &str) {
+        let real = std::env::var_os("PATH")
+            .and_then(|path| {
+                std::env::split_paths(&path)
+                    .map(|dir| dir.join("git"))
+                    .find(|git| git.is_file())
+            })
+            .unwrap();
+        let bin = self.scratch.path().join("slow-remote");
+        std::fs::create_dir_all(&bin).unwrap();
+        let git = bin.join("git");
+        std::fs::write(
+            &git,
+            format!(
+                "#!/bin/sh\ncase \" $* \" in *\" receive-pack \"*) sleep {by};; esac\nexec {} \"$@\"\n",
+                real.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&git, std::fs::Permissions::from_mode(0o755)).unwrap();
+        self.path_prefix = Some(bin);
     }
 
     /// A worker process with its own fresh data directory: another machine.
@@ -135,7 +169,13 @@ impl Cluster {
         let data = self.scratch.path().join(format!("worker-{n}"));
         let log = self.scratch.path().join(format!("worker-{n}.log"));
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        if let Some(prefix) = &self.path_prefix {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let paths = std::iter::once(prefix.clone()).chain(std::env::split_paths(&path));
+            command.env("PATH", std::env::join_paths(paths).unwrap());
+        }
+        let child = command
             .args(["worker", "--database", &self.url])
             .args(["--data-dir", &data.to_string_lossy()])
             .args(["--workers", &slots.to_string()])
@@ -421,7 +461,7 @@ async fn thirty_kills_at_random_points_lose_no_run() {
     eprintln!("{tag}killing workers {KILLS} times");
     let mut rng = Rng(seed);
     // Every phase takes a moment, so kills land in each: a setup command (preparing), the agent,
-    // the test check (validating), and a pre-receive hook on the remote (publishing).
+    // the test check (validating), and a remote slow to take pushes (publishing).
     let mut cluster = Cluster::start(
         LANES,
         "lease = \"1500ms\"\npoll = \"100ms\"\n",
@@ -431,12 +471,7 @@ async fn thirty_kills_at_random_points_lose_no_run() {
         )],
     )
     .await;
-    let hook = cluster.remote.bare_path().join("hooks/pre-receive");
-    std::fs::write(&hook, "#!/bin/sh\ncat > /dev/null\nsleep 0.3\n").unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    cluster.slow_down_pushes("0.3");
     let ran = cluster.shared("ran");
     let command = |i: usize| {
         format!(

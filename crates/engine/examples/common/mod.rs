@@ -25,14 +25,20 @@ pub struct Bench {
 }
 
 impl Bench {
-    pub async fn start(store: Store, config: EngineConfig, repo: &str) -> Bench {
+    pub async fn start(store: Store, mut config: EngineConfig, repo: &str) -> Bench {
+        // Benchmark repositories live in the temp directory, which the operator allows.
+        config.repositories.local =
+            nightshift_engine::LocalRepos::Under(vec![nightshift_test_support::git::repos_root()]);
         let engine = Engine::new(store.clone(), config);
         let stop = CancellationToken::new();
         let (e, s) = (engine.clone(), stop.clone());
         tokio::spawn(async move { e.run_workers(1, s).await });
         let project_id = store.project("default").await.unwrap().unwrap().id;
         let repo = RepoUrl::parse(repo).unwrap();
-        let base = engine.resolve_base(&repo, None).await.unwrap();
+        let base = engine
+            .resolve_base(&repo, None, nightshift_engine::Requester::Run)
+            .await
+            .unwrap();
         Bench {
             store,
             engine,

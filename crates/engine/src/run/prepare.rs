@@ -3,9 +3,9 @@
 //! restored result — with its sandboxes, the repository's checks and their setup.
 
 use nightshift_checks::{CheckPlan, Stage};
-use nightshift_core::{CheckOutcome, EventKind, Phase, Redactor, RepoUrl};
+use nightshift_core::{CheckOutcome, EventKind, Phase, Redactor};
 use nightshift_forge::{Forge, RepoPath};
-use nightshift_workspace::Worktree;
+use nightshift_workspace::{AllowedRepo, Worktree};
 
 use super::agent::FirstRound;
 use super::resume::{self, Checkout};
@@ -16,7 +16,7 @@ use crate::confinement::{RunConfinement, SandboxMode};
 
 /// Where the run's change goes: the repository, its forge (push access checked), the branch.
 pub(crate) struct Target {
-    pub(crate) repo: RepoUrl,
+    pub(crate) repo: AllowedRepo,
     pub(crate) forge: Box<dyn Forge>,
     pub(crate) branch: String,
 }
@@ -38,7 +38,8 @@ pub(crate) enum Start {
 
 /// The run's secret filter and its target. Everything the run records is masked from here on.
 pub(crate) async fn target(run: &mut RunExecution) -> Step<Target> {
-    let repo = RepoUrl::parse(&run.task.repo).map_err(EngineError::Core)?;
+    // Checked again, not only at creation: the operator's rules may have changed since.
+    let repo = run.engine.task_repo(&run.task.repo).await?;
     let host = RepoPath::parse(&repo).ok().map(|p| p.host);
     let redactor = run
         .engine

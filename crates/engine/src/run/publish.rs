@@ -122,7 +122,7 @@ pub(crate) async fn pull_request(
         task_url: (!public_url.is_empty()).then(|| format!("{public_url}/tasks/{}", run.task.id)),
     });
     let spec = PullRequestSpec {
-        repo: target.repo.clone(),
+        repo: target.repo.url().clone(),
         base: run.task.base_branch.clone(),
         head: pushed.branch.clone(),
         title: run.events.redact(&run.task.title),

@@ -9,9 +9,9 @@ use nightshift_core::{
     AgentKind, AgentSpec, Budget, EndReason, EventKind, GeneratedChange, Phase, Run, RunEvent,
     RunStatus,
 };
-use nightshift_engine::EngineConfig;
+use nightshift_engine::{EngineConfig, LocalRepos, Requester};
 use nightshift_sandbox::group_alive;
-use nightshift_test_support::git::RemoteRepo;
+use nightshift_test_support::git::{RemoteRepo, repos_root};
 use nightshift_test_support::model_server::{ModelServer, Turn};
 use nightshift_test_support::test_tool;
 use serde_json::{Value, json};
@@ -922,6 +922,7 @@ async fn claude_session_taken_over(same_machine: bool) {
     let remote = greeting_repo();
     let start = |data: &Path| {
         let mut config = EngineConfig::new(data);
+        config.repositories.local = LocalRepos::Under(vec![repos_root()]);
         config.agents = agent_config(&server);
         config.lease = Duration::from_secs(1);
         config.heartbeat = Duration::from_millis(200);
@@ -943,7 +944,10 @@ async fn claude_session_taken_over(same_machine: bool) {
             project_id: project.id,
             title: "Say goodbye".into(),
             instructions: nightshift_core::Instructions::parse("Say goodbye").unwrap(),
-            base_branch: engine.resolve_base(&repo, None).await.unwrap(),
+            base_branch: engine
+                .resolve_base(&repo, None, Requester::Member)
+                .await
+                .unwrap(),
             repo,
             agent: AgentSpec {
                 kind: AgentKind::ClaudeCode,

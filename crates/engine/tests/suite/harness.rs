@@ -4,8 +4,9 @@ use std::time::{Duration, Instant};
 use nightshift_core::{
     AgentSpec, Budget, DEFAULT_PROJECT, Instructions, NewTask, RepoUrl, Run, RunEvent,
 };
-use nightshift_engine::{Engine, EngineConfig};
+use nightshift_engine::{Engine, EngineConfig, LocalRepos, Requester};
 use nightshift_store::Store;
+use nightshift_test_support::git::repos_root;
 use tokio_util::sync::CancellationToken;
 
 pub struct Harness {
@@ -31,6 +32,8 @@ impl Harness {
             .await
             .unwrap();
         let mut config = EngineConfig::new(data.path());
+        // The operator lets tasks use repositories in the temp directory, where tests keep them.
+        config.repositories.local = LocalRepos::Under(vec![repos_root()]);
         config.heartbeat = Duration::from_millis(200);
         config.poll = Duration::from_millis(100);
         config.confinement.forwarder = Some(vec![forwarder()]);
@@ -77,7 +80,11 @@ impl Harness {
         timeout: Duration,
     ) -> i64 {
         let repo = RepoUrl::parse(repo).unwrap();
-        let base = self.engine.resolve_base(&repo, None).await.unwrap();
+        let base = self
+            .engine
+            .resolve_base(&repo, None, Requester::Member)
+            .await
+            .unwrap();
         let instructions = Instructions::parse(instructions).unwrap();
         let new = NewTask {
             project_id: self.project_id,

@@ -4,6 +4,7 @@ mod harness;
 mod jobs;
 mod pipeline;
 mod publish;
+mod repos;
 mod stops;
 mod takeover;
 mod toolchains;

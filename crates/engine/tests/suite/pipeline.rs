@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use nightshift_core::{CheckOutcome, EndReason, EventKind, Phase, RunStatus};
+use nightshift_engine::Requester;
 use nightshift_test_support::git::RemoteRepo;
 
 use super::harness::Harness;
@@ -390,9 +391,18 @@ async fn the_base_defaults_to_the_remotes_branch_when_head_names_none() {
     let h = Harness::start(0).await;
     let repo = nightshift_core::RepoUrl::parse(&bare.to_string_lossy()).unwrap();
     assert_eq!(
-        h.engine.resolve_base(&repo, None).await.unwrap().as_str(),
+        h.engine
+            .resolve_base(&repo, None, Requester::Member)
+            .await
+            .unwrap()
+            .as_str(),
         "develop"
     );
     let missing = nightshift_core::BranchName::parse("main").unwrap();
-    assert!(h.engine.resolve_base(&repo, Some(&missing)).await.is_err());
+    assert!(
+        h.engine
+            .resolve_base(&repo, Some(&missing), Requester::Member)
+            .await
+            .is_err()
+    );
 }

@@ -9,7 +9,7 @@ use nightshift_core::{
     AgentSpec, Budget, DEFAULT_PROJECT, EndReason, Instructions, NewTask, Phase, RepoUrl, Run,
     RunStatus,
 };
-use nightshift_engine::{Engine, EngineConfig};
+use nightshift_engine::{Engine, EngineConfig, Requester};
 use nightshift_forge::{ForgeConfig, ForgeEntry, ForgeKind, RetryPolicy, Secret};
 use nightshift_store::{ForgeCredential, SecretKey, Store};
 use nightshift_test_support::forge_fake::{Access, FakeKind, FakePull, Fault, ForgeFake};
@@ -126,7 +126,11 @@ impl Site {
 
     async fn create(&self, workers: &Workers, repo: &str, title: &str, command: &str) -> i64 {
         let repo = RepoUrl::parse(&self.fake.repo_url(repo)).unwrap();
-        let base = workers.engine.resolve_base(&repo, None).await.unwrap();
+        let base = workers
+            .engine
+            .resolve_base(&repo, None, Requester::Member)
+            .await
+            .unwrap();
         let new = NewTask {
             project_id: self.project_id,
             title: title.to_string(),

@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use nightshift_core::{EndReason, Phase, RunStatus};
 use nightshift_store::CancelOutcome;
-use nightshift_test_support::git::RemoteRepo;
+use nightshift_test_support::git::{RemoteRepo, repos_root};
 
 use super::harness::{Harness, processes_with};
 
@@ -104,8 +104,9 @@ async fn a_queued_run_survives_a_restart() {
     let store = nightshift_store::Store::open_sqlite(&data.join("nightshift.db"))
         .await
         .unwrap();
-    let engine =
-        nightshift_engine::Engine::new(store.clone(), nightshift_engine::EngineConfig::new(&data));
+    let mut config = nightshift_engine::EngineConfig::new(&data);
+    config.repositories.local = nightshift_engine::LocalRepos::Under(vec![repos_root()]);
+    let engine = nightshift_engine::Engine::new(store.clone(), config);
     let stop = tokio_util::sync::CancellationToken::new();
     let e = engine.clone();
     let s = stop.clone();

@@ -10,9 +10,9 @@ use nightshift_core::{
     AgentSpec, Budget, DEFAULT_PROJECT, EventKind, Instructions, NewTask, Phase, RepoUrl, Run,
     RunEvent, RunStatus,
 };
-use nightshift_engine::{Engine, EngineConfig};
+use nightshift_engine::{Engine, EngineConfig, LocalRepos, Requester};
 use nightshift_store::Store;
-use nightshift_test_support::git::{RemoteRepo, git};
+use nightshift_test_support::git::{RemoteRepo, git, repos_root};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -120,6 +120,7 @@ impl Site {
     fn machine(&self, configure: impl FnOnce(&mut EngineConfig)) -> Machine {
         let data = tempfile::tempdir().unwrap();
         let mut config = EngineConfig::new(data.path());
+        config.repositories.local = LocalRepos::Under(vec![repos_root()]);
         config.heartbeat = Duration::from_millis(200);
         config.poll = Duration::from_millis(100);
         // The agents leave markers outside their checkout, which confinement would hide;
@@ -140,7 +141,11 @@ impl Site {
 
     async fn create(&self, machine: &Machine, command: &str) -> i64 {
         let repo = RepoUrl::parse(&self.remote.url()).unwrap();
-        let base = machine.engine.resolve_base(&repo, None).await.unwrap();
+        let base = machine
+            .engine
+            .resolve_base(&repo, None, Requester::Member)
+            .await
+            .unwrap();
         let new = NewTask {
             project_id: self.project_id,
             title: "Say goodbye".into(),

@@ -12,6 +12,7 @@ use nightshift_core::{
     RepoUrl, RunEvent, TaskFilter, Template, TemplateParams, Title, parse_duration,
     parse_timestamp,
 };
+use nightshift_engine::Requester;
 use nightshift_store::CancelOutcome;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -174,7 +175,15 @@ pub(crate) async fn create_task(
             ),
         ));
     }
-    let base = state.engine.resolve_base(&repo, base.as_ref()).await?;
+    let requester = if user.user.server_admin {
+        Requester::ServerAdmin
+    } else {
+        Requester::Member
+    };
+    let base = state
+        .engine
+        .resolve_base(&repo, base.as_ref(), requester)
+        .await?;
     let new = NewTask {
         project_id: project.id,
         title,

@@ -9,9 +9,10 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use nightshift_core::{AgentSpec, Role};
-use nightshift_engine::{Engine, EngineConfig};
+use nightshift_engine::{Engine, EngineConfig, LocalRepos};
 use nightshift_server::{AppState, ServerConfig, router};
 use nightshift_store::{SecretKey, Store};
+use nightshift_test_support::git::repos_root;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -58,6 +59,8 @@ impl App {
         engine_config.secret_key = Some(key.clone());
         engine_config.heartbeat = Duration::from_millis(200);
         engine_config.poll = Duration::from_millis(100);
+        // The operator lets tasks use repositories in the temp directory, where tests keep them.
+        engine_config.repositories.local = LocalRepos::Under(vec![repos_root()]);
         adjust(&mut engine_config);
         let engine = Engine::new(store.clone(), engine_config);
         let shutdown = CancellationToken::new();

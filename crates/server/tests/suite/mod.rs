@@ -3,6 +3,7 @@ mod app;
 mod embedded;
 mod intake;
 mod limits;
+mod repos;
 mod security;
 mod templates;
 mod ui;

@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 
 use axum::extract::ConnectInfo;
 use nightshift_core::{EndReason, Role};
-use nightshift_engine::{Engine, EngineConfig};
+use nightshift_engine::{Engine, EngineConfig, LocalRepos};
 use nightshift_server::{AppState, ServerConfig, router};
 use nightshift_store::{SecretKey, Store};
-use nightshift_test_support::git::RemoteRepo;
+use nightshift_test_support::git::{RemoteRepo, repos_root};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -34,7 +34,9 @@ pub async fn app() -> App {
         .await
         .unwrap();
     let key = SecretKey::load_or_create(&dir.path().join("secret.key")).unwrap();
-    let engine = Engine::new(store.clone(), EngineConfig::new(dir.path()));
+    let mut config = EngineConfig::new(dir.path());
+    config.repositories.local = LocalRepos::Under(vec![repos_root()]);
+    let engine = Engine::new(store.clone(), config);
     let state = AppState::new(store.clone(), engine, ServerConfig::default(), key);
     let admin = store.create_user(USER, None, true).await.unwrap();
     let project = store.ensure_project("default").await.unwrap();
