@@ -27,6 +27,7 @@
 //! ```
 
 mod confine;
+mod fds;
 mod limits;
 pub mod netfwd;
 mod process;

@@ -285,6 +285,10 @@ impl Sandbox {
             }
             Some(confined) => confined.command(spec, &self.base_env)?,
         };
+        // SAFETY: only async-signal-safe system calls, on nothing prepared before the fork.
+        unsafe {
+            cmd.pre_exec(crate::fds::close_inherited);
+        }
         cmd.current_dir(&spec.cwd)
             .env_clear()
             .envs(self.base_env.iter().map(|(k, v)| (k, v)))

@@ -366,3 +366,36 @@ async fn a_hidden_directory_inside_a_shown_one_stays_hidden_and_nesting_goes_bot
         "my-head"
     );
 }
+
+/// A descriptor the server holds without close-on-exec (inherited from whoever started it)
+/// reaches no process it starts, confined or not: only stdin, stdout and stderr do.
+#[tokio::test]
+async fn only_stdin_stdout_and_stderr_reach_a_process() {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::Mode;
+    let run = RunDirs::new();
+    let secret = run.root.path().join("inherited-secret");
+    std::fs::write(&secret, "inherited-descriptor-secret").unwrap();
+    // Without O_CLOEXEC, as a parent process would pass it down.
+    let fd = open(&secret, OFlag::O_RDONLY, Mode::empty()).unwrap();
+    let script = format!(
+        "if [ -e /proc/$$/fd/{fd} ]; then echo LEAKED; cat <&{fd}; else echo CLOSED; fi; \
+         ls /proc/$$/fd"
+    );
+    for sandbox in [Sandbox::new(), Sandbox::confined(run.policy()).unwrap()] {
+        let (exit, lines) = sandbox
+            .output(&ProcessSpec::shell(&script, &run.workspace))
+            .await
+            .unwrap();
+        let out = text(&lines);
+        assert!(exit.success(), "{out}");
+        assert!(
+            out.starts_with("CLOSED\n") && !out.contains("secret"),
+            "confined: {}: {out}",
+            sandbox.is_confined()
+        );
+        let fds: Vec<&str> = lines[1..].iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(fds, ["0", "1", "2"], "confined: {}", sandbox.is_confined());
+    }
+    nix::unistd::close(fd).unwrap();
+}
