@@ -160,6 +160,11 @@ macro_rules! conformance_cases {
             let (store, _guard) = $make().await;
             crate::suite::conformance::ensure_project_is_idempotent(store).await;
         }
+        #[tokio::test]
+        async fn events_store_their_message_once() {
+            let (store, _guard) = $make().await;
+            crate::suite::events::events_store_their_message_once(store).await;
+        }
     };
 }
 

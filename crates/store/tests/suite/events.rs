@@ -1,0 +1,105 @@
+//! Conformance cases for how run events are stored: the message once, and the bytes a run's
+//! events take counted on the run. Run on every back end by the `conformance_cases!` macro.
+
+use nightshift_core::{DEFAULT_PROJECT, EventKind, Phase};
+use nightshift_store::{NewEvent, Store};
+
+use super::conformance::new_task;
+
+fn event(kind: EventKind, message: &str, data: serde_json::Value) -> NewEvent {
+    NewEvent {
+        kind,
+        phase: Some(Phase::Agent),
+        message: message.into(),
+        data,
+    }
+}
+
+pub async fn events_store_their_message_once(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    let (_, run) = store
+        .create_task(&new_task(project.id, "/srv/e.git", "print"))
+        .await
+        .unwrap();
+    let line = "an output line of the agent";
+    let events = vec![
+        // An agent's output: the line is the message and a field of the data.
+        event(
+            EventKind::Agent,
+            line,
+            serde_json::json!({"type": "output", "stream": "stdout", "line": line}),
+        ),
+        // Nothing in the data equals the message.
+        event(
+            EventKind::Check,
+            "test `make`",
+            serde_json::json!({"command": "make", "round": 1}),
+        ),
+        event(EventKind::Phase, "agent", serde_json::Value::Null),
+        // An empty message is nothing to save.
+        event(EventKind::Info, "", serde_json::json!({"note": ""})),
+        // Only top-level strings of an object are the message.
+        event(EventKind::Info, "x", serde_json::json!(["x"])),
+        event(
+            EventKind::Info,
+            "y",
+            serde_json::json!({"nested": {"y": "y"}}),
+        ),
+        // The message is the whole data object.
+        event(
+            EventKind::Agent,
+            "only",
+            serde_json::json!({"text": "only"}),
+        ),
+    ];
+    store.append_events(run.id, &events[..3]).await.unwrap();
+    store.append_events(run.id, &events[3..]).await.unwrap();
+
+    let read = store.events(run.id, 0, 100).await.unwrap();
+    let back: Vec<NewEvent> = read
+        .into_iter()
+        .map(|e| NewEvent {
+            kind: e.kind,
+            phase: e.phase,
+            message: e.message,
+            data: e.data,
+        })
+        .collect();
+    assert_eq!(back, events, "every event reads back as it was appended");
+
+    // The line once: its message, plus the rest of its data.
+    let output = line.len() + r#"{"stream":"stdout","type":"output"}"#.len();
+    assert_eq!(events[0].stored_bytes(), output);
+    assert_eq!(events[6].stored_bytes(), "only".len() + "{}".len());
+    let stored: usize = events.iter().map(NewEvent::stored_bytes).sum();
+    let run = store.run(run.id).await.unwrap().unwrap();
+    assert_eq!(
+        run.event_bytes, stored as u64,
+        "counted across both appends"
+    );
+}
+
+/// The database itself holds an output line once: read with SQLite's own driver, not the store.
+#[tokio::test]
+async fn the_database_holds_an_output_line_once() {
+    let (store, dir) = super::conformance::sqlite().await;
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    let (_, run) = store
+        .create_task(&new_task(project.id, "/srv/e.git", "print"))
+        .await
+        .unwrap();
+    let line = "a line the database should hold once";
+    let output = serde_json::json!({"type": "output", "stream": "stderr", "line": line});
+    store
+        .append_events(run.id, &[event(EventKind::Agent, line, output)])
+        .await
+        .unwrap();
+    let url = format!("sqlite://{}", dir.path().join("nightshift.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (message, data): (String, String) = sqlx::query_as("SELECT message, data FROM run_events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(message, line);
+    assert_eq!(data, r#"{"stream":"stderr","type":"output"}"#);
+}
