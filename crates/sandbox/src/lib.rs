@@ -33,6 +33,7 @@ pub mod netfwd;
 mod process;
 mod proxy;
 mod redact;
+mod tmp;
 
 pub use confine::{Confinement, ConfinementPolicy, ConfinementSupport, Forward, Network, detect};
 pub use limits::{LimitEnforcement, Limits};
@@ -71,6 +72,12 @@ pub enum SandboxError {
     #[error("{what}: {source}")]
     Limits {
         what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create a /tmp for the process under {root}: {source}")]
+    Tmp {
+        root: PathBuf,
         #[source]
         source: std::io::Error,
     },

@@ -399,3 +399,40 @@ async fn only_stdin_stdout_and_stderr_reach_a_process() {
     }
     nix::unistd::close(fd).unwrap();
 }
+
+/// With `/tmp` on disk each process writes to a directory of its own under the policy's root:
+/// measurable from outside while it runs, private to it, and removed once it is gone.
+#[tokio::test]
+async fn tmp_on_disk_is_each_processs_own_and_removed_after() {
+    let run = RunDirs::new();
+    let root = run.root.path().join("tmp");
+    let sandbox = Sandbox::confined(run.policy().tmp_under(&root)).unwrap();
+    let writer = "head -c 300000 /dev/urandom > /tmp/blob; echo written; sleep 60";
+    let mut first = sandbox
+        .spawn(&ProcessSpec::shell(writer, &run.workspace))
+        .unwrap();
+    assert_eq!(first.next_line().await.unwrap().text, "written");
+    let dirs: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let blob = dirs[0].path().join("blob");
+    assert_eq!(std::fs::metadata(&blob).unwrap().len(), 300_000);
+
+    let (_, lines) = sandbox
+        .output(&ProcessSpec::shell(
+            "ls -A /tmp; echo listed",
+            &run.workspace,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&lines),
+        "listed\n",
+        "another process's /tmp is its own"
+    );
+    first.terminate().await.unwrap();
+    let gone = std::time::Instant::now();
+    while std::fs::read_dir(&root).unwrap().next().is_some() {
+        assert!(gone.elapsed() < Duration::from_secs(10), "{blob:?} stays");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
