@@ -25,7 +25,7 @@ pub use template::{
 };
 pub use values::{
     BranchName, DEFAULT_TIMEOUT, Instructions, MAX_INSTRUCTIONS_BYTES, RepoUrl, format_duration,
-    format_timestamp, now_millis, parse_duration, parse_timestamp, slug,
+    format_size, format_timestamp, now_millis, parse_duration, parse_timestamp, slug,
 };
 
 /// Milliseconds since the Unix epoch: the one time representation stored and sent everywhere.

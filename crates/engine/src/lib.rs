@@ -5,10 +5,12 @@
 mod confinement;
 mod events;
 mod gateway;
+mod limits;
 mod run;
 
 pub use confinement::{ConfinementConfig, ConfinementStatus, DEFAULT_SETUP_HOSTS, SandboxMode};
 pub use events::EventSink;
+pub use limits::RunLimits;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -73,6 +75,8 @@ pub struct EngineConfig {
     pub ci_follow_for: Duration,
     /// How setup, agents and checks are confined (bubblewrap by default).
     pub confinement: ConfinementConfig,
+    /// What one run may store and write: its events, and the disk of its checkout and /tmp.
+    pub run_limits: RunLimits,
 }
 
 impl EngineConfig {
@@ -93,6 +97,7 @@ impl EngineConfig {
             ci_poll: Duration::from_secs(30),
             ci_follow_for: Duration::from_secs(3600),
             confinement: ConfinementConfig::default(),
+            run_limits: RunLimits::default(),
         }
     }
 }

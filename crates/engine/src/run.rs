@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nightshift_agent::{AgentDriver, AgentEnd, AgentRequest, BudgetLimits, run_with_budget};
-use nightshift_checks::{CheckPlan, CheckRunner, ChecksError, Stage};
+use nightshift_checks::{CheckPlan, CheckRunner, ChecksError, LineTaken, Stage};
 use nightshift_core::{
     AgentEvent, CheckOutcome, CheckResult, Checkpoint, EndReason, EventKind, GeneratedChange,
     Phase, RepoUrl, Run, Task, Usage, format_duration, now_millis,
@@ -33,7 +33,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// Why a run was stopped from outside its own work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum StopCause {
     Cancelled,
     TimedOut,
@@ -42,6 +42,8 @@ enum StopCause {
     HandOver,
     /// The worker is shutting down and its grace period ran out before the next checkpoint.
     Shutdown,
+    /// The run went past one of its disk limits; the message says which.
+    OverLimit(String),
 }
 
 /// Stored patches larger than this are not kept for a takeover (which then runs the agent again):
@@ -101,7 +103,8 @@ pub(crate) struct RunExecution {
 
 impl RunExecution {
     pub(crate) fn new(engine: Arc<Engine>, claim: Claim, worker: String) -> Self {
-        let (events, writer) = EventSink::start(engine.store.clone(), claim.run.id);
+        let (events, writer) =
+            EventSink::start(engine.store.clone(), &claim.run, engine.config.run_limits);
         let run_dir = engine
             .config
             .data_dir
@@ -148,6 +151,19 @@ impl RunExecution {
             self.cause.clone(),
             shutdown.clone(),
         )));
+        let disk = AbortOnDrop(tokio::spawn(crate::limits::stop_over_disk(
+            self.run_dir.clone(),
+            self.engine.config.run_limits,
+            self.events.clone(),
+            {
+                let (stop, cause) = (self.stop.clone(), self.cause.clone());
+                move |message| {
+                    let mut slot = cause.lock().unwrap_or_else(|e| e.into_inner());
+                    slot.get_or_insert(StopCause::OverLimit(message));
+                    stop.cancel();
+                }
+            },
+        )));
         self.shutdown = shutdown;
         if self.resumed {
             let (why, after) = if self.handed_over {
@@ -168,7 +184,7 @@ impl RunExecution {
         } else {
             self.pipeline().await
         };
-        drop(watchdog);
+        drop((watchdog, disk));
         self.conclude(result).await;
     }
 
@@ -178,7 +194,7 @@ impl RunExecution {
     }
 
     fn cause(&self) -> Option<StopCause> {
-        *self.cause.lock().unwrap_or_else(|e| e.into_inner())
+        self.cause.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn check_stop(&self) -> Step<()> {
@@ -1160,7 +1176,7 @@ impl RunExecution {
         let forward = async {
             let mut progress = Phase::Agent.start_progress();
             while let Some(event) = rx.recv().await {
-                events.agent(&event);
+                events.agent(&event).await;
                 match &event {
                     // Checkpointed at once: a worker that dies mid-session leaves the session
                     // id behind for whoever picks the run up.
@@ -1280,13 +1296,13 @@ impl RunExecution {
                     serde_json::json!({"stage": stage.as_str(), "command": command, "status": "running", "round": round}),
                 );
                 let events = self.events.clone();
-                let mut on_line = |line: &nightshift_sandbox::OutputLine| {
-                    events.emit(
-                        EventKind::Log,
-                        Some(phase),
-                        line.text.clone(),
-                        serde_json::json!({"stream": line.stream.as_str(), "stage": stage.as_str()}),
-                    );
+                let mut on_line = |line: &nightshift_sandbox::OutputLine| -> LineTaken {
+                    let events = events.clone();
+                    let data = serde_json::json!({"stream": line.stream.as_str(), "stage": stage.as_str()});
+                    let text = line.text.clone();
+                    Box::pin(
+                        async move { events.output(EventKind::Log, Some(phase), text, data).await },
+                    )
                 };
                 let result = match runner
                     .run(*stage, command, &work, round, &self.stop, &mut on_line)
@@ -1341,6 +1357,11 @@ impl RunExecution {
                         "timed out after {}",
                         format_duration(Duration::from_secs(self.task.timeout_secs))
                     )),
+                    Some(self.phase),
+                ),
+                Some(StopCause::OverLimit(message)) => (
+                    Some(EndReason::BudgetExceeded),
+                    Some(message),
                     Some(self.phase),
                 ),
                 Some(StopCause::LeaseLost) => {

@@ -1,6 +1,7 @@
 mod agents;
 mod confinement;
 mod harness;
+mod limits;
 mod pipeline;
 mod publish;
 mod stops;
