@@ -89,6 +89,8 @@ pub(crate) struct ConfigFile {
     sandbox_hidden: Vec<PathBuf>,
     /// Memory, processes, file size and open files of each confined process tree.
     sandbox_limits: crate::confine::LimitSettings,
+    /// What one run may store and write: its events, and the disk of its checkout and /tmp.
+    run_limits: crate::confine::RunLimitSettings,
     /// `[workers]`: leases, heartbeats and how long a stopping worker lets its runs go on.
     workers: WorkerSettings,
 }
@@ -180,6 +182,10 @@ pub(crate) fn engine_config(
     }
     .engine_config(explicit_config.as_deref())
     .context("the sandbox settings in the configuration file")?;
+    engine.run_limits = config
+        .run_limits
+        .engine_limits()
+        .context("[run_limits] in the configuration file")?;
     let workers = &config.workers;
     if let Some(lease) = duration("workers.lease", &workers.lease)? {
         engine.lease = lease;
