@@ -46,7 +46,8 @@ pub enum Amount {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunLimitSettings {
-    /// Bytes of events one run stores; past it the output of its agent and checks is dropped.
+    /// Bytes of events one run stores (messages, data and rows); past it the output of its agent
+    /// and checks is dropped.
     pub stored_events: Option<Amount>,
     /// The longest message, and the longest data, of one event.
     pub event_size: Option<Amount>,

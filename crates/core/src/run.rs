@@ -139,7 +139,7 @@ pub struct Run {
     pub created_at: Millis,
     pub started_at: Option<Millis>,
     pub ended_at: Option<Millis>,
-    /// Bytes of events the run stored (messages and data), bounded per run by the server.
+    /// Bytes of events the run stored (messages, data and rows), bounded per run by the server.
     #[serde(default)]
     pub event_bytes: u64,
 }

@@ -17,8 +17,9 @@ const GIB: u64 = 1 << 30;
 /// `[run_limits]` in nightshift.toml. `None` lifts a limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunLimits {
-    /// Bytes of events one run stores (messages and data). Past it, the output of the agent and
-    /// of the checks is no longer stored; the run's own phases, checks and errors still are.
+    /// Bytes of events one run stores (messages, data and rows, as the store counts them). Past
+    /// it, the output of the agent and of the checks is no longer stored; the run's own phases,
+    /// checks and errors still are.
     pub stored_events: Option<u64>,
     /// The longest message, and the longest text in the data, of one event: longer is cut, and
     /// the cut says how much is missing.

@@ -2,7 +2,8 @@
 -- event's message stored once.
 -- The PostgreSQL migration 0045 mirrors this file column for column.
 
--- Bytes of events the run stored (messages and data as stored), kept by append_events.
+-- Bytes of events the run stored (messages, data as stored, and rows: EVENT_ROW_BYTES each),
+-- kept by append_events.
 ALTER TABLE runs ADD COLUMN event_bytes BIGINT NOT NULL DEFAULT 0;
 
 -- The key of `data` whose value is the event's message (an output line, an agent's text): left

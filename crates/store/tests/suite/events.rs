@@ -2,7 +2,7 @@
 //! events take counted on the run. Run on every back end by the `conformance_cases!` macro.
 
 use nightshift_core::{DEFAULT_PROJECT, EventKind, Phase};
-use nightshift_store::{NewEvent, Store};
+use nightshift_store::{EVENT_ROW_BYTES, NewEvent, Store};
 
 use super::conformance::new_task;
 
@@ -67,10 +67,13 @@ pub async fn events_store_their_message_once(store: Store) {
         .collect();
     assert_eq!(back, events, "every event reads back as it was appended");
 
-    // The line once: its message, plus the rest of its data.
-    let output = line.len() + r#"{"stream":"stdout","type":"output"}"#.len();
+    // The line once: its message, plus the rest of its data, plus its row.
+    let output = line.len() + r#"{"stream":"stdout","type":"output"}"#.len() + EVENT_ROW_BYTES;
     assert_eq!(events[0].stored_bytes(), output);
-    assert_eq!(events[6].stored_bytes(), "only".len() + "{}".len());
+    assert_eq!(
+        events[6].stored_bytes(),
+        "only".len() + "{}".len() + EVENT_ROW_BYTES
+    );
     let stored: usize = events.iter().map(NewEvent::stored_bytes).sum();
     let run = store.run(run.id).await.unwrap().unwrap();
     assert_eq!(
