@@ -106,3 +106,53 @@ async fn the_database_holds_an_output_line_once() {
     assert_eq!(message, line);
     assert_eq!(data, r#"{"stream":"stderr","type":"output"}"#);
 }
+
+/// Followers of a run whose events are large get every one, in order, though a node keeps only
+/// a few megabytes of a run's newest events in memory: the rest is read from the database.
+pub async fn followers_get_every_large_event(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    let (_, run) = store
+        .create_task(&new_task(project.id, "/srv/e.git", "print"))
+        .await
+        .unwrap();
+    let big = |i: usize| {
+        let line = format!("{i} {}", "x".repeat(1 << 20));
+        let data = serde_json::json!({"type": "output", "stream": "stdout", "line": line});
+        event(EventKind::Agent, &line, data)
+    };
+    let mut slow = store.follow(run.id, 0);
+    let mut fast = store.follow(run.id, 0);
+    let mut seen = Vec::new();
+    for batch in 0..4 {
+        let events: Vec<NewEvent> = (0..3).map(|i| big(batch * 3 + i)).collect();
+        store.append_events(run.id, &events).await.unwrap();
+        // One follower keeps up, the other falls behind what the node keeps in memory.
+        while seen.len() < (batch + 1) * 3 {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(30), fast.next(1))
+                .await
+                .expect("woken by the append");
+            seen.extend(next.unwrap());
+        }
+    }
+    let mut late = Vec::new();
+    while late.len() < 12 {
+        late.extend(slow.next(5).await.unwrap());
+    }
+    for events in [&seen, &late] {
+        let lines: Vec<String> = events
+            .iter()
+            .map(|e| {
+                e.data["line"]
+                    .as_str()
+                    .unwrap()
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        let expected: Vec<String> = (0..12).map(|i: usize| i.to_string()).collect();
+        assert_eq!(lines, expected);
+        assert!(events.iter().all(|e| e.message.len() > 1 << 20));
+    }
+}
