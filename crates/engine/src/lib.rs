@@ -360,6 +360,7 @@ impl Engine {
                 Ok(Some(claim)) => {
                     let runner = run::RunExecution::new(self.clone(), claim, id.clone());
                     runner.execute(shutdown.clone()).await;
+                    limits::give_back_memory();
                     continue;
                 }
                 Ok(None) => {}

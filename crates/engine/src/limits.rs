@@ -181,3 +181,14 @@ pub(crate) fn disk_use(root: &Path) -> u64 {
     }
     total
 }
+
+/// Hands back to the system the memory a run's events passed through. glibc keeps what is freed
+/// in its per-thread arenas for reuse, so after a noisy run the server would otherwise hold tens
+/// of megabytes it no longer uses (docs/benchmarks.md, "A noisy run").
+pub(crate) fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
