@@ -104,7 +104,11 @@ async fn the_database_holds_an_output_line_once() {
         .await
         .unwrap();
     assert_eq!(message, line);
-    assert_eq!(data, r#"{"stream":"stderr","type":"output"}"#);
+    let data: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(
+        data,
+        serde_json::json!({"stream": "stderr", "type": "output"})
+    );
 }
 
 /// Followers of a run whose events are large get every one, in order, though a node keeps only
