@@ -6,7 +6,7 @@ mod discover;
 mod run;
 
 pub use discover::{CONFIG_FILE, CheckPlan, Stage, discover};
-pub use run::{CheckRunner, trim_output};
+pub use run::{CheckRunner, LineTaken, trim_output};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChecksError {

@@ -1,7 +1,10 @@
 //! Running one check command and condensing its output to the lines a person (or an agent
 //! being sent back to work) needs.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::time::Instant;
 
 use nightshift_core::{CheckOutcome, CheckResult};
@@ -14,6 +17,10 @@ use crate::{ChecksError, Result, Stage};
 const MAX_TRIMMED_BYTES: usize = 8 * 1024;
 const TAIL_LINES: usize = 20;
 const MATCH_LINES: usize = 40;
+
+/// What `on_line` returns: ready once the line is taken. The run's event log answers late while
+/// it is behind, so a check printing without pause waits instead of piling lines up in memory.
+pub type LineTaken = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 pub struct CheckRunner {
     sandbox: Sandbox,
@@ -35,7 +42,7 @@ impl CheckRunner {
         dir: &Path,
         round: u32,
         stop: &CancellationToken,
-        on_line: &mut (dyn FnMut(&OutputLine) + Send),
+        on_line: &mut (dyn FnMut(&OutputLine) -> LineTaken + Send),
     ) -> Result<CheckResult> {
         let mut spec = ProcessSpec::shell(command, dir);
         for (k, v) in &self.env {
@@ -43,13 +50,13 @@ impl CheckRunner {
         }
         let started = Instant::now();
         let mut process = self.sandbox.spawn(&spec)?;
-        let mut lines = Vec::new();
+        let mut kept = Trimmer::default();
         loop {
             tokio::select! {
                 line = process.next_line() => match line {
                     Some(line) => {
-                        on_line(&line);
-                        lines.push(line.text);
+                        on_line(&line).await;
+                        kept.push(line.text);
                     }
                     None => break,
                 },
@@ -79,7 +86,7 @@ impl CheckRunner {
                 _ => None,
             },
             duration_ms: started.elapsed().as_millis() as u64,
-            output: trim_output(&lines),
+            output: kept.finish(),
             round,
         })
     }
@@ -87,45 +94,87 @@ impl CheckRunner {
 
 /// The lines that explain a failure: those that look like errors, plus the tail, in order.
 pub fn trim_output(lines: &[String]) -> String {
-    const SIGNS: [&str; 10] = [
-        "error",
-        "fail",
-        "panic",
-        "assert",
-        "expected",
-        "warning:",
-        "exception",
-        "traceback",
-        "not ok",
-        "fatal",
-    ];
-    let tail_from = lines.len().saturating_sub(TAIL_LINES);
-    let mut matched = 0;
-    let mut keep = Vec::new();
-    let mut skipped = false;
-    for (i, line) in lines.iter().enumerate() {
-        let lower = line.to_lowercase();
-        let interesting = matched < MATCH_LINES && SIGNS.iter().any(|s| lower.contains(s));
-        if i >= tail_from || interesting {
-            if interesting && i < tail_from {
-                matched += 1;
+    let mut kept = Trimmer::default();
+    for line in lines {
+        kept.push(line.clone());
+    }
+    kept.finish()
+}
+
+/// The lines [`trim_output`] keeps, gathered as they come: the first lines that look like errors
+/// and the last [`TAIL_LINES`], never the whole log (a check may print gigabytes).
+#[derive(Default)]
+struct Trimmer {
+    /// The first [`MATCH_LINES`] lines that look like errors, with their line numbers.
+    matched: Vec<(usize, String)>,
+    tail: VecDeque<(usize, String)>,
+    seen: usize,
+}
+
+impl Trimmer {
+    fn push(&mut self, mut line: String) {
+        const SIGNS: [&str; 10] = [
+            "error",
+            "fail",
+            "panic",
+            "assert",
+            "expected",
+            "warning:",
+            "exception",
+            "traceback",
+            "not ok",
+            "fatal",
+        ];
+        let n = self.seen;
+        self.seen += 1;
+        // Only the end of the joined lines is kept, so no line needs more than its own end.
+        if line.len() > MAX_TRIMMED_BYTES + 4 {
+            let mut from = line.len() - MAX_TRIMMED_BYTES - 4;
+            while !line.is_char_boundary(from) {
+                from -= 1;
             }
-            if skipped {
+            if self.matched.len() < MATCH_LINES && looks_like(&line, &SIGNS) {
+                self.matched.push((n, line[from..].to_string()));
+            }
+            line.drain(..from);
+        } else if self.matched.len() < MATCH_LINES && looks_like(&line, &SIGNS) {
+            self.matched.push((n, line.clone()));
+        }
+        self.tail.push_back((n, line));
+        if self.tail.len() > TAIL_LINES {
+            self.tail.pop_front();
+        }
+    }
+
+    fn finish(self) -> String {
+        let tail_from = self.seen.saturating_sub(TAIL_LINES);
+        let mut keep = Vec::new();
+        let mut next = 0;
+        let lines = self
+            .matched
+            .into_iter()
+            .filter(|(n, _)| *n < tail_from)
+            .chain(self.tail);
+        for (n, line) in lines {
+            if n > next {
                 keep.push("…".to_string());
-                skipped = false;
             }
-            keep.push(line.clone());
-        } else {
-            skipped = true;
+            keep.push(line);
+            next = n + 1;
         }
-    }
-    let mut out = keep.join("\n");
-    if out.len() > MAX_TRIMMED_BYTES {
-        let mut cut = out.len() - MAX_TRIMMED_BYTES;
-        while !out.is_char_boundary(cut) {
-            cut += 1;
+        let mut out = keep.join("\n");
+        if out.len() > MAX_TRIMMED_BYTES {
+            let mut cut = out.len() - MAX_TRIMMED_BYTES;
+            while !out.is_char_boundary(cut) {
+                cut += 1;
+            }
+            out = format!("…{}", &out[cut..]);
         }
-        out = format!("…{}", &out[cut..]);
+        out
     }
-    out
+}
+
+fn looks_like(line: &str, signs: &[&str]) -> bool {
+    let lower = line.to_lowercase();
+    signs.iter().any(|s| lower.contains(s))
 }

@@ -155,7 +155,10 @@ async fn runs_a_check_and_keeps_the_lines_that_matter() {
             dir.path(),
             1,
             &CancellationToken::new(),
-            &mut |_| seen += 1,
+            &mut |_| {
+                seen += 1;
+                Box::pin(async {})
+            },
         )
         .await
         .unwrap();
@@ -174,7 +177,7 @@ async fn runs_a_check_and_keeps_the_lines_that_matter() {
             dir.path(),
             1,
             &CancellationToken::new(),
-            &mut |_| {},
+            &mut |_| Box::pin(async {}),
         )
         .await
         .unwrap();
@@ -192,7 +195,9 @@ async fn a_stopped_check_is_killed() {
         s.cancel();
     });
     let err = runner
-        .run(Stage::Test, "sleep 100", dir.path(), 1, &stop, &mut |_| {})
+        .run(Stage::Test, "sleep 100", dir.path(), 1, &stop, &mut |_| {
+            Box::pin(async {})
+        })
         .await
         .unwrap_err();
     assert!(matches!(err, ChecksError::Stopped));

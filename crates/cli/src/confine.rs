@@ -1,11 +1,11 @@
 //! The confinement part of `nightshift.toml`: `sandbox`, `setup_hosts`, `extra_setup_hosts`,
-//! `sandbox_readonly`, `sandbox_hidden`, `[sandbox_limits]`, `[env]` and `[agent_env]`, turned
-//! into the engine's settings.
+//! `sandbox_readonly`, `sandbox_hidden`, `[sandbox_limits]`, `[run_limits]`, `[env]` and
+//! `[agent_env]`, turned into the engine's settings.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
-use nightshift_engine::{ConfinementConfig, RunEnv, SandboxMode};
+use nightshift_engine::{ConfinementConfig, RunEnv, RunLimits, SandboxMode};
 use nightshift_sandbox::{AllowedHost, Limits};
 
 /// `nightshift netfwd …`: the in-sandbox forwarder, hidden from `--help`.
@@ -70,8 +70,49 @@ pub enum Amount {
     Text(String),
 }
 
+/// `[run_limits]`: what one run may store and write, sizes as in `[sandbox_limits]`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunLimitSettings {
+    /// Bytes of events one run stores (messages, data and rows); past it the output of its agent
+    /// and checks is dropped.
+    pub stored_events: Option<Amount>,
+    /// The longest message, and the longest data, of one event.
+    pub event_size: Option<Amount>,
+    /// Disk the run's checkout and HOME may use together.
+    pub checkout_disk: Option<Amount>,
+    /// Disk the /tmp of the run's confined processes may use together.
+    pub tmp_disk: Option<Amount>,
+}
+
+/// The smallest event size that still leaves room to say what was cut.
+const MIN_EVENT_SIZE: u64 = 1024;
+
+impl RunLimitSettings {
+    pub fn engine_limits(&self) -> anyhow::Result<RunLimits> {
+        let defaults = RunLimits::default();
+        let limit = |amount: &Option<Amount>, key: &str, default: Option<u64>| match amount {
+            Some(amount) => amount.value(&format!("run_limits.{key}")),
+            None => Ok(default),
+        };
+        let limits = RunLimits {
+            stored_events: limit(&self.stored_events, "stored_events", defaults.stored_events)?,
+            event_size: limit(&self.event_size, "event_size", defaults.event_size)?,
+            checkout_disk: limit(&self.checkout_disk, "checkout_disk", defaults.checkout_disk)?,
+            tmp_disk: limit(&self.tmp_disk, "tmp_disk", defaults.tmp_disk)?,
+        };
+        if let Some(size) = limits.event_size.filter(|s| *s < MIN_EVENT_SIZE) {
+            anyhow::bail!(
+                "run_limits.event_size = {size} is too small: an event needs at least \"1K\" to \
+                 say what was cut from it"
+            );
+        }
+        Ok(limits)
+    }
+}
+
 impl Amount {
-    /// `None` for unlimited.
+    /// `None` for unlimited. `key` is the setting's full name, for the error.
     fn value(&self, key: &str) -> anyhow::Result<Option<u64>> {
         let text = match self {
             Amount::Count(n) => return Ok(Some(*n)),
@@ -82,7 +123,7 @@ impl Amount {
         }
         let bad = || {
             anyhow!(
-                "sandbox_limits.{key} = {text:?} is not a number, a size like \"512M\" or \"8G\", or \"unlimited\""
+                "{key} = {text:?} is not a number, a size like \"512M\" or \"8G\", or \"unlimited\""
             )
         };
         let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
@@ -131,7 +172,7 @@ impl SandboxSettings {
             .extend(config_file.map(Path::to_path_buf));
         let defaults = Limits::default();
         let limit = |amount: &Option<Amount>, key: &str, default: Option<u64>| match amount {
-            Some(amount) => amount.value(key),
+            Some(amount) => amount.value(&format!("sandbox_limits.{key}")),
             None => Ok(default),
         };
         let l = &self.sandbox_limits;
@@ -157,6 +198,36 @@ mod tests {
 
     fn settings(text: &str) -> SandboxSettings {
         toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn run_limits_take_sizes_and_unlimited_and_refuse_nonsense() {
+        let limits = |text: &str| {
+            toml::from_str::<RunLimitSettings>(text)
+                .unwrap()
+                .engine_limits()
+        };
+        let set = limits("stored_events = \"64M\"\ntmp_disk = \"unlimited\"\nevent_size = 2048\n")
+            .unwrap();
+        assert_eq!(set.stored_events, Some(64 << 20));
+        assert_eq!(set.tmp_disk, None);
+        assert_eq!(set.event_size, Some(2048));
+        assert_eq!(set.checkout_disk, RunLimits::default().checkout_disk);
+        assert_eq!(limits("").unwrap(), RunLimits::default());
+
+        let err = limits("checkout_disk = \"huge\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("run_limits.checkout_disk") && err.contains("huge"),
+            "{err}"
+        );
+        let err = limits("event_size = \"100\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("run_limits.event_size") && err.contains("1K"),
+            "{err}"
+        );
+        assert!(toml::from_str::<RunLimitSettings>("disk = \"1G\"\n").is_err());
     }
 
     #[test]

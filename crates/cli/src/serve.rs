@@ -106,6 +106,8 @@ pub(crate) struct ConfigFile {
     env: crate::confine::EnvSettings,
     /// `[agent_env]`: variables for the agent, likewise.
     agent_env: crate::confine::EnvSettings,
+    /// What one run may store and write: its events, and the disk of its checkout and /tmp.
+    run_limits: crate::confine::RunLimitSettings,
     /// `[workers]`: leases, heartbeats and how long a stopping worker lets its runs go on.
     workers: WorkerSettings,
     /// `[retention]`: how long run events, audit events and failed runs' workspaces are kept.
@@ -245,6 +247,10 @@ pub(crate) fn engine_config(
     }
     .engine_config(explicit_config.as_deref())
     .context("the sandbox settings in the configuration file")?;
+    engine.run_limits = config
+        .run_limits
+        .engine_limits()
+        .context("[run_limits] in the configuration file")?;
     let workers = &config.workers;
     if let Some(lease) = duration("workers.lease", &workers.lease)? {
         engine.lease = lease;

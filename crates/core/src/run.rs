@@ -139,6 +139,9 @@ pub struct Run {
     pub created_at: Millis,
     pub started_at: Option<Millis>,
     pub ended_at: Option<Millis>,
+    /// Bytes of events the run stored (messages, data and rows), bounded per run by the server.
+    #[serde(default)]
+    pub event_bytes: u64,
 }
 
 impl Run {
@@ -200,6 +203,7 @@ mod tests {
             created_at: 0,
             started_at: None,
             ended_at: None,
+            event_bytes: 0,
         }
     }
 

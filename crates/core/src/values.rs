@@ -363,6 +363,23 @@ pub fn format_duration(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
+/// A size as people read it, in the units nightshift.toml takes: `512 B`, `64 KiB`, `1.5 GiB`.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let text = format!("{value:.1}");
+    let text = text.strip_suffix(".0").unwrap_or(&text);
+    format!("{text} {}", UNITS[unit])
+}
+
 /// Parses an RFC 3339 timestamp, or a bare date (`2026-11-24`, midnight UTC).
 pub fn parse_timestamp(input: &str) -> Result<Millis, CoreError> {
     let fail = || CoreError::InvalidTimestamp {
@@ -478,6 +495,15 @@ mod tests {
             let err = RepoUrl::parse(bad).unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(format_size(512), "512 B");
+        assert_eq!(format_size(64 << 10), "64 KiB");
+        assert_eq!(format_size(3 << 29), "1.5 GiB");
+        assert_eq!(format_size(32 << 20), "32 MiB");
+        assert_eq!(format_size(5 << 40), "5 TiB");
     }
 
     #[test]

@@ -271,6 +271,8 @@ impl RunConfinement {
         let mut policy = ConfinementPolicy::new(worktree.path(), home)
             // The database, other runs, mirrors, logs, tokens and the vault key.
             .hide(&config.data_dir)
+            // On disk in the run directory, not in memory, so the run's disk limit covers it.
+            .tmp_under(crate::limits::tmp_root(home.parent().unwrap_or(home)))
             .limits(confinement.limits)
             // git in the checkout (agents run `git status` and `git diff`) reads the mirror
             // and the worktree's own directory in it, read-only: nobody else's, and not the

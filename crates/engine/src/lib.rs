@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod gateway;
 mod jobs;
+mod limits;
 mod run;
 mod run_env;
 
@@ -14,6 +15,7 @@ pub use confinement::{ConfinementConfig, ConfinementStatus, DEFAULT_SETUP_HOSTS,
 pub use error::{EngineError, Result};
 pub use events::EventSink;
 pub use jobs::sweep_workspaces;
+pub use limits::RunLimits;
 pub use nightshift_workspace::{AllowedRepo, LocalRepos, RepoPolicy, Requester};
 pub use run_env::{RunEnv, ToolchainInfo};
 
@@ -77,6 +79,8 @@ pub struct EngineConfig {
     /// Which repositories may be used: local ones where the operator allows them, hosts on
     /// public addresses or listed. The configured forges' hosts are always listed.
     pub repositories: RepoPolicy,
+    /// What one run may store and write: its events, and the disk of its checkout and /tmp.
+    pub run_limits: RunLimits,
 }
 
 impl EngineConfig {
@@ -100,6 +104,7 @@ impl EngineConfig {
             retention: RetentionPolicy::default(),
             sweep_records: true,
             repositories: RepoPolicy::new(&data_dir),
+            run_limits: RunLimits::default(),
             data_dir,
         }
     }
@@ -461,6 +466,7 @@ impl Engine {
             match self.store.claim_run(&id, self.config.lease).await {
                 Ok(Some(claim)) => {
                     run::execute(self.clone(), claim, id.clone(), shutdown.clone()).await;
+                    limits::give_back_memory();
                     continue;
                 }
                 Ok(None) => {}

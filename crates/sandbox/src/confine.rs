@@ -63,6 +63,10 @@ pub struct ConfinementPolicy {
     /// The in-sandbox forwarder for [`Network::Allow`] and `forwards`: a program (plus leading
     /// arguments) that understands `<listen addr> <socket>… -- <command…>`, see [`crate::netfwd`].
     pub forwarder: Vec<String>,
+    /// A directory on disk in which each process gets a fresh `/tmp` of its own, removed when
+    /// the process ends, so what it writes there can be measured (and bounded) from outside.
+    /// `None`: a fresh tmpfs in memory.
+    pub tmp: Option<PathBuf>,
 }
 
 /// One loopback port inside the sandbox whose connections go to a Unix socket outside it.
@@ -89,6 +93,7 @@ impl ConfinementPolicy {
             limits: Limits::default(),
             forwards: Vec::new(),
             forwarder: default_forwarder(),
+            tmp: None,
         }
     }
 
@@ -117,6 +122,13 @@ impl ConfinementPolicy {
 
     pub fn network(mut self, network: Network) -> Self {
         self.network = network;
+        self
+    }
+
+    /// Gives each process a fresh `/tmp` in its own directory under `root` (see
+    /// [`ConfinementPolicy::tmp`]).
+    pub fn tmp_under(mut self, root: impl Into<PathBuf>) -> Self {
+        self.tmp = Some(root.into());
         self
     }
 
@@ -171,11 +183,13 @@ impl ConfinementPolicy {
         }
     }
 
-    /// The bubblewrap arguments up to and including `--`; the command follows.
+    /// The bubblewrap arguments up to and including `--`; the command follows. `tmp` is the
+    /// process's own directory for `/tmp` (under [`ConfinementPolicy::tmp`]), if it has one.
     pub(crate) fn bwrap_args(
         &self,
         cwd: &Path,
         proxy_socket: Option<&Path>,
+        tmp: Option<&Path>,
     ) -> Result<Vec<String>> {
         let workspace = canonical(&self.workspace)?;
         let home = canonical(&self.home)?;
@@ -196,11 +210,13 @@ impl ConfinementPolicy {
             "/dev",
             "--proc",
             "/proc",
-            "--tmpfs",
-            "/tmp",
         ]
         .map(String::from)
         .to_vec();
+        match tmp {
+            Some(dir) => args.extend(["--bind".into(), path_str(dir)?.into(), "/tmp".into()]),
+            None => args.extend(["--tmpfs".into(), "/tmp".into()]),
+        }
         if self.network != Network::Full {
             args.push("--unshare-net".into());
         }

@@ -28,11 +28,13 @@
 //! ```
 
 mod confine;
+mod fds;
 mod limits;
 pub mod netfwd;
 mod process;
 mod programs;
 mod proxy;
+mod tmp;
 mod toolchains;
 
 pub use confine::{
@@ -77,6 +79,12 @@ pub enum SandboxError {
     #[error("{what}: {source}")]
     Limits {
         what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create a /tmp for the process under {root}: {source}")]
+    Tmp {
+        root: PathBuf,
         #[source]
         source: std::io::Error,
     },

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use crate::confine::{Confinement, ConfinementPolicy, Network, PROXY_PORT_INSIDE, find_in};
 use crate::limits::{CgroupLease, LimitEnforcement, apply_rlimits};
 use crate::proxy::EgressProxy;
+use crate::tmp::ProcessTmp;
 use crate::{Result, SandboxError};
 use nightshift_core::Redactor;
 
@@ -297,14 +298,18 @@ impl Sandbox {
         if !Path::new(&spec.cwd).is_dir() {
             return Err(SandboxError::MissingDir(spec.cwd.clone()));
         }
-        let (mut cmd, cgroup) = match &self.confined {
+        let (mut cmd, held) = match &self.confined {
             None => {
                 let mut cmd = Command::new(&spec.program);
                 cmd.args(&spec.args).process_group(0);
-                (cmd, None)
+                (cmd, Held::default())
             }
             Some(confined) => confined.command(spec, &self.base_env)?,
         };
+        // SAFETY: only async-signal-safe system calls, on nothing prepared before the fork.
+        unsafe {
+            cmd.pre_exec(crate::fds::close_inherited);
+        }
         cmd.current_dir(&spec.cwd)
             .env_clear()
             .envs(self.base_env.iter().map(|(k, v)| (k, v)))
@@ -354,7 +359,7 @@ impl Sandbox {
                 grace: self.grace,
                 exit: None,
                 confined: self.confined.is_some(),
-                cgroup,
+                held,
             },
             stdin,
         ))
@@ -378,7 +383,7 @@ impl Confined {
         &self,
         spec: &ProcessSpec,
         base_env: &[(String, String)],
-    ) -> Result<(Command, Option<CgroupLease>)> {
+    ) -> Result<(Command, Held)> {
         // bwrap would report a missing program only as its own exit status 1: say it up front.
         let path = spec
             .env
@@ -408,10 +413,17 @@ impl Confined {
             )));
         }
         let socket = self.proxy.as_ref().map(EgressProxy::socket);
+        let tmp = match &self.policy.tmp {
+            Some(root) => Some(ProcessTmp::create(root)?),
+            None => None,
+        };
         let mut cmd = Command::new(&self.bwrap);
-        cmd.args(self.policy.bwrap_args(&spec.cwd, socket)?)
-            .arg(&spec.program)
-            .args(&spec.args);
+        cmd.args(
+            self.policy
+                .bwrap_args(&spec.cwd, socket, tmp.as_ref().map(ProcessTmp::path))?,
+        )
+        .arg(&spec.program)
+        .args(&spec.args);
         let cgroup = CgroupLease::create(&self.policy.limits, &self.limits)?;
         let joins = cgroup.as_ref().map(CgroupLease::join_handle);
         let limits = self.policy.limits;
@@ -429,7 +441,7 @@ impl Confined {
                 apply_rlimits(&limits, !rlimits_only)
             });
         }
-        Ok((cmd, cgroup))
+        Ok((cmd, Held { cgroup, tmp }))
     }
 }
 
@@ -444,7 +456,14 @@ pub struct RunningProcess {
     exit: Option<Exit>,
     /// The group leader is bwrap and its child the namespace's init; see `terminate`.
     confined: bool,
+    held: Held,
+}
+
+/// What a confined process holds until it is gone: its cgroups and its own `/tmp`.
+#[derive(Debug, Default)]
+struct Held {
     cgroup: Option<CgroupLease>,
+    tmp: Option<ProcessTmp>,
 }
 
 impl RunningProcess {
@@ -480,7 +499,7 @@ impl RunningProcess {
         };
         // Background children of a finished process must not outlive it.
         self.kill_group(Signal::SIGKILL).await?;
-        self.release_cgroup();
+        self.release();
         self.exit = Some(exit);
         Ok(exit)
     }
@@ -533,21 +552,24 @@ impl RunningProcess {
             }
             if self.wait_gone(grace).await {
                 let _ = self.child.wait().await;
-                self.release_cgroup();
+                self.release();
                 self.exit = Some(Exit::Killed);
                 return Ok(Exit::Killed);
             }
         }
         self.kill_group(Signal::SIGKILL).await?;
         let _ = self.child.wait().await;
-        self.release_cgroup();
+        self.release();
         self.exit = Some(Exit::Killed);
         Ok(Exit::Killed)
     }
 
-    fn release_cgroup(&mut self) {
-        if let Some(mut cgroup) = self.cgroup.take() {
+    fn release(&mut self) {
+        if let Some(mut cgroup) = self.held.cgroup.take() {
             cgroup.remove();
+        }
+        if let Some(mut tmp) = self.held.tmp.take() {
+            tmp.remove();
         }
     }
 

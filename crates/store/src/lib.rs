@@ -22,7 +22,7 @@ mod projects;
 mod retention;
 mod users;
 
-pub use events::NewEvent;
+pub use events::{EVENT_ROW_BYTES, NewEvent};
 pub use live::{ANY_RUN, Followed, RunFollower};
 pub use notifications::Notification;
 pub use runs::{Claim, Heartbeat, RunUpdate};

@@ -71,11 +71,30 @@ pub(crate) async fn start_relay(url: &str, wake: broadcast::Sender<i64>) -> Resu
 
 /// How many of a run's newest events a node keeps in memory for its followers.
 const TAIL_WINDOW: usize = 1024;
+/// And how much of them, roughly: a run of large events is followed from the database sooner
+/// instead of held in memory.
+const TAIL_BYTES: usize = 4 << 20;
 
 /// Events of one run after `base`, contiguous and in order.
 struct Window {
     base: i64,
     events: VecDeque<RunEvent>,
+    /// What `events` take in memory, roughly (see [`weight`]).
+    bytes: usize,
+}
+
+/// What an event takes in memory, roughly: its texts and a little per value.
+fn weight(event: &RunEvent) -> usize {
+    fn value(v: &serde_json::Value) -> usize {
+        use serde_json::Value;
+        16 + match v {
+            Value::String(s) => s.len(),
+            Value::Array(items) => items.iter().map(value).sum(),
+            Value::Object(map) => map.iter().map(|(k, v)| k.len() + value(v)).sum(),
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        }
+    }
+    64 + event.message.len() + value(&event.data)
 }
 
 struct TailShared {
@@ -139,11 +158,14 @@ async fn read_tail(
             let full = events.len() == TAIL_WINDOW;
             {
                 let mut window = write(&shared.window);
+                window.bytes += events.iter().map(weight).sum::<usize>();
                 window.events.extend(events);
-                while window.events.len() > TAIL_WINDOW {
-                    if let Some(dropped) = window.events.pop_front() {
-                        window.base = dropped.seq;
-                    }
+                while window.events.len() > TAIL_WINDOW || window.bytes > TAIL_BYTES {
+                    let Some(dropped) = window.events.pop_front() else {
+                        break;
+                    };
+                    window.bytes -= weight(&dropped);
+                    window.base = dropped.seq;
                 }
             }
             after = last;
@@ -305,6 +327,7 @@ impl RunFollower {
                     window: RwLock::new(Window {
                         base: self.after,
                         events: VecDeque::new(),
+                        bytes: 0,
                     }),
                     newest: watch::channel(self.after).0,
                     ended: RwLock::new(None),

@@ -4,7 +4,7 @@ use nightshift_core::{Checkpoint, Run, RunEvent, Task, Usage};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::Result;
+use crate::{Result, StoreError};
 
 pub(crate) const TASK_COLUMNS: &str = "t.id, t.project_id, t.title, t.instructions, t.repo, t.base_branch, \
      t.agent, t.timeout_secs, t.budget, t.created_by, t.created_at";
@@ -12,7 +12,7 @@ pub(crate) const TASK_COLUMNS: &str = "t.id, t.project_id, t.title, t.instructio
 pub(crate) const RUN_COLUMNS: &str = "r.id, r.project_id, r.task_id, r.number, r.status, r.phase, r.progress, \
      r.end_reason, r.failed_phase, r.error, r.waiting_reason, r.checkpoint, r.input_tokens, r.output_tokens, \
      r.cost_usd, r.turns, r.cancel_requested, r.lease_owner, r.lease_expires_at, r.created_at, r.started_at, \
-     r.ended_at";
+     r.ended_at, r.event_bytes";
 
 fn parse_opt<T: std::str::FromStr<Err = nightshift_core::CoreError>>(
     v: Option<String>,
@@ -63,21 +63,33 @@ pub(crate) fn run(row: &AnyRow) -> Result<Run> {
         created_at: row.try_get("created_at")?,
         started_at: row.try_get("started_at")?,
         ended_at: row.try_get("ended_at")?,
+        event_bytes: row.try_get::<i64, _>("event_bytes")?.max(0) as u64,
     })
 }
 
 pub(crate) fn event(row: &AnyRow) -> Result<RunEvent> {
     let data: Option<String> = row.try_get("data")?;
+    let message: String = row.try_get("message")?;
+    let mut data = match data {
+        Some(text) => serde_json::from_str(&text)?,
+        None => serde_json::Value::Null,
+    };
+    // The message was stored once, in its own column (see NewEvent::stored).
+    if let Some(key) = row.try_get::<Option<String>, _>("message_key")? {
+        let serde_json::Value::Object(map) = &mut data else {
+            return Err(StoreError::Corrupt(format!(
+                "event data names {key:?} as its message but is not an object"
+            )));
+        };
+        map.insert(key, serde_json::Value::String(message.clone()));
+    }
     Ok(RunEvent {
         run_id: row.try_get("run_id")?,
         seq: row.try_get("seq")?,
         at: row.try_get("at")?,
         kind: row.try_get::<String, _>("kind")?.parse()?,
         phase: parse_opt(row.try_get("phase")?)?,
-        message: row.try_get("message")?,
-        data: match data {
-            Some(text) => serde_json::from_str(&text)?,
-            None => serde_json::Value::Null,
-        },
+        message,
+        data,
     })
 }

@@ -265,3 +265,49 @@ fn configured_secrets_reach_neither_the_run_nor_the_api() {
         }
     }
 }
+
+/// A descriptor `nightshift serve` inherited without close-on-exec (a secret file its parent
+/// had open) reaches none of a run's processes: setup, the agent and the checks each find only
+/// stdin, stdout and stderr.
+#[test]
+fn a_descriptor_the_server_inherited_reaches_no_run() {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::Mode;
+    const SECRET: &str = "inherited-descriptor-canary-5e21";
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    // Without O_CLOEXEC, so the spawned server holds it as its parent left it; at a number of
+    // its own, not one a shell reuses for its pipes.
+    let opened = open(&secret, OFlag::O_RDONLY, Mode::empty()).unwrap();
+    let fd = nix::unistd::dup2(opened, 37).unwrap();
+    nix::unistd::close(opened).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), 1);
+    let held = std::fs::read_link(format!("/proc/{}/fd/{fd}", server.pid())).unwrap();
+    assert_eq!(held, secret, "the server did not inherit the descriptor");
+
+    let closed = format!("test ! -e /proc/$$/fd/{fd}");
+    let repo = RemoteRepo::with_files(&[(
+        ".nightshift.toml",
+        &format!("[setup]\ncommands = [\"{closed}\"]\n[checks]\ntest = [\"{closed}\"]\n"),
+    )]);
+    let agent = format!(
+        "if [ -e /proc/$$/fd/{fd} ]; then echo LEAKED; cat <&{fd}; else echo CLOSED; fi; \
+         printf fds:; for f in /proc/$$/fd/*; do printf ' %s' ${{f##*/}}; done; echo; touch b"
+    );
+    let task = create(&server, &repo, &agent);
+    let id = task["id"].as_i64().unwrap();
+    let logs = server.cli(&["task", "logs", &id.to_string()]);
+    let logs = String::from_utf8_lossy(&logs.stdout).into_owned();
+    assert_eq!(task["runs"][0]["end_reason"], "succeeded", "{task}\n{logs}");
+    assert!(logs.contains("CLOSED") && !logs.contains(SECRET), "{logs}");
+    // The shell's own descriptors: stdio, and the directory its glob is reading.
+    let listed = logs.lines().find_map(|l| l.split_once("fds:")).unwrap().1;
+    assert_eq!(
+        listed.split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2", "3"],
+        "{logs}"
+    );
+    nix::unistd::close(fd).unwrap();
+}

@@ -2,6 +2,7 @@ mod bad_input;
 mod confinement;
 mod data_dir;
 mod lifecycle;
+mod limits;
 mod scale;
 pub mod server;
 mod template;

@@ -269,7 +269,7 @@ impl AgentPhase {
         let forward = async {
             let mut progress = Phase::Agent.start_progress();
             while let Some(event) = rx.recv().await {
-                watched.events.agent(&event);
+                watched.events.agent(&event).await;
                 match &event {
                     // Checkpointed at once: a worker that dies mid-session leaves the session
                     // id behind for whoever picks the run up.

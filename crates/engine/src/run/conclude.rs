@@ -127,6 +127,11 @@ impl RunExecution {
                 )),
                 Some(self.phase),
             ),
+            Some(StopCause::OverLimit(message)) => (
+                Some(EndReason::BudgetExceeded),
+                Some(message),
+                Some(self.phase),
+            ),
             Some(StopCause::LeaseLost) => {
                 self.events.error(
                     Some(self.phase),

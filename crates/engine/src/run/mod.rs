@@ -61,6 +61,19 @@ pub(crate) async fn execute(
         run.cause.clone(),
         run.shutdown.clone(),
     )));
+    let disk = AbortOnDrop(tokio::spawn(crate::limits::stop_over_disk(
+        run.run_dir.clone(),
+        run.engine.config.run_limits,
+        run.events.clone(),
+        {
+            let (stop, cause) = (run.stop.clone(), run.cause.clone());
+            move |message| {
+                let mut slot = cause.lock().unwrap_or_else(|e| e.into_inner());
+                slot.get_or_insert(StopCause::OverLimit(message));
+                stop.cancel();
+            }
+        },
+    )));
     run.announce_takeover();
     // The run's checkout, from `prepare` until `conclude` records and removes it.
     let mut workspace = None;
@@ -70,7 +83,7 @@ pub(crate) async fn execute(
     } else {
         run.pipeline(&mut workspace).await
     };
-    drop(watchdog);
+    drop((watchdog, disk));
     run.conclude(workspace, result).await;
 }
 
@@ -152,7 +165,8 @@ pub(crate) struct RunExecution {
 
 impl RunExecution {
     fn new(engine: Arc<Engine>, claim: Claim, worker: String, shutdown: CancellationToken) -> Self {
-        let (events, writer) = EventSink::start(engine.store.clone(), claim.run.id);
+        let (events, writer) =
+            EventSink::start(engine.store.clone(), &claim.run, engine.config.run_limits);
         // The server's own secrets are masked from the first event; the run adds its project's
         // credential once it knows its repository.
         if let Ok(redactor) = engine.secret_filter(Vec::new()) {
@@ -270,7 +284,7 @@ impl RunExecution {
     }
 
     fn cause(&self) -> Option<StopCause> {
-        *self.cause.lock().unwrap_or_else(|e| e.into_inner())
+        self.cause.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn check_stop(&self) -> Step<()> {

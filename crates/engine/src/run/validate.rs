@@ -3,7 +3,7 @@
 //! Running a set of checks (setup in `prepare`, the re-check after a rebase in `publish`)
 //! lives here too.
 
-use nightshift_checks::{CheckPlan, CheckRunner, ChecksError, Stage};
+use nightshift_checks::{CheckPlan, CheckRunner, ChecksError, LineTaken, Stage};
 use nightshift_core::{CheckOutcome, CheckResult, EventKind, Phase, format_duration};
 
 use super::agent::AgentPhase;
@@ -125,13 +125,14 @@ pub(crate) async fn run_checks(
                 serde_json::json!({"stage": stage.as_str(), "command": command, "status": "running", "round": round}),
             );
             let events = run.events.clone();
-            let mut on_line = |line: &nightshift_sandbox::OutputLine| {
-                events.emit(
-                    EventKind::Log,
-                    Some(phase),
-                    line.text.clone(),
-                    serde_json::json!({"stream": line.stream.as_str(), "stage": stage.as_str()}),
-                );
+            let mut on_line = |line: &nightshift_sandbox::OutputLine| -> LineTaken {
+                let events = events.clone();
+                let data =
+                    serde_json::json!({"stream": line.stream.as_str(), "stage": stage.as_str()});
+                let text = line.text.clone();
+                Box::pin(
+                    async move { events.output(EventKind::Log, Some(phase), text, data).await },
+                )
             };
             let result = match runner
                 .run(*stage, command, &work, round, &run.stop, &mut on_line)

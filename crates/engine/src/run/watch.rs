@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Engine;
 
 /// Why a run was stopped from outside its own work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StopCause {
     Cancelled,
     TimedOut,
@@ -20,6 +20,8 @@ pub(crate) enum StopCause {
     HandOver,
     /// The worker is shutting down and its grace period ran out before the next checkpoint.
     Shutdown,
+    /// The run went past one of its disk limits; the message says which.
+    OverLimit(String),
 }
 
 /// Renews the lease, notices cancel requests, enforces the deadline and worker shutdown.

@@ -759,7 +759,11 @@ async fn the_event_log_masks_configured_secrets_in_messages_and_data() {
         .create(&repo.url(), "Queued", "true", Duration::from_secs(60))
         .await;
     let run = h.latest(task).await;
-    let (sink, writer) = nightshift_engine::EventSink::start(h.store.clone(), run.id);
+    let (sink, writer) = nightshift_engine::EventSink::start(
+        h.store.clone(),
+        &run,
+        nightshift_engine::RunLimits::default(),
+    );
     sink.set_redactor(nightshift_sandbox::Redactor::new([MODEL_CANARY]).unwrap());
     let pem = format!("-----BEGIN KEY-----\n{FORGE_CANARY}\n-----END KEY-----");
     sink.emit(

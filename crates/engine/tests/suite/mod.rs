@@ -2,6 +2,7 @@ mod agents;
 mod confinement;
 mod harness;
 mod jobs;
+mod limits;
 mod pipeline;
 mod publish;
 mod repos;

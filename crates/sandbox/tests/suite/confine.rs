@@ -366,3 +366,73 @@ async fn a_hidden_directory_inside_a_shown_one_stays_hidden_and_nesting_goes_bot
         "my-head"
     );
 }
+
+/// A descriptor the server holds without close-on-exec (inherited from whoever started it)
+/// reaches no process it starts, confined or not: only stdin, stdout and stderr do.
+#[tokio::test]
+async fn only_stdin_stdout_and_stderr_reach_a_process() {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::Mode;
+    let run = RunDirs::new();
+    let secret = run.root.path().join("inherited-secret");
+    std::fs::write(&secret, "inherited-descriptor-secret").unwrap();
+    // Without O_CLOEXEC, as a parent process would pass it down.
+    let fd = open(&secret, OFlag::O_RDONLY, Mode::empty()).unwrap();
+    let script = format!(
+        "if [ -e /proc/$$/fd/{fd} ]; then echo LEAKED; cat <&{fd}; else echo CLOSED; fi; \
+         ls /proc/$$/fd"
+    );
+    for sandbox in [Sandbox::new(), Sandbox::confined(run.policy()).unwrap()] {
+        let (exit, lines) = sandbox
+            .output(&ProcessSpec::shell(&script, &run.workspace))
+            .await
+            .unwrap();
+        let out = text(&lines);
+        assert!(exit.success(), "{out}");
+        assert!(
+            out.starts_with("CLOSED\n") && !out.contains("secret"),
+            "confined: {}: {out}",
+            sandbox.is_confined()
+        );
+        let fds: Vec<&str> = lines[1..].iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(fds, ["0", "1", "2"], "confined: {}", sandbox.is_confined());
+    }
+    nix::unistd::close(fd).unwrap();
+}
+
+/// With `/tmp` on disk each process writes to a directory of its own under the policy's root:
+/// measurable from outside while it runs, private to it, and removed once it is gone.
+#[tokio::test]
+async fn tmp_on_disk_is_each_processs_own_and_removed_after() {
+    let run = RunDirs::new();
+    let root = run.root.path().join("tmp");
+    let sandbox = Sandbox::confined(run.policy().tmp_under(&root)).unwrap();
+    let writer = "head -c 300000 /dev/urandom > /tmp/blob; echo written; sleep 60";
+    let mut first = sandbox
+        .spawn(&ProcessSpec::shell(writer, &run.workspace))
+        .unwrap();
+    assert_eq!(first.next_line().await.unwrap().text, "written");
+    let dirs: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let blob = dirs[0].path().join("blob");
+    assert_eq!(std::fs::metadata(&blob).unwrap().len(), 300_000);
+
+    let (_, lines) = sandbox
+        .output(&ProcessSpec::shell(
+            "ls -A /tmp; echo listed",
+            &run.workspace,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&lines),
+        "listed\n",
+        "another process's /tmp is its own"
+    );
+    first.terminate().await.unwrap();
+    let gone = std::time::Instant::now();
+    while std::fs::read_dir(&root).unwrap().next().is_some() {
+        assert!(gone.elapsed() < Duration::from_secs(10), "{blob:?} stays");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -165,6 +165,16 @@ macro_rules! conformance_cases {
             let (store, _guard) = $make().await;
             crate::suite::sessions::sessions_end_with_the_token_that_opened_them(store).await;
         }
+        #[tokio::test]
+        async fn events_store_their_message_once() {
+            let (store, _guard) = $make().await;
+            crate::suite::events::events_store_their_message_once(store).await;
+        }
+        #[tokio::test]
+        async fn followers_get_every_large_event() {
+            let (store, _guard) = $make().await;
+            crate::suite::events::followers_get_every_large_event(store).await;
+        }
     };
 }
 

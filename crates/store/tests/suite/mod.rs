@@ -1,4 +1,5 @@
 mod conformance;
+mod events;
 mod policies;
 mod postgres;
 mod sessions;
