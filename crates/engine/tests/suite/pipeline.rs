@@ -181,41 +181,6 @@ async fn failing_checks_push_nothing_and_retry_makes_run_two() {
 /// A remote that refuses the push for want of permission: the run fails in publishing as
 /// `permission_denied` (not `infrastructure`), with git's reason, and keeps its committed diff.
 #[tokio::test]
-async fn a_push_refused_for_permission_is_denied_in_publishing() {
-    let remote = RemoteRepo::with_files(&[("a.txt", "a\n")]);
-    let hook = remote.bare_path().join("hooks/pre-receive");
-    std::fs::write(
-        &hook,
-        "#!/bin/sh\necho 'permission denied: this key may only read' >&2\nexit 1\n",
-    )
-    .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let h = Harness::start(1).await;
-    let task = h
-        .create(
-            &remote.url(),
-            "Add b",
-            "echo b > b.txt",
-            Duration::from_secs(60),
-        )
-        .await;
-    let run = h.wait_end(task).await;
-    assert_eq!(run.end_reason, Some(EndReason::PermissionDenied), "{run:?}");
-    assert_eq!(run.failed_phase, Some(Phase::Publishing));
-    let error = run.error.clone().unwrap_or_default();
-    assert!(
-        error.contains("permission denied: this key may only read"),
-        "{error}"
-    );
-    let change = h.store.change(run.id).await.unwrap().unwrap();
-    assert_eq!(change.files_changed, vec!["b.txt"]);
-    assert_eq!(remote.branches(), vec!["main"]);
-}
-
-#[tokio::test]
 async fn no_change_succeeds_without_pushing() {
     let remote = checked_repo();
     let h = Harness::start(1).await;

@@ -470,6 +470,44 @@ async fn without_write_access_the_run_is_denied_before_the_agent_starts() {
     site.assert_no_leak(&[task]).await;
 }
 
+/// Write access taken away while the agent works: the push is refused by the forge itself, and
+/// the run ends denied in publishing with the forge's reason, its change kept, nothing pushed.
+#[tokio::test]
+async fn a_push_refused_for_permission_is_denied_in_publishing() {
+    let site = Site::start(FakeKind::GitHub).await;
+    let workers = site.workers(1, site.config(fast_retries()));
+    let go = site.marker("go");
+    let agent = format!(
+        "{} && while [ ! -e {} ]; do sleep 0.05; done",
+        site.goodbye("agent"),
+        go.display()
+    );
+    let task = site.create(&workers, WIDGET, "Say goodbye", &agent).await;
+    wait_for("the agent to run", async || {
+        site.marker("agent").exists().then_some(())
+    })
+    .await;
+    site.fake.grant(WIDGET, "nightshift-bot", Access::Read);
+    std::fs::write(&go, "").unwrap();
+    let run = site.wait_end(task).await;
+    assert_eq!(run.end_reason, Some(EndReason::PermissionDenied), "{run:?}");
+    assert_eq!(run.failed_phase, Some(Phase::Publishing));
+    let error = run.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("was refused") && error.contains("403"),
+        "{error}"
+    );
+    let change = site.store.change(run.id).await.unwrap().unwrap();
+    assert_eq!(change.files_changed, vec!["greeting.txt"]);
+    assert!(
+        site.fake
+            .branch_sha(WIDGET, &format!("nightshift/{task}-say-goodbye"))
+            .is_none()
+    );
+    assert!(site.open_pulls(WIDGET).is_empty());
+    site.assert_no_leak(&[task]).await;
+}
+
 /// A project's own credential (from the vault) is what its runs push and open pull requests
 /// with: here it may write where the server's token may only read.
 #[tokio::test]
