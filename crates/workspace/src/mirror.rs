@@ -294,9 +294,13 @@ impl Mirrors {
 
 fn unreachable(repo: &RepoUrl, error: WorkspaceError) -> WorkspaceError {
     let detail = match error {
-        WorkspaceError::Git { stderr, .. } => {
-            stderr.lines().last().unwrap_or("git failed").to_string()
-        }
+        // git's first `fatal:` line says what went wrong; the lines after it are generic advice.
+        WorkspaceError::Git { stderr, .. } => stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("fatal: "))
+            .or_else(|| stderr.lines().rfind(|l| !l.trim().is_empty()))
+            .unwrap_or("git failed")
+            .to_string(),
         other => other.to_string(),
     };
     WorkspaceError::Unreachable {
