@@ -78,6 +78,10 @@ impl CheckRunner {
                 Exit::Code(c) => Some(c),
                 _ => None,
             },
+            signal: match exit {
+                Exit::Signal(s) => Some(s),
+                _ => None,
+            },
             duration_ms: started.elapsed().as_millis() as u64,
             output: trim_output(&lines),
             round,

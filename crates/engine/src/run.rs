@@ -555,13 +555,11 @@ impl RunExecution {
             plan.source = source;
         }
         self.change.checks_source = plan.source.clone();
+        // Each check with the evidence it was found from, one per line.
         self.events.emit(
             EventKind::Check,
             Some(Phase::Preparing),
-            format!(
-                "checks from {}: format {:?}, lint {:?}, test {:?}",
-                plan.source, plan.format, plan.lint, plan.test
-            ),
+            plan.describe().join("\n"),
             serde_json::to_value(&plan).unwrap_or_default(),
         );
         if !plan.network.is_empty() {
@@ -582,10 +580,7 @@ impl RunExecution {
                 return Err(fail(
                     EndReason::ChecksFailed,
                     Phase::Preparing,
-                    format!(
-                        "setup command `{}` failed with exit code {:?}",
-                        failed.command, failed.exit_code
-                    ),
+                    format!("setup command `{}` {}", failed.command, failed.exit_text()),
                 ));
             }
         }
