@@ -553,6 +553,7 @@ impl RunExecution {
             plan.lint.clear();
             plan.test = commands;
             plan.source = source;
+            plan.evidence.retain(|e| e.stage == Stage::Setup);
         }
         self.change.checks_source = plan.source.clone();
         // Each check with the evidence it was found from, one per line.

@@ -150,13 +150,15 @@ fn workflow(repo: &Repo, file: &str, doc: &Yaml, ci: &mut Ci) -> Result<()> {
     }
     let before = ci.commands.len();
     let root_dir = doc["defaults"]["run"]["working-directory"].as_str();
+    let root_env = failure_env(&doc["env"], &[]);
     if let Some(jobs) = doc["jobs"].as_hash() {
         for job in jobs.values() {
             let dir = job["defaults"]["run"]["working-directory"]
                 .as_str()
                 .or(root_dir);
+            let env = failure_env(&job["env"], &root_env);
             for step in job["steps"].as_vec().into_iter().flatten() {
-                steps(repo, file, step, dir, ci, 0)?;
+                steps(repo, file, step, dir, &env, ci, 0)?;
             }
         }
     }
@@ -166,14 +168,64 @@ fn workflow(repo: &Repo, file: &str, doc: &Yaml, ci: &mut Ci) -> Result<()> {
     Ok(())
 }
 
+/// Variables that decide whether a check fails (`RUSTFLAGS: -Dwarnings`), as a CI file sets
+/// them for a workflow, job or step, over those of the enclosing level.
+const FAILURE_ENV: [&str; 2] = ["RUSTFLAGS", "RUSTDOCFLAGS"];
+
+fn failure_env(env: &Yaml, outer: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = outer.to_vec();
+    for name in FAILURE_ENV {
+        if let Some(value) = str_of(&env[name]).filter(|v| !v.contains("${{")) {
+            out.retain(|(n, _)| n != name);
+            out.push((name.to_string(), value));
+        }
+    }
+    out
+}
+
+/// A step's command as it runs: GitHub expressions (`${{ matrix.x }}`), which only the CI can
+/// fill, dropped with the word they are in (and the option they are the value of), and the
+/// failure variables set before it.
+fn as_run(command: &str, env: &[(String, String)]) -> Option<String> {
+    let mut text = command.to_string();
+    while let Some(open) = text.find("${{") {
+        let close = text[open..].find("}}").map_or(text.len(), |c| open + c + 2);
+        let mut start = text[..open].rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        // An option just before the expression was waiting for its value: it goes too.
+        let before = text[..start].trim_end();
+        let option_at = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        if start == open
+            && before[option_at..].starts_with('-')
+            && !before[option_at..].contains('=')
+        {
+            start = option_at;
+        }
+        let end = text[close..]
+            .find(char::is_whitespace)
+            .map_or(text.len(), |i| close + i);
+        text.replace_range(start..end, "");
+    }
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        return None;
+    }
+    let prefix: String = env
+        .iter()
+        .map(|(k, v)| format!("{k}={} ", super::shell::quote(v)))
+        .collect();
+    Some(format!("{prefix}{text}"))
+}
+
 fn steps(
     repo: &Repo,
     file: &str,
     step: &Yaml,
     dir: Option<&str>,
+    env: &[(String, String)],
     ci: &mut Ci,
     depth: usize,
 ) -> Result<()> {
+    let env = failure_env(&step["env"], env);
     let dir = step["working-directory"].as_str().or(dir);
     if let Some(dir) = dir.filter(|d| !matches!(d.trim_end_matches('/'), "." | "./" | "")) {
         ci.notes.push(format!(
@@ -188,10 +240,12 @@ fn steps(
     }
     if let Some(run) = str_of(&step["run"]) {
         for command in simple_commands(&run) {
-            ci.commands.push(CiCommand {
-                file: file.to_string(),
-                command,
-            });
+            if let Some(command) = as_run(&command, &env) {
+                ci.commands.push(CiCommand {
+                    file: file.to_string(),
+                    command,
+                });
+            }
         }
     }
     let Some(uses) = step["uses"].as_str() else {
@@ -204,7 +258,7 @@ fn steps(
                 let path = format!("{}/{name}", local.trim_end_matches('/'));
                 if let Some(action) = load(repo, &path, &mut ci.notes)? {
                     for inner in action["runs"]["steps"].as_vec().into_iter().flatten() {
-                        steps(repo, file, inner, None, ci, depth + 1)?;
+                        steps(repo, file, inner, None, &env, ci, depth + 1)?;
                     }
                     break;
                 }
@@ -212,7 +266,7 @@ fn steps(
         }
         return Ok(());
     }
-    if let Some(command) = known_action(uses, &step["with"]) {
+    if let Some(command) = known_action(uses, &step["with"]).and_then(|c| as_run(&c, &env)) {
         ci.commands.push(CiCommand {
             file: file.to_string(),
             command,
@@ -373,5 +427,28 @@ fn lines(y: &Yaml) -> Vec<String> {
     match y {
         Yaml::Array(items) => items.iter().flat_map(lines).collect(),
         other => str_of(other).into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expressions_are_dropped_and_failure_variables_kept() {
+        let env = vec![("RUSTFLAGS".to_string(), "-D warnings".to_string())];
+        assert_eq!(
+            as_run(
+                "cargo clippy --features ${{ matrix.features }} --all-targets",
+                &env
+            )
+            .unwrap(),
+            "RUSTFLAGS='-D warnings' cargo clippy --all-targets"
+        );
+        assert_eq!(
+            as_run("tox -e py${{ matrix.python }}", &[]).unwrap(),
+            "tox -e"
+        );
+        assert_eq!(as_run("${{ matrix.command }}", &[]), None);
     }
 }
