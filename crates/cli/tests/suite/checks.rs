@@ -149,7 +149,8 @@ fn detect_reads_the_branch_it_is_asked_for_and_names_what_is_wrong() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success()
-            && err.contains("/no/such/repository does not appear to be a git repository"),
+            && err.contains("/no/such/repository")
+            && err.contains("does not appear to be a git repository"),
         "{err}"
     );
     assert!(!err.contains("Some(") && !err.contains("Os {"), "{err}");
