@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Installs the pinned agent CLIs the agent test suite runs against a scripted model server.
+# Installs the pinned agent CLIs the agent test suite runs against a scripted model server, and
+# the yarn release the checks suite ships in its yarn 4 fixture.
 # Idempotent: a stamp file records the pinned versions, so a second run returns at once.
 set -euo pipefail
 
-# Pins: the versions whose offline behaviour is described in design/AGENT-CLIS.md.
+# Pins: the agent CLIs whose offline behaviour is described in design/AGENT-CLIS.md, and the
+# yarn release the checks suite's yarn 4 fixture ships in its .yarn/releases.
 PACKAGES=(
   "@anthropic-ai/claude-code@2.1.197"
   "@openai/codex@0.169.0"
   "@zed-industries/claude-agent-acp@0.23.1"
+  "@yarnpkg/cli-dist@4.5.3"
 )
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,7 +19,8 @@ stamp="$DIR/.nightshift-tools-stamp"
 want="$(printf '%s\n' "${PACKAGES[@]}")"
 
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x "$DIR/node_modules/.bin/claude" \
-      && -x "$DIR/node_modules/.bin/codex" && -x "$DIR/node_modules/.bin/claude-agent-acp" ]]; then
+      && -x "$DIR/node_modules/.bin/codex" && -x "$DIR/node_modules/.bin/claude-agent-acp" \
+      && -f "$DIR/node_modules/@yarnpkg/cli-dist/bin/yarn.js" ]]; then
   echo "test tools already installed in $DIR"
   exit 0
 fi

@@ -261,7 +261,7 @@ impl AgentDriver for AcpDriver {
             Ended::Done(Ok(end)) => {
                 let success = end.stop_reason == StopReason::EndTurn;
                 let error = (!success).then(|| {
-                    let mut e = format!("the agent stopped with {:?}", end.stop_reason);
+                    let mut e = format!("the agent {}", stopped_because(end.stop_reason));
                     if !denied.is_empty() {
                         e.push_str(&format!("; denied by policy: {}", denied.join(", ")));
                     }
@@ -571,4 +571,30 @@ fn lock_state(state: &Mutex<AcpState>) -> std::sync::MutexGuard<'_, AcpState> {
 
 fn lock(raw: &Mutex<RawLog>) -> std::sync::MutexGuard<'_, RawLog> {
     raw.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why an agent's turn ended, in words.
+fn stopped_because(reason: StopReason) -> &'static str {
+    match reason {
+        StopReason::EndTurn => "ended its turn",
+        StopReason::MaxTokens => "stopped at its output token limit",
+        StopReason::MaxTurnRequests => "stopped at its limit of requests in one turn",
+        StopReason::Refusal => "refused to continue",
+        StopReason::Cancelled => "was cancelled",
+        _ => "stopped for a reason this version of Nightshift does not know",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_reasons_read_as_words() {
+        assert_eq!(
+            format!("the agent {}", stopped_because(StopReason::MaxTokens)),
+            "the agent stopped at its output token limit"
+        );
+        assert_eq!(stopped_because(StopReason::Refusal), "refused to continue");
+    }
 }

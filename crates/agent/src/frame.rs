@@ -41,15 +41,12 @@ pub fn feedback_prompt(failures: &[CheckResult]) -> String {
         .iter()
         .filter(|c| c.outcome != CheckOutcome::Passed)
     {
-        let status = match check.exit_code {
-            Some(code) => format!("exit code {code}"),
-            None => check.outcome.as_str().to_string(),
-        };
         let _ = write!(
             prompt,
-            "\n## {} check `{}` failed ({status})\n```\n{}\n```\n",
+            "\n## {} check `{}` failed: it {}\n```\n{}\n```\n",
             check.stage,
             check.command,
+            check.exit_text(),
             tail(check.output.trim(), MAX_CHECK_OUTPUT)
         );
     }

@@ -1,11 +1,15 @@
-//! The repository's own checks: found in `.nightshift.toml` or detected from the files a
-//! repository has, run in order (setup, then format in apply mode, lint and test in check mode),
-//! each reported with its command, exit status, duration and the output lines that matter.
+//! The repository's own checks: found in `.nightshift.toml` or detected from what the
+//! repository and its CI files say, each with the evidence it was found from; run in order
+//! (setup, then format in apply mode, lint and test in check mode), each reported with its
+//! command, exit status, duration and the output lines that matter.
 
-mod discover;
+mod config;
+mod detect;
+mod plan;
 mod run;
 
-pub use discover::{CONFIG_FILE, CheckPlan, Stage, discover};
+pub use config::{CONFIG_FILE, discover};
+pub use plan::{CheckPlan, Evidence, Stage};
 pub use run::{CheckRunner, LineTaken, trim_output};
 
 #[derive(Debug, thiserror::Error)]

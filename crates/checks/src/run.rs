@@ -85,6 +85,10 @@ impl CheckRunner {
                 Exit::Code(c) => Some(c),
                 _ => None,
             },
+            signal: match exit {
+                Exit::Signal(s) => Some(s),
+                _ => None,
+            },
             duration_ms: started.elapsed().as_millis() as u64,
             output: kept.finish(),
             round,

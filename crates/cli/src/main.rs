@@ -1,5 +1,6 @@
 //! `nightshift`: parses arguments and hands over to the server or the API client.
 
+mod checks;
 mod client;
 mod confine;
 mod install;
@@ -42,6 +43,9 @@ enum Command {
     /// List and create projects; show one and add members.
     #[command(subcommand)]
     Project(people::ProjectCommand),
+    /// See which checks Nightshift finds in a repository, and why, before creating a task.
+    #[command(subcommand)]
+    Checks(checks::ChecksCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +75,7 @@ fn main() -> std::process::ExitCode {
             Command::Template(cmd) => template::run(cmd).await,
             Command::Token(cmd) => people::token(cmd).await,
             Command::Project(cmd) => people::project(cmd).await,
+            Command::Checks(cmd) => checks::run(cmd).await,
         }
     });
     match result {

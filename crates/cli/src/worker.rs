@@ -78,9 +78,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         .context("cannot open the database")?;
     let engine = Engine::new(store.clone(), engine_config);
     println!(
-        "nightshift worker running {} workers on the {:?} store (data in {})",
+        "nightshift worker running {} workers on the {} store (data in {})",
         args.workers,
-        store.backend(),
+        store.backend().as_str(),
         data_dir.display()
     );
 

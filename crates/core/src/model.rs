@@ -207,10 +207,24 @@ pub struct CheckResult {
     pub command: String,
     pub outcome: CheckOutcome,
     pub exit_code: Option<i32>,
+    /// The signal that killed the command, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
     pub duration_ms: u64,
     /// The lines that matter, not the whole log.
     pub output: String,
     pub round: u32,
+}
+
+impl CheckResult {
+    /// How the command ended, for people: `exited with code 127`, `was killed by signal 9`.
+    pub fn exit_text(&self) -> String {
+        match (self.exit_code, self.signal) {
+            (Some(code), _) => format!("exited with code {code}"),
+            (None, Some(signal)) => format!("was killed by signal {signal}"),
+            (None, None) => "was stopped".into(),
+        }
+    }
 }
 
 /// The result of a run: what changed, how it was proven, where it went.
@@ -246,4 +260,29 @@ pub struct TaskFilter {
     /// Only tasks with an id below this one (a stable cursor for paging newest first).
     pub before: Option<i64>,
     pub limit: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn how_a_check_ended_reads_as_words() {
+        let mut check = CheckResult {
+            stage: "setup".into(),
+            command: "npm ci".into(),
+            outcome: CheckOutcome::Failed,
+            exit_code: Some(127),
+            signal: None,
+            duration_ms: 1,
+            output: String::new(),
+            round: 0,
+        };
+        assert_eq!(check.exit_text(), "exited with code 127");
+        check.exit_code = None;
+        check.signal = Some(9);
+        assert_eq!(check.exit_text(), "was killed by signal 9");
+        check.signal = None;
+        assert_eq!(check.exit_text(), "was stopped");
+    }
 }

@@ -83,11 +83,9 @@ pub enum EngineError {
     /// A check could not be run at all (as opposed to: it ran and failed).
     #[error(transparent)]
     Checks(ChecksError),
-    #[error("setup command `{command}` failed ({})", exit(*exit_code))]
-    SetupFailed {
-        command: String,
-        exit_code: Option<i32>,
-    },
+    /// `how` says how the command ended, in words (`exited with code 7`).
+    #[error("setup command `{command}` {how}")]
+    SetupFailed { command: String, how: String },
     /// Checks still failing when no verification round is left, named `stage `command``.
     #[error("failed: {}", failed.join(", "))]
     ChecksFailed { failed: Vec<String> },
@@ -170,13 +168,6 @@ impl EngineError {
 }
 
 /// A process's end as people read it: `exit code 7`, or `no exit code` when a signal ended it.
-fn exit(code: Option<i32>) -> String {
-    match code {
-        Some(code) => format!("exit code {code}"),
-        None => "no exit code".to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,7 +209,7 @@ mod tests {
             (
                 EngineError::SetupFailed {
                     command: "exit 7".into(),
-                    exit_code: Some(7),
+                    how: "exited with code 7".into(),
                 },
                 EndReason::ChecksFailed,
             ),
@@ -240,11 +231,11 @@ mod tests {
         }
         let setup = EngineError::SetupFailed {
             command: "exit 7".into(),
-            exit_code: Some(7),
+            how: "exited with code 7".into(),
         };
         assert_eq!(
             setup.to_string(),
-            "setup command `exit 7` failed (exit code 7)"
+            "setup command `exit 7` exited with code 7"
         );
     }
 }

@@ -177,6 +177,7 @@ mod tests {
                 command: "cargo test | tee log".into(),
                 outcome: CheckOutcome::Passed,
                 exit_code: Some(0),
+                signal: None,
                 duration_ms: 1500,
                 output: String::new(),
                 round: 1,

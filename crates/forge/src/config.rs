@@ -45,6 +45,18 @@ pub enum ForgeKind {
     Git,
 }
 
+impl ForgeKind {
+    /// The name `kind = "…"` takes in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgeKind::Github => "github",
+            ForgeKind::Gitlab => "gitlab",
+            ForgeKind::Gitea => "gitea",
+            ForgeKind::Git => "git",
+        }
+    }
+}
+
 /// One forge: which repository hosts it serves, its API and the credential.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ForgeEntry {
@@ -142,8 +154,9 @@ pub fn resolve(
     let policy = config.retry;
     let missing = |what: &str| {
         ForgeError::Config(format!(
-            "the {:?} forge for {} needs {what}",
-            entry.kind, entry.host
+            "the {} forge for {} needs {what}",
+            entry.kind.as_str(),
+            entry.host
         ))
     };
     Ok(match entry.kind {
@@ -205,5 +218,21 @@ mod tests {
         assert_eq!(forge("git@codeberg.org:me/p.git"), "gitea");
         assert_eq!(forge("https://github.com/acme/widget"), "git");
         assert_eq!(forge("/srv/repos/widget.git"), "git");
+
+        let tokenless =
+            ForgeConfig::from_toml("[[forge]]\nkind = \"gitlab\"\nhost = \"gitlab.example.com\"\n")
+                .unwrap();
+        let err = resolve(
+            &RepoUrl::parse("https://gitlab.example.com/g/p.git").unwrap(),
+            &tokenless,
+            ignore_retries(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.contains("the gitlab forge for gitlab.example.com needs a token"),
+            "{err}"
+        );
     }
 }

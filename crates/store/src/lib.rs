@@ -90,6 +90,15 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+}
+
 /// The one persistence API. Cheap to clone: a pool and a broadcast sender.
 #[derive(Clone)]
 pub struct Store {

@@ -1,5 +1,6 @@
 //! Fixtures shared by the integration tests of every Nightshift crate: real git repositories on
-//! disk (bare remotes behind `file://`), a scripted model server, and the agent CLIs' location.
+//! disk (bare remotes behind `file://`), fixture projects of every ecosystem the checks know, a
+//! scripted model server, and the agent CLIs' location.
 //! Test-only code: it panics on setup failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,6 +8,7 @@ pub mod forge_fake;
 pub mod git;
 pub mod model_server;
 pub mod postgres;
+pub mod projects;
 
 use std::path::PathBuf;
 

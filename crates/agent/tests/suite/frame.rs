@@ -30,6 +30,7 @@ fn feedback_lists_failing_checks_with_the_end_of_their_output() {
         command: command.into(),
         outcome,
         exit_code: Some(101),
+        signal: None,
         duration_ms: 5,
         output,
         round: 1,
@@ -42,7 +43,7 @@ fn feedback_lists_failing_checks_with_the_end_of_their_output() {
         check("cargo test", CheckOutcome::Failed, long),
         check("cargo fmt --check", CheckOutcome::Passed, "fine".into()),
     ]);
-    assert!(prompt.contains("`cargo test` failed (exit code 101)"));
+    assert!(prompt.contains("`cargo test` failed: it exited with code 101"));
     assert!(prompt.contains("assertion failed: left == right"));
     assert!(!prompt.contains("cargo fmt --check"));
     assert!(prompt.len() < 10 * 1024);

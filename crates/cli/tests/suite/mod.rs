@@ -1,4 +1,5 @@
 mod bad_input;
+mod checks;
 mod confinement;
 mod data_dir;
 mod lifecycle;

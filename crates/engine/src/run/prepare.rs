@@ -112,7 +112,7 @@ pub(crate) async fn workspace<'w>(
         if let Some(failed) = results.iter().find(|r| r.outcome != CheckOutcome::Passed) {
             return Err(EngineError::SetupFailed {
                 command: failed.command.clone(),
-                exit_code: failed.exit_code,
+                how: failed.exit_text(),
             }
             .into());
         }
@@ -145,15 +145,14 @@ async fn plan(run: &mut RunExecution, workspace: &Workspace) -> Step<CheckPlan> 
         plan.lint.clear();
         plan.test = commands;
         plan.source = source;
+        plan.evidence.retain(|e| e.stage == Stage::Setup);
     }
     run.change.checks_source = plan.source.clone();
+    // Each check with the evidence it was found from, one per line.
     run.events.emit(
         EventKind::Check,
         Some(Phase::Preparing),
-        format!(
-            "checks from {}: format {:?}, lint {:?}, test {:?}",
-            plan.source, plan.format, plan.lint, plan.test
-        ),
+        plan.describe().join("\n"),
         serde_json::to_value(&plan).unwrap_or_default(),
     );
     if !plan.network.is_empty() {

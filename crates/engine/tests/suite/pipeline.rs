@@ -245,11 +245,50 @@ async fn broken_inputs_end_with_the_right_reason() {
         .await;
     let run = h.wait_end(task).await;
     assert_eq!(run.end_reason, Some(EndReason::ChecksFailed));
+    let error = run.error.unwrap_or_default();
     assert!(
-        run.error
-            .unwrap_or_default()
-            .contains("setup command `exit 7`")
+        error.contains("setup command `exit 7` exited with code 7"),
+        "{error}"
     );
+}
+
+#[tokio::test]
+async fn the_run_log_names_the_evidence_of_each_detected_check() {
+    let remote = RemoteRepo::with_files(&[
+        (
+            "Makefile",
+            "lint:\n\ttrue\ntest:\n\tgrep -q goodbye greeting.txt\n",
+        ),
+        ("greeting.txt", "hello\n"),
+        (
+            ".github/workflows/ci.yml",
+            "on: [pull_request]\njobs:\n  ci:\n    runs-on: ubuntu-latest\n    steps:\n      - run: make test\n",
+        ),
+    ]);
+    let h = Harness::start(1).await;
+    let task = h
+        .create(
+            &remote.url(),
+            "Say goodbye",
+            "echo goodbye > greeting.txt",
+            Duration::from_secs(60),
+        )
+        .await;
+    let run = h.wait_end(task).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    let events = h.events(&run).await;
+    let plan = events
+        .iter()
+        .find(|e| e.kind == EventKind::Check && e.message.starts_with("checks from"))
+        .expect("the plan is logged");
+    assert!(
+        plan.message.contains(
+            "make test\n      from Makefile target test, run in .github/workflows/ci.yml"
+        ),
+        "{}",
+        plan.message
+    );
+    assert_eq!(plan.data["evidence"][0]["from"], "Makefile target test");
 }
 
 #[tokio::test]

@@ -157,7 +157,10 @@ pub async fn update(
                 Some(d.as_secs())
             }
         };
-        changed.push(format!("max_timeout={:?}", settings.max_timeout_secs));
+        changed.push(match settings.max_timeout_secs {
+            Some(secs) => format!("max_timeout={secs}s"),
+            None => "max_timeout=none".into(),
+        });
     }
     if let Some(budget) = request.monthly_budget_usd {
         if budget.is_some_and(|b| !(b.is_finite() && b >= 0.0)) {
@@ -167,7 +170,10 @@ pub async fn update(
             ));
         }
         settings.monthly_budget_usd = budget;
-        changed.push(format!("monthly_budget_usd={budget:?}"));
+        changed.push(match budget {
+            Some(usd) => format!("monthly_budget_usd={usd}"),
+            None => "monthly_budget_usd=none".into(),
+        });
     }
     state
         .store

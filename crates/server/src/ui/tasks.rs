@@ -879,7 +879,11 @@ fn check_row(c: &CheckResult) -> String {
         o = c.outcome,
         stage = esc(&c.stage),
         cmd = esc(&c.command),
-        exit = c.exit_code.map(|e| e.to_string()).unwrap_or_default(),
+        exit = match (c.exit_code, c.signal) {
+            (Some(code), _) => code.to_string(),
+            (None, Some(signal)) => format!("signal {signal}"),
+            (None, None) => String::new(),
+        },
         ms = c.duration_ms,
         round = c.round,
     )

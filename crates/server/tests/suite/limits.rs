@@ -132,6 +132,23 @@ async fn project_limits_cap_timeouts_and_budget() {
         )
         .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    // The audit record says what changed in words, not as Rust values.
+    let alpha = app.store.ensure_project("alpha").await.unwrap();
+    let audit = app
+        .store
+        .audit_events(
+            Some(alpha.id),
+            &nightshift_core::AuditFilter {
+                action: Some("project.update".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        audit[0].detail.as_deref(),
+        Some("max_timeout=600s, monthly_budget_usd=0")
+    );
     let too_long = serde_json::json!({"repo": remote.url(), "instructions": "x", "timeout": "20m"});
     let refused = app
         .call(

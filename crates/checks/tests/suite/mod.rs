@@ -1,0 +1,4 @@
+mod config;
+mod detect;
+mod projects;
+mod runner;
