@@ -62,11 +62,13 @@ pub fn ignore_retries() -> RetryObserver {
     Arc::new(|_| {})
 }
 
-/// A response the caller interprets: the status and the JSON body (`Null` when empty or not JSON).
+/// A response the caller interprets: the status, the JSON body (`Null` when empty or not
+/// JSON) and the validator a later conditional request can send back.
 #[derive(Debug)]
 pub(crate) struct ApiResponse {
     pub status: StatusCode,
     pub body: Value,
+    pub etag: Option<String>,
 }
 
 impl ApiResponse {
@@ -189,21 +191,107 @@ impl Api {
         body: Option<&Value>,
         auth: &Auth,
     ) -> Result<ApiResponse> {
-        let operation = format!("{method} {path}");
+        let call = Call {
+            method,
+            path,
+            query,
+            body,
+            if_none_match: None,
+        };
+        self.with_retries(&call, auth, |response| self.read_json(response, auth))
+            .await
+    }
+
+    /// `GET path` sent with `If-None-Match: etag` when there is one: `None` when the forge
+    /// answers 304 (nothing changed; GitHub does not count it against the rate limit), else
+    /// the 2xx body with its new ETag, else the error the status means.
+    pub async fn get_if_changed(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        auth: &Auth,
+        what: &str,
+        etag: Option<&str>,
+    ) -> Result<Option<(Value, Option<String>)>> {
+        let call = Call {
+            method: Method::GET,
+            path,
+            query,
+            body: None,
+            if_none_match: etag,
+        };
+        let response = self
+            .with_retries(&call, auth, |response| self.read_json(response, auth))
+            .await?;
+        if response.status == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        let etag = response.etag.clone();
+        let body = response.into_body(self.forge, &format!("GET {path}"), what)?;
+        Ok(Some((body, etag)))
+    }
+
+    /// The plain-text body of `GET path` (a job log), of which only the last `max_bytes` are
+    /// kept however long it is. Redirects (GitHub's to its log storage) are followed.
+    pub async fn get_text_tail(
+        &self,
+        path: &str,
+        auth: &Auth,
+        what: &str,
+        max_bytes: usize,
+    ) -> Result<String> {
+        let call = Call {
+            method: Method::GET,
+            path,
+            query: &[],
+            body: None,
+            if_none_match: None,
+        };
+        let (status, text) = self
+            .with_retries(&call, auth, |response| async move {
+                let status = response.status();
+                let tail = read_tail(response, max_bytes).await?;
+                Ok((status, tail))
+            })
+            .await?;
+        let text = redact(&text, auth)?;
+        if status.is_success() {
+            return Ok(text);
+        }
+        ApiResponse {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            etag: None,
+        }
+        .into_body(self.forge, &format!("GET {path}"), what)
+        .map(|_| String::new())
+    }
+
+    /// Runs `call` until an answer is not worth retrying, then hands it to `read`; a body that
+    /// cannot be read counts as a failed attempt.
+    async fn with_retries<T, R, Fut>(&self, call: &Call<'_>, auth: &Auth, read: R) -> Result<T>
+    where
+        R: Fn(reqwest::Response) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, String>>,
+    {
+        let operation = format!("{} {}", call.method, call.path);
         let started = Instant::now();
         let budget = Duration::from_millis(self.policy.max_total_ms);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let outcome = self.attempt(method.clone(), path, query, body, auth).await;
-            let (reason, server_delay) = match outcome {
-                Ok(Attempt::Done(response)) => return Ok(response),
+            let outcome = match self.attempt(call, auth).await {
+                Ok(Attempt::Done(response)) => match read(response).await {
+                    Ok(value) => return Ok(value),
+                    Err(reason) => Err(reason),
+                },
                 Ok(Attempt::Retry {
                     reason,
                     server_delay,
-                }) => (reason, server_delay),
-                Err(reason) => (reason, None),
+                }) => Ok((reason, server_delay)),
+                Err(reason) => Err(reason),
             };
+            let (reason, server_delay) = outcome.unwrap_or_else(|reason| (reason, None));
             let delay = server_delay.unwrap_or_else(|| self.backoff(attempt));
             let elapsed = started.elapsed();
             if attempt >= self.policy.max_attempts.max(1) || elapsed + delay > budget {
@@ -225,6 +313,23 @@ impl Api {
             });
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// A whole answer as JSON, any credential it echoes masked.
+    async fn read_json(
+        &self,
+        response: reqwest::Response,
+        auth: &Auth,
+    ) -> std::result::Result<ApiResponse, String> {
+        let status = response.status();
+        let etag = header_str(response.headers(), "etag").map(str::to_string);
+        let text = response
+            .text()
+            .await
+            .map_err(|e| describe_transport_error(&e))?;
+        let text = redact(&text, auth).map_err(|e| e.to_string())?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(ApiResponse { status, body, etag })
     }
 
     /// Creates a pull (merge) request with `POST create_path` unless `find_open` already finds
@@ -290,26 +395,22 @@ impl Api {
         .await
     }
 
-    async fn attempt(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Value>,
-        auth: &Auth,
-    ) -> std::result::Result<Attempt, String> {
+    async fn attempt(&self, call: &Call<'_>, auth: &Auth) -> std::result::Result<Attempt, String> {
         let mut value = HeaderValue::from_str(auth.value.expose())
             .map_err(|_| "the credential is not a valid HTTP header value".to_string())?;
         value.set_sensitive(true);
         let mut request = self
             .client
-            .request(method, format!("{}{}", self.base, path))
+            .request(call.method.clone(), format!("{}{}", self.base, call.path))
             .header(reqwest::header::ACCEPT, "application/json")
             .header(auth.header.clone(), value);
-        if !query.is_empty() {
-            request = request.query(query);
+        if let Some(etag) = call.if_none_match {
+            request = request.header(reqwest::header::IF_NONE_MATCH, etag);
         }
-        if let Some(body) = body {
+        if !call.query.is_empty() {
+            request = request.query(call.query);
+        }
+        if let Some(body) = call.body {
             request = request.json(body);
         }
         let response = request
@@ -317,25 +418,13 @@ impl Api {
             .await
             .map_err(|e| describe_transport_error(&e))?;
         let status = response.status();
-        let headers = response.headers().clone();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| describe_transport_error(&e))?;
-        if let Some(server_delay) = retry_verdict(status, &headers) {
+        if let Some(server_delay) = retry_verdict(status, response.headers()) {
             return Ok(Attempt::Retry {
                 reason: format!("HTTP {}", status.as_u16()),
                 server_delay,
             });
         }
-        // A forge that echoes a credential back must not get it into our errors or logs; the
-        // rest of the answer is data, token-shaped or not.
-        let text = nightshift_core::Redactor::exact([auth.value.expose()])
-            .map_err(|e| e.to_string())?
-            .redact(&text)
-            .into_owned();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok(Attempt::Done(ApiResponse { status, body }))
+        Ok(Attempt::Done(response))
     }
 
     /// Exponential backoff with jitter: a random delay in the upper half of the window, so
@@ -351,31 +440,42 @@ impl Api {
     }
 }
 
+/// One request as the retry loop repeats it.
+struct Call<'a> {
+    method: Method,
+    path: &'a str,
+    query: &'a [(&'a str, String)],
+    body: Option<&'a Value>,
+    if_none_match: Option<&'a str>,
+}
+
 enum Attempt {
-    Done(ApiResponse),
+    Done(reqwest::Response),
     Retry {
         reason: String,
         server_delay: Option<Duration>,
     },
 }
 
-/// `Some(server-requested delay or None)` when the answer is worth retrying.
+/// `Some(server-requested delay or None)` when the answer is worth retrying. GitHub and GitLab
+/// send their rate-limit headers on every answer, so a reset time sets the wait only when the
+/// limit is spent (429, or GitHub's 403 with nothing remaining); a 5xx backs off normally
+/// whatever it carries.
 fn retry_verdict(status: StatusCode, headers: &HeaderMap) -> Option<Option<Duration>> {
-    let rate_limited = status == StatusCode::TOO_MANY_REQUESTS
-        // GitHub answers 403 for primary and secondary rate limits.
-        || (status == StatusCode::FORBIDDEN
-            && (headers.contains_key("retry-after")
-                || header_str(headers, "x-ratelimit-remaining") == Some("0")));
-    let transient = matches!(status.as_u16(), 500 | 502 | 503 | 504);
-    if rate_limited || transient {
-        Some(server_delay(headers))
-    } else {
-        None
+    let exhausted = ["x-ratelimit-remaining", "ratelimit-remaining"]
+        .iter()
+        .any(|name| header_str(headers, name).map(str::trim) == Some("0"));
+    if status == StatusCode::TOO_MANY_REQUESTS
+        // GitHub answers 403 for primary (nothing remaining) and secondary (Retry-After) limits.
+        || (status == StatusCode::FORBIDDEN && (exhausted || headers.contains_key("retry-after")))
+    {
+        return Some(server_delay(headers));
     }
+    matches!(status.as_u16(), 500 | 502 | 503 | 504).then_some(None)
 }
 
-/// The wait the server asked for: `Retry-After` (seconds or HTTP date), else the time until
-/// the rate-limit window resets (`X-RateLimit-Reset` on GitHub/Gitea, `RateLimit-Reset` on GitLab).
+/// The wait a rate-limited server asked for: `Retry-After` (seconds or HTTP date), else the
+/// time until the window resets (`X-RateLimit-Reset` on GitHub/Gitea, `RateLimit-Reset` on GitLab).
 pub(crate) fn server_delay(headers: &HeaderMap) -> Option<Duration> {
     if let Some(value) = header_str(headers, "retry-after") {
         if let Ok(secs) = value.trim().parse::<u64>() {
@@ -398,6 +498,43 @@ pub(crate) fn server_delay(headers: &HeaderMap) -> Option<Duration> {
     } else {
         Some(Duration::from_secs(reset))
     }
+}
+
+/// A forge that echoes a credential back must not get it into our errors or logs; the rest of
+/// the answer is data, token-shaped or not.
+fn redact(text: &str, auth: &Auth) -> Result<String> {
+    let redactor = nightshift_core::Redactor::exact([auth.value.expose()])
+        .map_err(|e| ForgeError::Config(e.to_string()))?;
+    Ok(redactor.redact(text).into_owned())
+}
+
+/// The last `max_bytes` of a body read chunk by chunk, so a huge log never sits in memory
+/// whole; cut at a line start where one is near.
+async fn read_tail(
+    mut response: reqwest::Response,
+    max_bytes: usize,
+) -> std::result::Result<String, String> {
+    let mut tail: Vec<u8> = Vec::new();
+    let mut cut = false;
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| describe_transport_error(&e))?
+    {
+        tail.extend_from_slice(&chunk);
+        if tail.len() > max_bytes * 2 {
+            tail.drain(..tail.len() - max_bytes);
+            cut = true;
+        }
+    }
+    if tail.len() > max_bytes {
+        tail.drain(..tail.len() - max_bytes);
+        cut = true;
+    }
+    if cut && let Some(newline) = tail.iter().position(|b| *b == b'\n') {
+        tail.drain(..=newline);
+    }
+    Ok(String::from_utf8_lossy(&tail).into_owned())
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -508,6 +645,62 @@ mod tests {
         assert!(
             delay <= Duration::from_secs(5) && delay >= Duration::from_secs(3),
             "{delay:?}"
+        );
+    }
+
+    /// GitHub and GitLab put their rate-limit headers on every answer: the reset time is the
+    /// wait only when the limit is spent, never for a 5xx.
+    #[test]
+    fn a_reset_header_sets_the_wait_only_when_the_limit_is_spent() {
+        let in_an_hour = (SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600)
+            .to_string();
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_str(value).unwrap());
+            }
+            map
+        };
+        let github = |remaining: &str| {
+            headers(&[
+                ("x-ratelimit-limit", "5000"),
+                ("x-ratelimit-remaining", remaining),
+                ("x-ratelimit-reset", &in_an_hour),
+            ])
+        };
+        let gitlab = |remaining: &str| {
+            headers(&[
+                ("ratelimit-limit", "2000"),
+                ("ratelimit-remaining", remaining),
+                ("ratelimit-reset", &in_an_hour),
+            ])
+        };
+        for status in [500, 502, 503, 504] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(retry_verdict(status, &github("4999")), Some(None));
+            assert_eq!(retry_verdict(status, &gitlab("1999")), Some(None));
+            assert_eq!(retry_verdict(status, &github("0")), Some(None));
+        }
+        let spent = retry_verdict(StatusCode::FORBIDDEN, &github("0"))
+            .flatten()
+            .unwrap();
+        assert!(spent > Duration::from_secs(3500), "{spent:?}");
+        assert!(
+            retry_verdict(StatusCode::TOO_MANY_REQUESTS, &gitlab("0"))
+                .flatten()
+                .is_some()
+        );
+        // A 403 with requests left is a refusal, not a limit.
+        assert_eq!(retry_verdict(StatusCode::FORBIDDEN, &github("4999")), None);
+        assert_eq!(retry_verdict(StatusCode::NOT_FOUND, &github("4999")), None);
+        let secondary = headers(&[("retry-after", "3"), ("x-ratelimit-remaining", "4000")]);
+        assert_eq!(
+            retry_verdict(StatusCode::FORBIDDEN, &secondary),
+            Some(Some(Duration::from_secs(3)))
         );
     }
 

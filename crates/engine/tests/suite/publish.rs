@@ -553,9 +553,10 @@ async fn a_projects_stored_credential_publishes_in_place_of_the_servers() {
     site.assert_no_leak(&[task]).await;
 }
 
-#[tokio::test]
-async fn flaky_forge_answers_still_publish_each_run_exactly_once() {
-    let site = Site::start(FakeKind::GitHub).await;
+/// GitHub and GitLab send their rate-limit headers (reset time included) on every answer, Gitea
+/// its own; with 30 % of the answers a 429 or a 5xx, every run still publishes exactly one PR.
+async fn flaky_forge_answers_still_publish_each_run_exactly_once(kind: FakeKind) {
+    let site = Site::start(kind).await;
     site.fake.inject_faults(
         0.3,
         17,
@@ -563,6 +564,8 @@ async fn flaky_forge_answers_still_publish_each_run_exactly_once() {
             Fault::TooManyRequests {
                 retry_after_secs: 0,
             },
+            Fault::RateLimitReset { secs: 0 },
+            Fault::ServerError(500),
             Fault::ServerError(502),
             Fault::ServerError(503),
             Fault::ServerErrorAfterHandling,
@@ -595,16 +598,48 @@ async fn flaky_forge_answers_still_publish_each_run_exactly_once() {
             "{pulls:?}"
         );
     }
-    let faults = site
-        .fake
-        .requests()
-        .iter()
-        .filter(|r| r.fault.is_some())
-        .count();
-    assert!(faults > 0, "faults were injected");
+    let requests = site.fake.requests();
+    let faults: Vec<_> = requests.iter().filter(|r| r.fault.is_some()).collect();
+    assert!(
+        faults.iter().any(|r| r.status >= 500) && faults.iter().any(|r| r.status == 429),
+        "429s and 5xx were injected"
+    );
+    // The forge's usual headers came with every answer, the faults included.
+    let usual = match kind {
+        FakeKind::GitHub => "x-ratelimit-reset",
+        FakeKind::GitLab => "ratelimit-reset",
+        FakeKind::Gitea => "set-cookie",
+    };
+    for request in &requests {
+        assert!(
+            request
+                .response_headers
+                .iter()
+                .any(|(name, _)| name == usual),
+            "{} {} -> {} lacks {usual}",
+            request.method,
+            request.path,
+            request.status
+        );
+    }
     assert_eq!(site.open_pulls(WIDGET).len(), tasks.len());
     assert_eq!(site.fake.violations(), Vec::<String>::new());
     site.assert_no_leak(&tasks).await;
+}
+
+#[tokio::test]
+async fn flaky_github_answers_still_publish_each_run_exactly_once() {
+    flaky_forge_answers_still_publish_each_run_exactly_once(FakeKind::GitHub).await;
+}
+
+#[tokio::test]
+async fn flaky_gitlab_answers_still_publish_each_run_exactly_once() {
+    flaky_forge_answers_still_publish_each_run_exactly_once(FakeKind::GitLab).await;
+}
+
+#[tokio::test]
+async fn flaky_gitea_answers_still_publish_each_run_exactly_once() {
+    flaky_forge_answers_still_publish_each_run_exactly_once(FakeKind::Gitea).await;
 }
 
 /// Everything the engine and its libraries log, at every level, for one test thread.
