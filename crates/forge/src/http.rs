@@ -231,6 +231,45 @@ impl Api {
         Ok(Some((body, etag)))
     }
 
+    /// Every item of a paged list (`page` from 1, `per_page_name` items a page), up to
+    /// `max_pages` pages: enough for the comments or jobs of one pull request.
+    pub async fn pages(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        per_page_name: &str,
+        auth: &Auth,
+        what: &str,
+    ) -> Result<Vec<Value>> {
+        const PER_PAGE: usize = 50;
+        const MAX_PAGES: usize = 20;
+        let mut items = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let mut paged: Vec<(&str, String)> = query.to_vec();
+            paged.push(("page", page.to_string()));
+            paged.push((per_page_name, PER_PAGE.to_string()));
+            let list = self
+                .json(Method::GET, path, &paged, None, auth, what)
+                .await?;
+            let batch = match list {
+                Value::Array(batch) => batch,
+                _ => {
+                    return Err(ForgeError::Protocol {
+                        forge: self.forge,
+                        operation: format!("GET {path}"),
+                        detail: "the answer is not a list".into(),
+                    });
+                }
+            };
+            let last = batch.len() < PER_PAGE;
+            items.extend(batch);
+            if last {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
     /// The plain-text body of `GET path` (a job log), of which only the last `max_bytes` are
     /// kept however long it is. Redirects (GitHub's to its log storage) are followed.
     pub async fn get_text_tail(
