@@ -18,7 +18,7 @@ mod status;
 mod webhook;
 
 pub use body::{PrBody, render_pr_body, task_marker};
-pub use ci::{CiFailure, CiReport, trim_log};
+pub use ci::{CiFailure, CiReport, MAX_FAILURE_BYTES, trim_log};
 pub use config::{ForgeConfig, ForgeEntry, ForgeKind, GitHubAppConfig, resolve};
 pub use git::GitForge;
 pub use gitea::GiteaForge;

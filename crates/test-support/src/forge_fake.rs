@@ -3,11 +3,14 @@
 //! repositories behind git smart HTTP. Every request and answer is checked against the
 //! forges' published API descriptions; faults (429, 5xx, slow answers) can be injected.
 
+mod activity;
 mod api;
 mod contract;
+mod follow_api;
 mod git_http;
 mod headers;
 mod server;
+pub mod webhook;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -18,6 +21,7 @@ use std::time::Duration;
 use axum::Router;
 use serde_json::Value;
 
+pub use activity::{FakeAnnotation, FakeCheck, FakeJob, FakeStatus, Review};
 pub use contract::Contract;
 use server::{Caller, Reply, handle};
 
@@ -127,12 +131,14 @@ struct Repo {
     grants: HashMap<String, Access>,
     labels: Vec<Label>,
     pulls: Vec<FakePull>,
-    /// Commit statuses by sha: (context, state).
-    statuses: HashMap<String, Vec<(String, String)>>,
+    /// Commit statuses by sha.
+    statuses: HashMap<String, Vec<FakeStatus>>,
     /// Check runs by sha: (name, status, conclusion).
-    check_runs: HashMap<String, Vec<(String, String, Option<String>)>>,
-    /// GitLab pipelines by sha: status.
-    pipelines: HashMap<String, String>,
+    check_runs: HashMap<String, Vec<FakeCheck>>,
+    /// GitLab pipelines by sha.
+    pipelines: HashMap<String, activity::Pipeline>,
+    /// Comments and reviews on the pull requests.
+    comments: Vec<activity::StoredComment>,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +172,8 @@ struct FakeState {
     targeted: Vec<TargetedFault>,
     requests: Vec<RecordedRequest>,
     violations: Vec<String>,
+    /// The last comment's time: comments get distinct, increasing seconds.
+    clock_ms: i64,
     /// Rate-limit windows by caller, and a counter for request ids.
     rate: HashMap<String, headers::RateWindow>,
     request_seq: u64,
@@ -207,6 +215,7 @@ impl ForgeFake {
                 targeted: Vec::new(),
                 requests: Vec::new(),
                 violations: Vec::new(),
+                clock_ms: 0,
                 rate: HashMap::new(),
                 request_seq: 0,
             }),
@@ -402,42 +411,6 @@ impl ForgeFake {
     /// The commit `branch` points at in the bare repository.
     pub fn branch_sha(&self, full_name: &str, branch: &str) -> Option<String> {
         rev_parse(&self.bare_path(full_name), branch)
-    }
-
-    /// A commit status (GitHub/Gitea): `state` is `pending`, `success`, `failure` or `error`.
-    pub fn set_commit_status(&self, full_name: &str, sha: &str, context: &str, state: &str) {
-        if let Some(repo) = self.state().repo_mut(full_name) {
-            let list = repo.statuses.entry(sha.to_string()).or_default();
-            list.retain(|(c, _)| c != context);
-            list.push((context.to_string(), state.to_string()));
-        }
-    }
-
-    /// A GitHub check run: `status` `queued`/`in_progress`/`completed`, `conclusion` when completed.
-    pub fn set_check_run(
-        &self,
-        full_name: &str,
-        sha: &str,
-        name: &str,
-        status: &str,
-        conclusion: Option<&str>,
-    ) {
-        if let Some(repo) = self.state().repo_mut(full_name) {
-            let list = repo.check_runs.entry(sha.to_string()).or_default();
-            list.retain(|(n, _, _)| n != name);
-            list.push((
-                name.to_string(),
-                status.to_string(),
-                conclusion.map(str::to_string),
-            ));
-        }
-    }
-
-    /// The GitLab pipeline of `sha`: `running`, `success`, `failed`, …
-    pub fn set_pipeline(&self, full_name: &str, sha: &str, status: &str) {
-        if let Some(repo) = self.state().repo_mut(full_name) {
-            repo.pipelines.insert(sha.to_string(), status.to_string());
-        }
     }
 
     pub fn merge(&self, full_name: &str, number: u64) {

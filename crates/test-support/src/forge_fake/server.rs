@@ -83,6 +83,14 @@ pub(super) async fn handle(
         return serve_git(&shared, &method, &path, &raw_query, &parts.headers, &body).await;
     }
 
+    if path.starts_with("/_fake/logs/") {
+        // GitHub's job-log storage, where its redirect points; not part of the API.
+        let log = super::follow_api::github_job_log(&lock(&shared), &path);
+        return match log {
+            Some(log) => git_http::plain(StatusCode::OK, log),
+            None => git_http::plain(StatusCode::NOT_FOUND, "no such log".into()),
+        };
+    }
     let kind = lock(&shared).kind;
     let query = parse_query(&raw_query);
     let request_body: Value = if body.is_empty() {
