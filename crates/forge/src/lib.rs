@@ -2,6 +2,7 @@
 //! (see `nightshift-workspace`) with the forge's credential; a forge checks access up front,
 //! opens or adopts the PR, and reports the PR's state and CI afterwards.
 
+mod answer;
 mod body;
 mod ci;
 mod config;
@@ -12,6 +13,7 @@ mod gitlab;
 mod http;
 mod poll;
 mod repo_path;
+mod retry;
 mod review;
 mod secret;
 mod status;
@@ -24,9 +26,9 @@ pub use git::GitForge;
 pub use gitea::GiteaForge;
 pub use github::{GitHubAuth, GitHubForge};
 pub use gitlab::GitLabForge;
-pub use http::{RetryEvent, RetryObserver, RetryPolicy, ignore_retries};
 pub use poll::{PollValidators, PrPoll};
 pub use repo_path::RepoPath;
+pub use retry::{RetryEvent, RetryObserver, RetryPolicy, ignore_retries};
 pub use review::{CommentKind, Permission, PrComment};
 pub use secret::{GitAuth, Secret};
 pub use status::{CiState, Mergeability, PrState, PrStatus};
