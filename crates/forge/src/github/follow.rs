@@ -120,8 +120,13 @@ impl GitHubForge {
                         "the comparison with the base",
                         |c| json!({ "behind_by": c.get("behind_by") }),
                     )
-                    .await?;
-                compare["behind_by"].as_u64().map(|n| n > 0)
+                    .await;
+                match compare {
+                    Ok(compare) => compare["behind_by"].as_u64().map(|n| n > 0),
+                    // A base branch deleted under an open PR: nothing to be behind.
+                    Err(ForgeError::NotFound { .. }) => None,
+                    Err(other) => return Err(other),
+                }
             }
             _ => None,
         };
