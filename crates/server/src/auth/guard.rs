@@ -28,6 +28,9 @@ pub struct AuditNote {
     pub detail: Option<String>,
     pub actor: Option<String>,
     pub project_id: Option<i64>,
+    /// The change's own transaction already wrote the event (the intake's does, for a task),
+    /// so the guard writes none.
+    pub recorded: bool,
 }
 
 /// The value of `{project}` in `path`, matching the route's template segment by segment.
@@ -98,6 +101,9 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
             .get::<AuditNote>()
             .cloned()
             .unwrap_or_default();
+        if note.recorded {
+            return response;
+        }
         let event = NewAudit {
             project_id: note.project_id.or(project_id),
             actor: note.actor.unwrap_or_else(|| identity.actor().to_string()),

@@ -10,6 +10,7 @@ use nightshift_core::{
     AgentKind, AgentSpec, Budget, CheckResult, CoreError, GeneratedChange, ParamType, Run,
     RunStatus, Task, TaskFilter, Template, format_timestamp, parse_timestamp,
 };
+use nightshift_engine::{EngineError, TaskRequest};
 use nightshift_store::TaskSummary;
 use serde::Deserialize;
 
@@ -17,9 +18,8 @@ use super::{
     Chrome, Nav, PageError, age, esc, field, filled, page, refused, see_other, url_component,
 };
 use crate::AppState;
-use crate::api::tasks::CreateTask;
-use crate::api::templates::{instantiate_template, template_or_404};
-use crate::auth::CurrentUser;
+use crate::api::templates::template_or_404;
+use crate::auth::{AuditNote, CurrentUser};
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -485,8 +485,8 @@ pub async fn new_form(
     ))
 }
 
-/// Reads the shared fields of the form into an API request.
-fn request_from(form: &[(String, String)]) -> Result<CreateTask, ApiError> {
+/// Reads the shared fields of the form into a request for the intake.
+fn request_from(form: &[(String, String)]) -> Result<TaskRequest, ApiError> {
     let agent = match filled(form, "agent") {
         Some(kind) => Some(AgentSpec {
             kind: kind.parse()?,
@@ -521,7 +521,7 @@ fn request_from(form: &[(String, String)]) -> Result<CreateTask, ApiError> {
         max_turns: turns,
         max_tokens: None,
     });
-    Ok(CreateTask {
+    Ok(TaskRequest {
         repo: field(form, "repo").unwrap_or_default().trim().to_string(),
         base: filled(form, "base").map(str::to_string),
         instructions: field(form, "instructions").unwrap_or_default().to_string(),
@@ -549,7 +549,8 @@ pub async fn create(
     let mut bad_param = None;
     let outcome = async {
         let request = request_from(&form)?;
-        match &template {
+        let by = user.creator();
+        let created = match &template {
             Some(t) => {
                 // Later fields win: a ticked checkbox overrides its hidden `false`.
                 let values: BTreeMap<String, String> = form
@@ -558,18 +559,32 @@ pub async fn create(
                         k.strip_prefix("param.").map(|n| (n.to_string(), v.clone()))
                     })
                     .collect();
-                // Bind here too so the refused parameter can be marked in the form.
-                if let Err(CoreError::InvalidParameter { name, .. }) = t.spec.bind(&values) {
-                    bad_param = Some(name);
-                }
-                instantiate_template(&state, &project, &user, t, &values, request).await
+                state
+                    .intake
+                    .create_from_template(&project, &by, t, &values, request)
+                    .await
             }
-            None => crate::api::tasks::create_task(&state, &project, &user, request, None).await,
-        }
+            None => state.intake.create(&project, &by, request).await,
+        };
+        created.map_err(|e| {
+            // The refused parameter is marked in the form.
+            if let EngineError::Core(CoreError::InvalidParameter { name, .. }) = &e {
+                bad_param = Some(name.clone());
+            }
+            ApiError::from(e)
+        })
     }
     .await;
     match outcome {
-        Ok(view) => Ok(see_other(&format!("{}/tasks/{}", chrome.base(), view.id))),
+        Ok((task, _)) => {
+            let mut response = see_other(&format!("{}/tasks/{}", chrome.base(), task.id));
+            // The intake recorded the task's audit event with the task.
+            response.extensions_mut().insert(AuditNote {
+                recorded: true,
+                ..Default::default()
+            });
+            Ok(response)
+        }
         Err(e) if e.status.is_client_error() => {
             let names = template_names(&state, project.id).await?;
             let form = TaskForm {
