@@ -17,6 +17,7 @@ pub use edge::AllowedHosts;
 pub use error::ApiError;
 pub use nightshift_engine::TaskRateLimit;
 pub use throttle::Throttle;
+pub use ui::{PageRoute, page_table};
 pub use views::{RunView, TaskView};
 
 use std::future::IntoFuture;

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use nightshift_core::{
     AgentSpec, Budget, Project, RepoUrl, Run, RunEvent, Task, TaskFilter, parse_timestamp,
 };
@@ -68,12 +68,7 @@ pub async fn create(
 pub(crate) fn created(task: &Task, project: &Project, run: Run) -> Result<Response, ApiError> {
     let view = TaskView::detail(task, &project.name, &[run])
         .ok_or_else(|| ApiError::not_found("task has no run"))?;
-    let mut response = (StatusCode::CREATED, Json(view)).into_response();
-    response.extensions_mut().insert(AuditNote {
-        recorded: true,
-        ..Default::default()
-    });
-    Ok(response)
+    Ok(AuditNote::written_with_change().attach((StatusCode::CREATED, Json(view))))
 }
 
 impl From<CreateTask> for TaskRequest {
@@ -164,7 +159,7 @@ pub(crate) async fn task_view(
 pub async fn cancel(
     State(state): State<AppState>,
     Path((project, id)): Path<(String, i64)>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let project = state.project(&project).await?;
     let (status, outcome, run) = match state.store.cancel_task(project.id, id).await? {
         CancelOutcome::Cancelled(run) => (StatusCode::OK, "cancelled", run),
@@ -182,23 +177,23 @@ pub async fn cancel(
             ),
         ));
     }
-    Ok((
+    Ok(AuditNote::task(id, run.number).attach((
         status,
         Json(json!({"outcome": outcome, "run": RunView::new(&run)})),
-    ))
+    )))
 }
 
 pub async fn retry(
     State(state): State<AppState>,
     Path((project, id)): Path<(String, i64)>,
-) -> Result<(StatusCode, Json<TaskView>), ApiError> {
+) -> Result<Response, ApiError> {
     let project = state.project(&project).await?;
-    state.store.retry_task(project.id, id).await?;
+    let run = state.store.retry_task(project.id, id).await?;
     state.engine.wake();
-    Ok((
+    Ok(AuditNote::task(id, run.number).attach((
         StatusCode::CREATED,
         Json(task_view(&state, &project, id).await?),
-    ))
+    )))
 }
 
 #[derive(Debug, Deserialize)]

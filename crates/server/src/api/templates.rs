@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::api::tasks::{body, created};
-use crate::auth::CurrentUser;
+use crate::auth::{AuditNote, CurrentUser};
 use crate::error::ApiError;
 use crate::views::RunView;
 
@@ -187,11 +187,12 @@ pub async fn create(
     Path(project): Path<String>,
     user: CurrentUser,
     request: Result<Json<TemplateSpec>, JsonRejection>,
-) -> Result<(StatusCode, Json<TemplateView>), ApiError> {
+) -> Result<Response, ApiError> {
     let project = state.project(&project).await?;
     let spec = body(request)?;
     let template = create_template(&state, &project, &user, &spec).await?;
-    Ok((StatusCode::CREATED, Json(TemplateView::new(&template))))
+    Ok(AuditNote::template(&template)
+        .attach((StatusCode::CREATED, Json(TemplateView::new(&template)))))
 }
 
 pub async fn update(
@@ -199,11 +200,11 @@ pub async fn update(
     Path((project, name)): Path<(String, String)>,
     user: CurrentUser,
     request: Result<Json<TemplateSpec>, JsonRejection>,
-) -> Result<Json<TemplateView>, ApiError> {
+) -> Result<Response, ApiError> {
     let project = state.project(&project).await?;
     let spec = body(request)?;
     let template = update_template(&state, &project, &user, &name, &spec).await?;
-    Ok(Json(TemplateView::new(&template)))
+    Ok(AuditNote::template(&template).attach(Json(TemplateView::new(&template))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,17 +254,32 @@ pub(crate) async fn spec_from_task(
     })
 }
 
+/// Saves the template a succeeded task makes; its audit note names the task too.
+pub(crate) async fn template_from_task(
+    state: &AppState,
+    project: &Project,
+    user: &CurrentUser,
+    request: &FromTask,
+) -> Result<(Template, AuditNote), ApiError> {
+    let spec = spec_from_task(state, project, request).await?;
+    let template = create_template(state, project, user, &spec).await?;
+    let note = AuditNote::template(&template).detail(format!(
+        "version {} from task {}",
+        template.version, request.task_id
+    ));
+    Ok((template, note))
+}
+
 pub async fn from_task(
     State(state): State<AppState>,
     Path(project): Path<String>,
     user: CurrentUser,
     request: Result<Json<FromTask>, JsonRejection>,
-) -> Result<(StatusCode, Json<TemplateView>), ApiError> {
+) -> Result<Response, ApiError> {
     let project = state.project(&project).await?;
     let request = body(request)?;
-    let spec = spec_from_task(&state, &project, &request).await?;
-    let template = create_template(&state, &project, &user, &spec).await?;
-    Ok((StatusCode::CREATED, Json(TemplateView::new(&template))))
+    let (template, note) = template_from_task(&state, &project, &user, &request).await?;
+    Ok(note.attach((StatusCode::CREATED, Json(TemplateView::new(&template)))))
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,11 +12,12 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
-use nightshift_core::{DEFAULT_PROJECT, Millis, now_millis};
+use axum::routing::{MethodRouter, get, post};
+use nightshift_core::{DEFAULT_PROJECT, Millis, Role, now_millis};
 
 use crate::AppState;
-use crate::auth::CurrentUser;
+use crate::api::RouteSpec;
+use crate::auth::{Access, CurrentUser};
 use crate::error::ApiError;
 
 const APP_CSS: &str = include_str!("static/app.css");
@@ -25,60 +26,208 @@ const APP_JS: &str = include_str!("static/app.js");
 const BELL_SVG: &str = "<svg aria-hidden=\"true\" focusable=\"false\" width=\"16\" height=\"16\" viewBox=\"0 0 16 16\">\
 <path fill=\"currentColor\" d=\"M8 16a2 2 0 0 0 2-2H6a2 2 0 0 0 2 2zm5-5V7a5 5 0 0 0-4-4.9V1a1 1 0 0 0-2 0v1.1A5 5 0 0 0 3 7v4l-2 2h14z\"/></svg>";
 
+/// One page or form of the web UI. A form performs a route of the API's table and shares its
+/// access and audit action, so a change is checked and recorded alike through either door.
+#[derive(Debug, Clone)]
+pub struct PageRoute {
+    pub method: Method,
+    pub path: &'static str,
+    /// The API route (method and path under `/api/v1`) this form performs; `None` for a page,
+    /// which reads only.
+    pub performs: Option<(Method, &'static str)>,
+}
+
+fn shows(path: &'static str) -> PageRoute {
+    PageRoute {
+        method: Method::GET,
+        path,
+        performs: None,
+    }
+}
+
+fn form(path: &'static str, method: Method, api_path: &'static str) -> PageRoute {
+    PageRoute {
+        method: Method::POST,
+        path,
+        performs: Some((method, api_path)),
+    }
+}
+
+/// Every page and form with its handler.
+fn table() -> Vec<(PageRoute, MethodRouter<AppState>)> {
+    use Method as M;
+    vec![
+        (shows("/"), get(home)),
+        (shows("/signin"), get(session::page)),
+        (form("/signin", M::POST, "/session"), post(session::sign_in)),
+        (shows("/signout"), get(session::sign_out_page)),
+        (
+            form("/signout", M::DELETE, "/session"),
+            post(session::sign_out),
+        ),
+        (shows("/p/{project}/tasks"), get(tasks::list)),
+        (
+            form("/p/{project}/tasks", M::POST, "/projects/{project}/tasks"),
+            post(tasks::create),
+        ),
+        (shows("/p/{project}/tasks/rows"), get(tasks::rows)),
+        (shows("/p/{project}/tasks/new"), get(tasks::new_form)),
+        (shows("/p/{project}/tasks/{id}"), get(tasks::detail)),
+        (shows("/p/{project}/tasks/{id}/live"), get(tasks::live)),
+        (
+            form(
+                "/p/{project}/tasks/{id}/cancel",
+                M::POST,
+                "/projects/{project}/tasks/{id}/cancel",
+            ),
+            post(tasks::cancel),
+        ),
+        (
+            form(
+                "/p/{project}/tasks/{id}/retry",
+                M::POST,
+                "/projects/{project}/tasks/{id}/retry",
+            ),
+            post(tasks::retry),
+        ),
+        (shows("/p/{project}/templates"), get(templates::list)),
+        (
+            form(
+                "/p/{project}/templates",
+                M::POST,
+                "/projects/{project}/templates",
+            ),
+            post(templates::create),
+        ),
+        (
+            shows("/p/{project}/templates/new"),
+            get(templates::new_form),
+        ),
+        (
+            shows("/p/{project}/templates/from-task"),
+            get(templates::from_task_form),
+        ),
+        (
+            form(
+                "/p/{project}/templates/from-task",
+                M::POST,
+                "/projects/{project}/templates/from-task",
+            ),
+            post(templates::from_task),
+        ),
+        (
+            shows("/p/{project}/templates/{name}"),
+            get(templates::detail),
+        ),
+        (
+            shows("/p/{project}/templates/{name}/edit"),
+            get(templates::edit_form),
+        ),
+        (
+            form(
+                "/p/{project}/templates/{name}/edit",
+                M::PUT,
+                "/projects/{project}/templates/{name}",
+            ),
+            post(templates::edit),
+        ),
+        (
+            shows("/p/{project}/notifications"),
+            get(notifications::list),
+        ),
+        (
+            form(
+                "/p/{project}/notifications/read-all",
+                M::POST,
+                "/projects/{project}/notifications/read-all",
+            ),
+            post(notifications::read_all),
+        ),
+        // Following an old link changes nothing; reading takes the form below.
+        (
+            shows("/p/{project}/notifications/{id}"),
+            get(notifications::show),
+        ),
+        (
+            form(
+                "/p/{project}/notifications/{id}",
+                M::POST,
+                "/projects/{project}/notifications/{id}/read",
+            ),
+            post(notifications::open),
+        ),
+    ]
+}
+
+/// The pages and forms without handlers.
+pub fn page_table() -> Vec<PageRoute> {
+    table().into_iter().map(|(route, _)| route).collect()
+}
+
+/// A page's access: the sign-in form is for anyone, the rest for signed-in people, under
+/// `/p/{project}/` with the viewer role.
+pub(crate) fn page_spec(method: Method, path: &'static str, access: Access) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        access,
+        summary: "a page of the web UI",
+        action: None,
+        example: None,
+    }
+}
+
+/// What guards the page or form axum matched: the API route a form performs, else the page's
+/// own access. `None` for an address no page answers.
+pub(crate) fn spec_for(method: &Method, template: &str) -> Option<RouteSpec> {
+    static TABLE: std::sync::OnceLock<Vec<PageRoute>> = std::sync::OnceLock::new();
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    let route = TABLE
+        .get_or_init(page_table)
+        .iter()
+        .find(|r| r.method == *method && r.path == template)?;
+    Some(match &route.performs {
+        Some((method, path)) => crate::api::spec_for(method, path)?.clone(),
+        None => {
+            let access = if route.path == "/signin" {
+                Access::Public
+            } else if route.path.starts_with("/p/{project}/") {
+                Access::Project(Role::Viewer)
+            } else {
+                Access::SignedIn
+            };
+            page_spec(route.method.clone(), route.path, access)
+        }
+    })
+}
+
 pub fn routes(state: AppState) -> Router<AppState> {
-    let pages = Router::new()
-        .route("/p/{project}/tasks", get(tasks::list).post(tasks::create))
-        .route("/p/{project}/tasks/rows", get(tasks::rows))
-        .route("/p/{project}/tasks/new", get(tasks::new_form))
-        .route("/p/{project}/tasks/{id}", get(tasks::detail))
-        .route("/p/{project}/tasks/{id}/live", get(tasks::live))
-        .route(
-            "/p/{project}/tasks/{id}/cancel",
-            axum::routing::post(tasks::cancel),
-        )
-        .route(
-            "/p/{project}/tasks/{id}/retry",
-            axum::routing::post(tasks::retry),
-        )
-        .route(
-            "/p/{project}/templates",
-            get(templates::list).post(templates::create),
-        )
-        .route("/p/{project}/templates/new", get(templates::new_form))
-        .route(
-            "/p/{project}/templates/from-task",
-            get(templates::from_task_form).post(templates::from_task),
-        )
-        .route("/p/{project}/templates/{name}", get(templates::detail))
-        .route(
-            "/p/{project}/templates/{name}/edit",
-            get(templates::edit_form).post(templates::edit),
-        )
-        .route("/p/{project}/notifications", get(notifications::list))
-        .route(
-            "/p/{project}/notifications/read-all",
-            axum::routing::post(notifications::read_all),
-        )
-        // Forms change state; `router` refuses them when they come from another site (CSRF).
-        .route(
-            "/p/{project}/notifications/{id}",
-            get(notifications::show).post(notifications::open),
-        )
-        .route("/", get(home))
-        .route(
-            "/signout",
-            get(session::sign_out_page).post(session::sign_out),
-        )
-        // Every page needs a signed-in user with a role in the page's project.
+    let pages = table()
+        .into_iter()
+        .fold(Router::new(), |router, (route, handler)| {
+            router.route(route.path, handler)
+        })
+        // The route table decides who may see each page and post each form, and audits forms
+        // as the API routes they perform.
         .layer(axum::middleware::from_fn_with_state(
             state,
-            session::require_user,
+            crate::auth::page_guard,
         ));
     Router::new()
-        .route("/signin", get(session::page).post(session::sign_in))
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
         .merge(pages)
+}
+
+/// Where a browser without a session goes: the sign-in form, with the way back in `next`.
+/// After a refused POST, coming back means reloading the page the form was on.
+pub(crate) fn to_sign_in(method: &Method, back: &str) -> Response {
+    let back = if *method == Method::GET { back } else { "/" };
+    see_other(&format!("/signin?next={}", url_component(back)))
 }
 
 async fn home() -> Redirect {

@@ -6,8 +6,8 @@ use axum::response::{Html, Response};
 
 use super::{Chrome, Nav, PageError, age, esc, see_other, url_component};
 use crate::AppState;
-use crate::auth::CurrentUser;
-use crate::error::ApiError;
+use crate::api::notifications::{mark_all_read, mark_read};
+use crate::auth::{AuditNote, CurrentUser};
 
 pub async fn list(
     State(state): State<AppState>,
@@ -57,16 +57,12 @@ pub async fn open(
     user: CurrentUser,
 ) -> Result<Response, PageError> {
     let project = state.project(&project).await?;
-    let n = state
-        .store
-        .mark_notification_read(project.id, user.name(), id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("notification {id} not found")))?;
-    Ok(see_other(&format!(
+    let n = mark_read(&state, &project, &user, id).await?;
+    Ok(AuditNote::notification(id).attach(see_other(&format!(
         "/p/{}/tasks/{}",
         url_component(&project.name),
         n.task_id
-    )))
+    ))))
 }
 
 /// A notification's address followed as a link (a bookmark, an old page): the list, with the
@@ -81,12 +77,9 @@ pub async fn read_all(
     user: CurrentUser,
 ) -> Result<Response, PageError> {
     let project = state.project(&project).await?;
-    state
-        .store
-        .mark_all_notifications_read(project.id, user.name())
-        .await?;
-    Ok(see_other(&format!(
+    let (_, note) = mark_all_read(&state, &project, &user).await?;
+    Ok(note.attach(see_other(&format!(
         "/p/{}/notifications",
         url_component(&project.name)
-    )))
+    ))))
 }

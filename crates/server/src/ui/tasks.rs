@@ -11,7 +11,7 @@ use nightshift_core::{
     RunStatus, Task, TaskFilter, Template, format_timestamp, parse_timestamp,
 };
 use nightshift_engine::{EngineError, TaskRequest};
-use nightshift_store::TaskSummary;
+use nightshift_store::{CancelOutcome, TaskSummary};
 use serde::Deserialize;
 
 use super::{
@@ -576,15 +576,11 @@ pub async fn create(
     }
     .await;
     match outcome {
-        Ok((task, _)) => {
-            let mut response = see_other(&format!("{}/tasks/{}", chrome.base(), task.id));
-            // The intake recorded the task's audit event with the task.
-            response.extensions_mut().insert(AuditNote {
-                recorded: true,
-                ..Default::default()
-            });
-            Ok(response)
-        }
+        Ok((task, _)) => Ok(AuditNote::written_with_change().attach(see_other(&format!(
+            "{}/tasks/{}",
+            chrome.base(),
+            task.id
+        )))),
         Err(e) if e.status.is_client_error() => {
             let names = template_names(&state, project.id).await?;
             let form = TaskForm {
@@ -954,12 +950,14 @@ pub async fn cancel(
     Path((project, id)): Path<(String, i64)>,
 ) -> Result<Response, PageError> {
     let project = state.project(&project).await?;
-    // Already ended is fine here: the page shows what happened.
-    state.store.cancel_task(project.id, id).await?;
-    Ok(see_other(&format!(
-        "/p/{}/tasks/{id}",
-        url_component(&project.name)
-    )))
+    let back = see_other(&format!("/p/{}/tasks/{id}", url_component(&project.name)));
+    // Already ended is fine here: the page shows what happened, and nothing changed.
+    Ok(match state.store.cancel_task(project.id, id).await? {
+        CancelOutcome::Cancelled(run) | CancelOutcome::Requested(run) => {
+            AuditNote::task(id, run.number).attach(back)
+        }
+        CancelOutcome::AlreadyEnded(_) => AuditNote::nothing_changed().attach(back),
+    })
 }
 
 pub async fn retry(
@@ -967,12 +965,12 @@ pub async fn retry(
     Path((project, id)): Path<(String, i64)>,
 ) -> Result<Response, PageError> {
     let project = state.project(&project).await?;
-    state.store.retry_task(project.id, id).await?;
+    let run = state.store.retry_task(project.id, id).await?;
     state.engine.wake();
-    Ok(see_other(&format!(
+    Ok(AuditNote::task(id, run.number).attach(see_other(&format!(
         "/p/{}/tasks/{id}",
         url_component(&project.name)
-    )))
+    ))))
 }
 
 #[cfg(test)]

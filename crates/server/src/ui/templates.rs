@@ -15,9 +15,9 @@ use super::{
 };
 use crate::AppState;
 use crate::api::templates::{
-    FromTask, create_template, spec_from_task, template_or_404, update_template,
+    FromTask, create_template, template_from_task, template_or_404, update_template,
 };
-use crate::auth::CurrentUser;
+use crate::auth::{AuditNote, CurrentUser};
 use crate::error::ApiError;
 
 pub async fn list(
@@ -475,11 +475,11 @@ async fn save(
         },
     };
     match saved {
-        Ok(t) => Ok(see_other(&format!(
+        Ok(t) => Ok(AuditNote::template(&t).attach(see_other(&format!(
             "{}/templates/{}",
             chrome.base(),
             url_component(&t.spec.name)
-        ))),
+        )))),
         Err(e) if e.status.is_client_error() => Ok(refused(template_form(
             &chrome,
             &spec,
@@ -635,17 +635,12 @@ pub async fn from_task(
             .to_string(),
         parameters,
     };
-    let saved = async {
-        let spec = spec_from_task(&state, &project, &request).await?;
-        create_template(&state, &project, &user, &spec).await
-    }
-    .await;
-    match saved {
-        Ok(t) => Ok(see_other(&format!(
+    match template_from_task(&state, &project, &user, &request).await {
+        Ok((t, note)) => Ok(note.attach(see_other(&format!(
             "{}/templates/{}",
             chrome.base(),
             url_component(&t.spec.name)
-        ))),
+        )))),
         Err(e) if e.status.is_client_error() => {
             Ok(refused(from_task_page(&chrome, &task, &form, Some(&e.message))).into_response())
         }
