@@ -4,10 +4,11 @@
 use axum::Form;
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{PageError, esc, field, see_other};
+use super::layout::{PageError, bare_page, field, see_other};
 use crate::AppState;
 use crate::api::tokens::{end_session, start_session};
 use crate::auth::{AuditNote, CurrentUser};
@@ -26,32 +27,29 @@ pub(crate) struct SignInQuery {
     next: Option<String>,
 }
 
-fn form(next: &str, error: Option<&str>) -> Html<String> {
-    let error = error.map_or(String::new(), |e| {
-        format!(
-            "<p class=\"error\" role=\"alert\" id=\"signin-error\">{}</p>",
-            esc(e)
-        )
-    });
-    Html(format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<meta name=\"color-scheme\" content=\"light dark\">\
-<title>Sign in · Nightshift</title><link rel=\"stylesheet\" href=\"/static/app.css\"></head>\
-<body><main id=\"main\"><h1>Sign in</h1>{error}\
-<form method=\"post\" action=\"/signin\" class=\"signin\">\
-<input type=\"hidden\" name=\"next\" value=\"{next}\">\
-<label for=\"token\">API token</label>\
-<input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required \
-aria-describedby=\"token-help\">\
-<p id=\"token-help\" class=\"help\">Create one with <code>nightshift token create</code>; \
-the first admin's token is in <code>admin.token</code> in the server's data directory.</p>\
-<button type=\"submit\">Sign in</button></form></main></body></html>",
-        next = esc(next),
-    ))
+fn form(next: &str, error: Option<&str>) -> Markup {
+    bare_page(
+        "Sign in",
+        html! {
+            @if let Some(error) = error {
+                p class="error" role="alert" id="signin-error" { (error) }
+            }
+            form method="post" action="/signin" class="signin" {
+                input type="hidden" name="next" value=(next);
+                label for="token" { "API token" }
+                input id="token" name="token" type="password" autocomplete="current-password"
+                    required aria-describedby="token-help";
+                p id="token-help" class="help" {
+                    "Create one with " code { "nightshift token create" } "; the first admin's \
+                     token is in " code { "admin.token" } " in the server's data directory."
+                }
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
 }
 
-pub(crate) async fn page(Query(query): Query<SignInQuery>) -> Html<String> {
+pub(crate) async fn page(Query(query): Query<SignInQuery>) -> Markup {
     form(local_target(query.next.as_deref()), None)
 }
 
@@ -92,18 +90,17 @@ pub(crate) async fn sign_in(
 
 /// The sign-out link's page: a GET must not change anything (a link on another site could
 /// follow it), so the session ends only when this form is posted.
-pub(crate) async fn sign_out_page(user: CurrentUser) -> Html<String> {
-    Html(format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<meta name=\"color-scheme\" content=\"light dark\">\
-<title>Sign out · Nightshift</title><link rel=\"stylesheet\" href=\"/static/app.css\"></head>\
-<body><main id=\"main\"><h1>Sign out</h1><p>Signed in as <strong>{}</strong>.</p>\
-<form method=\"post\" action=\"/signout\" class=\"signin\">\
-<button type=\"submit\">Sign out</button></form>\
-<p><a href=\"/\">Back to the tasks</a></p></main></body></html>",
-        esc(user.name())
-    ))
+pub(crate) async fn sign_out_page(user: CurrentUser) -> Markup {
+    bare_page(
+        "Sign out",
+        html! {
+            p { "Signed in as " strong { (user.name()) } "." }
+            form method="post" action="/signout" class="signin" {
+                button type="submit" { "Sign out" }
+            }
+            p { a href="/" { "Back to the tasks" } }
+        },
+    )
 }
 
 pub(crate) async fn sign_out(
