@@ -292,3 +292,33 @@ fn forbidden() -> Response {
     };
     (StatusCode::FORBIDDEN, page).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A form that named a route the API does not have would be guarded as a mere page.
+    #[test]
+    fn every_form_performs_an_audited_api_route() {
+        for route in page_table() {
+            let Some((method, path)) = &route.performs else {
+                assert_eq!(
+                    route.method,
+                    Method::GET,
+                    "{} changes something",
+                    route.path
+                );
+                continue;
+            };
+            let api = crate::api::spec_for(method, path).unwrap_or_else(|| {
+                panic!("{} performs {method} {path}, not in the API", route.path)
+            });
+            assert!(
+                api.action.is_some(),
+                "{method} {path} records no audit action"
+            );
+            let guarded = spec_for(&route.method, route.path).map(|s| s.action);
+            assert_eq!(guarded, Some(api.action), "{}", route.path);
+        }
+    }
+}
