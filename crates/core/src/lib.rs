@@ -5,6 +5,7 @@ mod agent_event;
 mod error;
 mod model;
 mod people;
+mod pull_request;
 mod redact;
 mod run;
 mod template;
@@ -20,6 +21,9 @@ pub use model::{
 };
 pub use people::{
     AuditEvent, AuditFilter, ProjectSettings, Role, User, month_bounds, month_label, parse_month,
+};
+pub use pull_request::{
+    CiState, FollowedPr, Mergeability, NewFollow, PrState, describe as describe_pr,
 };
 pub use redact::{MASK, MIN_SECRET_LEN, Redactor};
 pub use run::{EndReason, Phase, Run, RunStatus};

@@ -5,6 +5,7 @@
 //! The conformance suite (tests/suite/conformance.rs) runs every case on both.
 
 mod events;
+mod followed;
 mod live;
 mod notifications;
 mod rows;
@@ -23,6 +24,7 @@ mod retention;
 mod users;
 
 pub use events::{EVENT_ROW_BYTES, NewEvent};
+pub use followed::{PollOutcome, PrSeen};
 pub use live::{ANY_RUN, Followed, RunFollower};
 pub use notifications::Notification;
 pub use runs::{Claim, Heartbeat, RunUpdate};
@@ -71,6 +73,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("run {run_id} is no longer leased by this worker")]
     LeaseLost { run_id: i64 },
+    #[error("the poll of followed pull request {id} is no longer leased by this follower")]
+    FollowLeaseLost { id: i64 },
     #[error("server key: {0}")]
     Key(String),
 }

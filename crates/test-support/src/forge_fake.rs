@@ -423,6 +423,13 @@ impl ForgeFake {
             pr.merged = true;
         }
     }
+
+    /// Removes a pull request, as a forge admin deleting it (or the repository's) would.
+    pub fn delete_pull(&self, full_name: &str, number: u64) {
+        if let Some(repo) = self.state().repo_mut(full_name) {
+            repo.pulls.retain(|p| p.number != number);
+        }
+    }
 }
 
 impl FakeState {

@@ -91,7 +91,7 @@ pub(crate) async fn execute(
 pub(crate) enum Outcome {
     /// The agent changed nothing (or the formatters undid it all): nothing to push.
     NoChanges,
-    Published(Published),
+    Published,
 }
 
 /// How a phase ended early.
@@ -215,10 +215,10 @@ impl RunExecution {
             }
             // Pushed before the interruption: only the pull request is left.
             ResumePoint::Pushed(pushed) => {
-                let published = publish::after_takeover(self, &target, pushed)
+                let Published = publish::after_takeover(self, &target, pushed)
                     .await
                     .during(Phase::Publishing)?;
-                return Ok(Outcome::Published(published));
+                return Ok(Outcome::Published);
             }
         };
         let Prepared {
@@ -255,10 +255,10 @@ impl RunExecution {
         let pushed = publish::push(self, &target, workspace, &plan, validated)
             .await
             .during(Phase::Publishing)?;
-        let published = publish::pull_request(self, &target, pushed)
+        let Published = publish::pull_request(self, &target, pushed)
             .await
             .during(Phase::Publishing)?;
-        Ok(Outcome::Published(published))
+        Ok(Outcome::Published)
     }
 
     fn announce_takeover(&self) {

@@ -1,5 +1,7 @@
 mod agents;
 mod confinement;
+mod follow;
+mod forge_site;
 mod harness;
 mod jobs;
 mod limits;
