@@ -23,7 +23,8 @@ pub use people::{
     AuditEvent, AuditFilter, ProjectSettings, Role, User, month_bounds, month_label, parse_month,
 };
 pub use pull_request::{
-    CiState, FollowedPr, Mergeability, NewFollow, PrState, describe as describe_pr,
+    CiState, FollowUp, FollowUpKind, FollowedPr, Mergeability, NewFollow, PrState,
+    describe as describe_pr,
 };
 pub use redact::{MASK, MIN_SECRET_LEN, Redactor};
 pub use run::{EndReason, Phase, Run, RunStatus};

@@ -119,6 +119,28 @@ pub fn describe(state: PrState, ci: CiState) -> String {
     format!("{state} · {ci}")
 }
 
+string_enum!(
+    /// Why a follow-up run was started on a task's open pull request.
+    FollowUpKind, "follow_up" {
+        /// The pull request's CI failed: the failing jobs' output is the agent's input.
+        FixCi => "fix_ci",
+    }
+);
+
+/// A run of a task on its open pull request: it starts from the pushed branch, and pushes on
+/// top of it to the same pull request, with a lease that never overwrites a person's push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUp {
+    pub kind: FollowUpKind,
+    pub pr_number: u64,
+    pub pr_url: String,
+    pub branch: String,
+    /// The commit the pull request's CI failed on.
+    pub head_sha: Option<String>,
+    /// Who started it.
+    pub requested_by: String,
+}
+
 /// What a run that just published hands to the follower.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewFollow {

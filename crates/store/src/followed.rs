@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use nightshift_core::{
-    CiState, FollowedPr, GeneratedChange, Mergeability, Millis, NewFollow, PrState, now_millis,
+    CiState, FollowUp, FollowUpKind, FollowedPr, GeneratedChange, Mergeability, Millis, NewFollow,
+    PrState, Run, now_millis,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -219,6 +220,64 @@ impl Store {
         let after = followed(&sqlx::query(&sql).bind(id).fetch_one(&mut *tx).await?)?;
         tx.commit().await?;
         Ok(after)
+    }
+
+    /// Queues a fix-CI run of the task: run N+1, on its latest pull request, which must be open
+    /// with failing CI. Refused with a message saying why otherwise, and while a run of the
+    /// task is active.
+    pub async fn start_fix_ci(
+        &self,
+        project_id: i64,
+        task_id: i64,
+        requested_by: &str,
+    ) -> Result<Run> {
+        let mut tx = self.write_tx().await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM followed_pull_requests WHERE project_id = $1 AND task_id = $2 \
+             ORDER BY id DESC LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(project_id)
+            .bind(task_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(pr) = row.as_ref().map(followed).transpose()? else {
+            drop(tx);
+            return match self.task(project_id, task_id).await? {
+                None => Err(crate::tasks::not_found("task", task_id)),
+                Some(_) => Err(StoreError::Conflict(format!(
+                    "task {task_id} has no pull request: a fix-CI run works on the pull request \
+                     a run of the task opened"
+                ))),
+            };
+        };
+        let number = pr.number;
+        if pr.state != PrState::Open {
+            return Err(StoreError::Conflict(format!(
+                "pull request #{number} is {}: there is nothing left to fix on it; retry the \
+                 task to open a new one",
+                pr.state
+            )));
+        }
+        if pr.ci != CiState::Failing {
+            return Err(StoreError::Conflict(format!(
+                "CI on pull request #{number} is {}, not failing: there is nothing to fix yet",
+                match pr.ci {
+                    CiState::None => "not reported",
+                    other => other.as_str(),
+                }
+            )));
+        }
+        let follow_up = FollowUp {
+            kind: FollowUpKind::FixCi,
+            pr_number: number,
+            pr_url: pr.url.clone(),
+            branch: pr.branch.clone(),
+            head_sha: pr.head_sha.clone(),
+            requested_by: requested_by.to_string(),
+        };
+        self.queue_next_run(tx, project_id, task_id, Some(&follow_up), "fixing CI")
+            .await
     }
 
     /// The pull requests a task's runs published, newest first.

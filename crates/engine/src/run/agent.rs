@@ -71,10 +71,18 @@ impl AgentPhase {
         } else {
             1
         };
+        let instructions = match (&run.ci_report, &run.run.follow_up) {
+            (Some(report), Some(follow_up)) => super::follow_up::fix_ci_instructions(
+                &run.task.instructions,
+                follow_up.pr_number,
+                report,
+            ),
+            _ => run.task.instructions.clone(),
+        };
         let instructions = match run.task.agent.kind {
             // A codemod gets the instructions as they are; an agent gets them in the frame.
-            AgentKind::Command => run.task.instructions.clone(),
-            _ => compose_prompt(&run.task.instructions, workspace.worktree.path()),
+            AgentKind::Command => instructions,
+            _ => compose_prompt(&instructions, workspace.worktree.path()),
         };
         let mut prompt = instructions.clone();
         // Continued where the driver can; else the agent starts again (see `after_takeover`).

@@ -16,6 +16,7 @@
 
 mod agent;
 mod conclude;
+mod follow_up;
 mod prepare;
 mod publish;
 mod resume;
@@ -161,6 +162,8 @@ pub(crate) struct RunExecution {
     progress: AtomicU8,
     /// Where the run's checkout, HOME and scratch files live on this worker.
     run_dir: PathBuf,
+    /// For a fix-CI run: what failed in the pull request's CI, read in preparing.
+    ci_report: Option<nightshift_forge::CiReport>,
 }
 
 impl RunExecution {
@@ -199,6 +202,7 @@ impl RunExecution {
             stop: CancellationToken::new(),
             cause: Arc::new(Mutex::new(None)),
             run_dir,
+            ci_report: None,
         }
     }
 
@@ -221,6 +225,9 @@ impl RunExecution {
                 return Ok(Outcome::Published);
             }
         };
+        follow_up::read_input(self, &target)
+            .await
+            .during(Phase::Preparing)?;
         let Prepared {
             workspace,
             plan,

@@ -54,10 +54,17 @@ pub(crate) async fn push(
         run.events.set_redactor(more);
     }
     let worktree = &workspace.worktree;
-    let pushed = worktree
-        .push(&push_git, &target.repo.to_string())
-        .await
-        .map_err(EngineError::Push)?;
+    // On top of a pull request's head (a follow-up run): only while the branch is still where
+    // the checkout found it, so a person's push in between is never overwritten.
+    let pushed = match worktree.upstream() {
+        Some(head) => {
+            worktree
+                .push_with_lease(&push_git, &target.repo.to_string(), head)
+                .await
+        }
+        None => worktree.push(&push_git, &target.repo.to_string()).await,
+    }
+    .map_err(EngineError::Push)?;
     let branch = worktree.branch().to_string();
     run.events.info(
         Some(Phase::Publishing),

@@ -9,7 +9,7 @@ use nightshift_test_support::forge_fake::FakeKind;
 use super::forge_site::{Site, WIDGET, fast_retries, wait_for};
 
 /// The task's followed pull request once `done` holds for it.
-async fn followed_when(
+pub(crate) async fn followed_when(
     site: &Site,
     task: i64,
     what: &str,

@@ -130,12 +130,23 @@ impl Site {
         title: &str,
         command: &str,
     ) -> i64 {
+        self.create_with_agent(workers, repo, title, AgentSpec::command(command))
+            .await
+    }
+
+    pub(crate) async fn create_with_agent(
+        &self,
+        workers: &Workers,
+        repo: &str,
+        title: &str,
+        agent: AgentSpec,
+    ) -> i64 {
         let request = TaskRequest {
             title: Some(title.to_string()),
             ..request(
                 &self.fake.repo_url(repo),
                 &format!("{title}\n\nKeep the test green."),
-                AgentSpec::command(command),
+                agent,
                 Budget::default(),
                 Duration::from_secs(120),
             )

@@ -1,5 +1,6 @@
 mod agents;
 mod confinement;
+mod fix_ci;
 mod follow;
 mod forge_site;
 mod harness;

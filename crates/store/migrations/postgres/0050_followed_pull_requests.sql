@@ -37,3 +37,7 @@ CREATE TABLE followed_pull_requests (
 );
 CREATE INDEX followed_pull_requests_due ON followed_pull_requests (following, next_poll_at);
 CREATE INDEX followed_pull_requests_by_task ON followed_pull_requests (task_id);
+
+-- What a follow-up run on the task's open pull request was started to do (JSON); NULL for a
+-- first run or a retry.
+ALTER TABLE runs ADD COLUMN follow_up TEXT;

@@ -206,6 +206,12 @@ macro_rules! conformance_cases {
             let (store, _guard) = $make().await;
             crate::suite::followed::a_lapsed_poll_lease_is_taken_over_and_a_gone_pull_request_is_let_go(store).await;
         }
+        #[tokio::test]
+        async fn a_fix_ci_run_needs_an_open_pull_request_with_failing_ci() {
+            let (store, _guard) = $make().await;
+            crate::suite::followed::a_fix_ci_run_needs_an_open_pull_request_with_failing_ci(store)
+                .await;
+        }
     };
 }
 

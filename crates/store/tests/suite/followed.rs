@@ -269,3 +269,125 @@ pub async fn a_lapsed_poll_lease_is_taken_over_and_a_gone_pull_request_is_let_go
             .is_none()
     );
 }
+
+pub async fn a_fix_ci_run_needs_an_open_pull_request_with_failing_ci(store: Store) {
+    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    let (bare, run) = store
+        .create_task(&independent_task(project.id, 9, "no pull request"))
+        .await
+        .unwrap();
+    assert!(run.follow_up.is_none());
+    let refused = |e: StoreError| match e {
+        StoreError::Conflict(message) => message,
+        other => panic!("not a conflict: {other}"),
+    };
+    let message = refused(
+        store
+            .start_fix_ci(project.id, bare.id, "alice")
+            .await
+            .unwrap_err(),
+    );
+    assert!(message.contains("has no pull request"), "{message}");
+
+    let pr = published(&store, 1, 5).await;
+    // The run that published it is still queued: CI is pending anyway.
+    let message = refused(
+        store
+            .start_fix_ci(pr.project_id, pr.task_id, "alice")
+            .await
+            .unwrap_err(),
+    );
+    assert!(message.contains("is pending, not failing"), "{message}");
+    let lease = Duration::from_secs(60);
+    store
+        .claim_pull_request_poll("f", lease)
+        .await
+        .unwrap()
+        .unwrap();
+    let failing = seen(PrState::Open, CiState::Failing, now_millis() + DAY_MS);
+    store
+        .record_pull_request_poll(pr.id, "f", &failing)
+        .await
+        .unwrap();
+    let message = refused(
+        store
+            .start_fix_ci(pr.project_id, pr.task_id, "alice")
+            .await
+            .unwrap_err(),
+    );
+    assert!(message.contains("still has an active run"), "{message}");
+
+    let claim = loop {
+        let claim = store.claim_run("w", lease).await.unwrap().unwrap();
+        if claim.task.id == pr.task_id {
+            break claim;
+        }
+    };
+    store
+        .finish_run(
+            claim.run.id,
+            "w",
+            nightshift_core::EndReason::Succeeded,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let run = store
+        .start_fix_ci(pr.project_id, pr.task_id, "alice")
+        .await
+        .unwrap();
+    assert_eq!(run.number, 2);
+    let follow_up = run.follow_up.clone().expect("a follow-up run");
+    assert_eq!(follow_up.kind, nightshift_core::FollowUpKind::FixCi);
+    assert_eq!(
+        (follow_up.pr_number, follow_up.branch.as_str()),
+        (5, pr.branch.as_str())
+    );
+    assert_eq!(follow_up.head_sha.as_deref(), Some("abc123"));
+    assert_eq!(follow_up.requested_by, "alice");
+    assert_eq!(
+        store.run(run.id).await.unwrap().unwrap().follow_up,
+        Some(follow_up)
+    );
+    let message = refused(
+        store
+            .start_fix_ci(pr.project_id, pr.task_id, "alice")
+            .await
+            .unwrap_err(),
+    );
+    assert!(message.contains("still has an active run"), "{message}");
+
+    // Once merged there is nothing left to fix.
+    store.cancel_task(pr.project_id, pr.task_id).await.unwrap();
+    store
+        .follow_pull_request(&NewFollow {
+            project_id: pr.project_id,
+            task_id: pr.task_id,
+            run_id: pr.run_id,
+            repo: pr.repo.clone(),
+            number: pr.number,
+            url: pr.url.clone(),
+            branch: pr.branch.clone(),
+            follow_until: now_millis() + DAY_MS,
+        })
+        .await
+        .unwrap();
+    store
+        .claim_pull_request_poll("f", lease)
+        .await
+        .unwrap()
+        .unwrap();
+    let merged = seen(PrState::Merged, CiState::Failing, now_millis());
+    store
+        .record_pull_request_poll(pr.id, "f", &merged)
+        .await
+        .unwrap();
+    let message = refused(
+        store
+            .start_fix_ci(pr.project_id, pr.task_id, "alice")
+            .await
+            .unwrap_err(),
+    );
+    assert!(message.contains("#5 is merged"), "{message}");
+}
