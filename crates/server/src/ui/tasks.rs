@@ -875,8 +875,14 @@ fn check_row(c: &CheckResult) -> String {
         )
     };
     format!(
-        "<tr class=\"c-{o}\"><td>{stage}</td><td><code>{cmd}</code>{output}</td><td>{o}</td><td>{exit}</td><td>{ms} ms</td><td>{round}</td></tr>",
+        "<tr class=\"c-{o}\"><td>{stage}</td><td><code>{cmd}</code>{output}</td><td>{o}{base}</td><td>{exit}</td><td>{ms} ms</td><td>{round}</td></tr>",
         o = c.outcome,
+        base = if c.failed_on_base {
+            " <small class=\"pre-existing\" title=\"it already failed on the unchanged base \
+             commit, before the agent\">failed on the base</small>"
+        } else {
+            ""
+        },
         stage = esc(&c.stage),
         cmd = esc(&c.command),
         exit = match (c.exit_code, c.signal) {
