@@ -1,4 +1,5 @@
 mod agents;
+mod baseline;
 mod confinement;
 mod harness;
 mod jobs;
