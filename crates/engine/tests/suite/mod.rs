@@ -5,6 +5,7 @@ mod harness;
 mod jobs;
 mod limits;
 mod pipeline;
+mod projects;
 mod publish;
 mod repos;
 mod stops;
