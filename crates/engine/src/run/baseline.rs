@@ -195,9 +195,12 @@ fn report(run: &RunExecution, baseline: &Baseline, base: &str, cached_at: Option
         run.events.info(
             Some(Phase::Preparing),
             format!(
-                "the formatters change {} file(s) of the unchanged base ({}): a change carries \
-                 their formatting",
-                baseline.reformatted.len(),
+                "the formatters change {} of the unchanged base ({}): a change carries their \
+                 formatting",
+                match baseline.reformatted.len() {
+                    1 => "1 file".to_string(),
+                    n => format!("{n} files"),
+                },
                 sample(&baseline.reformatted)
             ),
         );

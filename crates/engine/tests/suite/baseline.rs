@@ -233,7 +233,8 @@ async fn a_second_run_on_the_same_base_reuses_the_baseline() {
 
 /// Setup installs into a directory the repository does not ignore and the checks leave a cache
 /// beside the sources: neither is committed, and an agent that changes nothing ends
-/// `no_changes` although the checkout holds them.
+/// `no_changes` although the checkout holds them. What the formatter changed on the base is
+/// put back before the agent starts, and named.
 #[tokio::test]
 async fn what_setup_and_the_checks_leave_never_enters_the_change() {
     let h = Harness::start(1).await;
@@ -241,15 +242,19 @@ async fn what_setup_and_the_checks_leave_never_enters_the_change() {
         (
             ".nightshift.toml",
             "[setup]\ncommands = [\"mkdir -p vendor/lib && echo installed > vendor/lib/dep.js\"]\n\
-             [checks]\ntest = [\"mkdir -p .check-cache && date > .check-cache/last && test -s greeting.txt\"]\n",
+             [checks]\nformat = [\"sed -i 's/  */ /g' greeting.txt\"]\n\
+             test = [\"mkdir -p .check-cache && date > .check-cache/last && test -s greeting.txt\"]\n",
         ),
-        ("greeting.txt", "hello world\n"),
+        ("greeting.txt", "hello   world\n"),
     ]);
+    // Fails unless the agent finds the base as it was committed.
+    let agent = "grep -q 'hello   world' greeting.txt && sed -i 's/hello/goodbye/' greeting.txt \
+                 && echo new > notes.txt";
     let task = h
         .create(
             &remote.url(),
             "Say goodbye",
-            "sed -i 's/hello/goodbye/' greeting.txt && echo new > notes.txt",
+            agent,
             Duration::from_secs(120),
         )
         .await;
@@ -259,6 +264,11 @@ async fn what_setup_and_the_checks_leave_never_enters_the_change() {
         run.status,
         RunStatus::Succeeded,
         "{run:?}\n{}",
+        text(&events)
+    );
+    assert!(
+        text(&events).contains("the formatters change 1 file of the unchanged base (greeting.txt)"),
+        "{}",
         text(&events)
     );
     let excluded = events
@@ -275,6 +285,7 @@ async fn what_setup_and_the_checks_leave_never_enters_the_change() {
         files.lines().collect::<Vec<_>>(),
         ["greeting.txt", "notes.txt"]
     );
+    assert_eq!(remote.show(&head, "greeting.txt"), "goodbye world\n");
     let change = h.store.change(run.id).await.unwrap().unwrap();
     assert_eq!(change.files_changed, ["greeting.txt", "notes.txt"]);
 
