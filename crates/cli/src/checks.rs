@@ -276,10 +276,13 @@ fn verdict(blocked: usize, failing: usize, ran_all: bool, empty: bool, base: &st
         } else {
             " (setup could not run, so the checks did not)"
         };
+        let (what, they) = match blocked {
+            1 => ("1 command cannot".to_string(), "it can"),
+            n => (format!("{n} commands cannot"), "they can"),
+        };
         return format!(
-            "{blocked} command(s) cannot run here{rest}: Nightshift cannot validate changes to \
-             this repository on this server until they can; a run would end setup_failed before \
-             its agent starts."
+            "{what} run here{rest}: Nightshift cannot validate changes to this repository on \
+             this server until {they}; a run would end setup_failed before its agent starts."
         );
     }
     if empty {
@@ -288,9 +291,13 @@ fn verdict(blocked: usize, failing: usize, ran_all: bool, empty: bool, base: &st
             .to_string();
     }
     if failing > 0 {
+        let what = match failing {
+            1 => "1 already fails".to_string(),
+            n => format!("{n} already fail"),
+        };
         return format!(
-            "Every check runs here; {failing} already fail(s) on {base}. A run's agent is told \
-             which, and they must pass before anything is pushed."
+            "Every check runs here; {what} on {base}. A run's agent is told which, and they must \
+             pass before anything is pushed."
         );
     }
     format!(

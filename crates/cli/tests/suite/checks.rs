@@ -227,7 +227,7 @@ fn baseline_says_which_checks_pass_fail_or_cannot_run() {
         &format!("`nightshift-absent-linter` was not found on the run's PATH ({path_var})"),
         "Install it on the server",
         "sandbox_readonly",
-        "1 command(s) cannot run here",
+        "1 command cannot run here",
         "setup_failed",
     ] {
         assert!(text.contains(part), "{part:?} is not in\n{text}");
