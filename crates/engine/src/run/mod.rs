@@ -2,7 +2,7 @@
 //! produced and hands on its own result; `pipeline` below is the whole sequence:
 //!
 //! ```text
-//! resume::decide ─► ResumePoint ─► prepare ─► Prepared { workspace, plan, start }
+//! resume::decide ─► ResumePoint ─► prepare (setup, baseline) ─► Prepared { workspace, plan, start }
 //!       │ Pushed                                 │
 //!       │               agent ⇄ validate ─► Validated ─► publish ─► Pushed ─► Published
 //!       └──────────────────────────────────────────────────────────────────┘
@@ -15,6 +15,7 @@
 //! before the run is marked.
 
 mod agent;
+mod baseline;
 mod conclude;
 mod follow_up;
 mod prepare;
@@ -27,7 +28,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-use nightshift_core::{Checkpoint, EventKind, GeneratedChange, Phase, Run, Task, Usage};
+use nightshift_core::{
+    CheckResult, Checkpoint, EventKind, GeneratedChange, Phase, Run, Task, Usage,
+};
 use nightshift_store::{Claim, RunUpdate, StoreError};
 use nightshift_workspace::Worktree;
 use tokio_util::sync::CancellationToken;
@@ -164,6 +167,8 @@ pub(crate) struct RunExecution {
     run_dir: PathBuf,
     /// For a fix-CI run: what failed in the pull request's CI, read in preparing.
     ci_report: Option<nightshift_forge::CiReport>,
+    /// The checks that already failed on the base commit, before the agent.
+    failing_on_base: Vec<CheckResult>,
 }
 
 impl RunExecution {
@@ -203,6 +208,7 @@ impl RunExecution {
             cause: Arc::new(Mutex::new(None)),
             run_dir,
             ci_report: None,
+            failing_on_base: Vec::new(),
         }
     }
 

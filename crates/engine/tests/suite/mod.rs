@@ -1,4 +1,5 @@
 mod agents;
+mod baseline;
 mod confinement;
 mod fix_ci;
 mod follow;
@@ -7,6 +8,7 @@ mod harness;
 mod jobs;
 mod limits;
 mod pipeline;
+mod projects;
 mod publish;
 mod repos;
 mod stops;
