@@ -1,8 +1,8 @@
 //! What the API sends: tasks with their runs, in one stable JSON shape shared by the CLI.
 
 use nightshift_core::{
-    AgentSpec, Budget, EndReason, Phase, Run, RunStatus, Task, Usage, format_duration,
-    format_timestamp,
+    AgentSpec, Budget, CiState, EndReason, FollowUp, FollowedPr, Mergeability, Phase, PrState, Run,
+    RunStatus, Task, Usage, format_duration, format_timestamp,
 };
 use serde::Serialize;
 use std::time::Duration;
@@ -29,6 +29,51 @@ pub struct TaskView {
     /// The newest run (lists only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latest_run: Option<RunView>,
+    /// The pull request the task's runs published, as last polled (task detail only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<PullRequestView>,
+}
+
+/// A published pull request as the follower last saw it.
+#[derive(Debug, Serialize)]
+pub struct PullRequestView {
+    pub number: u64,
+    pub url: String,
+    pub branch: String,
+    pub state: PrState,
+    pub ci: CiState,
+    pub mergeable: Mergeability,
+    pub behind_base: Option<bool>,
+    pub head: Option<String>,
+    /// The run that last pushed to it.
+    pub run_id: i64,
+    /// Still polled: neither merged nor closed, within the follow limit.
+    pub following: bool,
+    pub opened_at: String,
+    pub ended_at: Option<String>,
+    pub last_polled_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl PullRequestView {
+    pub fn new(pr: &FollowedPr) -> Self {
+        PullRequestView {
+            number: pr.number,
+            url: pr.url.clone(),
+            branch: pr.branch.clone(),
+            state: pr.state,
+            ci: pr.ci,
+            mergeable: pr.mergeable,
+            behind_base: pr.behind_base,
+            head: pr.head_sha.clone(),
+            run_id: pr.run_id,
+            following: pr.following,
+            opened_at: format_timestamp(pr.opened_at),
+            ended_at: pr.ended_at.map(format_timestamp),
+            last_polled_at: pr.last_polled_at.map(format_timestamp),
+            last_error: pr.last_error.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -45,6 +90,9 @@ pub struct RunView {
     pub branch: Option<String>,
     pub commit: Option<String>,
     pub pr_url: Option<String>,
+    /// What a follow-up run (e.g. a fix-CI run) was started for; absent for other runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<FollowUp>,
     pub usage: Usage,
     pub created_at: String,
     pub started_at: Option<String>,
@@ -71,6 +119,7 @@ impl RunView {
                 .and(run.checkpoint.branch.clone()),
             commit: run.checkpoint.pushed_commit.clone(),
             pr_url: run.checkpoint.pr_url.clone(),
+            follow_up: run.follow_up.clone(),
             usage: run.usage,
             created_at: format_timestamp(run.created_at),
             started_at: run.started_at.map(format_timestamp),
@@ -97,6 +146,7 @@ impl TaskView {
             end_reason: latest.end_reason,
             runs: None,
             latest_run: None,
+            pull_request: None,
         }
     }
 

@@ -114,6 +114,12 @@ fn a_failed_wait_exits_non_zero_and_retry_makes_run_two() {
     assert_eq!(task["runs"].as_array().unwrap().len(), 2);
     assert_eq!(task["runs"][1]["number"], 2);
     assert_eq!(task["runs"][1]["end_reason"], "checks_failed");
+
+    // No pull request: nothing for a fix-CI run to work on, and the server says why.
+    let refused = server.cli(&["task", "fix-ci", &id]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("has no pull request"), "{stderr}");
 }
 
 #[test]

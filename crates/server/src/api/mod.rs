@@ -389,6 +389,17 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             post(tasks::retry),
         ),
         (
+            change(
+                M::POST,
+                "/projects/{project}/tasks/{id}/fix-ci",
+                EDITOR,
+                "task.fix_ci",
+                "Start a run that fixes the failing CI of the task's open pull request",
+                None,
+            ),
+            post(tasks::fix_ci),
+        ),
+        (
             spec(
                 M::GET,
                 "/projects/{project}/tasks/{id}/runs/{number}/events",

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth::{AuditNote, ProjectAccess};
 use crate::error::ApiError;
-use crate::views::{RunView, TaskView};
+use crate::views::{PullRequestView, RunView, TaskView};
 
 /// Turns axum's body rejections into our error shape, naming what was wrong.
 pub(crate) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
@@ -152,8 +152,11 @@ pub(crate) async fn task_view(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))?;
     let runs = state.store.task_runs(project.id, id).await?;
-    TaskView::detail(&task, &project.name, &runs)
-        .ok_or_else(|| ApiError::not_found(format!("task {id} has no runs")))
+    let mut view = TaskView::detail(&task, &project.name, &runs)
+        .ok_or_else(|| ApiError::not_found(format!("task {id} has no runs")))?;
+    let prs = state.store.task_pull_requests(project.id, id).await?;
+    view.pull_request = prs.first().map(PullRequestView::new);
+    Ok(view)
 }
 
 pub async fn cancel(
@@ -180,6 +183,25 @@ pub async fn cancel(
     Ok(AuditNote::task(id, run.number).attach((
         status,
         Json(json!({"outcome": outcome, "run": RunView::new(&run)})),
+    )))
+}
+
+/// A follow-up run on the task's pull request whose CI fails: the agent gets the failing jobs'
+/// output and pushes on top of the same branch.
+pub async fn fix_ci(
+    State(state): State<AppState>,
+    Extension(access): Extension<ProjectAccess>,
+    Path((_, id)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    let project = &access.project;
+    let run = state
+        .store
+        .start_fix_ci(project.id, id, access.user.name())
+        .await?;
+    state.engine.wake();
+    Ok(AuditNote::task(id, run.number).attach((
+        StatusCode::CREATED,
+        Json(task_view(&state, project, id).await?),
     )))
 }
 

@@ -92,6 +92,14 @@ fn table() -> Vec<(PageRoute, MethodRouter<AppState>)> {
             ),
             post(tasks::retry),
         ),
+        (
+            form(
+                "/p/{project}/tasks/{id}/fix-ci",
+                M::POST,
+                "/projects/{project}/tasks/{id}/fix-ci",
+            ),
+            post(tasks::fix_ci),
+        ),
         (shows("/p/{project}/templates"), get(templates::list)),
         (
             form(

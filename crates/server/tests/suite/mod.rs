@@ -2,6 +2,7 @@ mod access;
 mod app;
 mod doors;
 mod embedded;
+mod fix_ci;
 mod intake;
 mod limits;
 mod repos;
