@@ -4,19 +4,18 @@
 mod api;
 pub mod auth;
 mod bootstrap;
+pub mod contract;
 mod edge;
 mod error;
 pub mod openapi;
 mod throttle;
 mod ui;
-mod views;
 
 pub use api::{RouteSpec, route_table};
 pub use auth::{Access, AuthConfig, CurrentUser, ProxyConfig};
 pub use edge::AllowedHosts;
 pub use error::ApiError;
 pub use throttle::{TaskRateLimit, Throttle};
-pub use views::{RunView, TaskView};
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;

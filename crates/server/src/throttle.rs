@@ -10,6 +10,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::ApiError;
+use crate::contract::ErrorCode;
 
 type KeyedLimiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
 
@@ -112,7 +113,7 @@ fn too_many_tasks(limit: TaskRateLimit, wait: Duration) -> ApiError {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
-        "too_many_tasks",
+        ErrorCode::TooManyTasks,
         format!(
             "you are creating tasks faster than this server allows ({} at once, then {} a \
              minute per user): try again in {secs} s",

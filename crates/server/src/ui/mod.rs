@@ -306,18 +306,16 @@ impl From<nightshift_core::CoreError> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let e = self.0;
-        if e.status.is_server_error() {
-            tracing::error!(code = e.code, message = %e.message, "page failed");
-        }
+        let status = self.0.status;
+        let message = self.0.reported().message;
         (
-            e.status,
+            status,
             Html(format!(
                 "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Error · Nightshift</title>\
 <link rel=\"stylesheet\" href=\"/static/app.css\"></head><body><main id=\"main\"><h1>{}</h1>\
 <p class=\"error\" role=\"alert\">{}</p><p><a href=\"/\">Back to the tasks</a></p></main></body></html>",
-                e.status,
-                esc(&e.message)
+                status,
+                esc(&message)
             )),
         )
             .into_response()

@@ -17,9 +17,9 @@ use super::{
     Chrome, Nav, PageError, age, esc, field, filled, page, refused, see_other, url_component,
 };
 use crate::AppState;
-use crate::api::tasks::CreateTask;
 use crate::api::templates::{instantiate_template, template_or_404};
 use crate::auth::CurrentUser;
+use crate::contract::{CreateTask, ErrorCode};
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -500,7 +500,10 @@ fn request_from(form: &[(String, String)]) -> Result<CreateTask, ApiError> {
         filled(form, name)
             .map(|v| {
                 v.parse::<f64>().map_err(|_| {
-                    ApiError::invalid("invalid_budget", format!("{name}: {v:?} is not a number"))
+                    ApiError::invalid(
+                        ErrorCode::InvalidBudget,
+                        format!("{name}: {v:?} is not a number"),
+                    )
                 })
             })
             .transpose()
@@ -510,7 +513,7 @@ fn request_from(form: &[(String, String)]) -> Result<CreateTask, ApiError> {
         .map(|v| {
             v.parse::<u64>().map_err(|_| {
                 ApiError::invalid(
-                    "invalid_budget",
+                    ErrorCode::InvalidBudget,
                     format!("max_turns: {v:?} is not a whole number of turns"),
                 )
             })
@@ -569,7 +572,11 @@ pub async fn create(
     }
     .await;
     match outcome {
-        Ok(view) => Ok(see_other(&format!("{}/tasks/{}", chrome.base(), view.id))),
+        Ok(view) => Ok(see_other(&format!(
+            "{}/tasks/{}",
+            chrome.base(),
+            view.task.id
+        ))),
         Err(e) if e.status.is_client_error() => {
             let names = template_names(&state, project.id).await?;
             let form = TaskForm {

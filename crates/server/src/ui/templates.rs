@@ -14,10 +14,9 @@ use super::{
     Chrome, Nav, PageError, age, esc, field, filled, page, refused, see_other, url_component,
 };
 use crate::AppState;
-use crate::api::templates::{
-    FromTask, create_template, spec_from_task, template_or_404, update_template,
-};
+use crate::api::templates::{create_template, spec_from_task, template_or_404, update_template};
 use crate::auth::CurrentUser;
+use crate::contract::{ErrorCode, FromTask};
 use crate::error::ApiError;
 
 pub async fn list(
@@ -468,7 +467,7 @@ async fn save(
     let (chrome, project) = Chrome::load(state, project, user).await?;
     let (spec, problem) = spec_from_form(form);
     let saved: Result<Template, ApiError> = match problem {
-        Err(message) => Err(ApiError::invalid("invalid_template", message)),
+        Err(message) => Err(ApiError::invalid(ErrorCode::InvalidTemplate, message)),
         Ok(()) => match editing {
             Some(name) => update_template(state, &project, user, name, &spec).await,
             None => create_template(state, &project, user, &spec).await,
@@ -604,7 +603,10 @@ pub async fn from_task(
     let task_id: i64 = filled(&form, "task")
         .and_then(|t| t.parse().ok())
         .ok_or_else(|| {
-            ApiError::invalid("invalid_task", "which task? the form lost its task id")
+            ApiError::invalid(
+                ErrorCode::InvalidTask,
+                "which task? the form lost its task id",
+            )
         })?;
     let task = state
         .store
