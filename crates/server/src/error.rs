@@ -176,3 +176,59 @@ impl From<nightshift_core::CoreError> for ApiError {
         ApiError::invalid(code, e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A log that tests can read back.
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Log {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_server_failure_is_told_in_general_terms_and_logged_with_its_cause() {
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let cause = "row 7 of /var/lib/nightshift/nightshift.db: invalid JSON";
+        let told = tracing::subscriber::with_default(subscriber, || {
+            ApiError::from(StoreError::Corrupt(cause.into())).reported()
+        });
+        assert_eq!(told.code, ErrorCode::Internal);
+        let id = told
+            .message
+            .strip_prefix("the server found stored data it cannot read; see the server log (id ")
+            .and_then(|rest| rest.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("{}", told.message));
+        assert!(!told.message.contains("/var/lib"), "{}", told.message);
+        let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        let entry = log
+            .lines()
+            .find(|line| line.contains(id))
+            .unwrap_or_else(|| panic!("no log entry with id {id}: {log}"));
+        assert!(entry.contains(cause), "{entry}");
+    }
+
+    #[test]
+    fn a_refusal_is_told_as_it_is() {
+        let told = ApiError::invalid(ErrorCode::InvalidRepo, "repo: use https://").reported();
+        assert_eq!(told.message, "repo: use https://");
+        assert_eq!(told.code, ErrorCode::InvalidRepo);
+    }
+}

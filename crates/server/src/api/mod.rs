@@ -582,3 +582,19 @@ async fn health(
         toolchains: state.engine.toolchains(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_route_declares_its_answer_and_every_body_its_type_and_an_example() {
+        for spec in super::route_table() {
+            let route = format!("{} {}", spec.method, spec.path);
+            assert!(spec.answer.is_some(), "{route} declares no answer");
+            assert_eq!(
+                spec.body.is_some(),
+                spec.example.is_some(),
+                "{route}: a body has a type and an example"
+            );
+        }
+    }
+}
