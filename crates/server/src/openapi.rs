@@ -228,12 +228,12 @@ fn http_method(method: &Method) -> Option<HttpMethod> {
     })
 }
 
-/// The whole document, for these routes.
-fn document_of(routes: &[RouteSpec]) -> OpenApi {
+/// The document of this server's routes.
+pub fn build() -> OpenApi {
     let mut schemas = Schemas::new();
     reference(&Schema::of::<ErrorBody>(), &mut schemas);
     let mut paths = PathsBuilder::new();
-    for spec in routes {
+    for spec in &route_table() {
         let Some(method) = http_method(&spec.method) else {
             continue;
         };
@@ -286,11 +286,6 @@ impl PartialSchema for OpenApiDocument {
 }
 
 impl ToSchema for OpenApiDocument {}
-
-/// The document of this server's routes.
-pub fn build() -> OpenApi {
-    document_of(&route_table())
-}
 
 pub async fn document() -> Json<OpenApi> {
     Json(build())

@@ -75,12 +75,7 @@ fn query_of<T: IntoParams>() -> Vec<Parameter> {
 }
 
 impl RouteSpec {
-    pub(super) fn new(
-        method: Method,
-        path: &'static str,
-        access: Access,
-        summary: &'static str,
-    ) -> RouteSpec {
+    fn new(method: Method, path: &'static str, access: Access, summary: &'static str) -> RouteSpec {
         RouteSpec {
             method,
             path,

@@ -530,5 +530,19 @@ async fn the_openapi_document_describes_every_route() {
             seen.insert(op["operationId"].as_str().unwrap().to_string()),
             "unique operation ids"
         );
+        assert_eq!(
+            op["x-audit-action"].as_str(),
+            spec.action,
+            "{} {} audit action",
+            spec.method,
+            spec.path
+        );
+        assert_eq!(
+            op["security"] == serde_json::json!([]),
+            spec.access == Access::Public,
+            "{} {} needs no sign-in exactly when it is public",
+            spec.method,
+            spec.path
+        );
     }
 }
