@@ -117,6 +117,13 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => {
                 return ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, m.clone());
             }
+            StoreError::DuplicateTask { .. } => {
+                return ApiError::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::DuplicateTask,
+                    e.to_string(),
+                );
+            }
             StoreError::Corrupt(_) => "the server found stored data it cannot read",
             StoreError::Key(_) => "the server could not use its secret key",
             StoreError::LeaseLost { .. } => "the server lost its hold on the run",
@@ -142,6 +149,26 @@ impl From<EngineError> for ApiError {
                 m,
             ),
             EngineError::Invalid(m) => ApiError::invalid(ErrorCode::InvalidRequest, m),
+            EngineError::Core(e) => e.into(),
+            e @ EngineError::TimeoutTooLong { .. } => {
+                ApiError::invalid(ErrorCode::TimeoutTooLong, e.to_string())
+            }
+            e @ EngineError::AgentCommandRequired => {
+                ApiError::invalid(ErrorCode::AgentCommandRequired, e.to_string())
+            }
+            EngineError::DuplicateTask { task, ref project } => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::DuplicateTask,
+                format!(
+                    "{e}: follow it at /api/v1/projects/{project}/tasks/{task}, or cancel it first"
+                ),
+            ),
+            e @ EngineError::TooManyTasks { retry_after, .. } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::TooManyTasks,
+                e.to_string(),
+            )
+            .retry_after(retry_after),
             EngineError::Credential { .. } => {
                 ApiError::internal("the server could not open the project's credential", e)
             }

@@ -1,6 +1,7 @@
 mod access;
 mod app;
 mod contract;
+mod doors;
 mod embedded;
 mod intake;
 mod limits;
