@@ -1,13 +1,16 @@
 //! The repository's own checks: found in `.nightshift.toml` or detected from what the
 //! repository and its CI files say, each with the evidence it was found from; run in order
 //! (setup, then format in apply mode, lint and test in check mode), each reported with its
-//! command, exit status, duration and the output lines that matter.
+//! command, exit status, duration and the output lines that matter. The baseline — the plan on
+//! the unchanged base commit — tells a check that cannot run here from one that already fails.
 
+mod baseline;
 mod config;
 mod detect;
 mod plan;
 mod run;
 
+pub use baseline::{Baseline, Blocker, CannotRun, LookedIn};
 pub use config::{CONFIG_FILE, discover};
 pub use plan::{CheckPlan, Evidence, Stage};
 pub use run::{CheckRunner, LineTaken, trim_output};

@@ -217,6 +217,10 @@ pub struct CheckResult {
     /// The lines that matter, not the whole log.
     pub output: String,
     pub round: u32,
+    /// The check failed on the unchanged base commit too, before the agent: a pre-existing
+    /// failure, not one the change brought in (it must still pass before anything is pushed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failed_on_base: bool,
 }
 
 impl CheckResult {
@@ -280,6 +284,7 @@ mod tests {
             duration_ms: 1,
             output: String::new(),
             round: 0,
+            failed_on_base: false,
         };
         assert_eq!(check.exit_text(), "exited with code 127");
         check.exit_code = None;

@@ -76,6 +76,7 @@ string_enum!(
     EndReason, "end_reason" {
         Succeeded => "succeeded",
         NoChanges => "no_changes",
+        SetupFailed => "setup_failed",
         ChecksFailed => "checks_failed",
         JudgeRejected => "judge_rejected",
         BudgetExceeded => "budget_exceeded",
@@ -241,6 +242,11 @@ mod tests {
     fn end_reason_decides_status() {
         assert_eq!(EndReason::NoChanges.status(), RunStatus::Succeeded);
         assert_eq!(EndReason::TimedOut.status(), RunStatus::Failed);
+        assert_eq!(EndReason::SetupFailed.status(), RunStatus::Failed);
+        assert_eq!(
+            "setup_failed".parse::<EndReason>(),
+            Ok(EndReason::SetupFailed)
+        );
         assert_eq!(EndReason::Cancelled.status(), RunStatus::Cancelled);
         assert_eq!(
             "checks_failed".parse::<EndReason>(),

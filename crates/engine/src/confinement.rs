@@ -320,6 +320,22 @@ impl RunConfinement {
         &self.env.log
     }
 
+    /// The variables setup and checks get, besides HOME and the sandbox's own.
+    pub(crate) fn checks_env(&self) -> &[(String, String)] {
+        &self.env.checks
+    }
+
+    /// The PATH setup and checks look for programs on.
+    pub(crate) fn checks_path(&self) -> String {
+        self.env
+            .checks
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
     /// For setup and checks: no network, or only `hosts` through the egress proxy.
     pub(crate) fn with_hosts(&self, hosts: &[AllowedHost]) -> Result<Sandbox, SandboxError> {
         let network = if hosts.is_empty() {

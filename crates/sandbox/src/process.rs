@@ -196,7 +196,10 @@ impl Sandbox {
                     ));
                 }
                 let url = format!("http://127.0.0.1:{PROXY_PORT_INSIDE}");
+                // Yarn 2+ reads only its own proxy settings, not the conventional variables.
                 for key in [
+                    "YARN_HTTP_PROXY",
+                    "YARN_HTTPS_PROXY",
                     "HTTP_PROXY",
                     "HTTPS_PROXY",
                     "http_proxy",

@@ -5,8 +5,8 @@
 use std::sync::atomic::Ordering;
 
 use nightshift_agent::{
-    AgentDriver, AgentEnd, AgentRequest, BudgetLimits, compose_prompt, feedback_prompt,
-    run_with_budget, takeover_prompt,
+    AgentDriver, AgentEnd, AgentRequest, BudgetLimits, base_failures_prompt, compose_prompt,
+    feedback_prompt, run_with_budget, takeover_prompt,
 };
 use nightshift_core::{AgentEvent, AgentKind, CheckResult, EndReason, EventKind, Phase};
 use nightshift_store::RunUpdate;
@@ -72,8 +72,13 @@ impl AgentPhase {
             1
         };
         let instructions = match run.task.agent.kind {
-            // A codemod gets the instructions as they are; an agent gets them in the frame.
+            // A codemod gets the instructions as they are; an agent gets them in the frame,
+            // told which checks already fail on the base.
             AgentKind::Command => run.task.instructions.clone(),
+            _ if !run.failing_on_base.is_empty() => {
+                compose_prompt(&run.task.instructions, workspace.worktree.path())
+                    + &base_failures_prompt(&run.failing_on_base)
+            }
             _ => compose_prompt(&run.task.instructions, workspace.worktree.path()),
         };
         let mut prompt = instructions.clone();

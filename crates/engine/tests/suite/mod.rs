@@ -1,9 +1,11 @@
 mod agents;
+mod baseline;
 mod confinement;
 mod harness;
 mod jobs;
 mod limits;
 mod pipeline;
+mod projects;
 mod publish;
 mod repos;
 mod stops;
