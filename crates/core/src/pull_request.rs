@@ -2,6 +2,7 @@
 //! it still merges cleanly; the CI verdict on its head; and how often it is asked about.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::Millis;
 use crate::run::string_enum;
@@ -129,13 +130,14 @@ string_enum!(
 
 /// A run of a task on its open pull request: it starts from the pushed branch, and pushes on
 /// top of it to the same pull request, with a lease that never overwrites a person's push.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FollowUp {
     pub kind: FollowUpKind,
     pub pr_number: u64,
     pub pr_url: String,
     pub branch: String,
     /// The commit the pull request's CI failed on.
+    #[schema(required)]
     pub head_sha: Option<String>,
     /// Who started it.
     pub requested_by: String,

@@ -223,8 +223,8 @@ impl Store {
     }
 
     /// Queues a fix-CI run of the task: run N+1, on its latest pull request, which must be open
-    /// with failing CI. Refused with a message saying why otherwise, and while a run of the
-    /// task is active.
+    /// with failing CI (else [`StoreError::NothingToFix`] says why). Refused as a conflict
+    /// while a run of the task is active.
     pub async fn start_fix_ci(
         &self,
         project_id: i64,
@@ -245,7 +245,7 @@ impl Store {
             drop(tx);
             return match self.task(project_id, task_id).await? {
                 None => Err(crate::tasks::not_found("task", task_id)),
-                Some(_) => Err(StoreError::Conflict(format!(
+                Some(_) => Err(StoreError::NothingToFix(format!(
                     "task {task_id} has no pull request: a fix-CI run works on the pull request \
                      a run of the task opened"
                 ))),
@@ -253,14 +253,14 @@ impl Store {
         };
         let number = pr.number;
         if pr.state != PrState::Open {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::NothingToFix(format!(
                 "pull request #{number} is {}: there is nothing left to fix on it; retry the \
                  task to open a new one",
                 pr.state
             )));
         }
         if pr.ci != CiState::Failing {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::NothingToFix(format!(
                 "CI on pull request #{number} is {}, not failing: there is nothing to fix yet",
                 match pr.ci {
                     CiState::None => "not reported",

@@ -64,6 +64,9 @@ pub enum StoreError {
     NotFound { what: &'static str, id: String },
     #[error("{0}")]
     Conflict(String),
+    /// A follow-up run was asked for where its pull request gives it nothing to do.
+    #[error("{0}")]
+    NothingToFix(String),
     /// The intake found the same instructions already queued or running on the repository.
     #[error(
         "task {task} has the same instructions on this repository and is still queued or running"

@@ -25,6 +25,13 @@ fn claude_code() -> AgentSpec {
     }
 }
 
+fn nothing_to_fix(e: StoreError) -> String {
+    match e {
+        StoreError::NothingToFix(message) => message,
+        other => panic!("not refused as nothing to fix: {other}"),
+    }
+}
+
 fn conflict(e: StoreError) -> String {
     match e {
         StoreError::Conflict(message) => message,
@@ -63,7 +70,7 @@ async fn a_fix_ci_run_reads_the_failing_jobs_and_updates_the_same_pull_request()
 
     // Nothing to fix before CI fails.
     followed_when(&site, task, "a first poll", |pr| pr.polls >= 1).await;
-    let early = conflict(
+    let early = nothing_to_fix(
         site.store
             .start_fix_ci(site.project_id, task, "tester")
             .await

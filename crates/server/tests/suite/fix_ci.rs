@@ -58,6 +58,7 @@ async fn a_fix_ci_run_is_started_on_a_red_pull_request_and_refused_otherwise() {
         shown.body
     );
     assert_eq!(shown.body["pull_request"]["number"], 17);
+    assert_eq!(shown.body["pull_request"]["run"], 1);
     let page = app.page(&format!("/p/alpha/tasks/{task}"), "editor").await;
     assert!(page.contains("id=\"fix-ci\""), "{page}");
     assert!(page.contains("CI fails on #17"), "{page}");

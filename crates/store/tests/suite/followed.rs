@@ -277,9 +277,10 @@ pub async fn a_fix_ci_run_needs_an_open_pull_request_with_failing_ci(store: Stor
         .await
         .unwrap();
     assert!(run.follow_up.is_none());
+    // Nothing to fix, or (while a run is active) a conflict: either says why.
     let refused = |e: StoreError| match e {
-        StoreError::Conflict(message) => message,
-        other => panic!("not a conflict: {other}"),
+        StoreError::NothingToFix(message) | StoreError::Conflict(message) => message,
+        other => panic!("not refused with a reason: {other}"),
     };
     let message = refused(
         store
