@@ -46,14 +46,24 @@ pub(super) async fn follow_pull_requests(engine: Arc<Engine>, stop: Cancellation
             _ = stop.cancelled() => break,
         }
     }
-    // A poll cut short leaves its lease to lapse; the next follower asks again.
-    polls.abort_all();
+    // Polls under way are let finish (each is bounded by its lease), so none is cut off in
+    // the middle of recording its answer.
+    while polls.join_next().await.is_some() {}
 }
 
 /// Asks the forge about one pull request and records the answer, releasing the lease.
 async fn poll(engine: Arc<Engine>, follower: String, pr: FollowedPr) {
     let now = now_millis();
-    let outcome = match ask(&engine, &pr).await {
+    // Never longer than the lease: past it another follower may take the poll over.
+    let lease = engine.config.lease;
+    let asked = match tokio::time::timeout(lease, ask(&engine, &pr)).await {
+        Ok(asked) => asked,
+        Err(_) => Err(EngineError::Invalid(format!(
+            "the forge did not answer within {} s",
+            lease.as_secs_f32()
+        ))),
+    };
+    let outcome = match asked {
         Ok(poll) => PollOutcome::Seen {
             next_poll_at: now
                 + interval(engine.config.ci_poll, quiet_for(&pr, &poll, now)).as_millis() as i64,

@@ -59,7 +59,7 @@ async fn a_fix_ci_run_reads_the_failing_jobs_and_updates_the_same_pull_request()
     .unwrap();
     let mut config = site.config(fast_retries());
     config.agents = agent_config(&first_server);
-    let workers = site.workers(1, config);
+    let workers = site.workers(1, config).await;
     let task = site
         .create_with_agent(&workers, WIDGET, "Say goodbye", claude_code())
         .await;
@@ -102,10 +102,10 @@ async fn a_fix_ci_run_reads_the_failing_jobs_and_updates_the_same_pull_request()
     assert!(notes.iter().any(|n| n.kind == "ci_failed"), "{notes:?}");
 
     // The server restarts between the red CI and the fix.
-    drop(workers);
+    workers.stop().await;
     let mut config = site.config(fast_retries());
     config.agents = agent_config(&second_server);
-    let workers = site.workers(1, config);
+    let workers = site.workers(1, config).await;
     let queued = site
         .store
         .start_fix_ci(site.project_id, task, "tester")

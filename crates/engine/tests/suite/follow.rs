@@ -1,35 +1,42 @@
 //! Following published pull requests after their runs, against the fake forges: kept in the
 //! store across restarts, with conditional polls, until merged or closed.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nightshift_core::{CiState, FollowedPr, PrState, RunStatus};
 use nightshift_test_support::forge_fake::FakeKind;
 
-use super::forge_site::{Site, WIDGET, fast_retries, wait_for};
+use super::forge_site::{Site, WIDGET, fast_retries};
 
-/// The task's followed pull request once `done` holds for it.
+/// The task's followed pull request once `done` holds for it; on timeout, the row as it was.
 pub(crate) async fn followed_when(
     site: &Site,
     task: i64,
     what: &str,
     done: impl Fn(&FollowedPr) -> bool,
 ) -> FollowedPr {
-    wait_for(what, async || {
+    let started = Instant::now();
+    loop {
         let prs = site
             .store
             .task_pull_requests(site.project_id, task)
             .await
             .unwrap();
-        prs.into_iter().find(|pr| done(pr))
-    })
-    .await
+        if let Some(pr) = prs.iter().find(|pr| done(pr)) {
+            return pr.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}: {prs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
 async fn a_restart_mid_follow_still_records_the_merge() {
     let site = Site::start(FakeKind::GitHub).await;
-    let first = site.workers(1, site.config(fast_retries()));
+    let first = site.workers(1, site.config(fast_retries())).await;
     let task = site
         .create(&first, WIDGET, "Say goodbye", &site.goodbye("agent"))
         .await;
@@ -63,7 +70,7 @@ async fn a_restart_mid_follow_still_records_the_merge() {
     );
 
     // A new process on the same database picks the follow up and records the merge.
-    let _second = site.workers(1, site.config(fast_retries()));
+    let _second = site.workers(1, site.config(fast_retries())).await;
     let merged = followed_when(&site, task, "the merge", |pr| pr.state == PrState::Merged).await;
     assert!(!merged.following, "a merged PR is no longer polled");
     assert!(merged.ended_at.is_some());
@@ -83,7 +90,7 @@ async fn a_restart_mid_follow_still_records_the_merge() {
 /// them is still seen: CI turning red shows on the change and notifies the creator.
 async fn polls_are_conditional_and_see_changes(kind: FakeKind) {
     let site = Site::start(kind).await;
-    let workers = site.workers(1, site.config(fast_retries()));
+    let workers = site.workers(1, site.config(fast_retries())).await;
     let task = site
         .create(&workers, WIDGET, "Say goodbye", &site.goodbye("agent"))
         .await;
@@ -154,7 +161,7 @@ async fn gitlab_polls_are_conditional_and_see_ci_turn_red() {
 #[tokio::test]
 async fn a_pull_request_deleted_on_the_forge_is_let_go() {
     let site = Site::start(FakeKind::Gitea).await;
-    let workers = site.workers(1, site.config(fast_retries()));
+    let workers = site.workers(1, site.config(fast_retries())).await;
     let task = site
         .create(&workers, WIDGET, "Say goodbye", &site.goodbye("agent"))
         .await;

@@ -42,6 +42,14 @@ pub(crate) struct Workers {
     pub(crate) shutdown: CancellationToken,
 }
 
+impl Workers {
+    /// Stops the workers as a shutdown does, letting what they do finish.
+    pub(crate) async fn stop(mut self) {
+        self.shutdown.cancel();
+        let _ = (&mut self.handle).await;
+    }
+}
+
 impl Drop for Workers {
     fn drop(&mut self) {
         self.shutdown.cancel();
@@ -111,8 +119,14 @@ impl Site {
         config
     }
 
-    pub(crate) fn workers(&self, count: usize, config: EngineConfig) -> Workers {
-        let engine = Engine::new(self.store.clone(), config);
+    /// An engine with `count` workers on its own connections to the site's database, as
+    /// another process would have: its crash (dropping it) leaves no lock behind in the pool
+    /// the test reads with.
+    pub(crate) async fn workers(&self, count: usize, config: EngineConfig) -> Workers {
+        let store = Store::open_sqlite(&self.data.path().join("nightshift.db"))
+            .await
+            .unwrap();
+        let engine = Engine::new(store, config);
         let shutdown = CancellationToken::new();
         let (e, s) = (engine.clone(), shutdown.clone());
         let handle = tokio::spawn(async move { e.run_workers(count, s).await });

@@ -15,7 +15,7 @@ use super::forge_site::{LOCKED, PUBLIC_URL, Site, WIDGET, fast_retries, wait_for
 /// run and its change name it; CI and a person closing it show on the change afterwards.
 async fn publishes_one_pull_request(kind: FakeKind) {
     let site = Site::start(kind).await;
-    let workers = site.workers(1, site.config(fast_retries()));
+    let workers = site.workers(1, site.config(fast_retries())).await;
     let task = site
         .create(&workers, WIDGET, "Say goodbye", &site.goodbye("agent"))
         .await;
@@ -110,7 +110,7 @@ async fn a_crash_between_push_and_pull_request_resumes_into_one_pull_request() {
         max_total_ms: 600_000,
         request_timeout_ms: 2_000,
     };
-    let first = site.workers(1, site.config(patient));
+    let first = site.workers(1, site.config(patient)).await;
     let task = site
         .create(&first, WIDGET, "Say goodbye", &site.goodbye("agent"))
         .await;
@@ -131,7 +131,7 @@ async fn a_crash_between_push_and_pull_request_resumes_into_one_pull_request() {
     // The worker dies mid-retry; another engine on the same store takes the lease over.
     drop(first);
     site.fake.clear_targeted_faults();
-    let second = site.workers(1, site.config(fast_retries()));
+    let second = site.workers(1, site.config(fast_retries())).await;
     let run = site.wait_end(task).await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
     let pulls = site.fake.pulls(WIDGET);
@@ -183,7 +183,7 @@ async fn a_crash_between_push_and_pull_request_resumes_into_one_pull_request() {
 #[tokio::test]
 async fn without_write_access_the_run_is_denied_before_the_agent_starts() {
     let site = Site::start(FakeKind::GitHub).await;
-    let workers = site.workers(1, site.config(fast_retries()));
+    let workers = site.workers(1, site.config(fast_retries())).await;
     let task = site
         .create(&workers, LOCKED, "Say goodbye", &site.goodbye("agent"))
         .await;
@@ -210,7 +210,7 @@ async fn without_write_access_the_run_is_denied_before_the_agent_starts() {
 #[tokio::test]
 async fn a_push_refused_for_permission_is_denied_in_publishing() {
     let site = Site::start(FakeKind::GitHub).await;
-    let workers = site.workers(1, site.config(fast_retries()));
+    let workers = site.workers(1, site.config(fast_retries())).await;
     let go = site.marker("go");
     let agent = format!(
         "{} && while [ ! -e {} ]; do sleep 0.05; done",
@@ -266,7 +266,7 @@ async fn a_projects_stored_credential_publishes_in_place_of_the_servers() {
         .unwrap();
     let mut config = site.config(fast_retries());
     config.secret_key = Some(key);
-    let workers = site.workers(1, config);
+    let workers = site.workers(1, config).await;
     let task = site
         .create(&workers, LOCKED, "Say goodbye", &site.goodbye("agent"))
         .await;
@@ -310,7 +310,7 @@ async fn flaky_forge_answers_still_publish_each_run_exactly_once(kind: FakeKind)
     // The subject is the forge: a lease long enough that a loaded machine does not hand a run
     // to the other worker mid-phase.
     config.lease = Duration::from_secs(5);
-    let workers = site.workers(2, config);
+    let workers = site.workers(2, config).await;
     let mut tasks = Vec::new();
     for (n, title) in ["Say goodbye", "Wave goodbye", "Bid goodbye"]
         .iter()
@@ -414,7 +414,7 @@ async fn the_forge_token_shows_nowhere_a_person_or_a_log_can_read() {
         5,
         vec![Fault::ServerError(503), Fault::ServerErrorAfterHandling],
     );
-    let workers = site.workers(1, site.config(fast_retries()));
+    let workers = site.workers(1, site.config(fast_retries())).await;
     let published = site
         .create(&workers, WIDGET, "Say goodbye", &site.goodbye("agent"))
         .await;
