@@ -6,6 +6,7 @@
 
 mod events;
 mod followed;
+mod insights;
 mod live;
 mod notifications;
 mod rows;

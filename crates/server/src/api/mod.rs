@@ -4,6 +4,7 @@
 
 mod audit;
 mod credentials;
+mod insights;
 pub(crate) mod notifications;
 mod projects;
 mod route;
@@ -326,6 +327,18 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             .query::<c::UsageQuery>()
             .answers::<c::MonthUsage>(),
             get(audit::usage),
+        ),
+        (
+            spec(
+                M::GET,
+                "/projects/{project}/insights",
+                VIEWER,
+                "Outcomes over a period: tasks, runs by end reason, retries, pull requests \
+                 merged and time to them, cost per run and per merged pull request",
+            )
+            .query::<c::InsightsQuery>()
+            .answers::<c::InsightsView>(),
+            get(insights::insights),
         ),
         (
             spec(

@@ -3,12 +3,16 @@
 //! cannot drift apart.
 
 mod error;
+mod insights;
 mod people;
 mod records;
 mod tasks;
 mod templates;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use insights::{
+    CostOutcomes, EndReasonCount, InsightsQuery, InsightsView, PullRequestOutcomes, RunOutcomes,
+};
 pub use people::{
     CreateProject, CreateToken, CreateUser, GroupBinding, GroupList, Me, MemberList, MemberSet,
     MemberView, ProjectDetail, ProjectList, ProjectRole, ProjectUpdated, ProjectView, SetRole,

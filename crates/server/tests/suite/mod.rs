@@ -4,6 +4,7 @@ mod contract;
 mod doors;
 mod embedded;
 mod fix_ci;
+mod insights;
 mod intake;
 mod limits;
 mod repos;

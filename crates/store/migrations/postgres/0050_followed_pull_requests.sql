@@ -41,3 +41,8 @@ CREATE INDEX followed_pull_requests_by_task ON followed_pull_requests (task_id);
 -- What a follow-up run on the task's open pull request was started to do (JSON); NULL for a
 -- first run or a retry.
 ALTER TABLE runs ADD COLUMN follow_up TEXT;
+
+-- Outcome insights count a project's ended runs and its pull requests by time.
+CREATE INDEX runs_by_project_ended ON runs (project_id, ended_at);
+CREATE INDEX followed_pull_requests_by_opened ON followed_pull_requests (project_id, opened_at);
+CREATE INDEX followed_pull_requests_by_ended ON followed_pull_requests (project_id, ended_at);

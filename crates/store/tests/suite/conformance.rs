@@ -212,6 +212,12 @@ macro_rules! conformance_cases {
             crate::suite::followed::a_fix_ci_run_needs_an_open_pull_request_with_failing_ci(store)
                 .await;
         }
+        #[tokio::test]
+        async fn outcome_counts_cover_runs_retries_and_pull_requests() {
+            let (store, _guard) = $make().await;
+            crate::suite::followed::outcome_counts_cover_runs_retries_and_pull_requests(store)
+                .await;
+        }
     };
 }
 
