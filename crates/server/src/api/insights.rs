@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Query, State};
-use nightshift_core::{Insights, now_millis, parse_timestamp};
+use nightshift_core::{Insights, Project, now_millis, parse_timestamp};
 
 use crate::AppState;
 use crate::auth::ProjectAccess;
@@ -19,11 +19,20 @@ pub async fn insights(
     q: Result<Query<InsightsQuery>, QueryRejection>,
 ) -> Result<Json<InsightsView>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::invalid(ErrorCode::InvalidQuery, e.body_text()))?;
-    let until = match q.until.as_deref() {
+    Ok(Json(view(&state, &access.project, &q).await?))
+}
+
+/// The project's insights over the period `q` names, for the API and the insights page.
+pub(crate) async fn view(
+    state: &AppState,
+    project: &Project,
+    q: &InsightsQuery,
+) -> Result<InsightsView, ApiError> {
+    let until = match q.until.as_deref().filter(|t| !t.is_empty()) {
         Some(text) => parse_timestamp(text)?,
         None => now_millis(),
     };
-    let since = match q.since.as_deref() {
+    let since = match q.since.as_deref().filter(|t| !t.is_empty()) {
         Some(text) => parse_timestamp(text)?,
         None => until - DEFAULT_PERIOD_MS,
     };
@@ -33,10 +42,7 @@ pub async fn insights(
             "since must be before until: the period is [since, until)",
         ));
     }
-    let counts = state
-        .store
-        .outcome_counts(access.project.id, since, until)
-        .await?;
+    let counts = state.store.outcome_counts(project.id, since, until).await?;
     let insights = Insights::new(since, until, counts);
-    Ok(Json(InsightsView::new(&access.project.name, &insights)))
+    Ok(InsightsView::new(&project.name, &insights))
 }

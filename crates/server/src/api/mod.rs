@@ -4,7 +4,7 @@
 
 mod audit;
 mod credentials;
-mod insights;
+pub(crate) mod insights;
 pub(crate) mod notifications;
 mod projects;
 mod route;

@@ -90,6 +90,23 @@ async fn insights_add_up_a_periods_runs_retries_and_pull_requests() {
     assert_eq!(i["cost"]["merged_prs"], 0);
     assert!(i["cost"]["per_merged_pr_usd"].is_null());
 
+    // The page shows the same, with a bar per end reason.
+    let page = app.page("/p/alpha/insights", "viewer").await;
+    assert!(page.contains(r#"<dd id="tasks-created">2</dd>"#), "{page}");
+    assert!(page.contains("1 opened, 0 merged, 0 closed"), "{page}");
+    assert!(page.contains("1, 100% succeeded"), "{page}");
+    assert!(
+        page.contains(r#"<td>checks_failed</td><td>2</td><td><progress max="3" value="2""#),
+        "{page}"
+    );
+    let quiet = app
+        .page(
+            "/p/alpha/insights?since=2020-01-01&until=2020-02-01",
+            "viewer",
+        )
+        .await;
+    assert!(quiet.contains("No run ended in this period."), "{quiet}");
+
     // A period before any of it is empty; a period that ends before it starts is refused.
     let empty = app
         .call(
