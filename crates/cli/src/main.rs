@@ -5,6 +5,7 @@ mod client;
 mod confine;
 mod insights;
 mod install;
+mod logging;
 mod output;
 mod people;
 mod repos;

@@ -6,6 +6,7 @@
 
 mod events;
 mod followed;
+mod gauges;
 mod insights;
 mod live;
 mod notifications;
@@ -26,6 +27,7 @@ mod users;
 
 pub use events::{EVENT_ROW_BYTES, NewEvent};
 pub use followed::{PollOutcome, PrSeen};
+pub use gauges::QueueGauges;
 pub use live::{ANY_RUN, Followed, RunFollower};
 pub use notifications::Notification;
 pub use runs::{Claim, Heartbeat, RunUpdate};

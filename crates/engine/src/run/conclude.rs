@@ -50,8 +50,10 @@ impl RunExecution {
         if !keep {
             let _ = std::fs::remove_dir_all(&self.run_dir);
         }
+        self.phase_ended(None);
         match reason {
             Some(reason) => {
+                crate::telemetry::run_ended(reason);
                 self.events.emit(
                     EventKind::Phase,
                     phase,

@@ -7,6 +7,7 @@ mod fix_ci;
 mod insights;
 mod intake;
 mod limits;
+mod metrics;
 mod repos;
 mod security;
 mod templates;
