@@ -294,6 +294,7 @@ impl Api {
                     last: reason,
                 });
             }
+            metrics::counter!("nightshift_forge_retries_total", "forge" => self.forge).increment(1);
             (self.observer)(&RetryEvent {
                 forge: self.forge,
                 operation: operation.clone(),
@@ -404,11 +405,12 @@ impl Api {
         if let Some(body) = call.body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| describe_transport_error(&e))?;
+        let response = request.send().await.map_err(|e| {
+            requested(self.forge, "error");
+            describe_transport_error(&e)
+        })?;
         let status = response.status();
+        requested(self.forge, status_class(status));
         if let Some(server_delay) = retry_verdict(status, response.headers()) {
             return Ok(Attempt::Retry {
                 reason: format!("HTTP {}", status.as_u16()),
@@ -416,6 +418,23 @@ impl Api {
             });
         }
         Ok(Attempt::Done(response))
+    }
+}
+
+/// Counts one request to a forge by how it was answered (`2xx`…`5xx`, or `error` when no
+/// answer came).
+fn requested(forge: &'static str, answer: &'static str) {
+    metrics::counter!("nightshift_forge_requests_total", "forge" => forge, "answer" => answer)
+        .increment(1);
+}
+
+fn status_class(status: reqwest::StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
     }
 }
 

@@ -343,6 +343,26 @@ async fn flaky_forge_answers_still_publish_each_run_exactly_once(kind: FakeKind)
         faults.iter().any(|r| r.status >= 500) && faults.iter().any(|r| r.status == 429),
         "429s and 5xx were injected"
     );
+    // What an operator sees of it: the answers by class, and the retries they caused.
+    let metrics = nightshift_test_support::parse_prometheus(
+        &nightshift_engine::telemetry::render(&site.store)
+            .await
+            .unwrap(),
+    );
+    let count = |name: &str, answer: Option<&str>| -> f64 {
+        metrics
+            .iter()
+            .filter(|s| s.name == name)
+            .filter(|s| {
+                answer.is_none_or(|a| s.labels.get("answer").map(String::as_str) == Some(a))
+            })
+            .map(|s| s.value)
+            .sum()
+    };
+    assert!(count("nightshift_forge_requests_total", Some("4xx")) >= 1.0);
+    assert!(count("nightshift_forge_requests_total", Some("5xx")) >= 1.0);
+    assert!(count("nightshift_forge_requests_total", Some("2xx")) >= tasks.len() as f64);
+    assert!(count("nightshift_forge_retries_total", None) >= 1.0);
     // The forge's usual headers came with every answer, the faults included.
     let usual = match kind {
         FakeKind::GitHub => "x-ratelimit-reset",
