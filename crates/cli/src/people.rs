@@ -139,6 +139,7 @@ pub async fn project(cmd: ProjectCommand) -> anyhow::Result<ExitCode> {
                 "budget    {} USD/month",
                 text(settings, "monthly_budget_usd")
             );
+            println!("judge     {}", text(settings, "judge"));
             for m in members["members"].as_array().into_iter().flatten() {
                 println!("member    {:<24} {}", text(m, "user"), text(m, "role"));
             }

@@ -98,6 +98,10 @@ pub struct CreateArgs {
     max_turns: Option<u64>,
     #[arg(long)]
     max_tokens: Option<u64>,
+    /// Let the agent delete or skip tests, silence linters and edit the checks' configuration:
+    /// what the test-tampering guard finds is listed in the pull request instead of sent back.
+    #[arg(long)]
+    allow_test_changes: bool,
     /// Block until the run ends; exit 0 only when it succeeded.
     #[arg(long)]
     wait: bool,
@@ -194,6 +198,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
         "agent": agent,
         "timeout": args.timeout.map(|t| format!("{}s", t.as_secs())),
         "budget": budget,
+        "allow_test_changes": args.allow_test_changes,
     });
     let client = Client::new(&args.client);
     let task: Value = client.post("/tasks", &body).await?;
@@ -226,6 +231,8 @@ fn args_for_template(args: CreateArgs) -> crate::template::FromTemplate {
             "agent": agent,
             "timeout": args.timeout.map(|t| format!("{}s", t.as_secs())),
             "budget": budget,
+            // Only when given: the template's default applies otherwise.
+            "allow_test_changes": args.allow_test_changes.then_some(true),
         }),
         params: args.params,
         wait: args.wait,

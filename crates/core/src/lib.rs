@@ -6,6 +6,7 @@ mod error;
 mod model;
 mod people;
 mod redact;
+mod review;
 mod run;
 mod template;
 mod text;
@@ -22,6 +23,7 @@ pub use people::{
     AuditEvent, AuditFilter, ProjectSettings, Role, User, month_bounds, month_label, parse_month,
 };
 pub use redact::{MASK, MIN_SECRET_LEN, Redactor};
+pub use review::{GuardFinding, GuardKind, JudgeDecision, JudgeVerdict};
 pub use run::{EndReason, Phase, Run, RunStatus};
 pub use template::{
     ParamFromText, ParamType, Template, TemplateParam, TemplateParams, TemplateSpec, parameterise,

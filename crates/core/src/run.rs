@@ -70,6 +70,7 @@ string_enum!(
         Succeeded => "succeeded",
         NoChanges => "no_changes",
         ChecksFailed => "checks_failed",
+        TestTampering => "test_tampering",
         JudgeRejected => "judge_rejected",
         BudgetExceeded => "budget_exceeded",
         TimedOut => "timed_out",

@@ -111,6 +111,7 @@ async fn bench(subscribers: usize, events: usize) {
             agent: AgentSpec::command("true"),
             timeout_secs: 3600,
             budget: Budget::default(),
+            allow_test_changes: false,
             created_by: "bench".into(),
         })
         .await

@@ -18,6 +18,7 @@ pub struct TaskView {
     pub agent: AgentSpec,
     pub timeout: String,
     pub budget: Budget,
+    pub allow_test_changes: bool,
     pub created_by: String,
     pub created_at: String,
     /// The latest run's status: what the task is doing now.
@@ -91,6 +92,7 @@ impl TaskView {
             agent: task.agent.clone(),
             timeout: format_duration(Duration::from_secs(task.timeout_secs)),
             budget: task.budget,
+            allow_test_changes: task.allow_test_changes,
             created_by: task.created_by.clone(),
             created_at: format_timestamp(task.created_at),
             status: latest.status,

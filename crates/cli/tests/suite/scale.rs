@@ -203,6 +203,7 @@ impl Cluster {
             agent: AgentSpec::command(command),
             timeout_secs: 3600,
             budget: Budget::default(),
+            allow_test_changes: false,
             created_by: "tester".into(),
         };
         self.store.create_task(&new).await.unwrap().0.id

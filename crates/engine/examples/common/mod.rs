@@ -62,6 +62,7 @@ impl Bench {
             agent: AgentSpec::command(command),
             timeout_secs: 600,
             budget: Budget::default(),
+            allow_test_changes: false,
             created_by: "bench".into(),
         };
         let start = Instant::now();

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::harness::{Harness, processes_with};
 
-const MODEL: &str = "claude-sonnet-4-5";
+pub(super) const MODEL: &str = "claude-sonnet-4-5";
 const CHECKS: &str = "[checks]\ntest = [\"sh test.sh\"]\n";
 const FAILURE: &str = "assertion failed: greeting does not say goodbye";
 
@@ -148,7 +148,7 @@ impl Rig {
 }
 
 /// The real CLIs from `scripts/install-test-tools.sh`, pointed at `server`.
-fn agent_config(server: &ModelServer) -> AgentConfig {
+pub(super) fn agent_config(server: &ModelServer) -> AgentConfig {
     AgentConfig {
         claude_code: AgentDefaults {
             command: Some(test_tool("claude").display().to_string()),
@@ -174,12 +174,12 @@ fn agent_config(server: &ModelServer) -> AgentConfig {
     }
 }
 
-fn at(workspace: &Path, name: &str) -> String {
+pub(super) fn at(workspace: &Path, name: &str) -> String {
     workspace.join(name).display().to_string()
 }
 
 /// The normalised agent events the run stored, as JSON.
-fn agent_events(events: &[RunEvent]) -> Vec<Value> {
+pub(super) fn agent_events(events: &[RunEvent]) -> Vec<Value> {
     events
         .iter()
         .filter(|e| e.kind == EventKind::Agent)
@@ -957,6 +957,7 @@ async fn claude_session_taken_over(same_machine: bool) {
             },
             timeout_secs: 300,
             budget: Budget::default(),
+            allow_test_changes: false,
             created_by: "tester".into(),
         })
         .await

@@ -79,6 +79,28 @@ impl Harness {
         budget: Budget,
         timeout: Duration,
     ) -> i64 {
+        let new = self
+            .new_task(repo, instructions, agent, budget, timeout)
+            .await;
+        self.submit(&new).await
+    }
+
+    /// Stores `new` with its first run and wakes the workers.
+    pub async fn submit(&self, new: &NewTask) -> i64 {
+        let (task, _) = self.store.create_task(new).await.unwrap();
+        self.engine.wake();
+        task.id
+    }
+
+    /// A task as the API would make it, for a test to adjust before [`Harness::submit`].
+    pub async fn new_task(
+        &self,
+        repo: &str,
+        instructions: &str,
+        agent: AgentSpec,
+        budget: Budget,
+        timeout: Duration,
+    ) -> NewTask {
         let repo = RepoUrl::parse(repo).unwrap();
         let base = self
             .engine
@@ -86,7 +108,7 @@ impl Harness {
             .await
             .unwrap();
         let instructions = Instructions::parse(instructions).unwrap();
-        let new = NewTask {
+        NewTask {
             project_id: self.project_id,
             title: instructions.summary(),
             instructions,
@@ -95,11 +117,9 @@ impl Harness {
             agent,
             timeout_secs: timeout.as_secs(),
             budget,
+            allow_test_changes: false,
             created_by: "tester".into(),
-        };
-        let (task, _) = self.store.create_task(&new).await.unwrap();
-        self.engine.wake();
-        task.id
+        }
     }
 
     pub async fn latest(&self, task_id: i64) -> Run {

@@ -155,6 +155,7 @@ impl Site {
             agent: AgentSpec::command(command),
             timeout_secs: 600,
             budget: Budget::default(),
+            allow_test_changes: false,
             created_by: "tester".into(),
         };
         let (task, _) = self.store.create_task(&new).await.unwrap();

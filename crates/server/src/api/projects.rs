@@ -36,6 +36,7 @@ fn settings_view(settings: &ProjectSettings) -> Value {
         "max_active_runs_per_user": settings.max_active_runs_per_user,
         "max_timeout": settings.max_timeout_secs.map(|s| format_duration(std::time::Duration::from_secs(s))),
         "monthly_budget_usd": settings.monthly_budget_usd,
+        "judge": settings.judge,
     })
 }
 
@@ -119,6 +120,9 @@ pub struct UpdateProject {
     pub max_timeout: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     pub monthly_budget_usd: Option<Option<f64>>,
+    /// Whether the judge reviews the project's changes (when the server configures one).
+    #[serde(default)]
+    pub judge: Option<bool>,
 }
 
 pub async fn update(
@@ -174,6 +178,10 @@ pub async fn update(
             Some(usd) => format!("monthly_budget_usd={usd}"),
             None => "monthly_budget_usd=none".into(),
         });
+    }
+    if let Some(judge) = request.judge {
+        settings.judge = judge;
+        changed.push(format!("judge={judge}"));
     }
     state
         .store

@@ -52,6 +52,10 @@ pub struct CreateTask {
     pub timeout: Option<String>,
     #[serde(default)]
     pub budget: Option<Budget>,
+    /// Lets the agent delete or skip tests, silence linters and edit the checks' configuration;
+    /// the guard's findings are listed in the pull request instead of sent back.
+    #[serde(default)]
+    pub allow_test_changes: Option<bool>,
 }
 
 pub async fn create(
@@ -134,6 +138,10 @@ pub(crate) async fn create_task(
         .or(spec.map(|s| s.budget))
         .unwrap_or_default();
     budget.validate()?;
+    let allow_test_changes = request
+        .allow_test_changes
+        .or(spec.map(|s| s.allow_test_changes))
+        .unwrap_or(false);
     // Configured secrets are masked before anything is derived from the text: a title cut
     // from the instructions must not keep half a key the mask would no longer recognise.
     let redactor = state.engine.intake_redactor(project.id, &repo).await?;
@@ -193,6 +201,7 @@ pub(crate) async fn create_task(
         agent,
         timeout_secs: timeout.as_secs(),
         budget,
+        allow_test_changes,
         created_by: user.name().to_string(),
     };
     let (task, run) = match template {

@@ -248,6 +248,7 @@ pub(crate) async fn spec_from_task(
         checks: Vec::new(),
         budget: task.budget,
         timeout_secs: Some(task.timeout_secs),
+        allow_test_changes: task.allow_test_changes,
     })
 }
 
@@ -281,6 +282,8 @@ pub struct Instantiate {
     pub timeout: Option<String>,
     #[serde(default)]
     pub budget: Option<Budget>,
+    #[serde(default)]
+    pub allow_test_changes: Option<bool>,
     /// Which version (default: the latest).
     #[serde(default)]
     pub version: Option<i64>,
@@ -336,6 +339,7 @@ pub async fn instantiate(
         agent: request.agent,
         timeout: request.timeout,
         budget: request.budget,
+        allow_test_changes: request.allow_test_changes,
     };
     let view = instantiate_template(&state, &project, &user, &template, &values, create).await?;
     Ok((StatusCode::CREATED, Json(view)))

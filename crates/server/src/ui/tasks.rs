@@ -363,6 +363,10 @@ fn task_form(
 <input id=\"max_cost_usd\" name=\"max_cost_usd\" type=\"number\" step=\"0.01\" min=\"0.01\" value=\"{cost}\">\
 <label for=\"max_turns\">Agent turns</label><input id=\"max_turns\" name=\"max_turns\" type=\"number\" min=\"1\" value=\"{turns}\">\
 <label for=\"timeout\">Timeout <small>(e.g. 10m, 1h)</small></label><input id=\"timeout\" name=\"timeout\" value=\"{timeout}\"></fieldset>\
+<fieldset><legend>Tests</legend><div class=\"check\"><input type=\"hidden\" name=\"allow_test_changes\" value=\"false\">\
+<input type=\"checkbox\" id=\"allow_test_changes\" name=\"allow_test_changes\" value=\"true\"{allow_checked}> \
+<label for=\"allow_test_changes\">Allow test changes <small>(the task may delete or skip tests, silence linters or edit the checks' configuration; \
+what the guard finds is listed in the pull request instead of sent back to the agent)</small></label></div></fieldset>\
 <button type=\"submit\">Create task</button></form>",
         title = esc(&form.get("title")),
         repo = esc(&form.get("repo")),
@@ -376,6 +380,14 @@ fn task_form(
         cost = esc(&form.get("max_cost_usd")),
         turns = esc(&form.get("max_turns")),
         timeout = esc(&form.get("timeout")),
+        allow_checked = if match field(&form.values, "allow_test_changes") {
+            Some(v) => v == "true",
+            None => template.is_some_and(|t| t.spec.allow_test_changes),
+        } {
+            " checked"
+        } else {
+            ""
+        },
     );
     let title = match template {
         Some(t) => format!("New task from {}", t.spec.name),
@@ -529,6 +541,7 @@ fn request_from(form: &[(String, String)]) -> Result<CreateTask, ApiError> {
         agent,
         timeout: filled(form, "timeout").map(str::to_string),
         budget,
+        allow_test_changes: filled(form, "allow_test_changes").map(|v| v == "true"),
     })
 }
 

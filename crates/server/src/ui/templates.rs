@@ -304,7 +304,10 @@ fn template_form(
 <textarea id=\"checks\" name=\"checks\" rows=\"3\">{checks}</textarea>\
 <label for=\"max_cost_usd\">Budget in USD</label><input id=\"max_cost_usd\" name=\"max_cost_usd\" type=\"number\" step=\"0.01\" min=\"0.01\" value=\"{cost}\">\
 <label for=\"max_turns\">Agent turns</label><input id=\"max_turns\" name=\"max_turns\" type=\"number\" min=\"1\" value=\"{turns}\">\
-<label for=\"timeout\">Timeout <small>(e.g. 10m)</small></label><input id=\"timeout\" name=\"timeout\" value=\"{timeout}\"></fieldset>\
+<label for=\"timeout\">Timeout <small>(e.g. 10m)</small></label><input id=\"timeout\" name=\"timeout\" value=\"{timeout}\">\
+<div class=\"check\"><input type=\"hidden\" name=\"allow_test_changes\" value=\"false\">\
+<input type=\"checkbox\" id=\"allow_test_changes\" name=\"allow_test_changes\" value=\"true\"{allow_checked}> \
+<label for=\"allow_test_changes\">Allow test changes <small>(tasks may delete or skip tests and edit the checks' configuration)</small></label></div></fieldset>\
 <button type=\"submit\">{submit}</button></form>",
         name = esc(&spec.name),
         readonly = if editing { " readonly" } else { "" },
@@ -330,6 +333,11 @@ fn template_form(
             .timeout_secs
             .map(|s| nightshift_core::format_duration(std::time::Duration::from_secs(s)))
             .unwrap_or_default(),
+        allow_checked = if spec.allow_test_changes {
+            " checked"
+        } else {
+            ""
+        },
         submit = if editing {
             "Save new version"
         } else {
@@ -431,6 +439,7 @@ fn spec_from_form(form: &[(String, String)]) -> (TemplateSpec, Result<(), String
             .collect(),
         budget,
         timeout_secs,
+        allow_test_changes: field(form, "allow_test_changes") == Some("true"),
     };
     (spec, problem)
 }
@@ -445,6 +454,7 @@ fn empty_spec() -> TemplateSpec {
         checks: Vec::new(),
         budget: Budget::default(),
         timeout_secs: None,
+        allow_test_changes: false,
     }
 }
 

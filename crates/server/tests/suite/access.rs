@@ -85,6 +85,7 @@ async fn fixture() -> Fixture {
         agent: AgentSpec::command("true"),
         timeout_secs: 60,
         budget: Budget::default(),
+        allow_test_changes: false,
         created_by: created_by.into(),
     };
     // Created first, so it is the run a claim takes; it ends as a worker would end it.
@@ -127,6 +128,7 @@ async fn fixture() -> Fixture {
             agent: AgentSpec::command("true"),
             timeout_secs: 60,
             budget: Budget::default(),
+            allow_test_changes: false,
             created_by: "ada".into(),
         })
         .await

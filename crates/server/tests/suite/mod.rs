@@ -4,6 +4,7 @@ mod embedded;
 mod intake;
 mod limits;
 mod repos;
+mod review;
 mod security;
 mod templates;
 mod ui;
