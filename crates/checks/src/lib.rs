@@ -1,10 +1,12 @@
 //! The repository's own checks: found in `.nightshift.toml` or detected from what the
 //! repository and its CI files say, each with the evidence it was found from; run in order
 //! (setup, then format in apply mode, lint and test in check mode), each reported with its
-//! command, exit status, duration and the output lines that matter.
+//! command, exit status, duration and the output lines that matter. The test-tampering guard
+//! (`guard`) reads the change itself for what makes checks pass without fixing anything.
 
 mod config;
 mod detect;
+pub mod guard;
 mod plan;
 mod run;
 
