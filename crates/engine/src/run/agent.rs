@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use nightshift_agent::{
     AgentDriver, AgentEnd, AgentRequest, BudgetLimits, compose_prompt, feedback_prompt,
-    run_with_budget, takeover_prompt,
+    guard_prompt, run_with_budget, takeover_prompt,
 };
 use nightshift_core::{AgentEvent, AgentKind, CheckResult, EndReason, EventKind, Phase};
 use nightshift_store::RunUpdate;
@@ -24,6 +24,14 @@ pub(crate) struct FirstRound {
     pub(crate) restored: bool,
     /// The previous worker's agent session, continued here where the driver can.
     pub(crate) session: Option<String>,
+}
+
+/// Why the agent gets another round: what its last one was refused for.
+pub(crate) enum Feedback {
+    /// The repository's checks that failed.
+    Checks(Vec<CheckResult>),
+    /// The test-tampering guard's findings, one per line.
+    Guard(Vec<String>),
 }
 
 /// What a round left in the workspace.
@@ -166,9 +174,12 @@ impl AgentPhase {
         Ok(Round::Changed)
     }
 
-    /// The next round: the agent is sent the checks that failed.
-    pub(crate) fn feed_back(&mut self, run: &RunExecution, failures: &[CheckResult]) {
-        self.prompt = feedback_prompt(failures);
+    /// The next round: the agent is sent why its change was refused.
+    pub(crate) fn feed_back(&mut self, run: &RunExecution, feedback: &Feedback) {
+        self.prompt = match feedback {
+            Feedback::Checks(failures) => feedback_prompt(failures),
+            Feedback::Guard(findings) => guard_prompt(findings),
+        };
         if run.checkpoint.agent_session_id.is_none() {
             // A new session (the old one could not be continued here) needs the task too.
             self.prompt = self.with_task(&self.prompt);

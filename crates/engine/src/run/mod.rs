@@ -4,7 +4,7 @@
 //! ```text
 //! resume::decide ─► ResumePoint ─► prepare ─► Prepared { workspace, plan, start }
 //!       │ Pushed                                 │
-//!       │               agent ⇄ validate ─► Validated ─► publish ─► Pushed ─► Published
+//!       │       agent ⇄ validate (checks, review) ─► Validated ─► publish ─► Pushed ─► Published
 //!       └──────────────────────────────────────────────────────────────────┘
 //! conclude, whatever happened: the end recorded, the workspace released
 //! ```
@@ -19,6 +19,7 @@ mod conclude;
 mod prepare;
 mod publish;
 mod resume;
+mod review;
 mod validate;
 mod watch;
 
@@ -240,13 +241,13 @@ impl RunExecution {
                     if round == Round::Unchanged {
                         return Ok(Outcome::NoChanges);
                     }
-                    let verdict = validate::checks(self, workspace, &plan, &agent)
+                    let verdict = validate::round(self, workspace, &plan, &agent)
                         .await
                         .during(Phase::Validating)?;
                     match verdict {
                         Verdict::Passed(validated) => break validated,
                         Verdict::Unchanged => return Ok(Outcome::NoChanges),
-                        Verdict::Failed(failures) => agent.feed_back(self, &failures),
+                        Verdict::Failed(feedback) => agent.feed_back(self, &feedback),
                     }
                 }
             }
@@ -382,6 +383,15 @@ impl RunExecution {
         for check in &mut change.checks {
             r(&mut check.command);
             r(&mut check.output);
+        }
+        for finding in &mut change.guard {
+            r(&mut finding.detail);
+        }
+        for verdict in &mut change.verdicts {
+            verdict.reasons.iter_mut().for_each(r);
+            if let Some(problem) = &mut verdict.problem {
+                r(problem);
+            }
         }
         change
     }

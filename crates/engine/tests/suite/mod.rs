@@ -1,5 +1,6 @@
 mod agents;
 mod confinement;
+mod guard;
 mod harness;
 mod jobs;
 mod limits;
