@@ -125,6 +125,33 @@ pub fn check_files(plan: &CheckPlan) -> Vec<String> {
     files.into_iter().collect()
 }
 
+/// One file of a diff and its lines added and removed, as `git diff --stat` counts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedFile {
+    pub path: String,
+    /// Where it was before a move; `None` when it kept its place.
+    pub moved_from: Option<String>,
+    pub added: usize,
+    pub removed: usize,
+    pub binary: bool,
+}
+
+/// The files a diff changes, in its order.
+pub fn changed_files(diff: &str) -> Vec<ChangedFile> {
+    diff::files(diff)
+        .map(|file| ChangedFile {
+            path: file.path().to_string(),
+            moved_from: file
+                .old_path
+                .clone()
+                .filter(|old| file.new_path.as_ref().is_some_and(|new| new != old)),
+            added: file.lines.iter().filter(|l| l.added).count(),
+            removed: file.lines.iter().filter(|l| !l.added).count(),
+            binary: file.binary,
+        })
+        .collect()
+}
+
 /// The files whose whole text [`inspect`] reads, for the caller to gather first.
 pub fn files_needed(diff: &str) -> Needed {
     let mut needed = Needed::default();

@@ -449,20 +449,35 @@ fn the_scripts_a_plan_runs_are_its_check_files() {
 }
 
 #[test]
-fn the_scripts_a_plan_runs_are_its_check_files() {
-    let plan = nightshift_checks::CheckPlan {
-        lint: vec![
-            "./scripts/lint --strict".into(),
-            "python3 -m ruff check .".into(),
-        ],
-        test: vec![
-            "sh test.sh && node tools/check.mjs".into(),
-            "grep -q goodbye greeting.txt".into(),
-        ],
-        ..Default::default()
-    };
+fn a_diff_lists_its_files_with_their_lines() {
+    let change = Change::new(&[
+        ("a.txt", "one\ntwo\n"),
+        ("old/name.txt", "same\ntext\nhere\n"),
+    ])
+    .edit(&[
+        ("a.txt", Some("one\n2\nthree\n")),
+        ("logo.png", Some("\u{0}png")),
+    ])
+    .rename("old/name.txt", "new/name.txt");
+    let root = change.dir.path();
+    git(root, &["add", "--all"]);
+    let diff = git(root, &["diff", "--cached", "-M", "HEAD"]);
+    let files: Vec<(String, Option<String>, usize, usize, bool)> = guard::changed_files(&diff)
+        .into_iter()
+        .map(|f| (f.path, f.moved_from, f.added, f.removed, f.binary))
+        .collect();
     assert_eq!(
-        guard::check_files(&plan),
-        vec!["scripts/lint", "test.sh", "tools/check.mjs"]
+        files,
+        vec![
+            ("a.txt".into(), None, 2, 1, false),
+            ("logo.png".into(), None, 0, 0, true),
+            (
+                "new/name.txt".into(),
+                Some("old/name.txt".into()),
+                0,
+                0,
+                false
+            ),
+        ]
     );
 }
