@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod gateway;
 mod jobs;
+mod judge;
 mod limits;
 mod run;
 mod run_env;
@@ -15,6 +16,7 @@ pub use confinement::{ConfinementConfig, ConfinementStatus, DEFAULT_SETUP_HOSTS,
 pub use error::{EngineError, Result};
 pub use events::EventSink;
 pub use jobs::sweep_workspaces;
+pub use judge::{JudgeConfig, JudgeProvider, OnJudgeError, known_price};
 pub use limits::RunLimits;
 pub use nightshift_workspace::{AllowedRepo, LocalRepos, RepoPolicy, Requester};
 pub use run_env::{RunEnv, ToolchainInfo};
@@ -81,6 +83,9 @@ pub struct EngineConfig {
     pub repositories: RepoPolicy,
     /// What one run may store and write: its events, and the disk of its checkout and /tmp.
     pub run_limits: RunLimits,
+    /// The judge that reviews changes whose checks passed; `None`: no judge. Projects switch
+    /// it off and on (`ProjectSettings::judge`).
+    pub judge: Option<JudgeConfig>,
 }
 
 impl EngineConfig {
@@ -105,6 +110,7 @@ impl EngineConfig {
             sweep_records: true,
             repositories: RepoPolicy::new(&data_dir),
             run_limits: RunLimits::default(),
+            judge: None,
             data_dir,
         }
     }

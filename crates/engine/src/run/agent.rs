@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use nightshift_agent::{
     AgentDriver, AgentEnd, AgentRequest, BudgetLimits, compose_prompt, feedback_prompt,
-    guard_prompt, run_with_budget, takeover_prompt,
+    guard_prompt, judge_prompt, run_with_budget, takeover_prompt,
 };
 use nightshift_core::{AgentEvent, AgentKind, CheckResult, EndReason, EventKind, Phase};
 use nightshift_store::RunUpdate;
@@ -32,6 +32,8 @@ pub(crate) enum Feedback {
     Checks(Vec<CheckResult>),
     /// The test-tampering guard's findings, one per line.
     Guard(Vec<String>),
+    /// The judge's reasons for rejecting the change.
+    Judge(Vec<String>),
 }
 
 /// What a round left in the workspace.
@@ -60,6 +62,8 @@ pub(crate) struct AgentPhase {
     restored_to: String,
     /// The token totals the agent last reported for its session, as it reported them.
     session_tokens: (u64, u64),
+    /// What the current round answers, for its summary: `after failing checks`.
+    after: &'static str,
 }
 
 impl AgentPhase {
@@ -117,6 +121,7 @@ impl AgentPhase {
             taken_over,
             restored_to,
             session_tokens: (0, 0),
+            after: "after failing checks",
         })
     }
 
@@ -179,6 +184,12 @@ impl AgentPhase {
         self.prompt = match feedback {
             Feedback::Checks(failures) => feedback_prompt(failures),
             Feedback::Guard(findings) => guard_prompt(findings),
+            Feedback::Judge(reasons) => judge_prompt(reasons),
+        };
+        self.after = match feedback {
+            Feedback::Checks(_) => "after failing checks",
+            Feedback::Guard(_) => "after the test-tampering guard",
+            Feedback::Judge(_) => "after the judge's review",
         };
         if run.checkpoint.agent_session_id.is_none() {
             // A new session (the old one could not be continued here) needs the task too.
@@ -335,10 +346,10 @@ impl AgentPhase {
             && !summary.is_empty()
         {
             // A later round's summary tells what it fixed; the first one what the change is.
-            let round = self.round;
+            let (round, after) = (self.round, self.after);
             run.change.summary = Some(match run.change.summary.take() {
                 Some(first) if round > 1 => {
-                    format!("{first}\n\nRound {round}, after failing checks: {summary}")
+                    format!("{first}\n\nRound {round}, {after}: {summary}")
                 }
                 _ => summary.to_string(),
             });

@@ -60,7 +60,11 @@ pub(crate) async fn round(
             ));
             return Ok(Verdict::Unchanged);
         }
-        review::guard(run, workspace, plan, round).await?
+        let diff = review::change_diff(run, workspace).await?;
+        match review::guard(run, workspace, plan, &diff, round).await? {
+            Some(rejection) => Some(rejection),
+            None => review::judge(run, &diff, round).await?,
+        }
     } else {
         let names: Vec<String> = failures
             .iter()

@@ -3,6 +3,7 @@ mod confinement;
 mod guard;
 mod harness;
 mod jobs;
+mod judge;
 mod limits;
 mod pipeline;
 mod publish;
