@@ -3,6 +3,7 @@
 //! plain files compiled into the binary.
 
 mod notifications;
+mod review;
 mod session;
 mod tasks;
 mod templates;

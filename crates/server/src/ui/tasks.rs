@@ -690,7 +690,7 @@ pub async fn detail(
         instructions = esc(&task.instructions),
         fixed_run = params.run.map(|n| n.to_string()).unwrap_or_default(),
         top = top_html(&base, &task, &runs, run, change.as_ref()),
-        result = result_html(change.as_ref()),
+        result = result_html(change.as_ref(), task.allow_test_changes),
         number = run.number,
     );
     Ok(page(
@@ -712,7 +712,7 @@ pub async fn live(
     let run = shown_run(&runs, params.run)?;
     let change = state.store.change(run.id).await?;
     Ok(Html(match params.part.as_str() {
-        "result" => result_html(change.as_ref()),
+        "result" => result_html(change.as_ref(), task.allow_test_changes),
         _ => top_html(&base, &task, &runs, run, change.as_ref()),
     }))
 }
@@ -842,8 +842,8 @@ fn top_html(
     )
 }
 
-/// The checks table and the diff, per file.
-fn result_html(change: Option<&GeneratedChange>) -> String {
+/// The checks table, Nightshift's review, and the diff, per file.
+fn result_html(change: Option<&GeneratedChange>, allowed: bool) -> String {
     let Some(change) = change else {
         return "<section><h2>Change</h2><p>No change yet.</p></section>".into();
     };
@@ -871,8 +871,9 @@ fn result_html(change: Option<&GeneratedChange>) -> String {
         .map(|s| format!("<p class=\"summary\">{}</p>", esc(s)))
         .unwrap_or_default();
     format!(
-        "<section aria-labelledby=\"checks-h\"><h2 id=\"checks-h\">Checks</h2>{checks}</section>\
+        "<section aria-labelledby=\"checks-h\"><h2 id=\"checks-h\">Checks</h2>{checks}</section>{review}\
 <section aria-labelledby=\"diff-h\"><h2 id=\"diff-h\">Change</h2>{summary}<pre class=\"stat\">{stat}</pre>{diff}</section>",
+        review = super::review::review_html(change, allowed),
         stat = esc(&change.diff_stat),
         diff = diff_html(&change.diff),
     )
