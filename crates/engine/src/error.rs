@@ -1,9 +1,11 @@
-//! The engine's one error type: why a task cannot start (its repository or base branch), and why
-//! a run failed. Every cause keeps its source and names exactly one end reason.
+//! The engine's one error type: why the intake refuses a task (its repository, base branch or
+//! limits), and why a run failed. Every cause keeps its source and names exactly one end reason.
 
 use nightshift_agent::AgentError;
 use nightshift_checks::ChecksError;
-use nightshift_core::{CoreError, EndReason};
+use std::time::Duration;
+
+use nightshift_core::{CoreError, EndReason, format_duration};
 use nightshift_forge::ForgeError;
 use nightshift_sandbox::SandboxError;
 use nightshift_store::StoreError;
@@ -25,6 +27,30 @@ pub enum EngineError {
     Git(String),
     #[error("{0}")]
     Invalid(String),
+    /// A task asks for longer than its project (or the server) allows.
+    #[error(
+        "timeout {} is over this project's limit of {}",
+        format_duration(*.asked),
+        format_duration(*.limit)
+    )]
+    TimeoutTooLong { asked: Duration, limit: Duration },
+    #[error("the command agent needs a command: set agent.command (CLI: --agent-command)")]
+    AgentCommandRequired,
+    /// The same instructions are already queued or running on the repository in `project`.
+    #[error(
+        "task {task} has the same instructions on this repository and is still queued or running"
+    )]
+    DuplicateTask { task: i64, project: String },
+    /// `retry_after` is in whole seconds.
+    #[error(
+        "you are creating tasks faster than this server allows ({burst} at once, then \
+         {per_minute} a minute per user): try again in {retry_after} s"
+    )]
+    TooManyTasks {
+        burst: u32,
+        per_minute: u32,
+        retry_after: u64,
+    },
 
     /// A record the run reads or writes (a lost lease is a stop, not this).
     #[error("{what}: {source}")]
@@ -144,6 +170,10 @@ impl EngineError {
             | E::BaseNotFound(_)
             | E::Git(_)
             | E::Invalid(_)
+            | E::TimeoutTooLong { .. }
+            | E::AgentCommandRequired
+            | E::DuplicateTask { .. }
+            | E::TooManyTasks { .. }
             | E::Record { .. }
             | E::Credential { .. }
             | E::Workspace { .. }

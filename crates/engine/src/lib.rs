@@ -1,4 +1,5 @@
-//! The pipeline of one task: workers claim queued runs under a lease and take each through
+//! The way a task comes in and the pipeline of its runs: the intake takes tasks in from every
+//! door, then workers claim queued runs under a lease and take each through
 //! `preparing → agent → validating → publishing`, writing a checkpoint at every phase end, with
 //! cancel and timeout that kill the run's processes before the run is marked ended.
 
@@ -6,6 +7,7 @@ mod confinement;
 mod error;
 mod events;
 mod gateway;
+mod intake;
 mod jobs;
 mod judge;
 mod limits;
@@ -15,6 +17,9 @@ mod run_env;
 pub use confinement::{ConfinementConfig, ConfinementStatus, DEFAULT_SETUP_HOSTS, SandboxMode};
 pub use error::{EngineError, Result};
 pub use events::EventSink;
+pub use intake::{
+    Creator, Intake, IntakePolicy, TASK_CREATE, TEMPLATE_INSTANTIATE, TaskRateLimit, TaskRequest,
+};
 pub use jobs::sweep_workspaces;
 pub use judge::{JudgeConfig, JudgeProvider, OnJudgeError, known_price};
 pub use limits::RunLimits;

@@ -20,7 +20,7 @@ use nightshift_core::{
     AgentSpec, BranchName, Budget, DEFAULT_PROJECT, EventKind, Instructions, NewTask, RepoUrl,
 };
 use nightshift_server::{AuthConfig, ServeOptions, ServerConfig};
-use nightshift_store::{NewEvent, Store};
+use nightshift_store::{NewEvent, Store, TaskAudit};
 use nightshift_test_support::postgres::{Durability, PgCluster};
 use tokio_util::sync::CancellationToken;
 
@@ -101,21 +101,26 @@ async fn bench(subscribers: usize, events: usize) {
     let url = cluster.fresh_database();
     let store = Store::connect(&url).await.unwrap();
     let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
-    let (task, run) = store
-        .create_task(&NewTask {
-            project_id: project.id,
-            title: "Stream".into(),
-            instructions: Instructions::parse("Stream").unwrap(),
-            repo: RepoUrl::parse("/srv/stream.git").unwrap(),
-            base_branch: BranchName::parse("main").unwrap(),
-            agent: AgentSpec::command("true"),
-            timeout_secs: 3600,
-            budget: Budget::default(),
-            allow_test_changes: false,
-            created_by: "bench".into(),
-        })
-        .await
-        .unwrap();
+    // Through the intake's step in the store: no repository is needed to stream a run's events.
+    let audit = TaskAudit {
+        actor: "bench".into(),
+        action: "task.create".into(),
+        source: "benchmark".into(),
+        detail: None,
+    };
+    let task = NewTask {
+        project_id: project.id,
+        title: "Stream".into(),
+        instructions: Instructions::parse("Stream").unwrap(),
+        repo: RepoUrl::parse("/srv/stream.git").unwrap(),
+        base_branch: BranchName::parse("main").unwrap(),
+        agent: AgentSpec::command("true"),
+        timeout_secs: 3600,
+        budget: Budget::default(),
+        allow_test_changes: false,
+        created_by: "bench".into(),
+    };
+    let (task, run) = store.intake_task(&task, None, &audit).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let server = Command::new(std::env::current_exe().unwrap())

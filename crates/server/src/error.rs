@@ -65,6 +65,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::DuplicateTask { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "duplicate_task", e.to_string())
+            }
             other => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -83,6 +86,26 @@ impl From<EngineError> for ApiError {
             EngineError::BaseNotFound(m) => ApiError::invalid("base_not_found", m),
             EngineError::Git(m) => ApiError::new(StatusCode::BAD_GATEWAY, "git_failed", m),
             EngineError::Invalid(m) => ApiError::invalid("invalid_request", m),
+            EngineError::Core(e) => e.into(),
+            e @ EngineError::TimeoutTooLong { .. } => {
+                ApiError::invalid("timeout_too_long", e.to_string())
+            }
+            e @ EngineError::AgentCommandRequired => {
+                ApiError::invalid("agent_command_required", e.to_string())
+            }
+            EngineError::DuplicateTask { task, ref project } => ApiError::new(
+                StatusCode::CONFLICT,
+                "duplicate_task",
+                format!(
+                    "{e}: follow it at /api/v1/projects/{project}/tasks/{task}, or cancel it first"
+                ),
+            ),
+            e @ EngineError::TooManyTasks { retry_after, .. } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_tasks",
+                e.to_string(),
+            )
+            .retry_after(retry_after),
             // The causes of a run's failure: they end runs, they do not answer requests.
             other => {
                 tracing::error!(error = %other, "engine error in a request");

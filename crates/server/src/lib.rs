@@ -15,7 +15,9 @@ pub use api::{RouteSpec, route_table};
 pub use auth::{Access, AuthConfig, CurrentUser, ProxyConfig};
 pub use edge::AllowedHosts;
 pub use error::ApiError;
-pub use throttle::{TaskRateLimit, Throttle};
+pub use nightshift_engine::TaskRateLimit;
+pub use throttle::Throttle;
+pub use ui::{PageRoute, page_table};
 pub use views::{RunView, TaskView};
 
 use std::future::IntoFuture;
@@ -27,7 +29,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use nightshift_core::{AgentSpec, DEFAULT_TIMEOUT, Project};
-use nightshift_engine::{Engine, EngineConfig};
+use nightshift_engine::{Engine, EngineConfig, Intake, IntakePolicy};
 use nightshift_store::{SecretKey, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -95,7 +97,9 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Seals and opens the credentials vault.
     pub secret_key: Arc<SecretKey>,
-    /// Task creation and audit noise limits of this process.
+    /// The one way tasks come in, API and web UI alike.
+    pub intake: Arc<Intake>,
+    /// How much anonymous noise this process writes to the audit trail.
     pub throttle: Arc<Throttle>,
 }
 
@@ -106,8 +110,17 @@ impl AppState {
         config: ServerConfig,
         secret_key: SecretKey,
     ) -> AppState {
+        let intake = Intake::new(
+            engine.clone(),
+            IntakePolicy {
+                max_timeout: config.max_timeout,
+                default_agent: config.default_agent.clone(),
+                task_rate: config.task_rate,
+            },
+        );
         AppState {
-            throttle: Arc::new(Throttle::new(config.task_rate)),
+            throttle: Arc::new(Throttle::new()),
+            intake: Arc::new(intake),
             store,
             engine,
             config: Arc::new(config),

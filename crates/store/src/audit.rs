@@ -17,21 +17,33 @@ pub struct NewAudit {
     pub detail: Option<String>,
 }
 
+/// The trail's one insert, run on the pool or in the transaction of the change it records.
+fn insert(event: &NewAudit) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    sqlx::query(
+        "INSERT INTO audit_events (project_id, at, actor, action, object, source, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(event.project_id)
+    .bind(now_millis())
+    .bind(&event.actor)
+    .bind(&event.action)
+    .bind(&event.object)
+    .bind(&event.source)
+    .bind(event.detail.as_deref())
+}
+
+/// Records `event` in the transaction of the change it describes: both are stored or neither.
+pub(crate) async fn insert_audit(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    event: &NewAudit,
+) -> Result<()> {
+    insert(event).execute(&mut **tx).await?;
+    Ok(())
+}
+
 impl Store {
     pub async fn record_audit(&self, event: &NewAudit) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (project_id, at, actor, action, object, source, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(event.project_id)
-        .bind(now_millis())
-        .bind(&event.actor)
-        .bind(&event.action)
-        .bind(&event.object)
-        .bind(&event.source)
-        .bind(event.detail.as_deref())
-        .execute(&self.pool)
-        .await?;
+        insert(event).execute(&self.pool).await?;
         Ok(())
     }
 

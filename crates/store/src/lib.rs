@@ -27,7 +27,7 @@ pub use live::{ANY_RUN, Followed, RunFollower};
 pub use notifications::Notification;
 pub use runs::{Claim, Heartbeat, RunUpdate};
 pub use snapshots::WorkspaceSnapshot;
-pub use tasks::{CancelOutcome, TaskSummary};
+pub use tasks::{CancelOutcome, TaskAudit, TaskSummary};
 pub use templates::{TemplateSummary, TemplateUsage, TemplateUse};
 
 pub use audit::NewAudit;
@@ -62,6 +62,11 @@ pub enum StoreError {
     NotFound { what: &'static str, id: String },
     #[error("{0}")]
     Conflict(String),
+    /// The intake found the same instructions already queued or running on the repository.
+    #[error(
+        "task {task} has the same instructions on this repository and is still queued or running"
+    )]
+    DuplicateTask { task: i64 },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("run {run_id} is no longer leased by this worker")]

@@ -258,24 +258,4 @@ impl Store {
         .await?;
         Ok(())
     }
-
-    /// A task of the project with the same instructions on the same repository whose latest run
-    /// is queued or running: a second one would only race it.
-    pub async fn active_duplicate(
-        &self,
-        project_id: i64,
-        repo: &str,
-        instructions: &str,
-    ) -> Result<Option<i64>> {
-        let row = sqlx::query(
-            "SELECT id FROM tasks WHERE project_id = $1 AND repo = $2 AND instructions = $3 \
-             AND status IN ('queued', 'running') ORDER BY id LIMIT 1",
-        )
-        .bind(project_id)
-        .bind(repo)
-        .bind(instructions)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.try_get("id")).transpose()?)
-    }
 }

@@ -1,12 +1,14 @@
 //! Tasks: creation with their first run, retry, cancel, and filtered listing.
 
-use nightshift_core::{NewTask, Run, RunStatus, Task, TaskFilter, now_millis};
+use nightshift_core::{
+    NewTask, Run, RunStatus, Task, TaskFilter, Template, TemplateParams, now_millis,
+};
 use serde::Serialize;
 use sqlx::Row;
 
 use crate::rows::{self, RUN_COLUMNS, TASK_COLUMNS};
 use crate::runs::{fetch_run, sync_task_status};
-use crate::{Backend, Result, Store, StoreError};
+use crate::{Backend, NewAudit, Result, Store, StoreError};
 
 /// A task with its newest run, as lists show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,20 +34,52 @@ enum Bind {
     Text(String),
 }
 
+/// Who created a task, as its audit event records them; the object is the task itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskAudit {
+    pub actor: String,
+    /// `task.create`, or `template.instantiate` for a task rendered from a template.
+    pub action: String,
+    pub source: String,
+    pub detail: Option<String>,
+}
+
 impl Store {
-    /// Stores a task and its first run (queued) in one transaction.
+    /// Stores a task and its first run (queued) in one transaction, as it is: no duplicate
+    /// check and no audit event. Tasks people create come in through [`Store::intake_task`].
     pub async fn create_task(&self, new: &NewTask) -> Result<(Task, Run)> {
-        self.insert_task(new, None).await
+        self.insert_task(new, None, None).await
+    }
+
+    /// Stores a task the intake took in, with its first run (queued), the template version and
+    /// values it came from and its audit event (object `task N`), all in one transaction.
+    /// Refused with [`StoreError::DuplicateTask`] while a task of the project with the same
+    /// instructions on the same repository is queued or running: a second one would only race it.
+    pub async fn intake_task(
+        &self,
+        new: &NewTask,
+        template: Option<(&Template, &TemplateParams)>,
+        audit: &TaskAudit,
+    ) -> Result<(Task, Run)> {
+        let template = template
+            .map(|(template, params)| crate::templates::template_link(new, template, params))
+            .transpose()?;
+        self.insert_task(new, template, Some(audit)).await
     }
 
     /// `template`: the id, version and parameter values (JSON) of the template it came from.
+    /// With `audit`, an active duplicate is refused and the audit event written too.
     pub(crate) async fn insert_task(
         &self,
         new: &NewTask,
         template: Option<(i64, i64, String)>,
+        audit: Option<&TaskAudit>,
     ) -> Result<(Task, Run)> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
+        if audit.is_some() {
+            refuse_active_duplicate(&mut tx, self.backend, new).await?;
+        }
         let task_id: i64 = sqlx::query(
             "INSERT INTO tasks (project_id, title, instructions, repo, base_branch, agent, timeout_secs, budget, \
              created_by, created_at, status, search_text, allow_test_changes) \
@@ -81,6 +115,20 @@ impl Store {
             .bind(params)
             .bind(task_id)
             .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(audit) = audit {
+            crate::audit::insert_audit(
+                &mut tx,
+                &NewAudit {
+                    project_id: Some(new.project_id),
+                    actor: audit.actor.clone(),
+                    action: audit.action.clone(),
+                    object: format!("task {task_id}"),
+                    source: audit.source.clone(),
+                    detail: audit.detail.clone(),
+                },
+            )
             .await?;
         }
         tx.commit().await?;
@@ -375,6 +423,37 @@ async fn insert_run(
     .fetch_one(&mut **tx)
     .await?
     .try_get("id")?)
+}
+
+/// Refuses `new` while a task of its project with the same instructions on the same repository
+/// is queued or running. On PostgreSQL the project's row is locked first, so two intakes of the
+/// same task cannot both find no duplicate; SQLite's write transaction already runs alone.
+async fn refuse_active_duplicate(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+    new: &NewTask,
+) -> Result<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT id FROM projects WHERE id = $1 FOR UPDATE")
+            .bind(new.project_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let existing = sqlx::query(
+        "SELECT id FROM tasks WHERE project_id = $1 AND repo = $2 AND instructions = $3 \
+         AND status IN ('queued', 'running') ORDER BY id LIMIT 1",
+    )
+    .bind(new.project_id)
+    .bind(new.repo.as_str())
+    .bind(new.instructions.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    match existing {
+        Some(row) => Err(StoreError::DuplicateTask {
+            task: row.try_get("id")?,
+        }),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn not_found(what: &'static str, id: i64) -> StoreError {

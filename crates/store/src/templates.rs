@@ -200,20 +200,8 @@ impl Store {
         template: &Template,
         params: &TemplateParams,
     ) -> Result<(Task, Run)> {
-        if template.project_id != new.project_id {
-            return Err(StoreError::Conflict(
-                "a template is only used inside its own project".into(),
-            ));
-        }
-        self.insert_task(
-            new,
-            Some((
-                template.id,
-                template.version,
-                serde_json::to_string(params)?,
-            )),
-        )
-        .await
+        self.insert_task(new, Some(template_link(new, template, params)?), None)
+            .await
     }
 
     /// Which template version a task came from, if any.
@@ -342,4 +330,23 @@ async fn insert_version(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// What a task records of the template it came from: id, version and values (JSON). A
+/// template is only used inside its own project.
+pub(crate) fn template_link(
+    new: &NewTask,
+    template: &Template,
+    params: &TemplateParams,
+) -> Result<(i64, i64, String)> {
+    if template.project_id != new.project_id {
+        return Err(StoreError::Conflict(
+            "a template is only used inside its own project".into(),
+        ));
+    }
+    Ok((
+        template.id,
+        template.version,
+        serde_json::to_string(params)?,
+    ))
 }

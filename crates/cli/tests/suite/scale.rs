@@ -1,6 +1,6 @@
 //! The scaled-out shape with real processes: `nightshift worker` processes (the real binary) on
 //! one real PostgreSQL, each with its own data directory as if on its own machine, draining a
-//! queue filled through the store, stopped with SIGTERM and killed with SIGKILL.
+//! queue filled through the intake, stopped with SIGTERM and killed with SIGKILL.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -8,8 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nightshift_core::{
-    AgentSpec, BranchName, Budget, DEFAULT_PROJECT, Instructions, NewTask, Phase, ProjectSettings,
-    RepoUrl, Run, RunStatus,
+    AgentSpec, DEFAULT_PROJECT, Phase, Project, ProjectSettings, Run, RunStatus,
+};
+use nightshift_engine::{
+    Creator, Engine, EngineConfig, Intake, IntakePolicy, LocalRepos, TaskRateLimit, TaskRequest,
 };
 use nightshift_store::{RunFilter, Store};
 use nightshift_test_support::git::{RemoteRepo, git, repos_root};
@@ -24,6 +26,9 @@ use super::server::BIN;
 struct Cluster {
     url: String,
     store: Store,
+    /// Tasks come in as through the API; this engine runs no workers.
+    intake: Intake,
+    project: Project,
     project_id: i64,
     remote: RemoteRepo,
     shared: tempfile::TempDir,
@@ -110,6 +115,20 @@ impl Cluster {
             git(&remote.bare_path(), &["branch", &lane_name(lane), "main"]);
         }
         let scratch = tempfile::tempdir().unwrap();
+        let mut engine = EngineConfig::new(scratch.path().join("intake"));
+        engine.repositories.local = LocalRepos::Under(vec![repos_root()]);
+        let intake = Intake::new(
+            Engine::new(store.clone(), engine),
+            IntakePolicy {
+                max_timeout: Duration::from_secs(3600),
+                default_agent: AgentSpec::command("true"),
+                task_rate: TaskRateLimit {
+                    per_minute: 10_000,
+                    burst: 10_000,
+                },
+            },
+        );
+        let project = store.project(DEFAULT_PROJECT).await.unwrap().unwrap();
         let config = scratch.path().join("nightshift.toml");
         // The agents record each execution in a directory outside their workspace, which
         // confinement would hide; queueing, not confinement, is what these tests are about.
@@ -125,6 +144,8 @@ impl Cluster {
         Cluster {
             url,
             store,
+            intake,
+            project,
             project_id,
             remote,
             shared: tempfile::tempdir().unwrap(),
@@ -194,19 +215,24 @@ impl Cluster {
     }
 
     async fn create(&self, i: usize, lane: usize, command: &str) -> i64 {
-        let new = NewTask {
-            project_id: self.project_id,
-            title: format!("Write result {i}"),
-            instructions: Instructions::parse(&format!("Write result {i}")).unwrap(),
-            repo: RepoUrl::parse(&self.remote.url()).unwrap(),
-            base_branch: BranchName::parse(&lane_name(lane)).unwrap(),
-            agent: AgentSpec::command(command),
-            timeout_secs: 3600,
-            budget: Budget::default(),
-            allow_test_changes: false,
-            created_by: "tester".into(),
+        let request = TaskRequest {
+            repo: self.remote.url(),
+            base: Some(lane_name(lane)),
+            instructions: format!("Write result {i}"),
+            agent: Some(AgentSpec::command(command)),
+            ..TaskRequest::default()
         };
-        self.store.create_task(&new).await.unwrap().0.id
+        let tester = Creator {
+            name: "tester".into(),
+            server_admin: false,
+            source: "test".into(),
+        };
+        let (task, _) = self
+            .intake
+            .create(&self.project, &tester, request)
+            .await
+            .unwrap();
+        task.id
     }
 
     /// Every run, oldest first.

@@ -1,11 +1,12 @@
 //! What the engine's benchmarks share: an engine with one worker on a repository, and timing
-//! a `command` task from its creation until its run ended.
+//! a `command` task, created through the intake as the API creates it, until its run ended.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nightshift_core::{AgentSpec, BranchName, Budget, Instructions, NewTask, RepoUrl, Run};
-use nightshift_engine::{Engine, EngineConfig};
+use nightshift_core::{AgentSpec, Project, Run};
+use nightshift_engine::{
+    Creator, Engine, EngineConfig, Intake, IntakePolicy, TaskRateLimit, TaskRequest,
+};
 use nightshift_store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -17,10 +18,9 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 /// One worker of an engine with `config`, ready to run tasks on `repo`.
 pub struct Bench {
     pub store: Store,
-    pub engine: Arc<Engine>,
-    project_id: i64,
-    repo: RepoUrl,
-    base: BranchName,
+    intake: Intake,
+    project: Project,
+    repo: String,
     _stop: tokio_util::sync::DropGuard,
 }
 
@@ -33,45 +33,54 @@ impl Bench {
         let stop = CancellationToken::new();
         let (e, s) = (engine.clone(), stop.clone());
         tokio::spawn(async move { e.run_workers(1, s).await });
-        let project_id = store.project("default").await.unwrap().unwrap().id;
-        let repo = RepoUrl::parse(repo).unwrap();
-        let base = engine
-            .resolve_base(&repo, None, nightshift_engine::Requester::Run)
-            .await
-            .unwrap();
+        let project = store.project("default").await.unwrap().unwrap();
+        let intake = Intake::new(
+            engine.clone(),
+            IntakePolicy {
+                max_timeout: Duration::from_secs(3600),
+                default_agent: AgentSpec::command("true"),
+                // A benchmark creates tasks as fast as runs end.
+                task_rate: TaskRateLimit {
+                    per_minute: 100_000,
+                    burst: 100_000,
+                },
+            },
+        );
         Bench {
             store,
-            engine,
-            project_id,
-            repo,
-            base,
+            intake,
+            project,
+            repo: repo.to_string(),
             _stop: stop.drop_guard(),
         }
     }
 
     /// Creates a task whose agent runs `command` and waits for its run to end: the run and the
-    /// milliseconds from creation to the end.
+    /// milliseconds from the task stored (the intake's probe of the repository is no part of a
+    /// run) to the end.
     pub async fn run(&self, instructions: &str, command: &str) -> (Run, f64) {
-        let instructions = Instructions::parse(instructions).unwrap();
-        let new = NewTask {
-            project_id: self.project_id,
-            title: instructions.summary(),
-            instructions,
+        let request = TaskRequest {
             repo: self.repo.clone(),
-            base_branch: self.base.clone(),
-            agent: AgentSpec::command(command),
-            timeout_secs: 600,
-            budget: Budget::default(),
-            allow_test_changes: false,
-            created_by: "bench".into(),
+            instructions: instructions.to_string(),
+            agent: Some(AgentSpec::command(command)),
+            timeout: Some("10m".into()),
+            ..TaskRequest::default()
         };
+        let bench = Creator {
+            name: "bench".into(),
+            server_admin: false,
+            source: "benchmark".into(),
+        };
+        let (task, _) = self
+            .intake
+            .create(&self.project, &bench, request)
+            .await
+            .unwrap();
         let start = Instant::now();
-        let (task, _) = self.store.create_task(&new).await.unwrap();
-        self.engine.wake();
         loop {
             let run = self
                 .store
-                .task_runs(self.project_id, task.id)
+                .task_runs(self.project.id, task.id)
                 .await
                 .unwrap()
                 .pop()

@@ -9,14 +9,14 @@ use nightshift_core::{
     AgentKind, AgentSpec, Budget, EndReason, EventKind, GeneratedChange, Phase, Run, RunEvent,
     RunStatus,
 };
-use nightshift_engine::{EngineConfig, LocalRepos, Requester};
+use nightshift_engine::{EngineConfig, LocalRepos};
 use nightshift_sandbox::group_alive;
 use nightshift_test_support::git::{RemoteRepo, repos_root};
 use nightshift_test_support::model_server::{ModelServer, Turn};
 use nightshift_test_support::test_tool;
 use serde_json::{Value, json};
 
-use super::harness::{Harness, processes_with};
+use super::harness::{Harness, intake, processes_with, request, tester};
 
 pub(super) const MODEL: &str = "claude-sonnet-4-5";
 const CHECKS: &str = "[checks]\ntest = [\"sh test.sh\"]\n";
@@ -937,32 +937,24 @@ async fn claude_session_taken_over(same_machine: bool) {
         (engine, handle)
     };
     let (engine, dying) = start(first.path());
-    let repo = nightshift_core::RepoUrl::parse(&remote.url()).unwrap();
     let project = store.project("default").await.unwrap().unwrap();
-    let (task, run) = store
-        .create_task(&nightshift_core::NewTask {
-            project_id: project.id,
-            title: "Say goodbye".into(),
-            instructions: nightshift_core::Instructions::parse("Say goodbye").unwrap(),
-            base_branch: engine
-                .resolve_base(&repo, None, Requester::Member)
-                .await
-                .unwrap(),
-            repo,
-            agent: AgentSpec {
-                kind: AgentKind::ClaudeCode,
-                command: None,
-                model: Some(MODEL.into()),
-                args: vec![],
-            },
-            timeout_secs: 300,
-            budget: Budget::default(),
-            allow_test_changes: false,
-            created_by: "tester".into(),
-        })
+    let agent = AgentSpec {
+        kind: AgentKind::ClaudeCode,
+        command: None,
+        model: Some(MODEL.into()),
+        args: vec![],
+    };
+    let request = request(
+        &remote.url(),
+        "Say goodbye",
+        agent,
+        Budget::default(),
+        Duration::from_secs(300),
+    );
+    let (task, run) = intake(&engine)
+        .create(&project, &tester(), request)
         .await
         .unwrap();
-    engine.wake();
     let waited = Instant::now();
     while !started.exists()
         || store

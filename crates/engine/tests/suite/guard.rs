@@ -10,7 +10,7 @@ use nightshift_core::{
     AgentKind, AgentSpec, Budget, CheckOutcome, EndReason, GeneratedChange, GuardKind, Phase, Run,
     RunStatus,
 };
-use nightshift_engine::EngineConfig;
+use nightshift_engine::{EngineConfig, TaskRequest};
 use nightshift_forge::{ForgeConfig, ForgeEntry, ForgeKind, Secret};
 use nightshift_test_support::forge_fake::{Access, FakeKind, ForgeFake};
 use nightshift_test_support::git::{RemoteRepo, git};
@@ -18,7 +18,7 @@ use nightshift_test_support::model_server::{ModelServer, Turn};
 use serde_json::{Value, json};
 
 use super::agents::{MODEL, agent_config, at};
-use super::harness::Harness;
+use super::harness::{Harness, request};
 
 const CHECKS: &str =
     "[checks]\nlint = [\"sh lint.sh\"]\ntest = [\"python3 -m unittest discover -s tests\"]\n";
@@ -76,18 +76,17 @@ impl GuardRig {
             model: Some(MODEL.into()),
             args: vec![],
         };
-        let mut new = self
-            .h
-            .new_task(
+        let request = TaskRequest {
+            allow_test_changes: Some(allow_test_changes),
+            ..request(
                 repo,
                 instructions,
                 agent,
                 Budget::default(),
                 Duration::from_secs(300),
             )
-            .await;
-        new.allow_test_changes = allow_test_changes;
-        let task = self.h.submit(&new).await;
+        };
+        let task = self.h.submit(request).await;
         let run = self.h.wait_end(task).await;
         assert_eq!(run.id, 1, "the script was written for run 1's workspace");
         run

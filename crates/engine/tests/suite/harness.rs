@@ -1,10 +1,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nightshift_core::{
-    AgentSpec, Budget, DEFAULT_PROJECT, Instructions, NewTask, RepoUrl, Run, RunEvent,
+use nightshift_core::{AgentSpec, Budget, DEFAULT_PROJECT, Project, Run, RunEvent};
+use nightshift_engine::{
+    Creator, Engine, EngineConfig, Intake, IntakePolicy, LocalRepos, TaskRateLimit, TaskRequest,
 };
-use nightshift_engine::{Engine, EngineConfig, LocalRepos, Requester};
 use nightshift_store::Store;
 use nightshift_test_support::git::repos_root;
 use tokio_util::sync::CancellationToken;
@@ -13,8 +13,53 @@ pub struct Harness {
     pub data: tempfile::TempDir,
     pub store: Store,
     pub engine: Arc<Engine>,
+    /// The way tasks come in, as through the API.
+    pub intake: Intake,
+    pub project: Project,
     pub project_id: i64,
     shutdown: CancellationToken,
+}
+
+/// The intake tests create tasks through: the API's, with room for long timeouts and many tasks.
+pub fn intake(engine: &Arc<Engine>) -> Intake {
+    Intake::new(
+        engine.clone(),
+        IntakePolicy {
+            max_timeout: Duration::from_secs(24 * 3600),
+            default_agent: AgentSpec::command("true"),
+            task_rate: TaskRateLimit {
+                per_minute: 100_000,
+                burst: 100_000,
+            },
+        },
+    )
+}
+
+/// The member who creates the tests' tasks.
+pub fn tester() -> Creator {
+    Creator {
+        name: "tester".into(),
+        server_admin: false,
+        source: "test".into(),
+    }
+}
+
+/// A task request with everything the tests choose.
+pub fn request(
+    repo: &str,
+    instructions: &str,
+    agent: AgentSpec,
+    budget: Budget,
+    timeout: Duration,
+) -> TaskRequest {
+    TaskRequest {
+        repo: repo.to_string(),
+        instructions: instructions.to_string(),
+        agent: Some(agent),
+        budget: Some(budget),
+        timeout: Some(format!("{}s", timeout.as_secs())),
+        ..TaskRequest::default()
+    }
 }
 
 impl Harness {
@@ -43,12 +88,14 @@ impl Harness {
         let e = engine.clone();
         let s = shutdown.clone();
         tokio::spawn(async move { e.run_workers(workers, s).await });
-        let project_id = store.project(DEFAULT_PROJECT).await.unwrap().unwrap().id;
+        let project = store.project(DEFAULT_PROJECT).await.unwrap().unwrap();
         Harness {
             data,
             store,
+            intake: intake(&engine),
             engine,
-            project_id,
+            project_id: project.id,
+            project,
             shutdown,
         }
     }
@@ -70,7 +117,7 @@ impl Harness {
         .await
     }
 
-    /// Creates a task through the store with any agent and budget, as the API does.
+    /// Creates a task through the intake with any agent and budget, as the API does.
     pub async fn create_with(
         &self,
         repo: &str,
@@ -79,47 +126,18 @@ impl Harness {
         budget: Budget,
         timeout: Duration,
     ) -> i64 {
-        let new = self
-            .new_task(repo, instructions, agent, budget, timeout)
-            .await;
-        self.submit(&new).await
+        self.submit(request(repo, instructions, agent, budget, timeout))
+            .await
     }
 
-    /// Stores `new` with its first run and wakes the workers.
-    pub async fn submit(&self, new: &NewTask) -> i64 {
-        let (task, _) = self.store.create_task(new).await.unwrap();
-        self.engine.wake();
-        task.id
-    }
-
-    /// A task as the API would make it, for a test to adjust before [`Harness::submit`].
-    pub async fn new_task(
-        &self,
-        repo: &str,
-        instructions: &str,
-        agent: AgentSpec,
-        budget: Budget,
-        timeout: Duration,
-    ) -> NewTask {
-        let repo = RepoUrl::parse(repo).unwrap();
-        let base = self
-            .engine
-            .resolve_base(&repo, None, Requester::Member)
+    /// Creates a task through the intake from a request a test adjusted.
+    pub async fn submit(&self, request: TaskRequest) -> i64 {
+        let (task, _) = self
+            .intake
+            .create(&self.project, &tester(), request)
             .await
             .unwrap();
-        let instructions = Instructions::parse(instructions).unwrap();
-        NewTask {
-            project_id: self.project_id,
-            title: instructions.summary(),
-            instructions,
-            repo,
-            base_branch: base,
-            agent,
-            timeout_secs: timeout.as_secs(),
-            budget,
-            allow_test_changes: false,
-            created_by: "tester".into(),
-        }
+        task.id
     }
 
     pub async fn latest(&self, task_id: i64) -> Run {

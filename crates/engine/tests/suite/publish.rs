@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nightshift_core::{
-    AgentSpec, Budget, DEFAULT_PROJECT, EndReason, Instructions, NewTask, Phase, RepoUrl, Run,
-    RunStatus,
+    AgentSpec, Budget, DEFAULT_PROJECT, EndReason, Phase, RepoUrl, Run, RunStatus,
 };
-use nightshift_engine::{Engine, EngineConfig, Requester};
+use nightshift_engine::{Engine, EngineConfig, TaskRequest};
 use nightshift_forge::{ForgeConfig, ForgeEntry, ForgeKind, RetryPolicy, Secret};
 use nightshift_store::{ForgeCredential, SecretKey, Store};
 use nightshift_test_support::forge_fake::{Access, FakeKind, FakePull, Fault, ForgeFake};
 use nightshift_test_support::git::git;
 use tokio_util::sync::CancellationToken;
+
+use super::harness::{intake, request, tester};
 
 /// The engine's forge token; it must show up nowhere a person or another process can read.
 const CANARY: &str = "canary-engine-5c1d8e7a";
@@ -125,26 +126,21 @@ impl Site {
     }
 
     async fn create(&self, workers: &Workers, repo: &str, title: &str, command: &str) -> i64 {
-        let repo = RepoUrl::parse(&self.fake.repo_url(repo)).unwrap();
-        let base = workers
-            .engine
-            .resolve_base(&repo, None, Requester::Member)
+        let request = TaskRequest {
+            title: Some(title.to_string()),
+            ..request(
+                &self.fake.repo_url(repo),
+                &format!("{title}\n\nKeep the test green."),
+                AgentSpec::command(command),
+                Budget::default(),
+                Duration::from_secs(120),
+            )
+        };
+        let project = self.store.project(DEFAULT_PROJECT).await.unwrap().unwrap();
+        let (task, _) = intake(&workers.engine)
+            .create(&project, &tester(), request)
             .await
             .unwrap();
-        let new = NewTask {
-            project_id: self.project_id,
-            title: title.to_string(),
-            instructions: Instructions::parse(&format!("{title}\n\nKeep the test green.")).unwrap(),
-            repo,
-            base_branch: base,
-            agent: AgentSpec::command(command),
-            timeout_secs: 120,
-            budget: Budget::default(),
-            allow_test_changes: false,
-            created_by: "tester".into(),
-        };
-        let (task, _) = self.store.create_task(&new).await.unwrap();
-        workers.engine.wake();
         task.id
     }
 

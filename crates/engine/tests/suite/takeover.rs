@@ -7,16 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nightshift_core::{
-    AgentSpec, Budget, DEFAULT_PROJECT, EventKind, Instructions, NewTask, Phase, RepoUrl, Run,
-    RunEvent, RunStatus,
+    AgentSpec, Budget, DEFAULT_PROJECT, EventKind, Phase, Run, RunEvent, RunStatus,
 };
-use nightshift_engine::{Engine, EngineConfig, LocalRepos, Requester};
+use nightshift_engine::{Engine, EngineConfig, LocalRepos};
 use nightshift_store::Store;
 use nightshift_test_support::git::{RemoteRepo, git, repos_root};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::harness::processes_with;
+use super::harness::{intake, processes_with, request, tester};
 
 /// Bytes no text diff carries: a NUL, bytes that are not UTF-8, no final newline.
 const BLOB: &[u8] = b"\x00\xff\xfe binary \x80\x81";
@@ -140,26 +139,18 @@ impl Site {
     }
 
     async fn create(&self, machine: &Machine, command: &str) -> i64 {
-        let repo = RepoUrl::parse(&self.remote.url()).unwrap();
-        let base = machine
-            .engine
-            .resolve_base(&repo, None, Requester::Member)
+        let request = request(
+            &self.remote.url(),
+            "Say goodbye",
+            AgentSpec::command(command),
+            Budget::default(),
+            Duration::from_secs(600),
+        );
+        let project = self.store.project(DEFAULT_PROJECT).await.unwrap().unwrap();
+        let (task, _) = intake(&machine.engine)
+            .create(&project, &tester(), request)
             .await
             .unwrap();
-        let new = NewTask {
-            project_id: self.project_id,
-            title: "Say goodbye".into(),
-            instructions: Instructions::parse("Say goodbye").unwrap(),
-            repo,
-            base_branch: base,
-            agent: AgentSpec::command(command),
-            timeout_secs: 600,
-            budget: Budget::default(),
-            allow_test_changes: false,
-            created_by: "tester".into(),
-        };
-        let (task, _) = self.store.create_task(&new).await.unwrap();
-        machine.engine.wake();
         task.id
     }
 

@@ -4,7 +4,7 @@
 
 mod audit;
 mod credentials;
-mod notifications;
+pub(crate) mod notifications;
 mod projects;
 mod stream;
 pub(crate) mod tasks;

@@ -1,24 +1,20 @@
 //! Task routes: create, list with filters, show, cancel, retry, events, generated change.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use nightshift_core::{
-    AgentKind, AgentSpec, BranchName, Budget, DEFAULT_TIMEOUT, Instructions, NewTask, Project,
-    RepoUrl, RunEvent, TaskFilter, Template, TemplateParams, Title, parse_duration,
-    parse_timestamp,
+    AgentSpec, Budget, Project, RepoUrl, Run, RunEvent, Task, TaskFilter, parse_timestamp,
 };
-use nightshift_engine::Requester;
+use nightshift_engine::TaskRequest;
 use nightshift_store::CancelOutcome;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::{AuditNote, CurrentUser, ProjectAccess};
+use crate::auth::{AuditNote, ProjectAccess};
 use crate::error::ApiError;
 use crate::views::{RunView, TaskView};
 
@@ -65,157 +61,33 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let project = access.project.clone();
     let request = body(request)?;
-    let view = create_task(&state, &project, &access.user, request, None).await?;
-    let task_id = view.id;
-    let mut response = (StatusCode::CREATED, Json(view)).into_response();
-    response.extensions_mut().insert(AuditNote {
-        object: Some(format!("task {task_id}")),
-        ..Default::default()
-    });
-    Ok(response)
+    let (task, run) = state
+        .intake
+        .create(&project, &access.user.creator(), request.into())
+        .await?;
+    created(&task, &project, run)
 }
 
-/// Validates a task request and stores the task with its first run. With a template, its
-/// agent, budget and timeout apply where the request names none, and the task records which
-/// version and values it came from (`request.instructions` is then the rendered text).
-pub(crate) async fn create_task(
-    state: &AppState,
-    project: &Project,
-    user: &CurrentUser,
-    request: CreateTask,
-    template: Option<(&Template, &TemplateParams)>,
-) -> Result<TaskView, ApiError> {
-    let spec = template.map(|(t, _)| &t.spec);
-    // The project may lower the server's timeout cap (and with it the default).
-    let settings = state.store.project_settings(project.id).await?;
-    let max_timeout = settings
-        .max_timeout_secs
-        .map(std::time::Duration::from_secs)
-        .map_or(state.config.max_timeout, |p| {
-            p.min(state.config.max_timeout)
-        });
-    let instructions = Instructions::parse(&request.instructions)?;
-    let repo = RepoUrl::parse(&request.repo)?;
-    let title = Title::parse(request.title.as_deref().unwrap_or_default())?;
-    let base = request
-        .base
-        .as_deref()
-        .filter(|b| !b.trim().is_empty())
-        .map(BranchName::parse)
-        .transpose()?;
-    let timeout = match (
-        request.timeout.as_deref(),
-        spec.and_then(|s| s.timeout_secs),
-    ) {
-        (Some(text), _) => parse_duration(text)?,
-        (None, Some(secs)) => std::time::Duration::from_secs(secs),
-        (None, None) => DEFAULT_TIMEOUT.min(max_timeout),
-    };
-    if timeout > max_timeout {
-        return Err(ApiError::invalid(
-            "timeout_too_long",
-            format!(
-                "timeout {} is over this project's limit of {}",
-                nightshift_core::format_duration(timeout),
-                nightshift_core::format_duration(max_timeout)
-            ),
-        ));
-    }
-    let agent = request
-        .agent
-        .or_else(|| spec.and_then(|s| s.agent.clone()))
-        .unwrap_or_else(|| state.config.default_agent.clone());
-    if agent.kind == AgentKind::Command
-        && agent.command.as_deref().is_none_or(|c| c.trim().is_empty())
-    {
-        return Err(ApiError::invalid(
-            "agent_command_required",
-            "the command agent needs a command: set agent.command (CLI: --agent-command)",
-        ));
-    }
-    let budget = request
-        .budget
-        .or(spec.map(|s| s.budget))
-        .unwrap_or_default();
-    budget.validate()?;
-    let allow_test_changes = request
-        .allow_test_changes
-        .or(spec.map(|s| s.allow_test_changes))
-        .unwrap_or(false);
-    // Configured secrets are masked before anything is derived from the text: a title cut
-    // from the instructions must not keep half a key the mask would no longer recognise.
-    let redactor = state.engine.intake_redactor(project.id, &repo).await?;
-    let instructions = Instructions::parse(&redactor.redact(instructions.as_str()))?;
-    let title = match title {
-        Some(title) => redactor.redact(&String::from(title)).into_owned(),
-        None => instructions.summary(),
-    };
-    let masked_params;
-    let template = match template {
-        Some((template, params)) => {
-            let values: BTreeMap<String, String> = params
-                .as_map()
-                .iter()
-                .map(|(k, v)| (k.clone(), redactor.redact(v).into_owned()))
-                .collect();
-            if values == *params.as_map() {
-                Some((template, params))
-            } else {
-                masked_params = template.spec.bind(&values)?;
-                Some((template, &masked_params))
-            }
+/// A task the intake created, as the API answers it: the intake recorded its audit event.
+pub(crate) fn created(task: &Task, project: &Project, run: Run) -> Result<Response, ApiError> {
+    let view = TaskView::detail(task, &project.name, &[run])
+        .ok_or_else(|| ApiError::not_found("task has no run"))?;
+    Ok(AuditNote::written_with_change().attach((StatusCode::CREATED, Json(view))))
+}
+
+impl From<CreateTask> for TaskRequest {
+    fn from(r: CreateTask) -> Self {
+        TaskRequest {
+            repo: r.repo,
+            base: r.base,
+            instructions: r.instructions,
+            title: r.title,
+            agent: r.agent,
+            timeout: r.timeout,
+            budget: r.budget,
+            allow_test_changes: r.allow_test_changes,
         }
-        None => None,
-    };
-    state.throttle.task_created(user.name())?;
-    if let Some(existing) = state
-        .store
-        .active_duplicate(project.id, repo.as_str(), instructions.as_str())
-        .await?
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "duplicate_task",
-            format!(
-                "task {existing} has the same instructions on this repository and is still queued or running: \
-                 follow it at /api/v1/projects/{}/tasks/{existing}, or cancel it first",
-                project.name
-            ),
-        ));
     }
-    let requester = if user.user.server_admin {
-        Requester::ServerAdmin
-    } else {
-        Requester::Member
-    };
-    let base = state
-        .engine
-        .resolve_base(&repo, base.as_ref(), requester)
-        .await?;
-    let new = NewTask {
-        project_id: project.id,
-        title,
-        instructions,
-        repo,
-        base_branch: base,
-        agent,
-        timeout_secs: timeout.as_secs(),
-        budget,
-        allow_test_changes,
-        created_by: user.name().to_string(),
-    };
-    let (task, run) = match template {
-        Some((template, params)) => {
-            state
-                .store
-                .create_task_from_template(&new, template, params)
-                .await?
-        }
-        None => state.store.create_task(&new).await?,
-    };
-    state.engine.wake();
-    TaskView::detail(&task, &project.name, &[run])
-        .ok_or_else(|| ApiError::not_found("task has no run"))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -292,7 +164,7 @@ pub(crate) async fn task_view(
 pub async fn cancel(
     State(state): State<AppState>,
     Path((project, id)): Path<(String, i64)>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let project = state.project(&project).await?;
     let (status, outcome, run) = match state.store.cancel_task(project.id, id).await? {
         CancelOutcome::Cancelled(run) => (StatusCode::OK, "cancelled", run),
@@ -310,23 +182,23 @@ pub async fn cancel(
             ),
         ));
     }
-    Ok((
+    Ok(AuditNote::task(id, run.number).attach((
         status,
         Json(json!({"outcome": outcome, "run": RunView::new(&run)})),
-    ))
+    )))
 }
 
 pub async fn retry(
     State(state): State<AppState>,
     Path((project, id)): Path<(String, i64)>,
-) -> Result<(StatusCode, Json<TaskView>), ApiError> {
+) -> Result<Response, ApiError> {
     let project = state.project(&project).await?;
-    state.store.retry_task(project.id, id).await?;
+    let run = state.store.retry_task(project.id, id).await?;
     state.engine.wake();
-    Ok((
+    Ok(AuditNote::task(id, run.number).attach((
         StatusCode::CREATED,
         Json(task_view(&state, &project, id).await?),
-    ))
+    )))
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,18 +7,20 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use nightshift_core::{
-    AgentSpec, Budget, ParamFromText, Project, Template, TemplateParams, TemplateSpec, parameterise,
+    AgentSpec, Budget, ParamFromText, Project, Template, TemplateSpec, parameterise,
 };
+use nightshift_engine::TaskRequest;
 use nightshift_store::{TemplateSummary, TemplateUsage};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::api::tasks::{CreateTask, body, create_task};
-use crate::auth::CurrentUser;
+use crate::api::tasks::{body, created};
+use crate::auth::{AuditNote, CurrentUser};
 use crate::error::ApiError;
-use crate::views::{RunView, TaskView};
+use crate::views::RunView;
 
 /// A template as the API sends it: the version's spec plus its identity and usage.
 #[derive(Debug, Serialize)]
@@ -185,11 +187,12 @@ pub async fn create(
     Path(project): Path<String>,
     user: CurrentUser,
     request: Result<Json<TemplateSpec>, JsonRejection>,
-) -> Result<(StatusCode, Json<TemplateView>), ApiError> {
+) -> Result<Response, ApiError> {
     let project = state.project(&project).await?;
     let spec = body(request)?;
     let template = create_template(&state, &project, &user, &spec).await?;
-    Ok((StatusCode::CREATED, Json(TemplateView::new(&template))))
+    Ok(AuditNote::template(&template)
+        .attach((StatusCode::CREATED, Json(TemplateView::new(&template)))))
 }
 
 pub async fn update(
@@ -197,11 +200,11 @@ pub async fn update(
     Path((project, name)): Path<(String, String)>,
     user: CurrentUser,
     request: Result<Json<TemplateSpec>, JsonRejection>,
-) -> Result<Json<TemplateView>, ApiError> {
+) -> Result<Response, ApiError> {
     let project = state.project(&project).await?;
     let spec = body(request)?;
     let template = update_template(&state, &project, &user, &name, &spec).await?;
-    Ok(Json(TemplateView::new(&template)))
+    Ok(AuditNote::template(&template).attach(Json(TemplateView::new(&template))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,17 +255,32 @@ pub(crate) async fn spec_from_task(
     })
 }
 
+/// Saves the template a succeeded task makes; its audit note names the task too.
+pub(crate) async fn template_from_task(
+    state: &AppState,
+    project: &Project,
+    user: &CurrentUser,
+    request: &FromTask,
+) -> Result<(Template, AuditNote), ApiError> {
+    let spec = spec_from_task(state, project, request).await?;
+    let template = create_template(state, project, user, &spec).await?;
+    let note = AuditNote::template(&template).detail(format!(
+        "version {} from task {}",
+        template.version, request.task_id
+    ));
+    Ok((template, note))
+}
+
 pub async fn from_task(
     State(state): State<AppState>,
     Path(project): Path<String>,
     user: CurrentUser,
     request: Result<Json<FromTask>, JsonRejection>,
-) -> Result<(StatusCode, Json<TemplateView>), ApiError> {
+) -> Result<Response, ApiError> {
     let project = state.project(&project).await?;
     let request = body(request)?;
-    let spec = spec_from_task(&state, &project, &request).await?;
-    let template = create_template(&state, &project, &user, &spec).await?;
-    Ok((StatusCode::CREATED, Json(TemplateView::new(&template))))
+    let (template, note) = template_from_task(&state, &project, &user, &request).await?;
+    Ok(note.attach((StatusCode::CREATED, Json(TemplateView::new(&template)))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -303,26 +321,12 @@ fn value_text(name: &str, value: &Value) -> Result<String, ApiError> {
     }
 }
 
-/// Binds the values, renders the instructions, and creates the task.
-pub(crate) async fn instantiate_template(
-    state: &AppState,
-    project: &Project,
-    user: &CurrentUser,
-    template: &Template,
-    values: &BTreeMap<String, String>,
-    mut request: CreateTask,
-) -> Result<TaskView, ApiError> {
-    let params: TemplateParams = template.spec.bind(values)?;
-    request.instructions = template.spec.render(&params);
-    create_task(state, project, user, request, Some((template, &params))).await
-}
-
 pub async fn instantiate(
     State(state): State<AppState>,
     Path((project, name)): Path<(String, String)>,
     user: CurrentUser,
     request: Result<Json<Instantiate>, JsonRejection>,
-) -> Result<(StatusCode, Json<TaskView>), ApiError> {
+) -> Result<Response, ApiError> {
     let project = state.project(&project).await?;
     let request = body(request)?;
     let template = template_or_404(&state, &project, &name, request.version).await?;
@@ -331,7 +335,7 @@ pub async fn instantiate(
         .iter()
         .map(|(k, v)| Ok((k.clone(), value_text(k, v)?)))
         .collect::<Result<BTreeMap<_, _>, ApiError>>()?;
-    let create = CreateTask {
+    let create = TaskRequest {
         repo: request.repo,
         base: request.base,
         instructions: String::new(),
@@ -341,6 +345,9 @@ pub async fn instantiate(
         budget: request.budget,
         allow_test_changes: request.allow_test_changes,
     };
-    let view = instantiate_template(&state, &project, &user, &template, &values, create).await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    let (task, run) = state
+        .intake
+        .create_from_template(&project, &user.creator(), &template, &values, create)
+        .await?;
+    created(&task, &project, run)
 }

@@ -96,20 +96,22 @@ pub async fn sign_in(
         Json(json!({"user": user.name})),
     )
         .into_response();
+    // Signed in only now: the request carried no actor yet.
     response.extensions_mut().insert(AuditNote {
         actor: Some(user.name.clone()),
-        object: Some(format!("user {}", user.name)),
-        ..Default::default()
+        ..AuditNote::user(&user.name)
     });
     Ok(response)
 }
 
 pub async fn sign_out(
     State(state): State<AppState>,
+    user: CurrentUser,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let expired = end_session(&state, &headers).await?;
-    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, expired)]).into_response())
+    Ok(AuditNote::user(user.name())
+        .attach((StatusCode::NO_CONTENT, [(header::SET_COOKIE, expired)])))
 }
 
 pub async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {

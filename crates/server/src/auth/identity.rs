@@ -6,6 +6,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use nightshift_core::{Project, Role, User};
+use nightshift_engine::Creator;
 use nightshift_store::NewAudit;
 
 use super::{LOCAL_USER, forbidden, project_not_found, unauthenticated};
@@ -217,6 +218,15 @@ impl CurrentUser {
             None => Err(unauthenticated(identity.rejected.unwrap_or(
                 "sign in: send `Authorization: Bearer <token>` (CLI: NIGHTSHIFT_TOKEN) or a session cookie",
             ))),
+        }
+    }
+
+    /// This user as the intake records a task's creator.
+    pub fn creator(&self) -> Creator {
+        Creator {
+            name: self.user.name.clone(),
+            server_admin: self.user.server_admin,
+            source: self.source.clone(),
         }
     }
 

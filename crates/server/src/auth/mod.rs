@@ -5,7 +5,8 @@
 mod guard;
 mod identity;
 
-pub use guard::{AuditNote, ProjectAccess, guard};
+pub(crate) use guard::page_guard;
+pub use guard::{AuditBy, AuditNote, ProjectAccess, guard};
 pub(crate) use identity::session_cookie as identity_session;
 pub use identity::{CurrentUser, Identity, SESSION_COOKIE, resolve};
 pub(crate) use identity::{OverTls, over_tls, peer_of_request};

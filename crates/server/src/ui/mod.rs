@@ -1,85 +1,235 @@
-//! The web UI: server-rendered pages under `/p/{project}/…`, live fragments the small script
-//! swaps in without reloads, and the embedded static assets. No build step: CSS and JS are
-//! plain files compiled into the binary.
+//! The web UI: server-rendered pages under `/p/{project}/…` (written with `maud`, which escapes
+//! every value), live fragments the small script swaps in without reloads, and the embedded
+//! static assets. No build step: CSS and JS are plain files compiled into the binary. The page
+//! table routes every page and form through the same guard as the API.
 
+mod layout;
 mod notifications;
-mod review;
 mod session;
 mod tasks;
 mod templates;
 
+pub(crate) use layout::PageError;
+
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
-use nightshift_core::{DEFAULT_PROJECT, Millis, now_millis};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{MethodRouter, get, post};
+use maud::{PreEscaped, html};
+use nightshift_core::{DEFAULT_PROJECT, Role};
 
 use crate::AppState;
-use crate::auth::CurrentUser;
-use crate::error::ApiError;
+use crate::api::RouteSpec;
+use crate::auth::Access;
+use layout::{see_other, url_component};
 
 const APP_CSS: &str = include_str!("static/app.css");
 const APP_JS: &str = include_str!("static/app.js");
-/// Drawn inline: an emoji needs a font the machine may not have.
-const BELL_SVG: &str = "<svg aria-hidden=\"true\" focusable=\"false\" width=\"16\" height=\"16\" viewBox=\"0 0 16 16\">\
-<path fill=\"currentColor\" d=\"M8 16a2 2 0 0 0 2-2H6a2 2 0 0 0 2 2zm5-5V7a5 5 0 0 0-4-4.9V1a1 1 0 0 0-2 0v1.1A5 5 0 0 0 3 7v4l-2 2h14z\"/></svg>";
+
+/// One page or form of the web UI. A form performs a route of the API's table and shares its
+/// access and audit action, so a change is checked and recorded alike through either door.
+#[derive(Debug, Clone)]
+pub struct PageRoute {
+    pub method: Method,
+    pub path: &'static str,
+    /// The API route (method and path under `/api/v1`) this form performs; `None` for a page,
+    /// which reads only.
+    pub performs: Option<(Method, &'static str)>,
+}
+
+fn shows(path: &'static str) -> PageRoute {
+    PageRoute {
+        method: Method::GET,
+        path,
+        performs: None,
+    }
+}
+
+fn form(path: &'static str, method: Method, api_path: &'static str) -> PageRoute {
+    PageRoute {
+        method: Method::POST,
+        path,
+        performs: Some((method, api_path)),
+    }
+}
+
+/// Every page and form with its handler.
+fn table() -> Vec<(PageRoute, MethodRouter<AppState>)> {
+    use Method as M;
+    vec![
+        (shows("/"), get(home)),
+        (shows("/signin"), get(session::page)),
+        (form("/signin", M::POST, "/session"), post(session::sign_in)),
+        (shows("/signout"), get(session::sign_out_page)),
+        (
+            form("/signout", M::DELETE, "/session"),
+            post(session::sign_out),
+        ),
+        (shows("/p/{project}/tasks"), get(tasks::list)),
+        (
+            form("/p/{project}/tasks", M::POST, "/projects/{project}/tasks"),
+            post(tasks::create),
+        ),
+        (shows("/p/{project}/tasks/rows"), get(tasks::rows)),
+        (shows("/p/{project}/tasks/new"), get(tasks::new_form)),
+        (shows("/p/{project}/tasks/{id}"), get(tasks::detail)),
+        (shows("/p/{project}/tasks/{id}/live"), get(tasks::live)),
+        (
+            form(
+                "/p/{project}/tasks/{id}/cancel",
+                M::POST,
+                "/projects/{project}/tasks/{id}/cancel",
+            ),
+            post(tasks::cancel),
+        ),
+        (
+            form(
+                "/p/{project}/tasks/{id}/retry",
+                M::POST,
+                "/projects/{project}/tasks/{id}/retry",
+            ),
+            post(tasks::retry),
+        ),
+        (shows("/p/{project}/templates"), get(templates::list)),
+        (
+            form(
+                "/p/{project}/templates",
+                M::POST,
+                "/projects/{project}/templates",
+            ),
+            post(templates::create),
+        ),
+        (
+            shows("/p/{project}/templates/new"),
+            get(templates::new_form),
+        ),
+        (
+            shows("/p/{project}/templates/from-task"),
+            get(templates::from_task_form),
+        ),
+        (
+            form(
+                "/p/{project}/templates/from-task",
+                M::POST,
+                "/projects/{project}/templates/from-task",
+            ),
+            post(templates::from_task),
+        ),
+        (
+            shows("/p/{project}/templates/{name}"),
+            get(templates::detail),
+        ),
+        (
+            shows("/p/{project}/templates/{name}/edit"),
+            get(templates::edit_form),
+        ),
+        (
+            form(
+                "/p/{project}/templates/{name}/edit",
+                M::PUT,
+                "/projects/{project}/templates/{name}",
+            ),
+            post(templates::edit),
+        ),
+        (
+            shows("/p/{project}/notifications"),
+            get(notifications::list),
+        ),
+        (
+            form(
+                "/p/{project}/notifications/read-all",
+                M::POST,
+                "/projects/{project}/notifications/read-all",
+            ),
+            post(notifications::read_all),
+        ),
+        // Following an old link changes nothing; reading takes the form below.
+        (
+            shows("/p/{project}/notifications/{id}"),
+            get(notifications::show),
+        ),
+        (
+            form(
+                "/p/{project}/notifications/{id}",
+                M::POST,
+                "/projects/{project}/notifications/{id}/read",
+            ),
+            post(notifications::open),
+        ),
+    ]
+}
+
+/// The pages and forms without handlers.
+pub fn page_table() -> Vec<PageRoute> {
+    table().into_iter().map(|(route, _)| route).collect()
+}
+
+/// A page's access: the sign-in form is for anyone, the rest for signed-in people, under
+/// `/p/{project}/` with the viewer role.
+pub(crate) fn page_spec(method: Method, path: &'static str, access: Access) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        access,
+        summary: "a page of the web UI",
+        action: None,
+        example: None,
+    }
+}
+
+/// What guards the page or form axum matched: the API route a form performs, else the page's
+/// own access. `None` for an address no page answers.
+pub(crate) fn spec_for(method: &Method, template: &str) -> Option<RouteSpec> {
+    static TABLE: std::sync::OnceLock<Vec<PageRoute>> = std::sync::OnceLock::new();
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    let route = TABLE
+        .get_or_init(page_table)
+        .iter()
+        .find(|r| r.method == *method && r.path == template)?;
+    Some(match &route.performs {
+        Some((method, path)) => crate::api::spec_for(method, path)?.clone(),
+        None => {
+            let access = if route.path == "/signin" {
+                Access::Public
+            } else if route.path.starts_with("/p/{project}/") {
+                Access::Project(Role::Viewer)
+            } else {
+                Access::SignedIn
+            };
+            page_spec(route.method.clone(), route.path, access)
+        }
+    })
+}
 
 pub fn routes(state: AppState) -> Router<AppState> {
-    let pages = Router::new()
-        .route("/p/{project}/tasks", get(tasks::list).post(tasks::create))
-        .route("/p/{project}/tasks/rows", get(tasks::rows))
-        .route("/p/{project}/tasks/new", get(tasks::new_form))
-        .route("/p/{project}/tasks/{id}", get(tasks::detail))
-        .route("/p/{project}/tasks/{id}/live", get(tasks::live))
-        .route(
-            "/p/{project}/tasks/{id}/cancel",
-            axum::routing::post(tasks::cancel),
-        )
-        .route(
-            "/p/{project}/tasks/{id}/retry",
-            axum::routing::post(tasks::retry),
-        )
-        .route(
-            "/p/{project}/templates",
-            get(templates::list).post(templates::create),
-        )
-        .route("/p/{project}/templates/new", get(templates::new_form))
-        .route(
-            "/p/{project}/templates/from-task",
-            get(templates::from_task_form).post(templates::from_task),
-        )
-        .route("/p/{project}/templates/{name}", get(templates::detail))
-        .route(
-            "/p/{project}/templates/{name}/edit",
-            get(templates::edit_form).post(templates::edit),
-        )
-        .route("/p/{project}/notifications", get(notifications::list))
-        .route(
-            "/p/{project}/notifications/read-all",
-            axum::routing::post(notifications::read_all),
-        )
-        // Forms change state; `router` refuses them when they come from another site (CSRF).
-        .route(
-            "/p/{project}/notifications/{id}",
-            get(notifications::show).post(notifications::open),
-        )
-        .route("/", get(home))
-        .route(
-            "/signout",
-            get(session::sign_out_page).post(session::sign_out),
-        )
-        // Every page needs a signed-in user with a role in the page's project.
+    let pages = table()
+        .into_iter()
+        .fold(Router::new(), |router, (route, handler)| {
+            router.route(route.path, handler)
+        })
+        // The route table decides who may see each page and post each form, and audits forms
+        // as the API routes they perform.
         .layer(axum::middleware::from_fn_with_state(
             state,
-            session::require_user,
+            crate::auth::page_guard,
         ));
     Router::new()
-        .route("/signin", get(session::page).post(session::sign_in))
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
         .merge(pages)
+}
+
+/// Where a browser without a session goes: the sign-in form, with the way back in `next`.
+/// After a refused POST, coming back means reloading the page the form was on.
+pub(crate) fn to_sign_in(method: &Method, back: &str) -> Response {
+    let back = if *method == Method::GET { back } else { "/" };
+    see_other(&format!("/signin?next={}", url_component(back)))
 }
 
 async fn home() -> Redirect {
@@ -135,233 +285,40 @@ pub(crate) async fn same_origin(request: Request, next: Next) -> Response {
 }
 
 fn forbidden() -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        Html("<!doctype html><title>Forbidden</title><p>Cross-site form submissions are refused."),
-    )
-        .into_response()
-}
-
-/// Escapes text for HTML element content and quoted attribute values.
-pub(crate) fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Escapes a value for a URL query component.
-pub(crate) fn url_component(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// "3m ago", as lists show ages.
-pub(crate) fn age(at: Millis) -> String {
-    let secs = ((now_millis() - at) / 1000).max(0);
-    match secs {
-        0..60 => format!("{secs}s ago"),
-        60..3600 => format!("{}m ago", secs / 60),
-        3600..86400 => format!("{}h ago", secs / 3600),
-        _ => format!("{}d ago", secs / 86400),
-    }
-}
-
-/// What every page needs to know about who is looking and where.
-pub(crate) struct Chrome {
-    pub project: String,
-    pub user: String,
-    pub unread: i64,
-    /// Why runs here are not confined, shown on every page; `None` when they are.
-    pub unconfined: Option<String>,
-}
-
-impl Chrome {
-    pub async fn load(
-        state: &AppState,
-        project: &str,
-        user: &CurrentUser,
-    ) -> Result<(Chrome, nightshift_core::Project), PageError> {
-        let project = state.project(project).await?;
-        let unread = state
-            .store
-            .unread_notifications(project.id, user.name())
-            .await?;
-        Ok((
-            Chrome {
-                project: project.name.clone(),
-                user: user.name().to_string(),
-                unread,
-                unconfined: {
-                    let status = state.engine.confinement();
-                    (!status.confined).then(|| status.detail.clone())
-                },
-            },
-            project,
-        ))
-    }
-
-    /// The base path of this project's pages.
-    pub fn base(&self) -> String {
-        format!("/p/{}", url_component(&self.project))
-    }
-}
-
-/// Which navigation entry is the current page.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Nav {
-    Tasks,
-    NewTask,
-    Templates,
-    Notifications,
-}
-
-/// The page frame: skip link, header with navigation, project (the switcher's place once
-/// projects come with sign-in), notification bell and user, then `body` in `<main>`.
-pub(crate) fn page(chrome: &Chrome, nav: Nav, title: &str, body: &str) -> Html<String> {
-    let base = chrome.base();
-    let link = |target: Nav, href: String, label: &str| {
-        let current = if target == nav {
-            " aria-current=\"page\""
-        } else {
-            ""
-        };
-        format!("<li><a href=\"{href}\"{current}>{label}</a></li>")
+    let page = html! {
+        (PreEscaped("<!doctype html>"))
+        title { "Forbidden" }
+        p { "Cross-site form submissions are refused." }
     };
-    let bell_label = format!("Notifications, {} unread", chrome.unread);
-    Html(format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<meta name=\"color-scheme\" content=\"light dark\">\
-<title>{title} · Nightshift</title><link rel=\"stylesheet\" href=\"/static/app.css\">\
-<script src=\"/static/app.js\" defer></script></head>\
-<body data-project=\"{project_attr}\" data-base=\"{base}\">\
-<a class=\"skip\" href=\"#main\">Skip to content</a>\
-<header class=\"top\"><a class=\"brand\" href=\"{base}/tasks\">Nightshift</a>\
-<nav aria-label=\"Main\"><ul>{tasks}{new}{templates}</ul></nav>\
-<div class=\"who\"><span class=\"project\" title=\"Project\">Project: <strong>{project}</strong></span>\
-<a class=\"bell\" id=\"bell\" href=\"{base}/notifications\" aria-label=\"{bell_label}\"{bell_current}>\
-{BELL_SVG}<span class=\"count\" id=\"bell-count\" data-count=\"{unread}\">{unread}</span></a>\
-<span class=\"user\" title=\"Signed in as\">{user}</span>\
-<a class=\"signout\" href=\"/signout\">Sign out</a></div></header>\
-{notice}<main id=\"main\" tabindex=\"-1\"><h1>{title}</h1>{body}</main></body></html>",
-        notice = match &chrome.unconfined {
-            Some(detail) => format!(
-                "<div class=\"unconfined\" role=\"note\" id=\"unconfined\"><strong>Runs on this server are not \
-confined.</strong> {}</div>",
-                esc(detail)
-            ),
-            None => String::new(),
-        },
-        title = esc(title),
-        project = esc(&chrome.project),
-        project_attr = esc(&chrome.project),
-        tasks = link(Nav::Tasks, format!("{base}/tasks"), "Tasks"),
-        new = link(Nav::NewTask, format!("{base}/tasks/new"), "New task"),
-        templates = link(Nav::Templates, format!("{base}/templates"), "Templates"),
-        bell_current = if nav == Nav::Notifications {
-            " aria-current=\"page\""
-        } else {
-            ""
-        },
-        unread = chrome.unread,
-        user = esc(&chrome.user),
-    ))
-}
-
-/// A failed page request: the API's error, shown as a page with the same status.
-pub(crate) struct PageError(pub ApiError);
-
-impl From<ApiError> for PageError {
-    fn from(e: ApiError) -> Self {
-        PageError(e)
-    }
-}
-
-impl From<nightshift_store::StoreError> for PageError {
-    fn from(e: nightshift_store::StoreError) -> Self {
-        PageError(e.into())
-    }
-}
-
-impl From<nightshift_core::CoreError> for PageError {
-    fn from(e: nightshift_core::CoreError) -> Self {
-        PageError(e.into())
-    }
-}
-
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        let e = self.0;
-        if e.status.is_server_error() {
-            tracing::error!(code = e.code, message = %e.message, "page failed");
-        }
-        (
-            e.status,
-            Html(format!(
-                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Error · Nightshift</title>\
-<link rel=\"stylesheet\" href=\"/static/app.css\"></head><body><main id=\"main\"><h1>{}</h1>\
-<p class=\"error\" role=\"alert\">{}</p><p><a href=\"/\">Back to the tasks</a></p></main></body></html>",
-                e.status,
-                esc(&e.message)
-            )),
-        )
-            .into_response()
-    }
-}
-
-/// A form shown again with what was typed and why it was refused.
-pub(crate) fn refused(html: Html<String>) -> Response {
-    (StatusCode::UNPROCESSABLE_ENTITY, html).into_response()
-}
-
-/// `303 See Other` to a page, after a form succeeded.
-pub(crate) fn see_other(location: &str) -> Response {
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    if let Ok(value) = HeaderValue::from_str(location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    response
-}
-
-/// The value of a form field (the last one, as browsers send them in order).
-pub(crate) fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    form.iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-/// A form field trimmed, `None` when empty.
-pub(crate) fn filled<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    field(form, name).map(str::trim).filter(|v| !v.is_empty())
+    (StatusCode::FORBIDDEN, page).into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A form that named a route the API does not have would be guarded as a mere page.
     #[test]
-    fn escapes_html() {
-        assert_eq!(
-            esc("<script>alert('x')</script>&\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
-        );
-        assert_eq!(url_component("a b/ü"), "a%20b%2F%C3%BC");
+    fn every_form_performs_an_audited_api_route() {
+        for route in page_table() {
+            let Some((method, path)) = &route.performs else {
+                assert_eq!(
+                    route.method,
+                    Method::GET,
+                    "{} changes something",
+                    route.path
+                );
+                continue;
+            };
+            let api = crate::api::spec_for(method, path).unwrap_or_else(|| {
+                panic!("{} performs {method} {path}, not in the API", route.path)
+            });
+            assert!(
+                api.action.is_some(),
+                "{method} {path} records no audit action"
+            );
+            let guarded = spec_for(&route.method, route.path).map(|s| s.action);
+            assert_eq!(guarded, Some(api.action), "{}", route.path);
+        }
     }
 }

@@ -279,6 +279,8 @@ async fn every_change_leaves_an_audit_event() {
             Some(event) => {
                 assert_eq!(event.actor, "root", "{action}");
                 assert_eq!(event.source, "127.0.0.1", "{action}");
+                // The object is what was touched (`task 3`), never the address asked for.
+                assert!(!event.object.starts_with('/'), "{action}: {}", event.object);
             }
             None => missing.push(format!("{} {} ({action})", spec.method, spec.path)),
         }

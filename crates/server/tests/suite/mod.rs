@@ -1,5 +1,6 @@
 mod access;
 mod app;
+mod doors;
 mod embedded;
 mod intake;
 mod limits;

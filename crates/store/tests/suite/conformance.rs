@@ -172,6 +172,19 @@ macro_rules! conformance_cases {
             crate::suite::events::events_store_their_message_once(store).await;
         }
         #[tokio::test]
+        async fn the_intake_refuses_active_duplicates_and_audits_with_the_task() {
+            let (store, _guard) = $make().await;
+            crate::suite::intake::the_intake_refuses_active_duplicates_and_audits_with_the_task(
+                store,
+            )
+            .await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn racing_intakes_of_one_task_store_it_once() {
+            let (store, _guard) = $make().await;
+            crate::suite::intake::racing_intakes_of_one_task_store_it_once(store).await;
+        }
+        #[tokio::test]
         async fn followers_get_every_large_event() {
             let (store, _guard) = $make().await;
             crate::suite::events::followers_get_every_large_event(store).await;
