@@ -2,13 +2,15 @@
 //! repository and its CI files say, each with the evidence it was found from; run in order
 //! (setup, then format in apply mode, lint and test in check mode), each reported with its
 //! command, exit status, duration and the output lines that matter. The test-tampering guard
-//! (`guard`) reads the change itself for what makes checks pass without fixing anything.
+//! (`guard`) reads the change itself for what makes checks pass without fixing anything; the
+//! `verify` tool serves the checks to the agent while it works.
 
 mod config;
 mod detect;
 pub mod guard;
 mod plan;
 mod run;
+pub mod verify;
 
 pub use config::{CONFIG_FILE, discover};
 pub use plan::{CheckPlan, Evidence, Stage};
