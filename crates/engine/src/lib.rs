@@ -91,6 +91,9 @@ pub struct EngineConfig {
     /// The judge that reviews changes whose checks passed; `None`: no judge. Projects switch
     /// it off and on (`ProjectSettings::judge`).
     pub judge: Option<JudgeConfig>,
+    /// The program (and leading arguments) that serves the `verify` tool to agents: the
+    /// `nightshift` binary's `verify-mcp`. `None`: agents get no `verify` tool.
+    pub verify_tool: Option<Vec<String>>,
 }
 
 impl EngineConfig {
@@ -116,6 +119,7 @@ impl EngineConfig {
             repositories: RepoPolicy::new(&data_dir),
             run_limits: RunLimits::default(),
             judge: None,
+            verify_tool: None,
             data_dir,
         }
     }

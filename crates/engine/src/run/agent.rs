@@ -1,17 +1,20 @@
 //! The agent phase: the agent's sandbox and driver for the run, one session per round, the
 //! prompt each round gets (the task, the failing checks, or "carry on" after a takeover), and
-//! the run's spend, live.
+//! the run's spend, live, and the `verify` tool's calls (`verify`) as they happen.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use nightshift_agent::{
     AgentDriver, AgentEnd, AgentRequest, BudgetLimits, compose_prompt, feedback_prompt,
     guard_prompt, judge_prompt, run_with_budget, takeover_prompt,
 };
+use nightshift_checks::CheckPlan;
 use nightshift_core::{AgentEvent, AgentKind, CheckResult, EndReason, EventKind, Phase};
 use nightshift_store::RunUpdate;
 use tokio::sync::mpsc;
 
+use super::verify::VerifyTool;
 use super::{Halt, RunExecution, Step, Workspace, resume, short_sha};
 use crate::EngineError;
 use crate::confinement::AgentSandbox;
@@ -64,12 +67,15 @@ pub(crate) struct AgentPhase {
     session_tokens: (u64, u64),
     /// What the current round answers, for its summary: `after failing checks`.
     after: &'static str,
+    /// The repository's checks as a tool the agent may call; `None` when there is none.
+    verify: Option<VerifyTool>,
 }
 
 impl AgentPhase {
     pub(crate) async fn start(
         run: &mut RunExecution,
         workspace: &Workspace,
+        plan: &CheckPlan,
         first: FirstRound,
     ) -> Step<AgentPhase> {
         let agents = &run.engine.config.agents;
@@ -110,6 +116,13 @@ impl AgentPhase {
                 short_sha(workspace.worktree.base_commit())
             )
         };
+        let verify = VerifyTool::new(
+            run.engine.config.verify_tool.as_deref(),
+            run.task.agent.kind,
+            plan,
+            workspace.worktree.path(),
+            &run.home()?,
+        );
         Ok(AgentPhase {
             sandbox,
             driver,
@@ -122,6 +135,7 @@ impl AgentPhase {
             restored_to,
             session_tokens: (0, 0),
             after: "after failing checks",
+            verify,
         })
     }
 
@@ -271,6 +285,10 @@ impl AgentPhase {
             .into());
         }
         request.max_turns = Some(turns_left);
+        if let Some(verify) = &self.verify {
+            verify.clear();
+            request.mcp_servers.push(verify.server());
+        }
         let (tx, mut rx) = mpsc::channel::<AgentEvent>(256);
         // What the run spent outside this session's own reports: a resumed Codex thread
         // reports its earlier rounds' tokens again, so they are not counted twice.
@@ -329,7 +347,26 @@ impl AgentPhase {
                 }
             }
         };
-        let (outcome, ()) = tokio::join!(session, forward);
+        // The tool's calls become events as they happen, and once more when the session ends.
+        let (mut logged, round) = (0, self.round);
+        let (outcome, ()) = {
+            let ended = async { tokio::join!(session, forward) };
+            tokio::pin!(ended);
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    done = &mut ended => break done,
+                    _ = tick.tick(), if self.verify.is_some() => {
+                        if let Some(verify) = self.verify.as_mut() {
+                            logged = verify.drain(logged, round, &run.events);
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(verify) = self.verify.as_mut() {
+            verify.drain(logged, round, &run.events);
+        }
         let outcome = outcome.map_err(EngineError::Agent)?;
         self.session_tokens = (outcome.usage.input_tokens, outcome.usage.output_tokens);
         run.usage = spent;

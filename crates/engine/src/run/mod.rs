@@ -21,6 +21,7 @@ mod publish;
 mod resume;
 mod review;
 mod validate;
+mod verify;
 mod watch;
 
 use std::path::PathBuf;
@@ -233,7 +234,7 @@ impl RunExecution {
         let validated = match start {
             Start::Validated(validated) => validated,
             Start::Agent(first) => {
-                let mut agent = AgentPhase::start(self, workspace, first)
+                let mut agent = AgentPhase::start(self, workspace, &plan, first)
                     .await
                     .during(Phase::Agent)?;
                 loop {
