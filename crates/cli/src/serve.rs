@@ -308,6 +308,13 @@ pub(crate) fn engine_config(
     }
     .engine_config(explicit_config.as_deref())
     .context("the sandbox settings in the configuration file")?;
+    // Agents get the repository's checks as the `verify` tool, served by this very binary.
+    engine.verify_tool = std::env::current_exe().ok().map(|exe| {
+        vec![
+            exe.to_string_lossy().into_owned(),
+            nightshift_checks::verify::SUBCOMMAND.to_string(),
+        ]
+    });
     engine.run_limits = config
         .run_limits
         .engine_limits()

@@ -9,4 +9,5 @@ mod scale;
 pub mod server;
 mod template;
 mod terminal;
+mod verify;
 mod worker;
