@@ -1,5 +1,5 @@
-//! The prompt frame every agent receives around the task's instructions, and the feedback
-//! prompt of a verification round. The frame text lives in `frame.md` so it is reviewed as prose.
+//! The prompt frame every agent receives around the task's instructions (with the checks that
+//! already fail on the base), and the feedback prompt of a verification round. The frame text lives in `frame.md` so it is reviewed as prose.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -9,6 +9,8 @@ use nightshift_core::{CheckOutcome, CheckResult};
 const FRAME: &str = include_str!("frame.md");
 /// Check output beyond this is cut from the front: the end of a log holds the failure.
 const MAX_CHECK_OUTPUT: usize = 6 * 1024;
+/// Less of a pre-existing failure's output goes into the first prompt, which holds the task.
+const MAX_BASE_OUTPUT: usize = 2 * 1024;
 
 /// The first prompt of a session: the frame with the workspace, the repository's own agent
 /// instruction files (named, not inlined: the agent reads them itself), and the instructions.
@@ -86,6 +88,31 @@ pub fn judge_prompt(reasons: &[String]) -> String {
          task did not ask for and finish what it did. When you are done, reply with a short \
          summary of what you changed.\n",
     );
+    prompt
+}
+
+/// What a session is told, after the task, about checks that already fail on the unchanged
+/// base commit: not the agent's doing, yet they must pass before anything is pushed.
+pub fn base_failures_prompt(failures: &[CheckResult]) -> String {
+    let mut prompt = String::from(
+        "\n\nBefore this session Nightshift ran the repository's checks on the unchanged base \
+         commit, and these already fail there. A pull request is opened only when every check \
+         passes, these included: make them pass as part of your change, with the smallest fix \
+         that does it.\n",
+    );
+    for check in failures
+        .iter()
+        .filter(|c| c.outcome != CheckOutcome::Passed)
+    {
+        let _ = write!(
+            prompt,
+            "\n## {} check `{}` already fails on the base: it {}\n```\n{}\n```\n",
+            check.stage,
+            check.command,
+            check.exit_text(),
+            tail(check.output.trim(), MAX_BASE_OUTPUT)
+        );
+    }
     prompt
 }
 

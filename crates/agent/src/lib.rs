@@ -17,7 +17,10 @@ pub use claude::ClaudeCodeDriver;
 pub use codex::CodexDriver;
 pub use command::CommandDriver;
 pub use config::{AgentConfig, AgentDefaults, driver_for};
-pub use frame::{compose_prompt, feedback_prompt, guard_prompt, judge_prompt, takeover_prompt};
+pub use frame::{
+    base_failures_prompt, compose_prompt, feedback_prompt, guard_prompt, judge_prompt,
+    takeover_prompt,
+};
 
 use std::path::PathBuf;
 

@@ -92,6 +92,7 @@ impl CheckRunner {
             duration_ms: started.elapsed().as_millis() as u64,
             output: kept.finish(),
             round,
+            failed_on_base: false,
         })
     }
 }
@@ -117,7 +118,9 @@ struct Trimmer {
 
 impl Trimmer {
     fn push(&mut self, mut line: String) {
-        const SIGNS: [&str; 10] = [
+        // Lines naming a program that could not start are kept too: they tell a check that
+        // cannot run here from one that fails (see `baseline`).
+        const SIGNS: [&str; 14] = [
             "error",
             "fail",
             "panic",
@@ -128,6 +131,10 @@ impl Trimmer {
             "traceback",
             "not ok",
             "fatal",
+            "not found",
+            "no such file",
+            "permission denied",
+            "no module named",
         ];
         let n = self.seen;
         self.seen += 1;

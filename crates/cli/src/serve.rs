@@ -382,7 +382,7 @@ pub(crate) fn data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("cannot resolve {}", data_dir.display()))
 }
 
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     match (std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME")) {
         (Some(xdg), _) => PathBuf::from(xdg).join("nightshift"),
         (None, Some(home)) => PathBuf::from(home).join(".local/share/nightshift"),

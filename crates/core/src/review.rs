@@ -2,6 +2,7 @@
 //! and what the judge said, kept on the change and shown with it.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::Usage;
 use crate::run::string_enum;
@@ -34,7 +35,7 @@ impl GuardKind {
 
 /// One thing the guard found, where it is: the line in the changed file, or in the base's
 /// file for what was removed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GuardFinding {
     pub kind: GuardKind,
     pub path: String,
@@ -66,7 +67,7 @@ string_enum!(
 
 /// One review of a change by the judge: its decision and reasons, or — when it could not
 /// answer — the problem and the decision the configured policy took in its place.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JudgeVerdict {
     /// The agent round whose change was reviewed.
     pub round: u32,

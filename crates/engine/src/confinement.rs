@@ -19,7 +19,7 @@ use crate::EngineError;
 use crate::run_env::{PhaseEnv, RunEnv};
 
 /// How the engine runs setup, agents and checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SandboxMode {
     /// Under bubblewrap; a run fails at `preparing` when bubblewrap does not work here.
@@ -126,7 +126,7 @@ impl ConfinementConfig {
 }
 
 /// Whether this server's runs are confined, for the API and the web UI.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConfinementStatus {
     /// What the operator chose.
     pub sandbox: SandboxMode,
@@ -325,6 +325,22 @@ impl RunConfinement {
     /// variables by name.
     pub(crate) fn log(&self) -> &[String] {
         &self.env.log
+    }
+
+    /// The variables setup and checks get, besides HOME and the sandbox's own.
+    pub(crate) fn checks_env(&self) -> &[(String, String)] {
+        &self.env.checks
+    }
+
+    /// The PATH setup and checks look for programs on.
+    pub(crate) fn checks_path(&self) -> String {
+        self.env
+            .checks
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
     }
 
     /// For setup and checks: no network, or only `hosts` through the egress proxy.

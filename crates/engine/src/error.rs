@@ -2,7 +2,7 @@
 //! limits), and why a run failed. Every cause keeps its source and names exactly one end reason.
 
 use nightshift_agent::AgentError;
-use nightshift_checks::ChecksError;
+use nightshift_checks::{CannotRun, ChecksError};
 use std::time::Duration;
 
 use nightshift_core::{CoreError, EndReason, format_duration};
@@ -109,9 +109,11 @@ pub enum EngineError {
     /// A check could not be run at all (as opposed to: it ran and failed).
     #[error(transparent)]
     Checks(ChecksError),
-    /// `how` says how the command ended, in words (`exited with code 7`).
-    #[error("setup command `{command}` {how}")]
-    SetupFailed { command: String, how: String },
+    /// A setup or check command cannot run on this server (its program missing or not
+    /// executable, setup failing): the message names the program, where it was looked for and
+    /// the fix. Found before the agent, so it costs no agent time.
+    #[error("{0}")]
+    CannotRun(Box<CannotRun>),
     /// Checks still failing when no verification round is left, named `stage `command``.
     #[error("failed: {}", failed.join(", "))]
     ChecksFailed { failed: Vec<String> },
@@ -157,10 +159,10 @@ impl EngineError {
                 permission: true, ..
             }) => EndReason::PermissionDenied,
             E::Conflict(_) => EndReason::Conflict,
-            E::ChecksConfig(_)
-            | E::SetupFailed { .. }
-            | E::ChecksFailed { .. }
-            | E::RecheckFailed { .. } => EndReason::ChecksFailed,
+            E::CannotRun(_) => EndReason::SetupFailed,
+            E::ChecksConfig(_) | E::ChecksFailed { .. } | E::RecheckFailed { .. } => {
+                EndReason::ChecksFailed
+            }
             E::TestTampering { .. } => EndReason::TestTampering,
             E::JudgeRejected { .. } => EndReason::JudgeRejected,
             E::Agent(_) | E::AgentFailed(_) => EndReason::AgentFailed,
@@ -266,11 +268,8 @@ mod tests {
             (EngineError::Push(refused(false)), EndReason::Infrastructure),
             (EngineError::Conflict(conflict), EndReason::Conflict),
             (
-                EngineError::SetupFailed {
-                    command: "exit 7".into(),
-                    how: "exited with code 7".into(),
-                },
-                EndReason::ChecksFailed,
+                EngineError::CannotRun(Box::new(missing_eslint())),
+                EndReason::SetupFailed,
             ),
             (
                 EngineError::AgentFailed("the agent failed".into()),
@@ -306,13 +305,26 @@ mod tests {
         for (error, reason) in cases {
             assert_eq!(error.end_reason(), reason, "{error}");
         }
-        let setup = EngineError::SetupFailed {
-            command: "exit 7".into(),
-            how: "exited with code 7".into(),
-        };
-        assert_eq!(
-            setup.to_string(),
-            "setup command `exit 7` exited with code 7"
+        let missing = EngineError::CannotRun(Box::new(missing_eslint())).to_string();
+        assert!(
+            missing.starts_with(
+                "lint `npm run lint` cannot run here: `eslint` was not found on the run's PATH \
+                 (/usr/bin:/bin), so it exited with code 127."
+            ),
+            "{missing}"
         );
+    }
+
+    fn missing_eslint() -> CannotRun {
+        CannotRun {
+            stage: "lint".into(),
+            command: "npm run lint".into(),
+            blocker: nightshift_checks::Blocker::Missing {
+                program: Some("eslint".into()),
+                looked_in: nightshift_checks::LookedIn::Path,
+            },
+            how: "exited with code 127".into(),
+            path: "/usr/bin:/bin".into(),
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! `preparing → agent → validating → publishing`, writing a checkpoint at every phase end, with
 //! cancel and timeout that kill the run's processes before the run is marked ended.
 
+mod baseline;
 mod confinement;
 mod error;
 mod events;
@@ -14,6 +15,7 @@ mod limits;
 mod run;
 mod run_env;
 
+pub use baseline::{BaseCheck, check_base};
 pub use confinement::{ConfinementConfig, ConfinementStatus, DEFAULT_SETUP_HOSTS, SandboxMode};
 pub use error::{EngineError, Result};
 pub use events::EventSink;

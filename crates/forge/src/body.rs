@@ -82,9 +82,15 @@ pub fn render_pr_body(input: &PrBody) -> String {
                 "| {} | {} | {} | {} |\n",
                 cell(&check.stage),
                 code(&check.command),
-                outcome(check.outcome),
+                outcome(check),
                 duration(check.duration_ms)
             ));
+        }
+        if input.checks.iter().any(|c| c.failed_on_base) {
+            out.push_str(
+                "\nA check marked _failed on the base_ already failed on the base branch before \
+                 this change: a pre-existing failure, which this change makes pass.\n",
+            );
         }
     }
     let rounds = input.rounds.max(1);
@@ -155,11 +161,16 @@ pub fn render_pr_body(input: &PrBody) -> String {
     out
 }
 
-fn outcome(outcome: CheckOutcome) -> &'static str {
-    match outcome {
+fn outcome(check: &CheckResult) -> String {
+    let outcome = match check.outcome {
         CheckOutcome::Passed => "✅ passed",
         CheckOutcome::Failed => "❌ failed",
         CheckOutcome::TimedOut => "⏱ timed out",
+    };
+    if check.failed_on_base {
+        format!("{outcome} (_failed on the base_)")
+    } else {
+        outcome.to_string()
     }
 }
 
@@ -214,16 +225,30 @@ mod tests {
             instructions: "Rename foo\nto bar".into(),
             files_changed: vec!["src/lib.rs".into()],
             diff_stat: " src/lib.rs | 2 +-\n 1 file changed".into(),
-            checks: vec![CheckResult {
-                stage: "test".into(),
-                command: "cargo test | tee log".into(),
-                outcome: CheckOutcome::Passed,
-                exit_code: Some(0),
-                signal: None,
-                duration_ms: 1500,
-                output: String::new(),
-                round: 1,
-            }],
+            checks: vec![
+                CheckResult {
+                    stage: "test".into(),
+                    command: "cargo test | tee log".into(),
+                    outcome: CheckOutcome::Passed,
+                    exit_code: Some(0),
+                    signal: None,
+                    duration_ms: 1500,
+                    output: String::new(),
+                    round: 1,
+                    failed_on_base: false,
+                },
+                CheckResult {
+                    stage: "lint".into(),
+                    command: "cargo clippy".into(),
+                    outcome: CheckOutcome::Passed,
+                    exit_code: Some(0),
+                    signal: None,
+                    duration_ms: 300,
+                    output: String::new(),
+                    round: 1,
+                    failed_on_base: true,
+                },
+            ],
             rounds: 2,
             guard: vec![GuardFinding {
                 kind: nightshift_core::GuardKind::TestFileRemoved,
@@ -253,6 +278,12 @@ mod tests {
             body.contains("| test | `cargo test \\| tee log` | ✅ passed | 1.5 s |"),
             "{body}"
         );
+        // A pre-existing failure the change fixed says so.
+        assert!(
+            body.contains("| lint | `cargo clippy` | ✅ passed (_failed on the base_) | 300 ms |"),
+            "{body}"
+        );
+        assert!(body.contains("a pre-existing failure"), "{body}");
         assert!(body.contains("Verified in 2 rounds."));
         assert!(
             body.contains("## Test changes")

@@ -34,6 +34,7 @@ pub mod netfwd;
 mod process;
 mod programs;
 mod proxy;
+mod running;
 mod tmp;
 mod toolchains;
 
@@ -43,9 +44,10 @@ pub use confine::{
 pub use limits::{LimitEnforcement, Limits};
 /// Every captured line passes through it (see [`Sandbox::with_redactor`]).
 pub use nightshift_core::{MASK, MIN_SECRET_LEN, Redactor};
-pub use process::{Exit, OutputLine, ProcessSpec, RunningProcess, Sandbox, group_alive};
+pub use process::{Exit, OutputLine, ProcessSpec, Sandbox};
 pub use programs::{install_root, interpreter, resolve};
 pub use proxy::AllowedHost;
+pub use running::{RunningProcess, group_alive};
 pub use toolchains::{HostEnv, Toolchain, Toolchains, cache_env};
 
 use std::path::PathBuf;

@@ -57,6 +57,28 @@ impl RemoteRepo {
         repo
     }
 
+    /// A remote whose `main` holds the commits of the checkout at `work` (its `HEAD`).
+    pub fn from_checkout(work: &Path) -> RemoteRepo {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bare = dir.path().join("remote.git");
+        let bare_arg = bare.to_string_lossy().into_owned();
+        git(
+            dir.path(),
+            &[
+                "init",
+                "--quiet",
+                "--bare",
+                "--initial-branch=main",
+                &bare_arg,
+            ],
+        );
+        git(
+            work,
+            &["push", "--quiet", &bare_arg, "HEAD:refs/heads/main"],
+        );
+        RemoteRepo { dir }
+    }
+
     pub fn bare_path(&self) -> PathBuf {
         self.dir.path().join("remote.git")
     }

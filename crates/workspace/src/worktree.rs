@@ -16,6 +16,9 @@ pub struct Worktree {
     branch: String,
     base: String,
     base_commit: String,
+    /// Patterns of paths that are never part of the change (what setup and the checks left
+    /// behind), given to Nightshift's git as `core.excludesFile`.
+    excludes: Option<PathBuf>,
 }
 
 /// What a change did, as git reports it.
@@ -42,6 +45,7 @@ impl Worktree {
             branch,
             base,
             base_commit,
+            excludes: None,
         }
     }
 
@@ -72,7 +76,72 @@ impl Worktree {
     /// `git` pinned to this worktree's repository: what Nightshift itself runs in a checkout
     /// that an agent or a check has had in its hands (see [`Git::pinned_to`]).
     pub fn git(&self, git: &Git) -> Git {
-        git.pinned_to(&self.git_dir, &self.path)
+        let pinned = git.pinned_to(&self.git_dir, &self.path);
+        match &self.excludes {
+            Some(file) => pinned.with_config("core.excludesFile", &file.display().to_string()),
+            None => pinned,
+        }
+    }
+
+    /// The paths no commit holds and the repository does not ignore, as git lists them (a
+    /// directory with nothing tracked in it as `dir/`).
+    pub async fn untracked(&self, git: &Git) -> Result<Vec<String>> {
+        let out = self
+            .git(git)
+            .run(
+                &self.path,
+                &[
+                    "ls-files",
+                    "--others",
+                    "--exclude-standard",
+                    "--directory",
+                    "--no-empty-directory",
+                    "-z",
+                ],
+            )
+            .await?;
+        Ok(nul_separated(&out))
+    }
+
+    /// Puts every tracked file back as the last commit has it, and returns the ones that had
+    /// changed; untracked files stay.
+    pub async fn restore_tracked(&self, git: &Git) -> Result<Vec<String>> {
+        let git = &self.git(git);
+        let changed = nul_separated(
+            &git.run(&self.path, &["diff", "--name-only", "-z", "HEAD"])
+                .await?,
+        );
+        if !changed.is_empty() {
+            git.run(&self.path, &["reset", "--hard", "--quiet", "HEAD"])
+                .await?;
+        }
+        Ok(changed)
+    }
+
+    /// Leaves `paths` (as [`untracked`](Worktree::untracked) lists them) out of everything
+    /// Nightshift's git does here from now on — status, diffs, snapshots, the commit — through
+    /// an excludes file written to `file`, outside the checkout where no sandbox reaches it.
+    pub fn exclude(&mut self, paths: &[String], file: &Path) -> Result<()> {
+        let mut patterns = String::new();
+        // gitignore has no way to write a newline in a name.
+        for path in paths.iter().filter(|p| !p.contains('\n')) {
+            // Anchored at the root, with gitignore's special characters taken literally.
+            patterns.push('/');
+            for c in path.chars() {
+                if matches!(c, '*' | '?' | '[' | '\\' | '!' | '#') {
+                    patterns.push('\\');
+                }
+                patterns.push(c);
+            }
+            if patterns.ends_with(' ') {
+                patterns.pop();
+                patterns.push_str("\\ ");
+            }
+            patterns.push('\n');
+        }
+        std::fs::write(file, patterns).map_err(|e| WorkspaceError::io(file, e))?;
+        self.excludes = Some(file.to_path_buf());
+        Ok(())
     }
 
     pub fn branch(&self) -> &str {
@@ -299,6 +368,16 @@ impl Worktree {
         }
         self.head(git).await
     }
+}
+
+/// The names in git's `-z` output (to which output capture adds a final newline).
+fn nul_separated(out: &str) -> Vec<String> {
+    out.strip_suffix('\n')
+        .unwrap_or(out)
+        .split('\0')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The mirror's directory for the worktree at `path`: the one whose `gitdir` file points back

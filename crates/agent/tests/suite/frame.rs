@@ -1,6 +1,6 @@
 //! The prompt frame and the feedback prompt of verification rounds.
 
-use nightshift_agent::{AgentConfig, compose_prompt, feedback_prompt};
+use nightshift_agent::{AgentConfig, base_failures_prompt, compose_prompt, feedback_prompt};
 use nightshift_core::{AgentKind, CheckOutcome, CheckResult};
 
 #[test]
@@ -34,6 +34,7 @@ fn feedback_lists_failing_checks_with_the_end_of_their_output() {
         duration_ms: 5,
         output,
         round: 1,
+        failed_on_base: false,
     };
     let long = format!(
         "{}\nassertion failed: left == right",
@@ -47,6 +48,47 @@ fn feedback_lists_failing_checks_with_the_end_of_their_output() {
     assert!(prompt.contains("assertion failed: left == right"));
     assert!(!prompt.contains("cargo fmt --check"));
     assert!(prompt.len() < 10 * 1024);
+}
+
+/// Checks that already fail on the base are named with their output, and the rule stays: they
+/// must pass too.
+#[test]
+fn checks_failing_on_the_base_are_named_with_the_end_of_their_output() {
+    let check = |command: &str, outcome, output: &str| CheckResult {
+        stage: "lint".into(),
+        command: command.into(),
+        outcome,
+        exit_code: Some(1),
+        signal: None,
+        duration_ms: 5,
+        output: format!("{}{output}", "noise\n".repeat(2000)),
+        round: 0,
+        failed_on_base: false,
+    };
+    let prompt = base_failures_prompt(&[
+        check(
+            "uv run mypy",
+            CheckOutcome::Failed,
+            "tally.py:3: error: Missing return",
+        ),
+        check("uv run ruff check --no-fix .", CheckOutcome::Passed, "ok"),
+    ]);
+    assert!(
+        prompt.contains(
+            "## lint check `uv run mypy` already fails on the base: it exited with code 1"
+        ),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("tally.py:3: error: Missing return"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("only when every check passes, these included"),
+        "{prompt}"
+    );
+    assert!(!prompt.contains("ruff"), "{prompt}");
+    assert!(prompt.len() < 4 * 1024, "{}", prompt.len());
 }
 
 #[test]

@@ -155,3 +155,123 @@ fn detect_reads_the_branch_it_is_asked_for_and_names_what_is_wrong() {
     );
     assert!(!err.contains("Some(") && !err.contains("Os {"), "{err}");
 }
+
+fn baseline(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["checks", "baseline"])
+        .args(args)
+        // No configuration but what the test gives.
+        .env("NIGHTSHIFT_DATA_DIR", tempfile::tempdir().unwrap().path())
+        .env_remove("NIGHTSHIFT_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Each check passes, fails, or cannot run — the last with the program, the PATH it was looked
+/// for on and the fix — and the command fails when one cannot run. It runs confined: the
+/// server user's home is out of reach.
+#[test]
+fn baseline_says_which_checks_pass_fail_or_cannot_run() {
+    let home = std::env::var("HOME").unwrap();
+    let canary = format!("{home}/.nightshift-baseline-canary-{}", std::process::id());
+    std::fs::write(&canary, "secret").unwrap();
+    let config = format!(
+        "[setup]\ncommands = [\"echo setting up\"]\n\
+         [checks]\nlint = [\"grep -q goodbye a.txt\", \"nightshift-absent-linter .\"]\n\
+         test = [\"test ! -e {canary}\"]\n"
+    );
+    let remote = RemoteRepo::with_files(&[(".nightshift.toml", &config), ("a.txt", "hello\n")]);
+    let path = remote.bare_path().display().to_string();
+    let out = baseline(&[&path]);
+    let _ = std::fs::remove_file(&canary);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let head = remote.head("main").unwrap();
+    assert!(
+        text.starts_with(&format!(
+            "Baseline of file://{path} (main at {}",
+            &head[..12]
+        )),
+        "{text}"
+    );
+    let line = |start: &str| {
+        text.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line {start:?} in\n{text}"))
+            .to_string()
+    };
+    assert!(
+        line("setup  `echo setting up`").contains("passes"),
+        "{text}"
+    );
+    assert!(
+        line("lint   `grep -q goodbye a.txt`").contains("fails"),
+        "{text}"
+    );
+    assert!(
+        line("lint   `nightshift-absent-linter .`").contains("cannot run here"),
+        "{text}"
+    );
+    assert!(
+        line(&format!("test   `test ! -e {canary}`")).contains("passes"),
+        "{text}"
+    );
+    let path_var = std::env::var("PATH").unwrap();
+    for part in [
+        &format!("`nightshift-absent-linter` was not found on the run's PATH ({path_var})"),
+        "Install it on the server",
+        "sandbox_readonly",
+        "1 command cannot run here",
+        "setup_failed",
+    ] {
+        assert!(text.contains(part), "{part:?} is not in\n{text}");
+    }
+
+    let out = baseline(&[&path, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["can_validate"], false);
+    let checks = json["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 4, "{json:#}");
+    assert_eq!(checks[1]["result"]["outcome"], "failed");
+    assert!(checks[1].get("cannot_run").is_none(), "{json:#}");
+    assert_eq!(
+        checks[2]["cannot_run"]["blocker"]["program"],
+        "nightshift-absent-linter"
+    );
+}
+
+/// A fixture project, set up through the sandbox's egress proxy with the server's configuration
+/// (its [env] passes the machine's certificates on), runs every check and passes them all.
+#[test]
+fn baseline_of_a_fixture_project_runs_and_passes_every_check() {
+    let remote = Project::named("uv-ruff-mypy").published();
+    let path = remote.bare_path().display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nightshift.toml");
+    std::fs::write(
+        &config,
+        "[env]\npass = [\"SSL_CERT_FILE\", \"SSL_CERT_DIR\", \"PIP_CERT\"]\n",
+    )
+    .unwrap();
+    let out = baseline(&[&path, "--config", &config.display().to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for command in [
+        "setup  `uv sync --locked --all-extras --dev`  passes",
+        "lint   `uv run mypy`  passes",
+        "test   `uv run pytest`  passes",
+        "Every check runs and passes on main",
+    ] {
+        assert!(text.contains(command), "{command:?} is not in\n{text}");
+    }
+}

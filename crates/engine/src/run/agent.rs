@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use nightshift_agent::{
-    AgentDriver, AgentEnd, AgentRequest, BudgetLimits, compose_prompt, feedback_prompt,
-    guard_prompt, judge_prompt, run_with_budget, takeover_prompt,
+    AgentDriver, AgentEnd, AgentRequest, BudgetLimits, base_failures_prompt, compose_prompt,
+    feedback_prompt, guard_prompt, judge_prompt, run_with_budget, takeover_prompt,
 };
 use nightshift_checks::CheckPlan;
 use nightshift_core::{AgentEvent, AgentKind, CheckResult, EndReason, EventKind, Phase};
@@ -90,8 +90,13 @@ impl AgentPhase {
             1
         };
         let instructions = match run.task.agent.kind {
-            // A codemod gets the instructions as they are; an agent gets them in the frame.
+            // A codemod gets the instructions as they are; an agent gets them in the frame,
+            // told which checks already fail on the base.
             AgentKind::Command => run.task.instructions.clone(),
+            _ if !run.failing_on_base.is_empty() => {
+                compose_prompt(&run.task.instructions, workspace.worktree.path())
+                    + &base_failures_prompt(&run.failing_on_base)
+            }
             _ => compose_prompt(&run.task.instructions, workspace.worktree.path()),
         };
         let mut prompt = instructions.clone();

@@ -2,7 +2,7 @@
 //! produced and hands on its own result; `pipeline` below is the whole sequence:
 //!
 //! ```text
-//! resume::decide ─► ResumePoint ─► prepare ─► Prepared { workspace, plan, start }
+//! resume::decide ─► ResumePoint ─► prepare (setup, baseline) ─► Prepared { workspace, plan, start }
 //!       │ Pushed                                 │
 //!       │       agent ⇄ validate (checks, review) ─► Validated ─► publish ─► Pushed ─► Published
 //!       └──────────────────────────────────────────────────────────────────┘
@@ -15,6 +15,7 @@
 //! before the run is marked.
 
 mod agent;
+mod baseline;
 mod conclude;
 mod prepare;
 mod publish;
@@ -28,7 +29,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-use nightshift_core::{Checkpoint, EventKind, GeneratedChange, Phase, Run, Task, Usage};
+use nightshift_core::{
+    CheckResult, Checkpoint, EventKind, GeneratedChange, Phase, Run, Task, Usage,
+};
 use nightshift_store::{Claim, RunUpdate, StoreError};
 use nightshift_workspace::Worktree;
 use tokio_util::sync::CancellationToken;
@@ -163,6 +166,8 @@ pub(crate) struct RunExecution {
     progress: AtomicU8,
     /// Where the run's checkout, HOME and scratch files live on this worker.
     run_dir: PathBuf,
+    /// The checks that already failed on the base commit, before the agent.
+    failing_on_base: Vec<CheckResult>,
 }
 
 impl RunExecution {
@@ -201,6 +206,7 @@ impl RunExecution {
             stop: CancellationToken::new(),
             cause: Arc::new(Mutex::new(None)),
             run_dir,
+            failing_on_base: Vec::new(),
         }
     }
 

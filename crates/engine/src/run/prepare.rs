@@ -1,15 +1,17 @@
 //! The preparing phase: the run's secret filter, its forge with push access checked (so a run
 //! that could never publish fails in seconds), then its checkout — fresh, or with the agent's
-//! restored result — with its sandboxes, the repository's checks and their setup.
+//! restored result — with its sandboxes, the repository's checks, their setup and their
+//! baseline on the base commit (see `baseline`).
 
 use nightshift_checks::{CheckPlan, Stage};
-use nightshift_core::{CheckOutcome, EventKind, Phase, Redactor};
+use nightshift_core::{EventKind, Phase, Redactor};
 use nightshift_forge::{Forge, RepoPath};
 use nightshift_workspace::{AllowedRepo, Worktree};
 
 use super::agent::FirstRound;
+use super::baseline;
 use super::resume::{self, Checkout};
-use super::validate::{Validated, run_checks};
+use super::validate::Validated;
 use super::{RunExecution, Step, Workspace, short_sha};
 use crate::EngineError;
 use crate::confinement::{RunConfinement, SandboxMode};
@@ -107,16 +109,9 @@ pub(crate) async fn workspace<'w>(
         confinement,
     });
     let plan = plan(run, workspace).await?;
-    if !plan.setup.is_empty() {
-        let results = run_checks(run, workspace, &plan, &[Stage::Setup], 0).await?;
-        if let Some(failed) = results.iter().find(|r| r.outcome != CheckOutcome::Passed) {
-            return Err(EngineError::SetupFailed {
-                command: failed.command.clone(),
-                how: failed.exit_text(),
-            }
-            .into());
-        }
-    }
+    // Before any agent time: a check that cannot run here ends the run now.
+    baseline::setup(run, workspace, &plan).await?;
+    baseline::on_base(run, workspace, &plan).await?;
     // Applied after the plan is read and set up: as in a first run, the checks are the ones
     // the repository had before the agent touched it.
     let start = resume::restore(run, target, workspace, from).await?;

@@ -97,6 +97,7 @@ pub(crate) async fn guard(
         duration_ms: started.elapsed().as_millis() as u64,
         output: lines.join("\n"),
         round,
+        failed_on_base: false,
     };
     let message = match (report.passed(), allowed) {
         (true, _) => format!(

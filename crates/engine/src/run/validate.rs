@@ -4,7 +4,7 @@
 //! Running a set of checks (setup in `prepare`, the re-check after a rebase in `publish`)
 //! lives here too.
 
-use nightshift_checks::{CheckPlan, CheckRunner, ChecksError, LineTaken, Stage};
+use nightshift_checks::{CannotRun, CheckPlan, CheckRunner, ChecksError, LineTaken, Stage};
 use nightshift_core::{CheckOutcome, CheckResult, EventKind, Phase, format_duration};
 
 use super::agent::{AgentPhase, Feedback};
@@ -92,6 +92,13 @@ pub(crate) async fn round(
         said.info(format!(
             "round {round}: {what} failed; no verification rounds left"
         ));
+        // A program gone missing is not the checks' verdict on the change (see `baseline`).
+        if let Feedback::Checks(failures) = &rejection.feedback {
+            let path = workspace.confinement.checks_path();
+            if let Some(blocked) = failures.iter().find_map(|f| CannotRun::of(f, &path)) {
+                return Err(EngineError::CannotRun(Box::new(blocked)).into());
+            }
+        }
         return Err(rejection.error.into());
     }
     said.info(format!(
@@ -135,15 +142,11 @@ pub(crate) async fn run_checks(
 ) -> Step<Vec<CheckResult>> {
     let work = workspace.worktree.path().to_path_buf();
     let home = run.home()?;
-    // Setup reaches the registries the server allows; checks what the repository asked for.
-    let hosts = if stages.contains(&Stage::Setup) {
-        run.engine.config.confinement.setup_hosts.clone()
-    } else {
-        plan.network
-            .iter()
-            .filter_map(|h| nightshift_sandbox::AllowedHost::parse(h).ok())
-            .collect()
-    };
+    let hosts = crate::baseline::hosts_for(
+        stages.contains(&Stage::Setup),
+        plan,
+        &run.engine.config.confinement.setup_hosts,
+    );
     let sandbox = workspace
         .confinement
         .with_hosts(&hosts)
@@ -171,7 +174,7 @@ pub(crate) async fn run_checks(
                     async move { events.output(EventKind::Log, Some(phase), text, data).await },
                 )
             };
-            let result = match runner
+            let mut result = match runner
                 .run(*stage, command, &work, round, &run.stop, &mut on_line)
                 .await
             {
@@ -179,14 +182,23 @@ pub(crate) async fn run_checks(
                 Err(ChecksError::Stopped) => return Err(Halt::Stopped),
                 Err(e) => return Err(EngineError::Checks(e).into()),
             };
+            result.failed_on_base = run
+                .failing_on_base
+                .iter()
+                .any(|b| b.stage == result.stage && b.command == result.command);
             run.events.emit(
                 EventKind::Check,
                 Some(phase),
                 format!(
-                    "{} `{command}` {} in {}",
+                    "{} `{command}` {} in {}{}",
                     stage.as_str(),
                     result.outcome.as_str(),
-                    took(result.duration_ms)
+                    took(result.duration_ms),
+                    if result.failed_on_base {
+                        " (it failed on the base too: a pre-existing failure)"
+                    } else {
+                        ""
+                    }
                 ),
                 serde_json::to_value(&result).unwrap_or_default(),
             );

@@ -20,10 +20,10 @@ use super::harness::{Harness, intake, processes_with, request, tester};
 
 pub(super) const MODEL: &str = "claude-sonnet-4-5";
 const CHECKS: &str = "[checks]\ntest = [\"sh test.sh\"]\n";
-const FAILURE: &str = "assertion failed: greeting does not say goodbye";
+pub(super) const FAILURE: &str = "assertion failed: greeting does not say goodbye";
 
 /// A repository whose only check is a test that wants the greeting to say goodbye.
-fn greeting_repo() -> RemoteRepo {
+pub(super) fn greeting_repo() -> RemoteRepo {
     RemoteRepo::with_files(&[
         (".nightshift.toml", CHECKS),
         ("greeting.txt", "hello world\n"),
@@ -35,17 +35,17 @@ fn greeting_repo() -> RemoteRepo {
 }
 
 /// An engine with one worker whose agents talk to a scripted model server.
-struct Rig {
-    h: Harness,
-    server: ModelServer,
-    remote: RemoteRepo,
+pub(super) struct Rig {
+    pub(super) h: Harness,
+    pub(super) server: ModelServer,
+    pub(super) remote: RemoteRepo,
     started: Instant,
 }
 
 impl Rig {
     /// `script` gets the workspace of the engine's first run: tool calls carry absolute paths,
     /// and a fresh store numbers its first run 1.
-    async fn start(
+    pub(super) async fn start(
         script: impl FnOnce(&Path) -> Vec<Turn>,
         configure: impl FnOnce(&mut EngineConfig),
     ) -> Rig {
@@ -67,7 +67,12 @@ impl Rig {
         }
     }
 
-    async fn run_task(&self, instructions: &str, kind: AgentKind, budget: Budget) -> Run {
+    pub(super) async fn run_task(
+        &self,
+        instructions: &str,
+        kind: AgentKind,
+        budget: Budget,
+    ) -> Run {
         let agent = AgentSpec {
             kind,
             command: None,
@@ -110,7 +115,7 @@ impl Rig {
         run
     }
 
-    async fn change(&self, run: &Run) -> GeneratedChange {
+    pub(super) async fn change(&self, run: &Run) -> GeneratedChange {
         self.h.store.change(run.id).await.unwrap().unwrap()
     }
 
@@ -202,7 +207,7 @@ fn finals(events: &[RunEvent]) -> Vec<Value> {
         .collect()
 }
 
-fn read_then_edit(workspace: &Path, old: &str, new: &str) -> Vec<Turn> {
+pub(super) fn read_then_edit(workspace: &Path, old: &str, new: &str) -> Vec<Turn> {
     let file = at(workspace, "greeting.txt");
     vec![
         Turn::tool("Read", json!({"file_path": file})),
@@ -677,7 +682,12 @@ async fn second_round_resumes(kind: AgentKind, script: impl FnOnce(&Path) -> Vec
         .server
         .scripted_requests()
         .into_iter()
-        .filter(|r| r.body.to_string().contains(FAILURE))
+        // The first prompt names the check too: it already fails on the base.
+        .filter(|r| {
+            r.body
+                .to_string()
+                .contains("The repository's checks failed on your change")
+        })
         .collect::<Vec<_>>();
     let first = second_round
         .first()

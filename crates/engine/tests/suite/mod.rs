@@ -1,4 +1,5 @@
 mod agents;
+mod baseline;
 mod confinement;
 mod guard;
 mod harness;
@@ -6,6 +7,7 @@ mod jobs;
 mod judge;
 mod limits;
 mod pipeline;
+mod projects;
 mod publish;
 mod repos;
 mod stops;

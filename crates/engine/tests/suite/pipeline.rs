@@ -244,10 +244,14 @@ async fn broken_inputs_end_with_the_right_reason() {
         .create(&setup.url(), "z", "touch b", Duration::from_secs(60))
         .await;
     let run = h.wait_end(task).await;
-    assert_eq!(run.end_reason, Some(EndReason::ChecksFailed));
+    // Not the agent's or the change's fault: the repository cannot be set up here.
+    assert_eq!(run.end_reason, Some(EndReason::SetupFailed));
+    assert_eq!(run.failed_phase, Some(Phase::Preparing));
     let error = run.error.unwrap_or_default();
     assert!(
-        error.contains("setup command `exit 7` exited with code 7"),
+        error.contains(
+            "setup `exit 7` exited with code 7, so the repository's checks cannot run here"
+        ),
         "{error}"
     );
 }

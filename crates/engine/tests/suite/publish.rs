@@ -302,7 +302,9 @@ async fn publishes_one_pull_request(kind: FakeKind) {
         "> Say goodbye",
         "## Files changed (1)",
         "greeting.txt",
-        "| test | `sh test.sh` | ✅ passed |",
+        // The test asks for the change, so it fails on the base: a pre-existing failure.
+        "| test | `sh test.sh` | ✅ passed (_failed on the base_) |",
+        "a pre-existing failure, which this change makes pass",
         "Verified in 1 round.",
         "## Usage",
         &format!("[task {task}]({PUBLIC_URL}/tasks/{task})"),

@@ -69,8 +69,11 @@ impl Site {
     async fn start() -> Site {
         let markers = tempfile::tempdir().unwrap();
         let m = markers.path().display();
-        let check =
-            format!("echo checked >> {m}/checks\nwhile [ ! -e {m}/go ]; do sleep 0.05; done\n");
+        // On the unchanged base (the baseline before the agent) it passes at once.
+        let check = format!(
+            "grep -q goodbye greeting.txt || exit 0\necho checked >> {m}/checks\n\
+             while [ ! -e {m}/go ]; do sleep 0.05; done\n"
+        );
         let remote = RemoteRepo::with_files(&[
             (".nightshift.toml", "[checks]\ntest = [\"sh check.sh\"]\n"),
             ("greeting.txt", "hello world\n"),

@@ -86,6 +86,31 @@ async fn allow_list_reaches_allowed_hosts_only_through_the_proxy() {
     assert!(out.contains("direct-refused"), "{out}");
 }
 
+/// Package managers that read only settings of their own (yarn 2+) get the egress proxy too:
+/// there is no other way out.
+#[tokio::test]
+async fn every_proxy_setting_names_the_egress_proxy() {
+    let run = RunDirs::new();
+    let hosts = vec![AllowedHost::parse("registry.npmjs.org").unwrap()];
+    let sandbox = Sandbox::confined(run.policy().network(Network::Allow(hosts))).unwrap();
+    let script = "for v in HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY \
+                  YARN_HTTP_PROXY YARN_HTTPS_PROXY; do eval echo \"$v=\\$$v\"; done";
+    let (exit, lines) = sandbox
+        .output(&ProcessSpec::shell(script, &run.workspace))
+        .await
+        .unwrap();
+    let out = text(&lines);
+    assert!(exit.success(), "{out}");
+    let values: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(values.len(), 7, "{out}");
+    assert!(values[0].starts_with("http://127.0.0.1:"), "{out}");
+    assert!(values.iter().all(|v| *v == values[0]), "{out}");
+}
+
 #[test]
 fn allow_list_entries_parse_and_match() {
     let exact = AllowedHost::parse("Crates.io").unwrap();

@@ -323,3 +323,56 @@ async fn pages_need_sign_in_and_the_project_role() {
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
 }
+
+/// A run that could not set up its checks says `setup_failed` with the reason, and a check
+/// that already failed on the base is marked so in the change's check table.
+#[tokio::test]
+async fn setup_failed_and_a_pre_existing_failure_are_shown() {
+    use nightshift_core::{CheckOutcome, CheckResult, EndReason, GeneratedChange};
+    let app = app().await;
+    let (status, _) = app
+        .call(
+            "POST",
+            "/tasks",
+            Some(
+                json!({"repo": app.repo.url(), "base": "main", "instructions": "fix the lint",
+                "agent": {"kind": "command", "command": "true"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let task = app.finish_next(EndReason::SetupFailed).await;
+    let project = app.store.project("default").await.unwrap().unwrap();
+    let run = app
+        .store
+        .task_runs(project.id, task)
+        .await
+        .unwrap()
+        .remove(0);
+    let check = |command: &str, failed_on_base| CheckResult {
+        stage: "lint".into(),
+        command: command.into(),
+        outcome: CheckOutcome::Failed,
+        exit_code: Some(1),
+        signal: None,
+        duration_ms: 10,
+        output: String::new(),
+        round: 1,
+        failed_on_base,
+    };
+    app.store
+        .save_change(&GeneratedChange {
+            run_id: run.id,
+            checks: vec![check("mypy .", true), check("ruff check .", false)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (status, html) = get(&app, &format!("/p/default/tasks/{task}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("setup_failed"), "{html}");
+    let rows: Vec<&str> = html.split("<tr class=\"c-failed\">").skip(1).collect();
+    assert_eq!(rows.len(), 2, "{html}");
+    assert!(rows[0].contains("mypy .") && rows[0].contains("failed on the base"));
+    assert!(rows[1].contains("ruff check .") && !rows[1].contains("failed on the base"));
+}

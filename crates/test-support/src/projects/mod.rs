@@ -91,6 +91,14 @@ impl Project {
         git(dir, &["commit", "--quiet", "-m", "initial commit"]);
     }
 
+    /// A bare remote whose `main` holds the project as [`checkout`](Project::checkout) makes
+    /// it: real lockfile, shipped yarn release.
+    pub fn published(&self) -> RemoteRepo {
+        let work = tempfile::tempdir().unwrap();
+        self.checkout(work.path());
+        RemoteRepo::from_checkout(work.path())
+    }
+
     fn make_lock(&self, dir: &Path, lock: Lock) {
         let manifest: String = self
             .files
@@ -138,6 +146,22 @@ impl Project {
             }
         }
     }
+}
+
+/// A shell command that writes `files` (path, content) in the current directory, as a command
+/// agent makes a change: the contents travel base64-encoded, whatever characters they hold.
+pub fn writing(files: &[(&str, String)]) -> String {
+    use base64::Engine;
+    files
+        .iter()
+        .map(|(path, content)| {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(content);
+            format!(
+                "mkdir -p \"$(dirname '{path}')\" && printf %s '{encoded}' | base64 -d > '{path}'"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" && ")
 }
 
 /// Writes `files` (path, content) under `dir`.

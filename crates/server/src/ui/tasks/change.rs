@@ -53,7 +53,16 @@ fn check_row(c: &CheckResult) -> Markup {
                     details { summary { "output" } pre { (c.output) } }
                 }
             }
-            td { (c.outcome) }
+            td {
+                (c.outcome)
+                @if c.failed_on_base {
+                    " "
+                    small class="pre-existing"
+                        title="it already failed on the unchanged base commit, before the agent" {
+                        "failed on the base"
+                    }
+                }
+            }
             td {
                 @match (c.exit_code, c.signal) {
                     (Some(code), _) => (code),
