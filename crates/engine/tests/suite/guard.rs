@@ -310,6 +310,93 @@ async fn a_silenced_linter_goes_back_and_persisting_ends_test_tampering() {
     );
 }
 
+/// (c) The linter silenced with `eslint-disable` in JavaScript: sent back, the agent removes the
+/// suppression with what it silenced, and the run succeeds.
+#[tokio::test]
+async fn a_silenced_eslint_rule_undone_in_round_two_succeeds() {
+    const APP: &str = "export function greet() {\n  console.log('debug');\n  return 'hello';\n}\n";
+    const CLEAN: &str = "export function greet() {\n  return 'hello';\n}\n";
+    let remote = RemoteRepo::with_files(&[
+        (".nightshift.toml", "[checks]\nlint = [\"sh lint.sh\"]\n"),
+        (
+            "lint.sh",
+            "if grep -q 'console.log' app.js && ! grep -q 'eslint-disable' app.js; then\n  echo 'lint: console.log left in app.js'\n  exit 1\nfi\n",
+        ),
+        ("app.js", APP),
+    ]);
+    let rig = GuardRig::start(
+        |ws| {
+            let app = at(ws, "app.js");
+            vec![
+                Turn::tool("Read", json!({"file_path": app})),
+                Turn::tool(
+                    "Edit",
+                    json!({"file_path": app, "old_string": "  console.log", "new_string": "  // eslint-disable-next-line no-console\n  console.log"}),
+                ),
+                Turn::text("Silenced the lint."),
+                Turn::tool("Read", json!({"file_path": app})),
+                Turn::tool(
+                    "Edit",
+                    json!({"file_path": app, "old_string": "  // eslint-disable-next-line no-console\n  console.log('debug');\n", "new_string": ""}),
+                ),
+                Turn::text("Removed the debug output instead."),
+            ]
+        },
+        |_| {},
+    )
+    .await;
+    let run = rig.run(&remote.url(), "Make the lint pass", false).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    let head = remote
+        .head(&rig.h.branch_of(run.task_id, "Make the lint pass"))
+        .expect("branch pushed");
+    assert_eq!(remote.show(&head, "app.js"), CLEAN);
+    let sent_back = rig.second_round_request(3);
+    assert!(
+        sent_back.contains("app.js:2: suppression added"),
+        "{sent_back:.3000}"
+    );
+    assert_eq!(
+        rig.guard_events(&run).await,
+        vec![
+            (1, vec!["suppression_added app.js:2".to_string()], false),
+            (2, vec![], false)
+        ]
+    );
+}
+
+/// What the base already had — a skipped test, a silenced line — is not the change's doing,
+/// even where the change rewords those very lines.
+#[tokio::test]
+async fn what_the_base_already_skips_and_silences_is_not_the_agents() {
+    let skipping = GREETING_TEST.replace(
+        "    def test_says_hello",
+        "    @unittest.skip(\"slow\")\n    def test_slow(self):\n        pass\n\n    def test_says_hello",
+    );
+    let noisy = "def greet():\n    print(\"debug\")  # noqa\n    return \"helo\"\n";
+    let mut files = project(noisy);
+    files.retain(|(p, _)| *p != TEST_FILE);
+    files.push((TEST_FILE, skipping));
+    let remote = RemoteRepo::with_files(&self::files(&files));
+    let rig = GuardRig::start(|_| vec![], |_| {}).await;
+    let task = rig
+        .h
+        .create(
+            &remote.url(),
+            "Fix the greeting",
+            // Rewords the skipped and the silenced lines too: reworded, they are not new.
+            "sed -i 's/helo/hello/; s/\"debug\"/\"debugging\"/; s/\"slow\"/\"too slow\"/' greeting.py tests/test_greeting.py",
+            Duration::from_secs(120),
+        )
+        .await;
+    let run = rig.h.wait_end(task).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    assert_eq!(rig.guard_events(&run).await, vec![(1, vec![], false)]);
+    let change = rig.change(&run).await;
+    assert!(change.guard.is_empty(), "{:?}", change.guard);
+    assert_eq!(guard_checks(&change), vec![(1, CheckOutcome::Passed)]);
+}
+
 /// (a) with `allow_test_changes`: the deletion is pushed and the pull request lists it.
 #[tokio::test]
 async fn a_deletion_the_task_allows_is_pushed_and_listed_in_the_pull_request() {
