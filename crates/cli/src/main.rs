@@ -5,6 +5,7 @@ mod client;
 mod confine;
 mod install;
 mod judge;
+mod logging;
 mod output;
 mod people;
 mod repos;
