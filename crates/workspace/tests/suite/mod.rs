@@ -1,2 +1,3 @@
 mod access;
+mod follow_up;
 mod worktree;
