@@ -10,6 +10,7 @@ mod events;
 mod gateway;
 mod intake;
 mod jobs;
+mod judge;
 mod limits;
 mod run;
 mod run_env;
@@ -23,6 +24,7 @@ pub use intake::{
     Creator, Intake, IntakePolicy, TASK_CREATE, TEMPLATE_INSTANTIATE, TaskRateLimit, TaskRequest,
 };
 pub use jobs::sweep_workspaces;
+pub use judge::{JudgeConfig, JudgeProvider, OnJudgeError, known_price};
 pub use limits::RunLimits;
 pub use nightshift_workspace::{AllowedRepo, LocalRepos, RepoPolicy, Requester};
 pub use run_env::{RunEnv, ToolchainInfo};
@@ -91,6 +93,12 @@ pub struct EngineConfig {
     pub repositories: RepoPolicy,
     /// What one run may store and write: its events, and the disk of its checkout and /tmp.
     pub run_limits: RunLimits,
+    /// The judge that reviews changes whose checks passed; `None`: no judge. Projects switch
+    /// it off and on (`ProjectSettings::judge`).
+    pub judge: Option<JudgeConfig>,
+    /// The program (and leading arguments) that serves the `verify` tool to agents: the
+    /// `nightshift` binary's `verify-mcp`. `None`: agents get no `verify` tool.
+    pub verify_tool: Option<Vec<String>>,
 }
 
 impl EngineConfig {
@@ -115,6 +123,8 @@ impl EngineConfig {
             sweep_records: true,
             repositories: RepoPolicy::new(&data_dir),
             run_limits: RunLimits::default(),
+            judge: None,
+            verify_tool: None,
             data_dir,
         }
     }

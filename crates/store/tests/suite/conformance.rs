@@ -38,6 +38,7 @@ pub fn new_task(project_id: i64, repo: &str, instructions: &str) -> NewTask {
         agent: AgentSpec::command("true"),
         timeout_secs: 60,
         budget: Budget::default(),
+        allow_test_changes: false,
         created_by: "alice".into(),
     }
 }
