@@ -8,10 +8,11 @@ mod codex;
 mod command;
 mod config;
 mod frame;
+mod permission;
 mod raw;
 mod stream;
 
-pub use acp::{AcpDriver, PermissionPolicy};
+pub use acp::AcpDriver;
 pub use budget::{BudgetLimits, run_with_budget};
 pub use claude::ClaudeCodeDriver;
 pub use codex::CodexDriver;
@@ -21,6 +22,7 @@ pub use frame::{
     base_failures_prompt, compose_prompt, feedback_prompt, guard_prompt, judge_prompt,
     takeover_prompt,
 };
+pub use permission::PermissionPolicy;
 
 use std::path::PathBuf;
 
