@@ -360,7 +360,13 @@ pub fn parse_duration(input: &str) -> Result<Duration, CoreError> {
 }
 
 pub fn format_duration(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    // Whole seconds read best, but a sub-second limit must not read as `0s`.
+    let shown = if d < Duration::from_secs(1) {
+        Duration::from_millis(d.as_millis() as u64)
+    } else {
+        Duration::from_secs(d.as_secs())
+    };
+    humantime::format_duration(shown).to_string()
 }
 
 /// A size as people read it, in the units nightshift.toml takes: `512 B`, `64 KiB`, `1.5 GiB`.
@@ -541,6 +547,8 @@ mod tests {
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("0s").is_err());
+        assert_eq!(format_duration(Duration::from_millis(90_400)), "1m 30s");
+        assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
     }
 
     #[test]

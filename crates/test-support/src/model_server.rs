@@ -48,6 +48,8 @@ pub struct Turn {
     pub output_tokens: u64,
     /// Answer every request that lands on this turn with this HTTP status instead.
     pub fail_status: Option<u16>,
+    /// Wait this long before answering, like a model that is slow or stuck.
+    pub delay: Option<std::time::Duration>,
 }
 
 impl Turn {
@@ -57,6 +59,7 @@ impl Turn {
             input_tokens: 10,
             output_tokens: 5,
             fail_status: None,
+            delay: None,
         }
     }
 
@@ -66,6 +69,7 @@ impl Turn {
             input_tokens: 10,
             output_tokens: 5,
             fail_status: None,
+            delay: None,
         }
         .and_tool(name, input)
     }
@@ -76,6 +80,7 @@ impl Turn {
             input_tokens: 10,
             output_tokens: 5,
             fail_status: None,
+            delay: None,
         };
         turn.items.push(Item::CustomTool {
             name: name.into(),
@@ -91,6 +96,7 @@ impl Turn {
             input_tokens: 0,
             output_tokens: 0,
             fail_status: Some(status),
+            delay: None,
         }
     }
 
@@ -104,6 +110,12 @@ impl Turn {
             name: name.into(),
             input,
         });
+        self
+    }
+
+    /// Answers only after `delay`.
+    pub fn after(mut self, delay: std::time::Duration) -> Turn {
+        self.delay = Some(delay);
         self
     }
 
@@ -294,6 +306,9 @@ async fn handle(
         )
             .into_response();
     };
+    if let Some(delay) = reply.delay {
+        tokio::time::sleep(delay).await;
+    }
     if let Some(status) = reply.fail_status {
         return error_response(api, status);
     }

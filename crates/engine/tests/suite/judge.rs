@@ -343,6 +343,37 @@ async fn a_malformed_verdict_follows_the_configured_policy() {
     );
 }
 
+/// A judge that does not answer within its timeout gives no verdict: `on_error` decides, and the
+/// verdict says how long was waited.
+#[tokio::test]
+async fn a_judge_that_answers_too_late_follows_the_configured_policy() {
+    let late = vec![verdict("approve", &[]).after(Duration::from_secs(10))];
+    let rig = JudgeRig::start(
+        |_| vec![],
+        late,
+        |config| {
+            if let Some(judge) = &mut config.judge {
+                judge.timeout = Duration::from_millis(500);
+                judge.on_error = OnJudgeError::Reject;
+            }
+        },
+    )
+    .await;
+    let run = rig.run(codemod()).await;
+    assert_eq!(run.end_reason, Some(EndReason::JudgeRejected), "{run:?}");
+    assert!(rig.pushed(&run).is_none());
+    let verdict = &rig.change(&run).await.verdicts[0];
+    assert_eq!(verdict.decision, JudgeDecision::Reject);
+    assert!(
+        verdict
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("no answer within 500ms"),
+        "{verdict:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_project_that_switched_the_judge_off_is_not_reviewed() {
     let rig = JudgeRig::start(|_| vec![], vec![verdict("reject", &[OUT_OF_SCOPE])], |_| {}).await;
