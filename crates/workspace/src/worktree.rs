@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use nightshift_sandbox::MountView;
+
 use crate::{Git, Result, WorkspaceError};
 
 /// Stored diffs are capped; the stat and file list always cover the whole change.
@@ -19,6 +21,9 @@ pub struct Worktree {
     /// Patterns of paths that are never part of the change (what setup and the checks left
     /// behind), given to Nightshift's git as `core.excludesFile`.
     excludes: Option<PathBuf>,
+    /// How the checkout is seen at `path` when it is not the directory itself: a base being
+    /// built, or a run's layer over a base. Everything that runs in it, git included, sees it so.
+    view: Option<MountView>,
 }
 
 /// What a change did, as git reports it.
@@ -46,6 +51,44 @@ impl Worktree {
             base,
             base_commit,
             excludes: None,
+            view: None,
+        }
+    }
+
+    /// A checkout seen at `path` through `view`, with its git directory at `git_dir`.
+    pub(crate) fn layered(
+        path: PathBuf,
+        mirror: PathBuf,
+        git_dir: PathBuf,
+        branch: Option<String>,
+        base: String,
+        base_commit: String,
+        view: MountView,
+    ) -> Self {
+        Worktree {
+            path,
+            mirror,
+            git_dir,
+            branch: branch.unwrap_or_default(),
+            base,
+            base_commit,
+            excludes: None,
+            view: Some(view),
+        }
+    }
+
+    /// How the checkout is mounted at [`path`](Worktree::path), when it is.
+    pub fn view(&self) -> Option<&MountView> {
+        self.view.as_ref()
+    }
+
+    /// Where Nightshift itself reads the file at `rel` from (processes see it under
+    /// [`path`](Worktree::path)): in a layered checkout, the run's layer or else its base.
+    pub fn file(&self, rel: impl AsRef<Path>) -> PathBuf {
+        let inside = self.path.join(rel);
+        match &self.view {
+            Some(view) => view.host_path(&inside),
+            None => inside,
         }
     }
 
@@ -76,7 +119,10 @@ impl Worktree {
     /// `git` pinned to this worktree's repository: what Nightshift itself runs in a checkout
     /// that an agent or a check has had in its hands (see [`Git::pinned_to`]).
     pub fn git(&self, git: &Git) -> Git {
-        let pinned = git.pinned_to(&self.git_dir, &self.path);
+        let mut pinned = git.pinned_to(&self.git_dir, &self.path);
+        if let Some(view) = &self.view {
+            pinned = pinned.with_mount(view.clone());
+        }
         match &self.excludes {
             Some(file) => pinned.with_config("core.excludesFile", &file.display().to_string()),
             None => pinned,

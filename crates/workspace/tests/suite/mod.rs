@@ -1,2 +1,3 @@
 mod access;
+mod bases;
 mod worktree;
