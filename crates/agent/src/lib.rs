@@ -17,7 +17,9 @@ pub use claude::ClaudeCodeDriver;
 pub use codex::CodexDriver;
 pub use command::CommandDriver;
 pub use config::{AgentConfig, AgentDefaults, driver_for};
-pub use frame::{base_failures_prompt, compose_prompt, feedback_prompt, takeover_prompt};
+pub use frame::{
+    base_failures_prompt, compose_prompt, compose_prompt_reading, feedback_prompt, takeover_prompt,
+};
 
 use std::path::PathBuf;
 

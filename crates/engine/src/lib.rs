@@ -13,6 +13,7 @@ mod jobs;
 mod limits;
 mod run;
 mod run_env;
+mod workspaces;
 
 pub use baseline::{BaseCheck, check_base};
 pub use confinement::{ConfinementConfig, ConfinementStatus, DEFAULT_SETUP_HOSTS, SandboxMode};
@@ -25,6 +26,7 @@ pub use jobs::sweep_workspaces;
 pub use limits::RunLimits;
 pub use nightshift_workspace::{AllowedRepo, LocalRepos, RepoPolicy, Requester};
 pub use run_env::{RunEnv, ToolchainInfo};
+pub use workspaces::{WorkspaceMode, WorkspacesStatus};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,7 +40,7 @@ use nightshift_forge::{
 };
 use nightshift_sandbox::Sandbox;
 use nightshift_store::{ForgeCredential, RetentionPolicy, SecretKey, Store};
-use nightshift_workspace::{Git, Mirrors, WorkspaceError};
+use nightshift_workspace::{Bases, Git, Mirrors, WorkspaceError};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -88,6 +90,11 @@ pub struct EngineConfig {
     pub repositories: RepoPolicy,
     /// What one run may store and write: its events, and the disk of its checkout and /tmp.
     pub run_limits: RunLimits,
+    /// Warm bases with a copy-on-write layer per run where overlays work, or a worktree each.
+    pub workspaces: WorkspaceMode,
+    /// Bytes this worker's warm bases may take together (least recently used go first, never
+    /// one a run is on); `None`: no limit.
+    pub bases_budget: Option<u64>,
 }
 
 impl EngineConfig {
@@ -112,6 +119,8 @@ impl EngineConfig {
             sweep_records: true,
             repositories: RepoPolicy::new(&data_dir),
             run_limits: RunLimits::default(),
+            workspaces: WorkspaceMode::default(),
+            bases_budget: None,
             data_dir,
         }
     }
@@ -125,6 +134,9 @@ pub struct Engine {
     repositories: RepoPolicy,
     git: Git,
     mirrors: Mirrors,
+    bases: Bases,
+    /// How runs get their checkout here, probed on first use.
+    workspaces: tokio::sync::OnceCell<WorkspacesStatus>,
     /// Whether bubblewrap works here decides whether runs can start at all.
     confinement: confinement::ConfinementProbe,
     wake: Notify,
@@ -138,7 +150,7 @@ impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Arc<Engine> {
         // Code, events and agent homes live here: the server user's alone, also when an older
         // version left them readable to every local user.
-        for dir in ["mirrors", "runs", "logs", "git-home"] {
+        for dir in ["mirrors", "runs", "logs", "git-home", "bases"] {
             let path = config.data_dir.join(dir);
             if let Err(e) = std::fs::create_dir_all(&path)
                 .and_then(|()| nightshift_store::restrict_to_owner(&path))
@@ -156,6 +168,7 @@ impl Engine {
             git = git.without_local_transport();
         }
         let mirrors = Mirrors::new(config.data_dir.join("mirrors"), git.clone());
+        let bases = Bases::new(config.data_dir.join("bases"), config.bases_budget);
         let instance = instance_name();
         let confinement = confinement::ConfinementProbe::start(&config.confinement);
         let (follow, followed) = mpsc::unbounded_channel();
@@ -165,6 +178,8 @@ impl Engine {
             repositories,
             git,
             mirrors,
+            bases,
+            workspaces: tokio::sync::OnceCell::new(),
             confinement,
             wake: Notify::new(),
             instance,
@@ -184,6 +199,14 @@ impl Engine {
     /// Whether runs are confined here, and if not, why (probed again until they are).
     pub fn confinement(&self) -> ConfinementStatus {
         self.confinement.status(&self.config.confinement)
+    }
+
+    /// How runs get their checkout on this worker: warm bases with an overlay, or worktrees.
+    pub async fn workspaces(&self) -> WorkspacesStatus {
+        self.workspaces
+            .get_or_init(|| WorkspacesStatus::probe(self.config.workspaces, &self.config.data_dir))
+            .await
+            .clone()
     }
 
     /// The toolchains runs can use, found in the server's environment as it is now.

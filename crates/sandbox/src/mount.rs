@@ -63,25 +63,6 @@ impl MountView {
         }
     }
 
-    /// Where the file at `inside` (a path under [`MountView::at`]) is read from on the host, as
-    /// long as it is a plain file nobody deleted: the run's layer first, then the base.
-    pub fn host_path(&self, inside: &Path) -> PathBuf {
-        let Ok(rel) = inside.strip_prefix(&self.at) else {
-            return inside.to_path_buf();
-        };
-        match &self.mount {
-            WorkspaceMount::Bind { source } => source.join(rel),
-            WorkspaceMount::Overlay { lower, upper, .. } => {
-                let layered = upper.join(rel);
-                if layered.exists() {
-                    layered
-                } else {
-                    lower.join(rel)
-                }
-            }
-        }
-    }
-
     /// Everything [`Entered::enter`] needs, made before the fork (nothing may allocate after).
     pub(crate) fn prepare(&self, cwd: &Path) -> Result<Entered> {
         let c = |text: &[u8]| {

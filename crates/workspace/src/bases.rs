@@ -3,10 +3,11 @@
 //! base through a copy-on-write layer of their own (see [`Mirrors::add_layer`]), never change
 //! it, and many share one.
 //!
-//! On disk, under `<root>/<scope>/` (scope: the project and the repository's mirror):
+//! On disk, `<root>/workspace/` is the empty directory every run's processes see their checkout
+//! at, whichever base is under it, each in its own mount namespace; and under `<root>/<scope>/`
+//! (scope: the project and the repository's mirror):
 //!
 //! ```text
-//! checkout/           the empty directory every sandboxed process sees its workspace at
 //! build.lock          held by the one build of this repository at a time
 //! .building-<key>/    a build in progress; never used, removed by the next build
 //! <key>/tree/         a ready base: the tree, its git index, base.json; `use.lock` is held
@@ -72,9 +73,19 @@ impl Bases {
     /// The bases of one repository (`scope` names it, e.g. `<project>/<mirror name>`).
     pub fn repo(&self, scope: &str) -> Result<RepoBases> {
         let dir = self.root.join(scope);
-        let checkout = dir.join("checkout");
-        std::fs::create_dir_all(&checkout).map_err(|e| WorkspaceError::io(&checkout, e))?;
+        let checkout = self.mount_point();
+        for path in [&dir, &checkout] {
+            std::fs::create_dir_all(path).map_err(|e| WorkspaceError::io(path, e))?;
+        }
         Ok(RepoBases { dir, checkout })
+    }
+
+    /// The empty directory that setup, the checks, the agent and Nightshift's own git see a
+    /// warm checkout at, whichever repository and base is under it: paths written into a base
+    /// (a virtualenv's scripts, an editable install, build caches) hold for every run on it and
+    /// every later base.
+    pub fn mount_point(&self) -> PathBuf {
+        self.root.join("workspace")
     }
 
     /// Removes the least recently used bases until all of them fit the budget again, never one
@@ -132,9 +143,7 @@ pub struct RepoBases {
 }
 
 impl RepoBases {
-    /// The empty directory that setup, the checks, the agent and Nightshift's own git see the
-    /// workspace at, whichever base is under it: paths written into a base (a virtualenv's
-    /// scripts, build caches) stay valid for every run and every later base.
+    /// Where the checkout is seen (see [`Bases::mount_point`]).
     pub fn mount_point(&self) -> &Path {
         &self.checkout
     }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nightshift_sandbox::MountView;
+use nightshift_sandbox::{MountView, WorkspaceMount};
 
 use crate::{Git, Result, WorkspaceError};
 
@@ -82,13 +82,13 @@ impl Worktree {
         self.view.as_ref()
     }
 
-    /// Where Nightshift itself reads the file at `rel` from (processes see it under
-    /// [`path`](Worktree::path)): in a layered checkout, the run's layer or else its base.
-    pub fn file(&self, rel: impl AsRef<Path>) -> PathBuf {
-        let inside = self.path.join(rel);
-        match &self.view {
-            Some(view) => view.host_path(&inside),
-            None => inside,
+    /// Where Nightshift itself reads the checkout's files as they were before anyone changed
+    /// them (processes see them at [`path`](Worktree::path)): a layered checkout's base.
+    pub fn unchanged_tree(&self) -> &Path {
+        match self.view.as_ref().map(|v| &v.mount) {
+            Some(WorkspaceMount::Bind { source }) => source,
+            Some(WorkspaceMount::Overlay { lower, .. }) => lower,
+            None => &self.path,
         }
     }
 
@@ -200,6 +200,35 @@ impl Worktree {
 
     pub fn base_commit(&self) -> &str {
         &self.base_commit
+    }
+
+    /// The committed contents of the files `pathspecs` match (`git ls-files -s`): what setup
+    /// installs from, as the commit has it.
+    pub async fn tracked_contents(&self, git: &Git, pathspecs: &[&str]) -> Result<String> {
+        let mut args = vec!["ls-files", "--stage", "--"];
+        args.extend_from_slice(pathspecs);
+        self.git(git).run(&self.path, &args).await
+    }
+
+    /// How the files `pathspecs` match differ from the base commit now, as a patch of the
+    /// tracked ones followed by the names and blob ids of new ones (empty: unchanged).
+    pub async fn changes_among(&self, git: &Git, pathspecs: &[&str]) -> Result<String> {
+        let git = &self.git(git);
+        let mut diff = vec!["diff", "--binary", "--no-color", &self.base_commit, "--"];
+        diff.extend_from_slice(pathspecs);
+        let mut changes = git.run(&self.path, &diff).await?;
+        let mut others = vec!["ls-files", "--others", "--exclude-standard", "-z", "--"];
+        others.extend_from_slice(pathspecs);
+        let added = nul_separated(&git.run(&self.path, &others).await?);
+        if !added.is_empty() {
+            let mut hash = vec!["hash-object", "--"];
+            hash.extend(added.iter().map(String::as_str));
+            let ids = git.run(&self.path, &hash).await?;
+            for (path, id) in added.iter().zip(ids.lines()) {
+                changes.push_str(&format!("new file {path} {id}\n"));
+            }
+        }
+        Ok(changes)
     }
 
     /// Whether anything differs from the last commit, untracked files included.

@@ -5,8 +5,8 @@
 use std::sync::atomic::Ordering;
 
 use nightshift_agent::{
-    AgentDriver, AgentEnd, AgentRequest, BudgetLimits, base_failures_prompt, compose_prompt,
-    feedback_prompt, run_with_budget, takeover_prompt,
+    AgentDriver, AgentEnd, AgentRequest, BudgetLimits, base_failures_prompt,
+    compose_prompt_reading, feedback_prompt, run_with_budget, takeover_prompt,
 };
 use nightshift_core::{AgentEvent, AgentKind, CheckResult, EndReason, EventKind, Phase};
 use nightshift_store::RunUpdate;
@@ -76,10 +76,17 @@ impl AgentPhase {
             // told which checks already fail on the base.
             AgentKind::Command => run.task.instructions.clone(),
             _ if !run.failing_on_base.is_empty() => {
-                compose_prompt(&run.task.instructions, workspace.worktree.path())
-                    + &base_failures_prompt(&run.failing_on_base)
+                compose_prompt_reading(
+                    &run.task.instructions,
+                    workspace.worktree.path(),
+                    workspace.worktree.unchanged_tree(),
+                ) + &base_failures_prompt(&run.failing_on_base)
             }
-            _ => compose_prompt(&run.task.instructions, workspace.worktree.path()),
+            _ => compose_prompt_reading(
+                &run.task.instructions,
+                workspace.worktree.path(),
+                workspace.worktree.unchanged_tree(),
+            ),
         };
         let mut prompt = instructions.clone();
         // Continued where the driver can; else the agent starts again (see `after_takeover`).

@@ -2,7 +2,7 @@
 //! produced and hands on its own result; `pipeline` below is the whole sequence:
 //!
 //! ```text
-//! resume::decide ─► ResumePoint ─► prepare (setup, baseline) ─► Prepared { workspace, plan, start }
+//! resume::decide ─► ResumePoint ─► prepare (warm base, setup, baseline) ─► Prepared { workspace, plan, start }
 //!       │ Pushed                                 │
 //!       │               agent ⇄ validate ─► Validated ─► publish ─► Pushed ─► Published
 //!       └──────────────────────────────────────────────────────────────────┘
@@ -21,6 +21,7 @@ mod prepare;
 mod publish;
 mod resume;
 mod validate;
+mod warm;
 mod watch;
 
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ use nightshift_core::{
     CheckResult, Checkpoint, EventKind, GeneratedChange, Phase, Run, Task, Usage,
 };
 use nightshift_store::{Claim, RunUpdate, StoreError};
-use nightshift_workspace::Worktree;
+use nightshift_workspace::{BaseLease, Worktree};
 use tokio_util::sync::CancellationToken;
 
 use crate::confinement::RunConfinement;
@@ -137,6 +138,8 @@ impl<T> During<T> for Step<T> {
 pub(crate) struct Workspace {
     worktree: Worktree,
     confinement: RunConfinement,
+    /// The warm base under the run's layer, held so that it is not evicted meanwhile.
+    _base: Option<BaseLease>,
 }
 
 /// One run on this worker: what it was claimed as, and the records it builds as it goes.
@@ -166,6 +169,8 @@ pub(crate) struct RunExecution {
     run_dir: PathBuf,
     /// The checks that already failed on the base commit, before the agent.
     failing_on_base: Vec<CheckResult>,
+    /// How the lockfiles and manifests differed from the base when setup last ran again.
+    setup_changes: String,
 }
 
 impl RunExecution {
@@ -205,6 +210,7 @@ impl RunExecution {
             cause: Arc::new(Mutex::new(None)),
             run_dir,
             failing_on_base: Vec::new(),
+            setup_changes: String::new(),
         }
     }
 

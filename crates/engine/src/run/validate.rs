@@ -35,7 +35,8 @@ pub(crate) async fn checks(
 ) -> Step<Verdict> {
     let round = agent.number();
     run.enter(Phase::Validating).await?;
-    let results = run_checks(
+    let mut results = super::baseline::setup_again(run, workspace, plan, round).await?;
+    let checks = run_checks(
         run,
         workspace,
         plan,
@@ -43,6 +44,7 @@ pub(crate) async fn checks(
         round,
     )
     .await?;
+    results.extend(checks);
     run.change.rounds = round;
     let failures: Vec<CheckResult> = results
         .iter()

@@ -11,3 +11,4 @@ mod repos;
 mod stops;
 mod takeover;
 mod toolchains;
+mod warm;

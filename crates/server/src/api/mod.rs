@@ -541,8 +541,8 @@ pub fn routes() -> Router<AppState> {
         })
 }
 
-/// Liveness, whether runs here are confined (an unconfined server should be noticed), and the
-/// toolchains they can use.
+/// Liveness, whether runs here are confined (an unconfined server should be noticed), how they
+/// get their checkout (warm bases with an overlay, or worktrees), and the toolchains they can use.
 async fn health(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> axum::Json<serde_json::Value> {
@@ -550,6 +550,7 @@ async fn health(
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "confinement": state.engine.confinement(),
+        "workspaces": state.engine.workspaces().await,
         "toolchains": state.engine.toolchains(),
     }))
 }
