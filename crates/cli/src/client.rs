@@ -1,10 +1,11 @@
-//! A small client for the REST API: JSON in and out, API errors shown with their code.
+//! A small client for the REST API: the server's own contract types in and out, API errors
+//! shown with their code.
 
 use anyhow::{Context, bail};
 use clap::Args;
+use nightshift_server::contract::ErrorBody;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 #[derive(Args, Clone)]
 pub struct ClientArgs {
@@ -83,6 +84,13 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
+        self.answer(request).await
+    }
+
+    async fn answer<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<T> {
         let response = request.send().await.with_context(|| self.unreachable())?;
         decode(response).await
     }
@@ -90,6 +98,19 @@ impl Client {
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send::<(), T>(reqwest::Method::GET, self.url(path), None)
             .await
+    }
+
+    /// A `GET` with `query` as the query string.
+    pub async fn get_with<Q: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &Q,
+    ) -> anyhow::Result<T> {
+        self.answer(
+            self.request(reqwest::Method::GET, self.url(path))
+                .query(query),
+        )
+        .await
     }
 
     pub async fn post<B: Serialize, T: DeserializeOwned>(
@@ -121,7 +142,7 @@ impl Client {
             .with_context(|| self.unreachable())?;
         if !response.status().is_success() {
             let status = response.status();
-            return Err(match decode::<Value>(response).await {
+            return Err(match decode::<IgnoredAny>(response).await {
                 Err(e) => e,
                 Ok(_) => anyhow::anyhow!("server answered {status}"),
             });
@@ -144,20 +165,14 @@ async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Res
         .await
         .context("reading the server's answer")?;
     if !status.is_success() {
-        let parsed: Option<Value> = serde_json::from_str(&text).ok();
-        let error = parsed.as_ref().and_then(|v| v.get("error"));
-        match error {
-            Some(e) => bail!(
-                "{} ({})",
-                e.get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("request failed"),
-                e.get("code").and_then(Value::as_str).unwrap_or("error")
-            ),
-            None if status == reqwest::StatusCode::UNAUTHORIZED => bail!(
+        match serde_json::from_str::<ErrorBody>(&text) {
+            // Only a code of the contract's list is read as one.
+            Ok(ErrorBody { error }) => bail!("{} ({})", error.message, error.code),
+            Err(_) if status == reqwest::StatusCode::UNAUTHORIZED => bail!(
                 "the server wants you to sign in: set NIGHTSHIFT_TOKEN (or --token) to an API token"
             ),
-            None => bail!("server answered {status}: {text}"),
+            // A code this CLI does not know (a newer server) is shown as the server sent it.
+            Err(_) => bail!("server answered {status}: {text}"),
         }
     }
     // 204 No Content has no body: read it as JSON null.

@@ -3,10 +3,14 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use nightshift_server::contract::{
+    CreateProject, CreateToken, MemberList, MemberSet, ProjectDetail, ProjectList, ProjectView,
+    SetRole, TokenCreated, TokenList,
+};
 use reqwest::Method;
-use serde_json::{Value, json};
 
 use crate::client::{Client, ClientArgs};
+use crate::output::{line, or_dash};
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
@@ -59,44 +63,37 @@ pub enum ProjectCommand {
     },
 }
 
-fn text(v: &Value, key: &str) -> String {
-    crate::output::text(v.get(key).unwrap_or(&Value::Null))
-}
-
 pub async fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         TokenCommand::Create { name, client } => {
-            let answer: Value = Client::new(&client)
-                .root(Method::POST, "/tokens", Some(&json!({"name": name})))
+            let answer: TokenCreated = Client::new(&client)
+                .root(Method::POST, "/tokens", Some(&CreateToken { name }))
                 .await?;
-            eprintln!(
-                "token {} created; it is shown only now:",
-                text(&answer, "id")
-            );
-            println!("{}", text(&answer, "token"));
+            eprintln!("token {} created; it is shown only now:", answer.info.id);
+            println!("{}", line(&answer.token));
         }
         TokenCommand::List { client } => {
-            let answer: Value = Client::new(&client)
+            let answer: TokenList = Client::new(&client)
                 .root::<(), _>(Method::GET, "/tokens", None)
                 .await?;
             println!(
                 "{:<6} {:<20} {:<12} {:<26} REVOKED",
                 "ID", "NAME", "PREFIX", "LAST USED"
             );
-            for t in answer["tokens"].as_array().into_iter().flatten() {
+            for t in &answer.tokens {
                 println!(
                     "{:<6} {:<20} {:<12} {:<26} {}",
-                    text(t, "id"),
-                    text(t, "name"),
-                    text(t, "prefix"),
-                    text(t, "last_used_at"),
-                    text(t, "revoked_at")
+                    t.id,
+                    line(&t.name),
+                    line(&t.prefix),
+                    or_dash(t.last_used_at.as_deref()),
+                    or_dash(t.revoked_at.as_deref())
                 );
             }
         }
         TokenCommand::Revoke { id, client } => {
-            let _: Value = Client::new(&client)
-                .root::<(), _>(Method::DELETE, &format!("/tokens/{id}"), None)
+            Client::new(&client)
+                .root::<(), ()>(Method::DELETE, &format!("/tokens/{id}"), None)
                 .await?;
             println!("token {id} revoked");
         }
@@ -107,52 +104,49 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
 pub async fn project(cmd: ProjectCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ProjectCommand::List { client } => {
-            let answer: Value = Client::new(&client)
+            let answer: ProjectList = Client::new(&client)
                 .root::<(), _>(Method::GET, "/projects", None)
                 .await?;
-            for p in answer["projects"].as_array().into_iter().flatten() {
-                println!("{:<30} {}", text(p, "name"), text(p, "role"));
+            for p in &answer.projects {
+                println!("{:<30} {}", line(&p.name), p.role);
             }
         }
         ProjectCommand::Create { name, client } => {
-            let answer: Value = Client::new(&client)
-                .root(Method::POST, "/projects", Some(&json!({"name": name})))
+            let answer: ProjectView = Client::new(&client)
+                .root(Method::POST, "/projects", Some(&CreateProject { name }))
                 .await?;
-            println!(
-                "project {} created; you are its admin",
-                text(&answer, "name")
-            );
+            println!("project {} created; you are its admin", line(&answer.name));
         }
         ProjectCommand::Show { client } => {
             let client = Client::new(&client);
-            let project: Value = client.get("").await?;
-            let members: Value = client.get("/members").await?;
-            println!(
-                "project   {} (you: {})",
-                text(&project, "name"),
-                text(&project, "role")
-            );
-            let settings = &project["settings"];
-            println!("runs/user {}", text(settings, "max_active_runs_per_user"));
-            println!("timeout   {}", text(settings, "max_timeout"));
+            let detail: ProjectDetail = client.get("").await?;
+            let members: MemberList = client.get("/members").await?;
+            let (project, settings) = (&detail.project, &detail.settings);
+            println!("project   {} (you: {})", line(&project.name), project.role);
+            println!("runs/user {}", settings.max_active_runs_per_user);
+            println!("timeout   {}", or_dash(settings.max_timeout.as_deref()));
             println!(
                 "budget    {} USD/month",
-                text(settings, "monthly_budget_usd")
+                settings
+                    .monthly_budget_usd
+                    .map_or_else(|| "-".into(), |usd| usd.to_string())
             );
-            for m in members["members"].as_array().into_iter().flatten() {
-                println!("member    {:<24} {}", text(m, "user"), text(m, "role"));
+            for m in &members.members {
+                println!("member    {:<24} {}", line(&m.user), m.role);
             }
         }
         ProjectCommand::AddMember { user, role, client } => {
             let client = Client::new(&client);
-            let answer: Value = client
+            let answer: MemberSet = client
                 .root(
                     Method::PUT,
                     &format!("/projects/{}/members/{user}", client.project()),
-                    Some(&json!({"role": role})),
+                    Some(&SetRole {
+                        role: role.parse()?,
+                    }),
                 )
                 .await?;
-            println!("{} is now {}", text(&answer, "user"), text(&answer, "role"));
+            println!("{} is now {}", line(&answer.user), answer.role);
         }
     }
     Ok(ExitCode::SUCCESS)

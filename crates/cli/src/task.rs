@@ -7,8 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use futures::StreamExt;
-use nightshift_core::{AgentKind, AgentSpec, Budget, RunStatus, parse_duration};
-use serde_json::{Value, json};
+use nightshift_core::{AgentKind, AgentSpec, Budget, RunEvent, RunStatus, parse_duration};
+use nightshift_server::contract::{
+    CancelOutcome, Cancelled, CreateTask, EventsPage, EventsQuery, Instantiate, RunView, TaskList,
+    TaskListQuery, TaskView,
+};
 
 use crate::client::{Client, ClientArgs};
 use crate::output::{line, lines, short};
@@ -128,7 +131,7 @@ pub async fn run(command: TaskCommand) -> anyhow::Result<ExitCode> {
     match command {
         TaskCommand::Create(args) => create(args).await,
         TaskCommand::Show { id, json, client } => {
-            let task: Value = Client::new(&client).get(&format!("/tasks/{id}")).await?;
+            let task: TaskView = Client::new(&client).get(&format!("/tasks/{id}")).await?;
             print_task(&task, json);
             Ok(ExitCode::SUCCESS)
         }
@@ -140,12 +143,12 @@ pub async fn run(command: TaskCommand) -> anyhow::Result<ExitCode> {
             client,
         } => logs(&Client::new(&client), id, run, follow).await,
         TaskCommand::Cancel { id, client } => {
-            let answer: Value = Client::new(&client)
-                .post(&format!("/tasks/{id}/cancel"), &json!({}))
+            let answer: Cancelled = Client::new(&client)
+                .post(&format!("/tasks/{id}/cancel"), &serde_json::Map::new())
                 .await?;
-            match answer["outcome"].as_str() {
-                Some("cancelled") => println!("task {id}: cancelled"),
-                _ => println!(
+            match answer.outcome {
+                CancelOutcome::Cancelled => println!("task {id}: cancelled"),
+                CancelOutcome::CancelRequested => println!(
                     "task {id}: cancel requested; the run stops once its processes are gone"
                 ),
             }
@@ -158,8 +161,8 @@ pub async fn run(command: TaskCommand) -> anyhow::Result<ExitCode> {
             client,
         } => {
             let client = Client::new(&client);
-            let task: Value = client
-                .post(&format!("/tasks/{id}/retry"), &json!({}))
+            let task: TaskView = client
+                .post(&format!("/tasks/{id}/retry"), &serde_json::Map::new())
                 .await?;
             finish(&client, task, wait, json).await
         }
@@ -168,7 +171,7 @@ pub async fn run(command: TaskCommand) -> anyhow::Result<ExitCode> {
 
 async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
     if let Some(template) = args.template.clone() {
-        return crate::template::create_task(args_for_template(args), &template).await;
+        return crate::template::create_task(args_for_template(args)?, &template).await;
     }
     let kind: AgentKind = match (&args.agent, &args.agent_command) {
         (Some(kind), _) => kind.parse()?,
@@ -186,30 +189,36 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
         max_turns: args.max_turns,
         max_tokens: args.max_tokens,
     };
-    let body = json!({
-        "repo": args.repo,
-        "base": args.base,
-        "instructions": args.instructions,
-        "title": args.title,
-        "agent": agent,
-        "timeout": args.timeout.map(|t| format!("{}s", t.as_secs())),
-        "budget": budget,
-    });
+    let body = CreateTask {
+        repo: args.repo,
+        base: args.base,
+        instructions: args.instructions.unwrap_or_default(),
+        title: args.title,
+        agent: Some(agent),
+        timeout: args.timeout.map(seconds),
+        budget: Some(budget),
+    };
     let client = Client::new(&args.client);
-    let task: Value = client.post("/tasks", &body).await?;
+    let task: TaskView = client.post("/tasks", &body).await?;
     finish(&client, task, args.wait, args.json).await
+}
+
+/// A timeout as the API takes it: `90s`.
+fn seconds(timeout: Duration) -> String {
+    format!("{}s", timeout.as_secs())
 }
 
 /// The parts of `task create` a template instantiation passes on: only what was given, so the
 /// template's own defaults apply to the rest.
-fn args_for_template(args: CreateArgs) -> crate::template::FromTemplate {
+fn args_for_template(args: CreateArgs) -> anyhow::Result<crate::template::FromTemplate> {
     let agent = match (&args.agent, &args.agent_command) {
         (None, None) => None,
-        (kind, command) => Some(json!({
-            "kind": kind.as_deref().unwrap_or("command"),
-            "command": command,
-            "model": args.model,
-        })),
+        (kind, command) => Some(AgentSpec {
+            kind: kind.as_deref().unwrap_or("command").parse()?,
+            command: command.clone(),
+            model: args.model.clone(),
+            args: Vec::new(),
+        }),
     };
     let budget =
         (args.max_cost_usd.is_some() || args.max_turns.is_some() || args.max_tokens.is_some())
@@ -218,26 +227,27 @@ fn args_for_template(args: CreateArgs) -> crate::template::FromTemplate {
                 max_turns: args.max_turns,
                 max_tokens: args.max_tokens,
             });
-    crate::template::FromTemplate {
-        body: json!({
-            "repo": args.repo,
-            "base": args.base,
-            "title": args.title,
-            "agent": agent,
-            "timeout": args.timeout.map(|t| format!("{}s", t.as_secs())),
-            "budget": budget,
-        }),
+    Ok(crate::template::FromTemplate {
+        body: Instantiate {
+            repo: args.repo,
+            base: args.base,
+            title: args.title,
+            agent,
+            timeout: args.timeout.map(seconds),
+            budget,
+            ..Instantiate::default()
+        },
         params: args.params,
         wait: args.wait,
         json: args.json,
         client: args.client,
-    }
+    })
 }
 
 /// Prints the task, or waits for its latest run to end when asked.
 pub(crate) async fn finish(
     client: &Client,
-    task: Value,
+    task: TaskView,
     wait: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -245,11 +255,11 @@ pub(crate) async fn finish(
         print_task(&task, json);
         return Ok(ExitCode::SUCCESS);
     }
-    let id = task["id"].as_i64().context("the server's task has no id")?;
-    let task = wait_for_end(client, id, json).await?;
+    let task = wait_for_end(client, task.task.id, json).await?;
     print_task(&task, json);
-    let succeeded =
-        latest_run(&task).and_then(|r| r["status"].as_str()) == Some(RunStatus::Succeeded.as_str());
+    let succeeded = task
+        .latest_run()
+        .is_some_and(|r| r.status == RunStatus::Succeeded);
     Ok(if succeeded {
         ExitCode::SUCCESS
     } else {
@@ -257,29 +267,22 @@ pub(crate) async fn finish(
     })
 }
 
-fn latest_run(task: &Value) -> Option<&Value> {
-    task["runs"].as_array().and_then(|runs| runs.last())
-}
-
-async fn wait_for_end(client: &Client, id: i64, quiet: bool) -> anyhow::Result<Value> {
+async fn wait_for_end(client: &Client, id: i64, quiet: bool) -> anyhow::Result<TaskView> {
     let tty = std::io::stderr().is_terminal();
     let mut last_line = String::new();
     loop {
-        let task: Value = client.get(&format!("/tasks/{id}")).await?;
-        let run = latest_run(&task).cloned().unwrap_or_default();
-        let status = run["status"].as_str().unwrap_or("unknown");
+        let task: TaskView = client.get(&format!("/tasks/{id}")).await?;
+        let run = task.latest_run().context("the task has no runs")?;
         let line = format!(
-            "task {id} run {}: {status}{}{}",
-            run["number"],
-            run["phase"]
-                .as_str()
-                .map(|p| format!(" · {p}"))
-                .unwrap_or_default(),
-            if status == "running" {
-                format!(" · {}%", run["progress"])
-            } else if run["waiting_reason"].is_string() {
+            "task {id} run {}: {}{}{}",
+            run.number,
+            run.status,
+            run.phase.map(|p| format!(" · {p}")).unwrap_or_default(),
+            if run.status == RunStatus::Running {
+                format!(" · {}%", run.progress)
+            } else if let Some(reason) = &run.waiting_reason {
                 // A limit holds the run back: say which.
-                format!(" · {}", line(&run["waiting_reason"]))
+                format!(" · {}", line(reason))
             } else {
                 String::new()
             }
@@ -293,7 +296,7 @@ async fn wait_for_end(client: &Client, id: i64, quiet: bool) -> anyhow::Result<V
             let _ = std::io::stderr().flush();
             last_line = line;
         }
-        if status.parse::<RunStatus>().is_ok_and(|s| s.is_terminal()) {
+        if run.status.is_terminal() {
             if tty && !quiet {
                 eprintln!();
             }
@@ -303,77 +306,72 @@ async fn wait_for_end(client: &Client, id: i64, quiet: bool) -> anyhow::Result<V
     }
 }
 
-fn print_task(task: &Value, json: bool) {
+fn print_task(view: &TaskView, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(task).unwrap_or_default());
+        println!("{}", serde_json::to_string_pretty(view).unwrap_or_default());
         return;
     }
-    println!("task {} · {}", task["id"], line(&task["title"]));
-    println!(
-        "  repo    {} ({})",
-        line(&task["repo"]),
-        line(&task["base"])
-    );
-    println!("  status  {}", line(&task["status"]));
-    if task["instructions"].is_string() {
-        println!("  instructions");
-        for text in lines(&task["instructions"]).lines() {
-            println!("    {text}");
-        }
+    let task = &view.task;
+    println!("task {} · {}", task.id, line(&task.title));
+    println!("  repo    {} ({})", line(&task.repo), line(&task.base));
+    println!("  status  {}", task.status);
+    println!("  instructions");
+    for text in lines(&task.instructions).lines() {
+        println!("    {text}");
     }
-    for run in task["runs"].as_array().into_iter().flatten() {
-        let mut out = format!("  run {}  {}", run["number"], line(&run["status"]));
-        if run["end_reason"].is_string() {
-            out.push_str(&format!(" ({})", line(&run["end_reason"])));
-        } else if run["phase"].is_string() {
-            out.push_str(&format!(" · {} {}%", line(&run["phase"]), run["progress"]));
-        }
-        if run["branch"].is_string() {
-            out.push_str(&format!(" → {}", line(&run["branch"])));
-        }
-        if run["error"].is_string() {
-            out.push_str(&format!("\n          {}", line(&run["error"])));
-        }
-        if run["waiting_reason"].is_string() {
-            out.push_str(&format!("\n          {}", line(&run["waiting_reason"])));
-        }
-        println!("{out}");
+    for run in &view.runs {
+        println!("{}", run_line(run));
     }
+}
+
+/// A run as `task show` lists it: status, why it ended or where it is, and what it says.
+fn run_line(run: &RunView) -> String {
+    let mut out = format!("  run {}  {}", run.number, run.status);
+    if let Some(reason) = run.end_reason {
+        out.push_str(&format!(" ({reason})"));
+    } else if let Some(phase) = run.phase {
+        out.push_str(&format!(" · {phase} {}%", run.progress));
+    }
+    if let Some(branch) = &run.branch {
+        out.push_str(&format!(" → {}", line(branch)));
+    }
+    for note in [&run.error, &run.waiting_reason].into_iter().flatten() {
+        out.push_str(&format!("\n          {}", line(note)));
+    }
+    out
 }
 
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.client);
-    let mut query = vec![format!("limit={}", args.limit)];
-    for (key, value) in [
-        ("repo", &args.repo),
-        ("status", &args.status),
-        ("q", &args.query),
-    ] {
-        if let Some(v) = value {
-            query.push(format!("{key}={}", urlencode(v)));
-        }
-    }
-    let answer: Value = client.get(&format!("/tasks?{}", query.join("&"))).await?;
+    let query = TaskListQuery {
+        repo: args.repo,
+        status: args.status,
+        q: args.query,
+        limit: Some(args.limit),
+        ..TaskListQuery::default()
+    };
+    let answer: TaskList = client.get_with("/tasks", &query).await?;
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&answer["tasks"]).unwrap_or_default()
+            serde_json::to_string_pretty(&answer.tasks).unwrap_or_default()
         );
         return Ok(ExitCode::SUCCESS);
     }
-    for task in answer["tasks"].as_array().into_iter().flatten() {
-        let run = &task["latest_run"];
+    for entry in &answer.tasks {
+        let (task, run) = (&entry.task, &entry.latest_run);
+        let doing = run
+            .end_reason
+            .map(|r| r.as_str())
+            .or(run.phase.map(|p| p.as_str()))
+            .unwrap_or_default();
         println!(
             "{:>6}  {:<10} {:<12} {:<40} {}",
-            task["id"],
-            line(&task["status"]),
-            if run["end_reason"].is_string() {
-                line(&run["end_reason"])
-            } else {
-                line(&run["phase"])
-            },
-            short(&task["title"], 40),
-            line(&task["repo"])
+            task.id,
+            task.status.as_str(),
+            doing,
+            short(&task.title, 40),
+            line(&task.repo)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -388,25 +386,22 @@ async fn logs(
     let number = match run {
         Some(n) => n,
         None => {
-            let task: Value = client.get(&format!("/tasks/{id}")).await?;
-            latest_run(&task)
-                .and_then(|r| r["number"].as_i64())
-                .context("the task has no runs")?
+            let task: TaskView = client.get(&format!("/tasks/{id}")).await?;
+            task.latest_run().context("the task has no runs")?.number
         }
     };
     if !follow {
-        let mut after = 0;
+        let mut query = EventsQuery {
+            after: 0,
+            limit: Some(1000),
+        };
         loop {
-            let page: Value = client
-                .get(&format!(
-                    "/tasks/{id}/runs/{number}/events?after={after}&limit=1000"
-                ))
+            let page: EventsPage = client
+                .get_with(&format!("/tasks/{id}/runs/{number}/events"), &query)
                 .await?;
-            for event in page["events"].as_array().into_iter().flatten() {
-                print_event(event);
-            }
-            match page["next_after"].as_i64() {
-                Some(next) => after = next,
+            page.events.iter().for_each(print_event);
+            match page.next_after {
+                Some(next) => query.after = next,
                 None => break,
             }
         }
@@ -431,48 +426,32 @@ async fn logs(
             } else if let Some(d) = raw.strip_prefix("data:") {
                 data.push_str(d.trim_start());
             } else if raw.is_empty() && !data.is_empty() {
-                let value: Value = serde_json::from_str(&data).unwrap_or_default();
-                data.clear();
+                let unexpected = || format!("unexpected event from the server: {data}");
                 if event_name == "end" {
+                    let run: RunView = serde_json::from_str(&data).with_context(unexpected)?;
                     println!(
                         "run {number} ended: {} ({})",
-                        line(&value["status"]),
-                        line(&value["end_reason"])
+                        run.status,
+                        run.end_reason.map(|r| r.as_str()).unwrap_or_default()
                     );
                     return Ok(ExitCode::SUCCESS);
                 }
-                print_event(&value);
+                let event: RunEvent = serde_json::from_str(&data).with_context(unexpected)?;
+                print_event(&event);
+                data.clear();
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_event(event: &Value) {
-    let at = event["at"]
-        .as_i64()
-        .map(nightshift_core::format_timestamp)
-        .unwrap_or_default();
+fn print_event(event: &RunEvent) {
+    let at = nightshift_core::format_timestamp(event.at);
     let time = at.get(11..19).unwrap_or("");
-    let phase = if event["phase"].is_string() {
-        line(&event["phase"])
-    } else {
-        "-".into()
-    };
+    let phase = event.phase.map_or("-", |p| p.as_str());
     println!(
         "{time} {phase:<10} {:<6} {}",
-        line(&event["kind"]),
-        lines(&event["message"])
+        event.kind.as_str(),
+        lines(&event.message)
     );
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use nightshift_core::{ParamFromText, ParamType, TemplateParam, TemplateSpec};
-use serde_json::{Map, Value, json};
+use nightshift_server::contract::{
+    FromTask, Instantiate, TaskView, TemplateDetail, TemplateList, TemplateQuery, TemplateView,
+};
+use serde_json::Value;
 
 use crate::client::{Client, ClientArgs};
 use crate::output::{line, lines};
@@ -77,7 +80,7 @@ pub struct FromTaskArgs {
 
 /// A task creation through a template, as `task create --template` gathered it.
 pub struct FromTemplate {
-    pub body: Value,
+    pub body: Instantiate,
     pub params: Vec<String>,
     pub wait: bool,
     pub json: bool,
@@ -87,19 +90,19 @@ pub struct FromTemplate {
 pub async fn run(command: TemplateCommand) -> anyhow::Result<ExitCode> {
     match command {
         TemplateCommand::List { json, client } => {
-            let answer: Value = Client::new(&client).get("/templates").await?;
+            let answer: TemplateList = Client::new(&client).get("/templates").await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&answer["templates"])?);
+                println!("{}", serde_json::to_string_pretty(&answer.templates)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            for t in answer["templates"].as_array().into_iter().flatten() {
+            for t in &answer.templates {
                 println!(
                     "{:<24} v{:<3} {:>4} uses  {:>5}  {}",
-                    line(&t["template"]["name"]),
-                    t["template"]["version"],
-                    t["uses"],
-                    rate(&t["success_rate"]),
-                    line(&t["template"]["description"])
+                    line(&t.template.spec.name),
+                    t.template.version,
+                    t.uses,
+                    rate(t.success_rate),
+                    line(&t.template.spec.description)
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -110,11 +113,12 @@ pub async fn run(command: TemplateCommand) -> anyhow::Result<ExitCode> {
             json,
             client,
         } => {
-            let path = match version {
-                Some(v) => format!("/templates/{}?version={v}", segment(&name)),
-                None => format!("/templates/{}", segment(&name)),
-            };
-            let answer: Value = Client::new(&client).get(&path).await?;
+            let answer: TemplateDetail = Client::new(&client)
+                .get_with(
+                    &format!("/templates/{}", segment(&name)),
+                    &TemplateQuery { version },
+                )
+                .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
             } else {
@@ -129,13 +133,13 @@ pub async fn run(command: TemplateCommand) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|p| parse_mark(p))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let body = json!({
-                "task_id": args.task,
-                "name": args.name,
-                "description": args.description,
-                "parameters": parameters,
-            });
-            let t: Value = Client::new(&args.client)
+            let body = FromTask {
+                task_id: args.task,
+                name: args.name,
+                description: args.description,
+                parameters,
+            };
+            let t: TemplateView = Client::new(&args.client)
                 .post("/templates/from-task", &body)
                 .await?;
             print_created(&t, args.json);
@@ -145,7 +149,7 @@ pub async fn run(command: TemplateCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
-    let spec: Value = match &args.file {
+    let spec: TemplateSpec = match &args.file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -158,7 +162,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|p| parse_param(p))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            serde_json::to_value(TemplateSpec {
+            TemplateSpec {
                 name: args.name.clone().unwrap_or_default(),
                 description: args.description.clone(),
                 instructions: args.instructions.clone().unwrap_or_default(),
@@ -167,31 +171,26 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
                 checks: Vec::new(),
                 budget: Default::default(),
                 timeout_secs: None,
-            })?
+            }
         }
     };
-    let t: Value = Client::new(&args.client).post("/templates", &spec).await?;
+    let t: TemplateView = Client::new(&args.client).post("/templates", &spec).await?;
     print_created(&t, args.json);
     Ok(ExitCode::SUCCESS)
 }
 
 /// `task create --template NAME --param k=v …`
 pub async fn create_task(args: FromTemplate, template: &str) -> anyhow::Result<ExitCode> {
-    let mut params = Map::new();
+    let mut body = args.body;
     for p in &args.params {
         let (k, v) = p
             .split_once('=')
             .with_context(|| format!("--param {p:?}: use name=value"))?;
-        params.insert(k.trim().to_string(), Value::String(v.to_string()));
-    }
-    let mut body = args.body;
-    if let Some(map) = body.as_object_mut() {
-        // Unset fields are left out so the template's defaults apply.
-        map.retain(|_, v| !v.is_null());
-        map.insert("params".into(), Value::Object(params));
+        body.params
+            .insert(k.trim().to_string(), Value::String(v.to_string()));
     }
     let client = Client::new(&args.client);
-    let task: Value = client
+    let task: TaskView = client
         .post(&format!("/templates/{}/tasks", segment(template)), &body)
         .await?;
     crate::task::finish(&client, task, args.wait, args.json).await
@@ -251,65 +250,59 @@ fn segment(name: &str) -> String {
         .collect()
 }
 
-fn rate(v: &Value) -> String {
-    v.as_f64()
-        .map(|r| format!("{:.0}%", r * 100.0))
+fn rate(rate: Option<f64>) -> String {
+    rate.map(|r| format!("{:.0}%", r * 100.0))
         .unwrap_or_else(|| "–".into())
 }
 
-fn print_created(t: &Value, json: bool) {
+fn print_created(t: &TemplateView, json: bool) {
     if json {
         println!("{}", serde_json::to_string_pretty(t).unwrap_or_default());
     } else {
-        println!("template {} v{} saved", line(&t["name"]), t["version"]);
+        println!("template {} v{} saved", line(&t.spec.name), t.version);
     }
 }
 
-fn print_show(answer: &Value) {
-    let t = &answer["template"];
+fn print_show(answer: &TemplateDetail) {
+    let t = &answer.template;
     println!(
         "template {} v{} · {}",
-        line(&t["name"]),
-        t["version"],
-        line(&t["description"])
+        line(&t.spec.name),
+        t.version,
+        line(&t.spec.description)
     );
     println!(
         "  uses {} · success rate {}",
-        answer["uses"],
-        rate(&answer["success_rate"])
+        answer.uses,
+        rate(answer.success_rate)
     );
     println!("  instructions:");
-    for text in lines(&t["instructions"]).lines() {
+    for text in lines(&t.spec.instructions).lines() {
         println!("    {text}");
     }
-    for p in t["parameters"].as_array().into_iter().flatten() {
+    for p in &t.spec.parameters {
         println!(
             "  param {} ({}{}){}",
-            line(&p["name"]),
-            line(&p["type"]),
-            if p["required"].as_bool() == Some(true) {
-                ", required"
-            } else {
-                ""
-            },
-            p["default"]
-                .as_str()
+            line(&p.name),
+            p.kind,
+            if p.required { ", required" } else { "" },
+            p.default
+                .as_deref()
                 .map(|d| format!(" default {d:?}"))
                 .unwrap_or_default()
         );
     }
-    let usage = answer["usage"].as_array().cloned().unwrap_or_default();
-    if !usage.is_empty() {
+    if !answer.usage.is_empty() {
         println!("  usage:");
     }
-    for u in usage {
+    for u in &answer.usage {
         println!(
             "    task {:>5}  v{}  {:<10} {} {}",
-            u["task_id"],
-            u["version"],
-            line(&u["run"]["status"]),
-            line(&u["title"]),
-            line(&u["run"]["pr_url"])
+            u.task_id,
+            u.version,
+            u.run.status.as_str(),
+            line(&u.title),
+            line(u.run.pr_url.as_deref().unwrap_or_default())
         );
     }
 }

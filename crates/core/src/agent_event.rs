@@ -1,6 +1,7 @@
 //! The one event model every agent driver normalises into. The UI renders only these.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::run::string_enum;
 
@@ -24,7 +25,7 @@ string_enum!(
 );
 
 /// Tokens, cost and turns an agent has used. Drivers report running totals.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,

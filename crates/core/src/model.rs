@@ -1,6 +1,7 @@
 //! The entities of the domain model (names are binding: see the architecture map).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::run::string_enum;
 use crate::{EndReason, Millis, Phase, RunStatus};
@@ -27,7 +28,7 @@ string_enum!(
 );
 
 /// Which agent runs a task and how.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AgentSpec {
     pub kind: AgentKind,
     /// The shell command for `command`, or the agent's command line for `acp`.
@@ -51,7 +52,7 @@ impl AgentSpec {
 }
 
 /// Per-task spending limits; `None` means the server default applies.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Budget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cost_usd: Option<f64>,
@@ -178,10 +179,12 @@ string_enum!(
 );
 
 /// One entry of a run's ordered, append-only log. The live stream and the history are the same.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RunEvent {
     pub run_id: i64,
     pub seq: i64,
+    /// Milliseconds since the epoch.
+    #[schema(value_type = i64)]
     pub at: Millis,
     pub kind: EventKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,7 +203,7 @@ string_enum!(
 );
 
 /// One command of the repository's checks, as it ran.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CheckResult {
     /// `setup`, `format`, `lint` or `test`.
     pub stage: String,
@@ -232,7 +235,7 @@ impl CheckResult {
 }
 
 /// The result of a run: what changed, how it was proven, where it went.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GeneratedChange {
     pub run_id: i64,
     pub diff: String,

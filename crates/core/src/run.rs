@@ -5,12 +5,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Checkpoint, CoreError, Millis, Usage};
 
-/// Declares a string-backed enum with one spelling shared by serde, the store and the CLI.
+/// Declares a string-backed enum with one spelling shared by serde, the store, the API's
+/// schema and the CLI. Other crates use it for their own wire enums (the API's error codes).
+#[macro_export]
 macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident, $field:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident, $field:literal {
+        $($(#[$vmeta:meta])* $variant:ident => $text:tt),+ $(,)?
+    }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash,
+            ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema,
+        )]
+        pub enum $name { $($(#[$vmeta])* #[serde(rename = $text)] $variant),+ }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -20,15 +27,15 @@ macro_rules! string_enum {
             }
         }
 
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl std::str::FromStr for $name {
+        impl ::std::str::FromStr for $name {
             type Err = $crate::CoreError;
-            fn from_str(s: &str) -> Result<Self, $crate::CoreError> {
+            fn from_str(s: &str) -> ::std::result::Result<Self, $crate::CoreError> {
                 match s {
                     $($text => Ok($name::$variant),)+
                     _ => Err($crate::CoreError::InvalidEnum {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::run::string_enum;
 use crate::{AgentSpec, Budget, CoreError, Millis};
@@ -21,7 +22,7 @@ string_enum!(
 );
 
 /// One typed parameter of a template.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TemplateParam {
     pub name: String,
     #[serde(rename = "type")]
@@ -41,7 +42,7 @@ pub struct TemplateParam {
 }
 
 /// What a template says, without its identity: what people write and edit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TemplateSpec {
     pub name: String,
     #[serde(default)]
@@ -338,7 +339,7 @@ impl TemplateParams {
 }
 
 /// A part of a task's instructions that becomes a parameter when the task is saved as a template.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ParamFromText {
     /// The literal text in the instructions; every occurrence becomes `{{name}}`.
     pub text: String,

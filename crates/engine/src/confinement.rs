@@ -19,7 +19,7 @@ use crate::EngineError;
 use crate::run_env::{PhaseEnv, RunEnv};
 
 /// How the engine runs setup, agents and checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SandboxMode {
     /// Under bubblewrap; a run fails at `preparing` when bubblewrap does not work here.
@@ -126,7 +126,7 @@ impl ConfinementConfig {
 }
 
 /// Whether this server's runs are confined, for the API and the web UI.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConfinementStatus {
     /// What the operator chose.
     pub sandbox: SandboxMode,

@@ -26,7 +26,7 @@ pub use jobs::sweep_workspaces;
 pub use limits::RunLimits;
 pub use nightshift_workspace::{AllowedRepo, LocalRepos, RepoPolicy, Requester};
 pub use run_env::{RunEnv, ToolchainInfo};
-pub use workspaces::{WorkspaceMode, WorkspacesStatus};
+pub use workspaces::{CheckoutKind, WorkspaceMode, WorkspacesStatus};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -146,7 +146,7 @@ fn looks_secret(name: &str, value: &str) -> bool {
 }
 
 /// A toolchain as `GET /api/v1/health` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ToolchainInfo {
     pub name: String,
     pub manager: String,

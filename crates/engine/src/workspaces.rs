@@ -2,12 +2,12 @@
 //! a copy-on-write layer per run where overlays can be mounted, a worktree per run otherwise
 //! (or where the operator chose it). Said by `GET /api/v1/health`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
 
 /// What the operator chose (`workspaces` in nightshift.toml).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkspaceMode {
     /// Warm bases with a layer per run where this machine mounts overlays, else worktrees.
@@ -42,17 +42,27 @@ impl std::str::FromStr for WorkspaceMode {
     }
 }
 
+/// How a run's checkout is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckoutKind {
+    /// A copy-on-write layer over a warm base.
+    Overlay,
+    /// A worktree of its own.
+    Worktree,
+}
+
 /// How runs on this worker get their checkout, for the API and the run's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkspacesStatus {
-    /// `overlay` (a warm base and a layer per run) or `worktree`.
-    pub mode: &'static str,
+    pub mode: CheckoutKind,
+    /// Why, in words: what the operator chose, or why overlays cannot be mounted here.
     pub detail: String,
 }
 
 impl WorkspacesStatus {
     pub fn overlay(&self) -> bool {
-        self.mode == "overlay"
+        self.mode == CheckoutKind::Overlay
     }
 
     /// Tries an overlay under `data_dir` (where bases and layers live) unless `chosen` rules
@@ -60,7 +70,7 @@ impl WorkspacesStatus {
     pub(crate) async fn probe(chosen: WorkspaceMode, data_dir: &std::path::Path) -> Self {
         if chosen == WorkspaceMode::Worktree {
             return WorkspacesStatus {
-                mode: "worktree",
+                mode: CheckoutKind::Worktree,
                 detail: "each run checks out a worktree of its own (workspaces = \"worktree\" in \
                          nightshift.toml)"
                     .into(),
@@ -69,7 +79,7 @@ impl WorkspacesStatus {
         let scratch = data_dir.join("bases").join(".probe");
         match nightshift_sandbox::overlay_support(&scratch).await {
             Ok(()) => WorkspacesStatus {
-                mode: "overlay",
+                mode: CheckoutKind::Overlay,
                 detail: "runs start warm: a base per repository and base commit (setup done, \
                          checks run once) seen through a copy-on-write layer of the run's own"
                     .into(),
@@ -77,7 +87,7 @@ impl WorkspacesStatus {
             Err(why) => {
                 tracing::warn!(reason = %why, "runs check out a worktree each");
                 WorkspacesStatus {
-                    mode: "worktree",
+                    mode: CheckoutKind::Worktree,
                     detail: format!(
                         "each run checks out a worktree of its own: {why}. Warm bases need \
                          overlayfs in unprivileged user namespaces (Linux 5.11 or later, \

@@ -35,6 +35,7 @@ pub mod netfwd;
 mod process;
 mod programs;
 mod proxy;
+mod running;
 mod tmp;
 mod toolchains;
 
@@ -45,9 +46,10 @@ pub use limits::{LimitEnforcement, Limits};
 pub use mount::{MountView, WorkspaceMount, overlay_support};
 /// Every captured line passes through it (see [`Sandbox::with_redactor`]).
 pub use nightshift_core::{MASK, MIN_SECRET_LEN, Redactor};
-pub use process::{Exit, OutputLine, ProcessSpec, RunningProcess, Sandbox, group_alive};
+pub use process::{Exit, OutputLine, ProcessSpec, Sandbox};
 pub use programs::{install_root, interpreter, resolve};
 pub use proxy::AllowedHost;
+pub use running::{RunningProcess, group_alive};
 pub use toolchains::{HostEnv, Toolchain, Toolchains, cache_env};
 
 use std::path::PathBuf;

@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::ApiError;
+use crate::contract::ErrorCode;
 
 /// The names this server answers to, besides address literals and `localhost` (which no other
 /// site can point at it): the host of `public_url` and what `allowed_hosts` adds. An entry is a
@@ -115,7 +116,7 @@ pub(crate) async fn check_host(
         let name = host_name(refused);
         return ApiError::new(
             StatusCode::FORBIDDEN,
-            "host_not_allowed",
+            ErrorCode::HostNotAllowed,
             format!(
                 "this server does not answer to the name {name:?} (a page on another site may \
                  be trying to reach it through DNS rebinding): use its own address, or if \

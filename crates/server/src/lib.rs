@@ -4,12 +4,12 @@
 mod api;
 pub mod auth;
 mod bootstrap;
+pub mod contract;
 mod edge;
 mod error;
 pub mod openapi;
 mod throttle;
 mod ui;
-mod views;
 
 pub use api::{RouteSpec, route_table};
 pub use auth::{Access, AuthConfig, CurrentUser, ProxyConfig};
@@ -18,7 +18,6 @@ pub use error::ApiError;
 pub use nightshift_engine::TaskRateLimit;
 pub use throttle::Throttle;
 pub use ui::{PageRoute, page_table};
-pub use views::{RunView, TaskView};
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;

@@ -99,7 +99,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 }
 
 /// A forge credential in the clear. `Debug` shows only the kind.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ForgeCredential {
     /// A GitHub App: short-lived installation tokens are minted from the private key.

@@ -23,7 +23,16 @@ pub fn test_tools_dir() -> PathBuf {
 /// The absolute path of an installed agent CLI (`claude`, `codex`, `claude-agent-acp`).
 /// Panics when it is missing: the agent tests must fail, never skip, without their tools.
 pub fn test_tool(name: &str) -> PathBuf {
-    let path = test_tools_dir().join("node_modules/.bin").join(name);
+    installed(name, test_tools_dir().join("node_modules/.bin").join(name))
+}
+
+/// The absolute path of a Python tool from the test tools' virtualenv
+/// (`openapi-spec-validator`). Panics when it is missing, like [`test_tool`].
+pub fn python_tool(name: &str) -> PathBuf {
+    installed(name, test_tools_dir().join("python/bin").join(name))
+}
+
+fn installed(name: &str, path: PathBuf) -> PathBuf {
     match path.canonicalize() {
         Ok(path) => path,
         Err(_) => panic!(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nightshift_core::{EndReason, EventKind, Phase, RunEvent, RunStatus};
-use nightshift_engine::WorkspaceMode;
+use nightshift_engine::{CheckoutKind, WorkspaceMode};
 use nightshift_test_support::git::{RemoteRepo, git};
 
 use super::harness::Harness;
@@ -323,7 +323,7 @@ async fn a_worker_told_to_use_worktrees_checks_out_one_per_run_and_says_so() {
     })
     .await;
     let status = h.engine.workspaces().await;
-    assert_eq!(status.mode, "worktree");
+    assert_eq!(status.mode, CheckoutKind::Worktree);
     assert!(
         status.detail.contains("workspaces = \"worktree\""),
         "{status:?}"
@@ -359,5 +359,5 @@ async fn a_worker_told_to_use_worktrees_checks_out_one_per_run_and_says_so() {
     );
     // Where overlays work, the default is warm.
     let warm = Harness::start(1).await;
-    assert_eq!(warm.engine.workspaces().await.mode, "overlay");
+    assert_eq!(warm.engine.workspaces().await.mode, CheckoutKind::Overlay);
 }

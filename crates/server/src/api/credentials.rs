@@ -5,26 +5,15 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use nightshift_core::format_timestamp;
-use nightshift_store::{CredentialInfo, ForgeCredential};
-use serde_json::{Value, json};
+use nightshift_store::ForgeCredential;
 
 use crate::AppState;
 use crate::auth::{AuditNote, ProjectAccess};
+use crate::contract::{CredentialList, CredentialView, ErrorCode};
 use crate::error::ApiError;
 
 const KINDS: &str = "github_app {app_id, installation_id, private_key}, github_token {token}, \
      gitlab_token {token}, gitea_token {token}, git {username, password}";
-
-fn view(info: &CredentialInfo) -> Value {
-    json!({
-        "host": info.host,
-        "kind": info.kind,
-        "fingerprint": info.fingerprint,
-        "set_by": info.set_by,
-        "updated_at": format_timestamp(info.updated_at),
-    })
-}
 
 fn valid_host(host: &str) -> Result<&str, ApiError> {
     let ok = (1..=253).contains(&host.len())
@@ -35,7 +24,7 @@ fn valid_host(host: &str) -> Result<&str, ApiError> {
         Ok(host)
     } else {
         Err(ApiError::invalid(
-            "invalid_host",
+            ErrorCode::InvalidHost,
             "host: a host name such as github.com or git.example.com:8443",
         ))
     }
@@ -44,11 +33,11 @@ fn valid_host(host: &str) -> Result<&str, ApiError> {
 pub async fn list(
     State(state): State<AppState>,
     Extension(access): Extension<ProjectAccess>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CredentialList>, ApiError> {
     let list = state.store.credentials(access.project.id).await?;
-    Ok(Json(
-        json!({"credentials": list.iter().map(view).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(CredentialList {
+        credentials: list.iter().map(CredentialView::new).collect(),
+    }))
 }
 
 pub async fn set(
@@ -65,7 +54,9 @@ pub async fn set(
         if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
             return super::tasks::body::<()>(Err(rejection))
                 .err()
-                .unwrap_or_else(|| ApiError::invalid("invalid_credential", "invalid credential"));
+                .unwrap_or_else(|| {
+                    ApiError::invalid(ErrorCode::InvalidCredential, "invalid credential")
+                });
         }
         let text = rejection.body_text();
         let detail = text
@@ -75,13 +66,13 @@ pub async fn set(
             .map(|field| format!("check field `{field}`; "))
             .unwrap_or_default();
         ApiError::invalid(
-            "invalid_credential",
+            ErrorCode::InvalidCredential,
             format!("invalid credential: {detail}kinds: {KINDS}"),
         )
     })?;
     credential.validate().map_err(|reason| {
         ApiError::invalid(
-            "invalid_credential",
+            ErrorCode::InvalidCredential,
             format!("invalid credential: {reason}"),
         )
     })?;
@@ -95,7 +86,7 @@ pub async fn set(
             &access.user.user.name,
         )
         .await?;
-    let mut response = Json(view(&info)).into_response();
+    let mut response = Json(CredentialView::new(&info)).into_response();
     response.extensions_mut().insert(AuditNote {
         object: Some(format!("credential {host}")),
         detail: Some(format!("{} {}", info.kind, info.fingerprint)),

@@ -6,61 +6,23 @@ mod audit;
 mod credentials;
 pub(crate) mod notifications;
 mod projects;
+mod route;
 mod stream;
 pub(crate) mod tasks;
 pub(crate) mod templates;
 pub(crate) mod tokens;
 
 use axum::Router;
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use nightshift_core::Role;
 
+pub use route::{Answer, RouteSpec, Schema};
+use route::{change, spec};
+
 use crate::AppState;
 use crate::auth::Access;
-
-/// One route of the API.
-#[derive(Debug, Clone)]
-pub struct RouteSpec {
-    pub method: Method,
-    /// The path under `/api/v1`, with `{parameters}`.
-    pub path: &'static str,
-    pub access: Access,
-    pub summary: &'static str,
-    /// The audit action a successful call records; every route that changes something has one.
-    pub action: Option<&'static str>,
-    /// A valid request body, for the OpenAPI document and the tests.
-    pub example: Option<&'static str>,
-}
-
-fn spec(method: Method, path: &'static str, access: Access, summary: &'static str) -> RouteSpec {
-    RouteSpec {
-        method,
-        path,
-        access,
-        summary,
-        action: None,
-        example: None,
-    }
-}
-
-fn change(
-    method: Method,
-    path: &'static str,
-    access: Access,
-    action: &'static str,
-    summary: &'static str,
-    example: Option<&'static str>,
-) -> RouteSpec {
-    RouteSpec {
-        method,
-        path,
-        access,
-        summary,
-        action: Some(action),
-        example,
-    }
-}
+use crate::contract as c;
 
 const VIEWER: Access = Access::Project(Role::Viewer);
 const EDITOR: Access = Access::Project(Role::Editor);
@@ -77,7 +39,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 Access::Public,
                 "Liveness, version, whether runs are confined (sandbox, confined, detail), and the \
                  toolchains runs can use (name, manager, version, from)",
-            ),
+            )
+            .answers::<c::Health>(),
             get(health),
         ),
         (
@@ -86,7 +49,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/openapi.json",
                 Access::Public,
                 "This API's OpenAPI 3.1 document",
-            ),
+            )
+            .answers::<crate::openapi::OpenApiDocument>(),
             get(crate::openapi::document),
         ),
         (
@@ -97,7 +61,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "session.create",
                 "Sign in with an API token: sets an HttpOnly, SameSite=Strict session cookie",
                 Some(r#"{"token":"nst_…"}"#),
-            ),
+            )
+            .body::<c::SignIn>()
+            .creates::<c::SignedIn>(),
             post(tokens::sign_in),
         ),
         (
@@ -108,7 +74,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "session.delete",
                 "Sign out: ends the session",
                 None,
-            ),
+            )
+            .empty(),
             delete(tokens::sign_out),
         ),
         (
@@ -117,7 +84,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/me",
                 Access::SignedIn,
                 "The signed-in user and their projects",
-            ),
+            )
+            .answers::<c::Me>(),
             get(tokens::me),
         ),
         (
@@ -126,7 +94,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/tokens",
                 Access::SignedIn,
                 "Your API tokens (never the tokens themselves)",
-            ),
+            )
+            .answers::<c::TokenList>(),
             get(tokens::list),
         ),
         (
@@ -137,7 +106,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "token.create",
                 "Create an API token; the answer shows it once",
                 Some(r#"{"name":"laptop"}"#),
-            ),
+            )
+            .body::<c::CreateToken>()
+            .creates::<c::TokenCreated>(),
             post(tokens::create),
         ),
         (
@@ -148,11 +119,13 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "token.revoke",
                 "Revoke one of your API tokens",
                 None,
-            ),
+            )
+            .empty(),
             delete(tokens::revoke),
         ),
         (
-            spec(M::GET, "/users", Access::ServerAdmin, "All users"),
+            spec(M::GET, "/users", Access::ServerAdmin, "All users")
+            .answers::<c::UserList>(),
             get(tokens::users),
         ),
         (
@@ -161,7 +134,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/audit",
                 Access::ServerAdmin,
                 "Audit events outside any project: tokens, users, sign-in, forged proxy headers",
-            ),
+            )
+            .query::<c::AuditQuery>()
+            .answers::<c::AuditPage>(),
             get(audit::list_server),
         ),
         (
@@ -172,7 +147,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "user.create",
                 "Create a user and its first API token (shown once)",
                 Some(r#"{"name":"bob","email":"bob@example.com"}"#),
-            ),
+            )
+            .body::<c::CreateUser>()
+            .creates::<c::UserCreated>(),
             post(tokens::create_user),
         ),
         (
@@ -181,7 +158,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/projects",
                 Access::SignedIn,
                 "Projects you can see, with your role",
-            ),
+            )
+            .answers::<c::ProjectList>(),
             get(projects::list),
         ),
         (
@@ -192,7 +170,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "project.create",
                 "Create a project; you become its admin",
                 Some(r#"{"name":"payments"}"#),
-            ),
+            )
+            .body::<c::CreateProject>()
+            .creates::<c::ProjectView>(),
             post(projects::create),
         ),
         (
@@ -201,7 +181,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/projects/{project}",
                 VIEWER,
                 "A project, its settings and your role",
-            ),
+            )
+            .answers::<c::ProjectDetail>(),
             get(projects::show),
         ),
         (
@@ -214,7 +195,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 Some(
                     r#"{"max_active_runs_per_user":2,"max_timeout":"30m","monthly_budget_usd":100}"#,
                 ),
-            ),
+            )
+            .body::<c::UpdateProject>()
+            .answers::<c::ProjectUpdated>(),
             patch(projects::update),
         ),
         (
@@ -223,7 +206,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/projects/{project}/members",
                 VIEWER,
                 "Members and their roles",
-            ),
+            )
+            .answers::<c::MemberList>(),
             get(projects::members),
         ),
         (
@@ -234,7 +218,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "member.set",
                 "Add a member or change their role",
                 Some(r#"{"role":"viewer"}"#),
-            ),
+            )
+            .body::<c::SetRole>()
+            .answers::<c::MemberSet>(),
             put(projects::set_member),
         ),
         (
@@ -245,7 +231,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "member.remove",
                 "Remove a member",
                 None,
-            ),
+            )
+            .empty(),
             delete(projects::remove_member),
         ),
         (
@@ -254,7 +241,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/projects/{project}/groups",
                 ADMIN,
                 "Proxy groups bound to project roles",
-            ),
+            )
+            .answers::<c::GroupList>(),
             get(projects::groups),
         ),
         (
@@ -265,7 +253,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "group.set",
                 "Give everyone in a proxy group a role",
                 Some(r#"{"role":"editor"}"#),
-            ),
+            )
+            .body::<c::SetRole>()
+            .answers::<c::GroupBinding>(),
             put(projects::set_group),
         ),
         (
@@ -276,7 +266,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "group.remove",
                 "Unbind a proxy group",
                 None,
-            ),
+            )
+            .empty(),
             delete(projects::remove_group),
         ),
         (
@@ -285,7 +276,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/projects/{project}/credentials",
                 ADMIN,
                 "Stored forge credentials (fingerprints only)",
-            ),
+            )
+            .answers::<c::CredentialList>(),
             get(credentials::list),
         ),
         (
@@ -296,7 +288,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "credential.set",
                 "Store the forge credential for a host, sealed; it is never shown again",
                 Some(r#"{"kind":"github_token","token":"ghp_…"}"#),
-            ),
+            )
+            .body::<nightshift_store::ForgeCredential>()
+            .answers::<c::CredentialView>(),
             put(credentials::set),
         ),
         (
@@ -307,7 +301,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "credential.delete",
                 "Delete a stored credential",
                 None,
-            ),
+            )
+            .empty(),
             delete(credentials::remove),
         ),
         (
@@ -316,7 +311,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/projects/{project}/audit",
                 ADMIN,
                 "The audit trail, filtered by actor, action and time",
-            ),
+            )
+            .query::<c::AuditQuery>()
+            .answers::<c::AuditPage>(),
             get(audit::list),
         ),
         (
@@ -325,7 +322,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/projects/{project}/usage",
                 VIEWER,
                 "Spend and tokens per calendar month",
-            ),
+            )
+            .query::<c::UsageQuery>()
+            .answers::<c::MonthUsage>(),
             get(audit::usage),
         ),
         (
@@ -334,7 +333,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/projects/{project}/runs",
                 VIEWER,
                 "Runs, filtered by status, newest first",
-            ),
+            )
+            .query::<c::RunsQuery>()
+            .answers::<c::RunList>(),
             get(audit::runs),
         ),
         (
@@ -343,7 +344,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/projects/{project}/tasks",
                 VIEWER,
                 "Tasks with filters and a stable cursor",
-            ),
+            )
+            .query::<c::TaskListQuery>()
+            .answers::<c::TaskList>(),
             get(tasks::list),
         ),
         (
@@ -354,7 +357,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "task.create",
                 "Create a task; its first run is queued",
                 Some(r#"{"repo":"https://example.com/repo.git","instructions":"Bump serde"}"#),
-            ),
+            )
+            .body::<c::CreateTask>()
+            .creates::<c::TaskView>(),
             post(tasks::create),
         ),
         (
@@ -363,7 +368,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/projects/{project}/tasks/{id}",
                 VIEWER,
                 "A task with all its runs",
-            ),
+            )
+            .answers::<c::TaskView>(),
             get(tasks::show),
         ),
         (
@@ -374,7 +380,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "task.cancel",
                 "Cancel the task's latest run",
                 None,
-            ),
+            )
+            .answers::<c::Cancelled>()
+            .or_status(StatusCode::ACCEPTED),
             post(tasks::cancel),
         ),
         (
@@ -385,7 +393,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "task.retry",
                 "Start a new run of an ended task",
                 None,
-            ),
+            )
+            .creates::<c::TaskView>(),
             post(tasks::retry),
         ),
         (
@@ -394,7 +403,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/projects/{project}/tasks/{id}/runs/{number}/events",
                 VIEWER,
                 "A run's events, after a sequence number",
-            ),
+            )
+            .query::<c::EventsQuery>()
+            .answers::<c::EventsPage>(),
             get(tasks::events),
         ),
         (
@@ -403,7 +414,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/projects/{project}/tasks/{id}/runs/{number}/change",
                 VIEWER,
                 "A run's generated change",
-            ),
+            )
+            .answers::<nightshift_core::GeneratedChange>(),
             get(tasks::change),
         ),
         (
@@ -412,7 +424,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/projects/{project}/tasks/{id}/runs/{number}/stream",
                 VIEWER,
                 "A run's events live (SSE)",
-            ),
+            )
+            .query::<c::FollowQuery>()
+            .streams(),
             get(stream::follow),
         ),
         (
@@ -421,7 +435,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/projects/{project}/templates",
                 VIEWER,
                 "Templates with their use count and success rate",
-            ),
+            )
+            .answers::<c::TemplateList>(),
             get(templates::list),
         ),
         (
@@ -432,7 +447,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "template.create",
                 "Create a template (version 1)",
                 Some(r#"{"name":"bump-deps","instructions":"Bump the dependencies"}"#),
-            ),
+            )
+            .body::<nightshift_core::TemplateSpec>()
+            .creates::<c::TemplateView>(),
             post(templates::create),
         ),
         (
@@ -443,7 +460,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "template.from_task",
                 "Save a succeeded task as a template, marking parts of its instructions as parameters",
                 Some(r#"{"task_id":1,"name":"from-task"}"#),
-            ),
+            )
+            .body::<c::FromTask>()
+            .creates::<c::TemplateView>(),
             post(templates::from_task),
         ),
         (
@@ -452,7 +471,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/projects/{project}/templates/{name}",
                 VIEWER,
                 "A template version with its versions and usage history",
-            ),
+            )
+            .query::<c::TemplateQuery>()
+            .answers::<c::TemplateDetail>(),
             get(templates::show),
         ),
         (
@@ -463,7 +484,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "template.update",
                 "Edit a template: stores the next version",
                 Some(r#"{"name":"bump-deps","instructions":"Bump every dependency"}"#),
-            ),
+            )
+            .body::<nightshift_core::TemplateSpec>()
+            .answers::<c::TemplateView>(),
             put(templates::update),
         ),
         (
@@ -474,7 +497,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "template.instantiate",
                 "Create a task from a template with parameter values",
                 Some(r#"{"repo":"https://example.com/repo.git","params":{}}"#),
-            ),
+            )
+            .body::<c::Instantiate>()
+            .creates::<c::TaskView>(),
             post(templates::instantiate),
         ),
         (
@@ -484,7 +509,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/projects/{project}/notifications",
                 VIEWER,
                 "Your notifications in this project, with the unread count",
-            ),
+            )
+            .query::<c::NotificationQuery>()
+            .answers::<c::NotificationList>(),
             get(notifications::list),
         ),
         (
@@ -495,7 +522,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "notification.read_all",
                 "Mark all your notifications in this project read",
                 None,
-            ),
+            )
+            .answers::<c::MarkedRead>(),
             post(notifications::read_all),
         ),
         (
@@ -506,7 +534,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "notification.read",
                 "Mark one of your notifications read",
                 None,
-            ),
+            )
+            .answers::<c::NotificationView>(),
             post(notifications::read),
         ),
     ]
@@ -545,12 +574,28 @@ pub fn routes() -> Router<AppState> {
 /// get their checkout (warm bases with an overlay, or worktrees), and the toolchains they can use.
 async fn health(
     axum::extract::State(state): axum::extract::State<AppState>,
-) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "confinement": state.engine.confinement(),
-        "workspaces": state.engine.workspaces().await,
-        "toolchains": state.engine.toolchains(),
-    }))
+) -> axum::Json<c::Health> {
+    axum::Json(c::Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        confinement: state.engine.confinement(),
+        workspaces: state.engine.workspaces().await,
+        toolchains: state.engine.toolchains(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_route_declares_its_answer_and_every_body_its_type_and_an_example() {
+        for spec in super::route_table() {
+            let route = format!("{} {}", spec.method, spec.path);
+            assert!(spec.answer.is_some(), "{route} declares no answer");
+            assert_eq!(
+                spec.body.is_some(),
+                spec.example.is_some(),
+                "{route}: a body has a type and an example"
+            );
+        }
+    }
 }

@@ -5,38 +5,18 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use nightshift_core::Project;
 use nightshift_store::Notification;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::{AuditNote, CurrentUser};
+use crate::contract::{MarkedRead, NotificationList, NotificationQuery, NotificationView};
 use crate::error::ApiError;
-
-#[derive(Debug, Default, Deserialize)]
-pub struct ListQuery {
-    #[serde(default)]
-    pub unread: bool,
-    pub limit: Option<u32>,
-}
-
-fn view(n: &Notification, project: &str) -> Value {
-    json!({
-        "id": n.id,
-        "kind": n.kind,
-        "message": n.message,
-        "task_id": n.task_id,
-        "task_url": format!("/p/{project}/tasks/{}", n.task_id),
-        "created_at": nightshift_core::format_timestamp(n.created_at),
-        "read": n.read_at.is_some(),
-    })
-}
 
 pub async fn list(
     State(state): State<AppState>,
     Path(project): Path<String>,
     user: CurrentUser,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Query(query): Query<NotificationQuery>,
+) -> Result<Json<NotificationList>, ApiError> {
     let project = state.project(&project).await?;
     let unread = state
         .store
@@ -51,10 +31,13 @@ pub async fn list(
             query.limit.unwrap_or(50),
         )
         .await?;
-    Ok(Json(json!({
-        "unread": unread,
-        "notifications": list.iter().map(|n| view(n, &project.name)).collect::<Vec<_>>(),
-    })))
+    Ok(Json(NotificationList {
+        unread,
+        notifications: list
+            .iter()
+            .map(|n| NotificationView::new(n, &project.name))
+            .collect(),
+    }))
 }
 
 pub async fn read(
@@ -64,7 +47,7 @@ pub async fn read(
 ) -> Result<Response, ApiError> {
     let project = state.project(&project).await?;
     let n = mark_read(&state, &project, &user, id).await?;
-    Ok(AuditNote::notification(id).attach(Json(view(&n, &project.name))))
+    Ok(AuditNote::notification(id).attach(Json(NotificationView::new(&n, &project.name))))
 }
 
 /// Marks one of the user's notifications read: 404 when it is not theirs.
@@ -103,5 +86,5 @@ pub async fn read_all(
 ) -> Result<Response, ApiError> {
     let project = state.project(&project).await?;
     let (marked, note) = mark_all_read(&state, &project, &user).await?;
-    Ok(note.attach(Json(json!({"marked": marked}))))
+    Ok(note.attach(Json(MarkedRead { marked })))
 }

@@ -5,14 +5,16 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use nightshift_core::{ProjectSettings, Role, format_duration, format_timestamp, parse_duration};
-use serde::{Deserialize, Deserializer};
-use serde_json::{Value, json};
+use nightshift_core::{Role, format_duration, format_timestamp, parse_duration};
 
 use super::tasks::body;
 use super::tokens::valid_user_name;
 use crate::AppState;
 use crate::auth::{AuditNote, CurrentUser, ProjectAccess};
+use crate::contract::{
+    CreateProject, ErrorCode, GroupBinding, GroupList, MemberList, MemberSet, MemberView,
+    ProjectDetail, ProjectList, ProjectUpdated, ProjectView, SetRole, SettingsView, UpdateProject,
+};
 use crate::error::ApiError;
 
 fn valid_project_name(name: &str) -> Result<&str, ApiError> {
@@ -25,18 +27,10 @@ fn valid_project_name(name: &str) -> Result<&str, ApiError> {
         Ok(name)
     } else {
         Err(ApiError::invalid(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "name: 1 to 63 lowercase letters, digits, - or _, starting with a letter or digit",
         ))
     }
-}
-
-fn settings_view(settings: &ProjectSettings) -> Value {
-    json!({
-        "max_active_runs_per_user": settings.max_active_runs_per_user,
-        "max_timeout": settings.max_timeout_secs.map(|s| format_duration(std::time::Duration::from_secs(s))),
-        "monthly_budget_usd": settings.monthly_budget_usd,
-    })
 }
 
 fn noted(response: impl IntoResponse, object: String) -> Response {
@@ -51,21 +45,19 @@ fn noted(response: impl IntoResponse, object: String) -> Response {
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
-) -> Result<Json<Value>, ApiError> {
-    let projects: Vec<Value> = state
+) -> Result<Json<ProjectList>, ApiError> {
+    let projects = state
         .store
         .projects_for(&user.user, &user.groups)
         .await?
         .into_iter()
-        .map(|(p, role)| json!({"name": p.name, "role": role, "created_at": format_timestamp(p.created_at)}))
+        .map(|(p, role)| ProjectView {
+            name: p.name,
+            role,
+            created_at: format_timestamp(p.created_at),
+        })
         .collect();
-    Ok(Json(json!({"projects": projects})))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateProject {
-    pub name: String,
+    Ok(Json(ProjectList { projects }))
 }
 
 pub async fn create(
@@ -78,7 +70,11 @@ pub async fn create(
     let project = state.store.create_project(name, &user.user).await?;
     let mut response = (
         StatusCode::CREATED,
-        Json(json!({"name": project.name, "role": Role::Admin, "created_at": format_timestamp(project.created_at)})),
+        Json(ProjectView {
+            name: project.name.clone(),
+            role: Role::Admin,
+            created_at: format_timestamp(project.created_at),
+        }),
     )
         .into_response();
     response.extensions_mut().insert(AuditNote {
@@ -92,33 +88,16 @@ pub async fn create(
 pub async fn show(
     State(state): State<AppState>,
     Extension(access): Extension<ProjectAccess>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProjectDetail>, ApiError> {
     let settings = state.store.project_settings(access.project.id).await?;
-    Ok(Json(json!({
-        "name": access.project.name,
-        "role": access.role,
-        "created_at": format_timestamp(access.project.created_at),
-        "settings": settings_view(&settings),
-    })))
-}
-
-/// `null` clears a setting; an absent field leaves it as it is.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateProject {
-    #[serde(default)]
-    pub max_active_runs_per_user: Option<u32>,
-    /// `30m`, `2h`; `null` for the server's limit.
-    #[serde(default, deserialize_with = "present")]
-    pub max_timeout: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
-    pub monthly_budget_usd: Option<Option<f64>>,
+    Ok(Json(ProjectDetail {
+        project: ProjectView {
+            name: access.project.name.clone(),
+            role: access.role,
+            created_at: format_timestamp(access.project.created_at),
+        },
+        settings: SettingsView::new(&settings),
+    }))
 }
 
 pub async fn update(
@@ -132,7 +111,7 @@ pub async fn update(
     if let Some(n) = request.max_active_runs_per_user {
         if n == 0 || n > 1000 {
             return Err(ApiError::invalid(
-                "invalid_value",
+                ErrorCode::InvalidValue,
                 "max_active_runs_per_user: 1 to 1000",
             ));
         }
@@ -146,7 +125,7 @@ pub async fn update(
                 let d = parse_duration(&text)?;
                 if d > state.config.max_timeout {
                     return Err(ApiError::invalid(
-                        "timeout_too_long",
+                        ErrorCode::TimeoutTooLong,
                         format!(
                             "max_timeout: {} is over this server's limit of {}",
                             format_duration(d),
@@ -165,7 +144,7 @@ pub async fn update(
     if let Some(budget) = request.monthly_budget_usd {
         if budget.is_some_and(|b| !(b.is_finite() && b >= 0.0)) {
             return Err(ApiError::invalid(
-                "invalid_budget",
+                ErrorCode::InvalidBudget,
                 "monthly_budget_usd: a number of dollars, 0 or more",
             ));
         }
@@ -180,9 +159,11 @@ pub async fn update(
         .set_project_settings(access.project.id, &settings)
         .await?;
     state.engine.wake();
-    let mut response =
-        Json(json!({"name": access.project.name, "settings": settings_view(&settings)}))
-            .into_response();
+    let mut response = Json(ProjectUpdated {
+        name: access.project.name.clone(),
+        settings: SettingsView::new(&settings),
+    })
+    .into_response();
     response.extensions_mut().insert(AuditNote {
         object: Some(format!("project {}", access.project.name)),
         detail: Some(changed.join(", ")),
@@ -194,15 +175,11 @@ pub async fn update(
 pub async fn members(
     State(state): State<AppState>,
     Extension(access): Extension<ProjectAccess>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MemberList>, ApiError> {
     let members = state.store.members(access.project.id).await?;
-    Ok(Json(json!({"members": members})))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SetRole {
-    pub role: Role,
+    Ok(Json(MemberList {
+        members: members.iter().map(MemberView::from).collect(),
+    }))
 }
 
 pub async fn set_member(
@@ -224,7 +201,7 @@ pub async fn set_member(
     if demotes_last_admin {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "last_admin",
+            ErrorCode::LastAdmin,
             "the project's last admin cannot be demoted",
         ));
     }
@@ -233,7 +210,10 @@ pub async fn set_member(
         .set_member(access.project.id, user.id, request.role)
         .await?;
     Ok(noted(
-        Json(json!({"user": user.name, "role": request.role})),
+        Json(MemberSet {
+            user: user.name.clone(),
+            role: request.role,
+        }),
         format!("member {} as {}", user.name, request.role),
     ))
 }
@@ -256,7 +236,7 @@ pub async fn remove_member(
     {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "last_admin",
+            ErrorCode::LastAdmin,
             "the project's last admin cannot leave",
         ));
     }
@@ -276,10 +256,11 @@ pub async fn remove_member(
 pub async fn groups(
     State(state): State<AppState>,
     Extension(access): Extension<ProjectAccess>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        json!({"groups": state.store.group_bindings(access.project.id).await?}),
-    ))
+) -> Result<Json<GroupList>, ApiError> {
+    let groups = state.store.group_bindings(access.project.id).await?;
+    Ok(Json(GroupList {
+        groups: groups.iter().map(GroupBinding::from).collect(),
+    }))
 }
 
 pub async fn set_group(
@@ -292,7 +273,7 @@ pub async fn set_group(
     let group = group.trim();
     if group.is_empty() || group.len() > 200 {
         return Err(ApiError::invalid(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "group: 1 to 200 characters",
         ));
     }
@@ -302,7 +283,10 @@ pub async fn set_group(
         .set_group_binding(access.project.id, group, request.role)
         .await?;
     Ok(noted(
-        Json(json!({"group": group, "role": request.role})),
+        Json(GroupBinding {
+            group: group.to_string(),
+            role: request.role,
+        }),
         format!("group {group} as {}", request.role),
     ))
 }

@@ -10,18 +10,12 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use nightshift_store::Followed;
-use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::AppState;
+use crate::contract::{FollowQuery, RunView};
 use crate::error::ApiError;
-
-#[derive(Debug, Default, Deserialize)]
-pub struct FollowQuery {
-    #[serde(default)]
-    pub after: Option<i64>,
-}
 
 pub async fn follow(
     State(state): State<AppState>,
@@ -60,7 +54,7 @@ pub async fn follow(
                     }
                 }
                 Ok(Followed::Ended(run)) => {
-                    let view = crate::views::RunView::new(&run);
+                    let view = RunView::new(&run);
                     if let Ok(end) = Event::default().event("end").json_data(&view) {
                         let _ = tx.send(Ok(end)).await;
                     }

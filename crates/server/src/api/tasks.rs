@@ -6,48 +6,37 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use nightshift_core::{
-    AgentSpec, Budget, Project, RepoUrl, Run, RunEvent, Task, TaskFilter, parse_timestamp,
+    GeneratedChange, Project, RepoUrl, Run, RunEvent, Task, TaskFilter, parse_timestamp,
 };
 use nightshift_engine::TaskRequest;
-use nightshift_store::CancelOutcome;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use nightshift_store::CancelOutcome as StoreCancel;
 
 use crate::AppState;
 use crate::auth::{AuditNote, ProjectAccess};
+use crate::contract::{
+    CancelOutcome, Cancelled, CreateTask, ErrorCode, EventsPage, EventsQuery, RunView, TaskList,
+    TaskListEntry, TaskListQuery, TaskView,
+};
 use crate::error::ApiError;
-use crate::views::{RunView, TaskView};
 
 /// Turns axum's body rejections into our error shape, naming what was wrong.
 pub(crate) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(v)| v).map_err(|rejection| {
         let status = rejection.status();
         let code = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-            StatusCode::UNPROCESSABLE_ENTITY => "invalid_field",
-            _ => "invalid_json",
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+            StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::InvalidField,
+            _ if status.is_server_error() => {
+                return ApiError::internal(
+                    "the server could not read the request body",
+                    rejection.body_text(),
+                );
+            }
+            _ => ErrorCode::InvalidJson,
         };
         ApiError::new(status, code, rejection.body_text())
     })
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTask {
-    pub repo: String,
-    #[serde(default)]
-    pub base: Option<String>,
-    pub instructions: String,
-    #[serde(default)]
-    pub title: Option<String>,
-    #[serde(default)]
-    pub agent: Option<AgentSpec>,
-    /// `90s`, `10m`, `1h`.
-    #[serde(default)]
-    pub timeout: Option<String>,
-    #[serde(default)]
-    pub budget: Option<Budget>,
 }
 
 pub async fn create(
@@ -66,7 +55,7 @@ pub async fn create(
 
 /// A task the intake created, as the API answers it: the intake recorded its audit event.
 pub(crate) fn created(task: &Task, project: &Project, run: Run) -> Result<Response, ApiError> {
-    let view = TaskView::detail(task, &project.name, &[run])
+    let view = TaskView::new(task, &project.name, &[run])
         .ok_or_else(|| ApiError::not_found("task has no run"))?;
     Ok(AuditNote::written_with_change().attach((StatusCode::CREATED, Json(view))))
 }
@@ -85,27 +74,13 @@ impl From<CreateTask> for TaskRequest {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    pub repo: Option<String>,
-    pub status: Option<String>,
-    pub end_reason: Option<String>,
-    pub created_by: Option<String>,
-    pub since: Option<String>,
-    pub until: Option<String>,
-    pub q: Option<String>,
-    pub before: Option<i64>,
-    pub limit: Option<u32>,
-}
-
 pub async fn list(
     State(state): State<AppState>,
     Path(project): Path<String>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+    query: Result<Query<TaskListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<TaskList>, ApiError> {
     let project = state.project(&project).await?;
-    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let Query(q) = query.map_err(|e| ApiError::invalid(ErrorCode::InvalidQuery, e.body_text()))?;
     let filter = TaskFilter {
         repo: q
             .repo
@@ -126,11 +101,14 @@ pub async fn list(
     let next = (tasks.len() == limit)
         .then(|| tasks.last().map(|t| t.task.id))
         .flatten();
-    let views: Vec<TaskView> = tasks
+    let tasks = tasks
         .iter()
-        .map(|t| TaskView::summary(&t.task, &project.name, &t.latest))
+        .map(|t| TaskListEntry::new(&t.task, &project.name, &t.latest))
         .collect();
-    Ok(Json(json!({"tasks": views, "next_before": next})))
+    Ok(Json(TaskList {
+        tasks,
+        next_before: next,
+    }))
 }
 
 pub async fn show(
@@ -152,7 +130,7 @@ pub(crate) async fn task_view(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))?;
     let runs = state.store.task_runs(project.id, id).await?;
-    TaskView::detail(&task, &project.name, &runs)
+    TaskView::new(&task, &project.name, &runs)
         .ok_or_else(|| ApiError::not_found(format!("task {id} has no runs")))
 }
 
@@ -162,24 +140,26 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     let project = state.project(&project).await?;
     let (status, outcome, run) = match state.store.cancel_task(project.id, id).await? {
-        CancelOutcome::Cancelled(run) => (StatusCode::OK, "cancelled", run),
+        StoreCancel::Cancelled(run) => (StatusCode::OK, CancelOutcome::Cancelled, run),
         // Accepted, not done: the run is marked cancelled once its processes are gone.
-        CancelOutcome::Requested(run) => (StatusCode::ACCEPTED, "cancel_requested", run),
-        CancelOutcome::AlreadyEnded(run) => (StatusCode::CONFLICT, "already_ended", run),
+        StoreCancel::Requested(run) => (StatusCode::ACCEPTED, CancelOutcome::CancelRequested, run),
+        StoreCancel::AlreadyEnded(run) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::AlreadyEnded,
+                format!(
+                    "run {} of task {id} already ended ({})",
+                    run.number, run.status
+                ),
+            ));
+        }
     };
-    if status == StatusCode::CONFLICT {
-        return Err(ApiError::new(
-            status,
-            "already_ended",
-            format!(
-                "run {} of task {id} already ended ({})",
-                run.number, run.status
-            ),
-        ));
-    }
     Ok(AuditNote::task(id, run.number).attach((
         status,
-        Json(json!({"outcome": outcome, "run": RunView::new(&run)})),
+        Json(Cancelled {
+            outcome,
+            run: RunView::new(&run),
+        }),
     )))
 }
 
@@ -196,38 +176,33 @@ pub async fn retry(
     )))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventsQuery {
-    #[serde(default)]
-    pub after: i64,
-    pub limit: Option<u32>,
-}
-
 pub async fn events(
     State(state): State<AppState>,
     Path((project, id, number)): Path<(String, i64, i64)>,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+) -> Result<Json<EventsPage>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::invalid(ErrorCode::InvalidQuery, e.body_text()))?;
     let run_id = state.run_id(&project, id, number).await?;
     let limit = q.limit.unwrap_or(500).clamp(1, 5000);
     let events: Vec<RunEvent> = state.store.events(run_id, q.after, limit).await?;
     let next = (events.len() == limit as usize)
         .then(|| events.last().map(|e| e.seq))
         .flatten();
-    Ok(Json(json!({"events": events, "next_after": next})))
+    Ok(Json(EventsPage {
+        events,
+        next_after: next,
+    }))
 }
 
 pub async fn change(
     State(state): State<AppState>,
     Path((project, id, number)): Path<(String, i64, i64)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<GeneratedChange>, ApiError> {
     let run_id = state.run_id(&project, id, number).await?;
     let change = state
         .store
         .change(run_id)
         .await?
         .ok_or_else(|| ApiError::not_found("this run has no generated change yet"))?;
-    Ok(Json(serde_json::to_value(change).unwrap_or_default()))
+    Ok(Json(change))
 }

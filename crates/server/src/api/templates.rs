@@ -8,78 +8,19 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use nightshift_core::{
-    AgentSpec, Budget, ParamFromText, Project, Template, TemplateSpec, parameterise,
-};
+use nightshift_core::{AgentSpec, Project, Template, TemplateSpec, format_timestamp, parameterise};
 use nightshift_engine::TaskRequest;
-use nightshift_store::{TemplateSummary, TemplateUsage};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use nightshift_store::TemplateSummary;
+use serde_json::Value;
 
 use crate::AppState;
 use crate::api::tasks::{body, created};
 use crate::auth::{AuditNote, CurrentUser};
+use crate::contract::{
+    ErrorCode, FromTask, Instantiate, TemplateDetail, TemplateList, TemplateListEntry,
+    TemplateQuery, TemplateUseView, TemplateVersionView, TemplateView,
+};
 use crate::error::ApiError;
-use crate::views::RunView;
-
-/// A template as the API sends it: the version's spec plus its identity and usage.
-#[derive(Debug, Serialize)]
-pub struct TemplateView {
-    pub id: i64,
-    pub version: i64,
-    #[serde(flatten)]
-    pub spec: TemplateSpec,
-    pub created_by: String,
-    pub created_at: String,
-}
-
-impl TemplateView {
-    pub fn new(t: &Template) -> Self {
-        TemplateView {
-            id: t.id,
-            version: t.version,
-            spec: t.spec.clone(),
-            created_by: t.created_by.clone(),
-            created_at: nightshift_core::format_timestamp(t.created_at),
-        }
-    }
-}
-
-/// One use of a template: the task, which version and values, and how it went.
-#[derive(Debug, Serialize)]
-pub struct UsageView {
-    pub task_id: i64,
-    pub title: String,
-    pub version: i64,
-    pub params: BTreeMap<String, String>,
-    pub created_by: String,
-    pub created_at: String,
-    pub run: RunView,
-}
-
-impl UsageView {
-    pub fn new(u: &TemplateUsage) -> Self {
-        UsageView {
-            task_id: u.summary.task.id,
-            title: u.summary.task.title.clone(),
-            version: u.version,
-            params: u.params.as_map().clone(),
-            created_by: u.summary.task.created_by.clone(),
-            created_at: nightshift_core::format_timestamp(u.summary.task.created_at),
-            run: RunView::new(&u.summary.latest),
-        }
-    }
-}
-
-fn summary_json(s: &TemplateSummary) -> Value {
-    json!({
-        "template": TemplateView::new(&s.template),
-        "uses": s.uses,
-        "succeeded": s.succeeded,
-        "ended": s.ended,
-        "success_rate": s.success_rate(),
-    })
-}
 
 pub(crate) async fn template_or_404(
     state: &AppState,
@@ -97,24 +38,19 @@ pub(crate) async fn template_or_404(
 pub async fn list(
     State(state): State<AppState>,
     Path(project): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TemplateList>, ApiError> {
     let project = state.project(&project).await?;
     let list = state.store.list_templates(project.id).await?;
-    Ok(Json(
-        json!({"templates": list.iter().map(summary_json).collect::<Vec<_>>()}),
-    ))
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct ShowQuery {
-    pub version: Option<i64>,
+    Ok(Json(TemplateList {
+        templates: list.iter().map(TemplateListEntry::new).collect(),
+    }))
 }
 
 pub async fn show(
     State(state): State<AppState>,
     Path((project, name)): Path<(String, String)>,
-    Query(query): Query<ShowQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Query(query): Query<TemplateQuery>,
+) -> Result<Json<TemplateDetail>, ApiError> {
     let project = state.project(&project).await?;
     let template = template_or_404(&state, &project, &name, query.version).await?;
     let versions = state.store.template_versions(project.id, &name).await?;
@@ -128,14 +64,20 @@ pub async fn show(
         .await?
         .into_iter()
         .find(|s| s.template.id == template.id);
-    Ok(Json(json!({
-        "template": TemplateView::new(&template),
-        "versions": versions.iter().map(|v| json!({"version": v.version, "created_by": v.created_by,
-            "created_at": nightshift_core::format_timestamp(v.created_at)})).collect::<Vec<_>>(),
-        "usage": usage.iter().map(UsageView::new).collect::<Vec<_>>(),
-        "success_rate": summary.as_ref().and_then(TemplateSummary::success_rate),
-        "uses": summary.as_ref().map(|s| s.uses).unwrap_or(0),
-    })))
+    Ok(Json(TemplateDetail {
+        template: TemplateView::new(&template),
+        versions: versions
+            .iter()
+            .map(|v| TemplateVersionView {
+                version: v.version,
+                created_by: v.created_by.clone(),
+                created_at: format_timestamp(v.created_at),
+            })
+            .collect(),
+        usage: usage.iter().map(TemplateUseView::new).collect(),
+        success_rate: summary.as_ref().and_then(TemplateSummary::success_rate),
+        uses: summary.as_ref().map(|s| s.uses).unwrap_or(0),
+    }))
 }
 
 /// Validates and stores a new template (version 1).
@@ -175,7 +117,7 @@ fn check_agent(agent: Option<&AgentSpec>) -> Result<(), ApiError> {
         && agent.command.as_deref().is_none_or(|c| c.trim().is_empty())
     {
         return Err(ApiError::invalid(
-            "agent_command_required",
+            ErrorCode::AgentCommandRequired,
             "the command agent needs a command",
         ));
     }
@@ -207,18 +149,6 @@ pub async fn update(
     Ok(AuditNote::template(&template).attach(Json(TemplateView::new(&template))))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FromTask {
-    pub task_id: i64,
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    /// The parts of the task's instructions that become parameters.
-    #[serde(default)]
-    pub parameters: Vec<ParamFromText>,
-}
-
 /// The spec a succeeded task would make: its instructions with the marked parts turned into
 /// parameters, and its agent, budget and timeout.
 pub(crate) async fn spec_from_task(
@@ -234,7 +164,7 @@ pub(crate) async fn spec_from_task(
     if !state.store.task_ever_succeeded(project.id, task.id).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "task_not_succeeded",
+            ErrorCode::TaskNotSucceeded,
             format!(
                 "task {} has no succeeded run: only a task that worked becomes a template",
                 task.id
@@ -282,28 +212,6 @@ pub async fn from_task(
     Ok(note.attach((StatusCode::CREATED, Json(TemplateView::new(&template)))))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Instantiate {
-    /// Values by parameter name: strings, booleans or numbers.
-    #[serde(default)]
-    pub params: BTreeMap<String, Value>,
-    pub repo: String,
-    #[serde(default)]
-    pub base: Option<String>,
-    #[serde(default)]
-    pub title: Option<String>,
-    #[serde(default)]
-    pub agent: Option<AgentSpec>,
-    #[serde(default)]
-    pub timeout: Option<String>,
-    #[serde(default)]
-    pub budget: Option<Budget>,
-    /// Which version (default: the latest).
-    #[serde(default)]
-    pub version: Option<i64>,
-}
-
 /// JSON values become the text the form would have sent; objects and arrays are refused.
 fn value_text(name: &str, value: &Value) -> Result<String, ApiError> {
     match value {
@@ -312,7 +220,7 @@ fn value_text(name: &str, value: &Value) -> Result<String, ApiError> {
         Value::Number(n) => Ok(n.to_string()),
         Value::Null => Ok(String::new()),
         _ => Err(ApiError::invalid(
-            "invalid_parameter",
+            ErrorCode::InvalidParameter,
             format!("invalid value for parameter {name}: use a string, number or boolean"),
         )),
     }

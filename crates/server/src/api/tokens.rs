@@ -7,23 +7,25 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nightshift_core::format_timestamp;
 use nightshift_store::ApiToken;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::tasks::body;
 use crate::AppState;
 use crate::auth::{AuditNote, CurrentUser, OverTls, SESSION_COOKIE};
+use crate::contract::{
+    CreateToken, CreateUser, ErrorCode, Me, ProjectRole, SignIn, SignedIn, TokenCreated, TokenList,
+    TokenView, UserCreated, UserList, UserView,
+};
 use crate::error::ApiError;
 
-fn token_view(token: &ApiToken) -> Value {
-    json!({
-        "id": token.id,
-        "name": token.name,
-        "prefix": token.prefix,
-        "created_at": format_timestamp(token.created_at),
-        "last_used_at": token.last_used_at.map(format_timestamp),
-        "revoked_at": token.revoked_at.map(format_timestamp),
-    })
+fn token_view(token: &ApiToken) -> TokenView {
+    TokenView {
+        id: token.id,
+        name: token.name.clone(),
+        prefix: token.prefix.clone(),
+        created_at: format_timestamp(token.created_at),
+        last_used_at: token.last_used_at.map(format_timestamp),
+        revoked_at: token.revoked_at.map(format_timestamp),
+    }
 }
 
 /// A person's name: what audit events, `created_by` and member lists show.
@@ -38,16 +40,10 @@ pub(crate) fn valid_user_name(name: &str) -> Result<&str, ApiError> {
         Ok(name)
     } else {
         Err(ApiError::invalid(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "name: use 1 to 100 letters, digits or . _ @ + -",
         ))
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignIn {
-    pub token: String,
 }
 
 /// Checks an API token and opens a browser session for its user, bound to that token (it ends
@@ -93,7 +89,9 @@ pub async fn sign_in(
     let mut response = (
         StatusCode::CREATED,
         [(header::SET_COOKIE, cookie)],
-        Json(json!({"user": user.name})),
+        Json(SignedIn {
+            user: user.name.clone(),
+        }),
     )
         .into_response();
     // Signed in only now: the request carried no actor yet.
@@ -114,37 +112,31 @@ pub async fn sign_out(
         .attach((StatusCode::NO_CONTENT, [(header::SET_COOKIE, expired)])))
 }
 
-pub async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
-    let projects: Vec<Value> = state
+pub async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Me>, ApiError> {
+    let projects = state
         .store
         .projects_for(&user.user, &user.groups)
         .await?
         .into_iter()
-        .map(|(p, role)| json!({"name": p.name, "role": role}))
+        .map(|(p, role)| ProjectRole { name: p.name, role })
         .collect();
-    Ok(Json(json!({
-        "name": user.user.name,
-        "email": user.user.email,
-        "server_admin": user.user.server_admin,
-        "groups": user.groups,
-        "projects": projects,
-    })))
+    Ok(Json(Me {
+        name: user.user.name,
+        email: user.user.email,
+        server_admin: user.user.server_admin,
+        groups: user.groups,
+        projects,
+    }))
 }
 
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenList>, ApiError> {
     let tokens = state.store.tokens(user.user.id).await?;
-    Ok(Json(
-        json!({"tokens": tokens.iter().map(token_view).collect::<Vec<_>>()}),
-    ))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateToken {
-    pub name: String,
+    Ok(Json(TokenList {
+        tokens: tokens.iter().map(token_view).collect(),
+    }))
 }
 
 pub async fn create(
@@ -156,14 +148,16 @@ pub async fn create(
     let name = request.name.trim();
     if name.is_empty() || name.len() > 100 {
         return Err(ApiError::invalid(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "name: 1 to 100 characters",
         ));
     }
     nightshift_core::single_line("token name", name)?;
     let (token, secret) = state.store.create_token(user.user.id, name).await?;
-    let mut view = token_view(&token);
-    view["token"] = json!(secret);
+    let view = TokenCreated {
+        info: token_view(&token),
+        token: secret,
+    };
     let mut response = (StatusCode::CREATED, Json(view)).into_response();
     response.extensions_mut().insert(AuditNote {
         object: Some(format!("token {} ({})", token.id, token.prefix)),
@@ -188,25 +182,20 @@ pub async fn revoke(
     Ok(response)
 }
 
-pub async fn users(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let users: Vec<Value> = state
+pub async fn users(State(state): State<AppState>) -> Result<Json<UserList>, ApiError> {
+    let users = state
         .store
         .users()
         .await?
         .into_iter()
-        .map(|u| json!({"name": u.name, "email": u.email, "server_admin": u.server_admin, "created_at": format_timestamp(u.created_at)}))
+        .map(|u| UserView {
+            name: u.name,
+            email: u.email,
+            server_admin: u.server_admin,
+            created_at: format_timestamp(u.created_at),
+        })
         .collect();
-    Ok(Json(json!({"users": users})))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateUser {
-    pub name: String,
-    #[serde(default)]
-    pub email: Option<String>,
-    #[serde(default)]
-    pub server_admin: bool,
+    Ok(Json(UserList { users }))
 }
 
 pub async fn create_user(
@@ -225,7 +214,12 @@ pub async fn create_user(
     let (_, secret) = state.store.create_token(user.id, "first token").await?;
     let mut response = (
         StatusCode::CREATED,
-        Json(json!({"name": user.name, "email": user.email, "server_admin": user.server_admin, "token": secret})),
+        Json(UserCreated {
+            name: user.name.clone(),
+            email: user.email.clone(),
+            server_admin: user.server_admin,
+            token: secret,
+        }),
     )
         .into_response();
     response.extensions_mut().insert(AuditNote {

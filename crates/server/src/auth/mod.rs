@@ -18,6 +18,7 @@ use axum::http::StatusCode;
 use nightshift_core::Role;
 
 use crate::ApiError;
+use crate::contract::ErrorCode;
 
 /// How people sign in.
 #[derive(Debug, Clone)]
@@ -64,11 +65,15 @@ pub enum Access {
 pub const LOCAL_USER: &str = "local";
 
 pub(crate) fn unauthenticated(message: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthenticated,
+        message,
+    )
 }
 
 pub(crate) fn forbidden(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
 }
 
 /// The same answer for a project that does not exist and one the caller may not see, so

@@ -207,10 +207,9 @@ impl From<nightshift_core::CoreError> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let e = self.0;
-        if e.status.is_server_error() {
-            tracing::error!(code = e.code, message = %e.message, "page failed");
-        }
+        let status = self.0.status;
+        // `reported` logs a server error and keeps its internals out of the page.
+        let message = self.0.reported().message;
         let page = html! {
             (PreEscaped("<!doctype html>"))
             html lang="en" {
@@ -221,14 +220,14 @@ impl IntoResponse for PageError {
                 }
                 body {
                     main id="main" {
-                        h1 { (e.status) }
-                        p class="error" role="alert" { (e.message) }
+                        h1 { (status) }
+                        p class="error" role="alert" { (message) }
                         p { a href="/" { "Back to the tasks" } }
                     }
                 }
             }
         };
-        (e.status, page).into_response()
+        (status, page).into_response()
     }
 }
 

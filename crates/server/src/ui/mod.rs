@@ -176,6 +176,9 @@ pub(crate) fn page_spec(method: Method, path: &'static str, access: Access) -> R
         summary: "a page of the web UI",
         action: None,
         example: None,
+        body: None,
+        query: None,
+        answer: None,
     }
 }
 

@@ -61,10 +61,10 @@ fn classify(answer: &Answer) -> Expect {
     }
 }
 
-struct Fixture {
-    app: App,
+pub(super) struct Fixture {
+    pub(super) app: App,
     remote: RemoteRepo,
-    task_id: i64,
+    pub(super) task_id: i64,
     root_token_id: i64,
     /// A task of root's whose run succeeded: templates are saved from it.
     done_task_id: i64,
@@ -72,7 +72,7 @@ struct Fixture {
     notification_id: i64,
 }
 
-async fn fixture() -> Fixture {
+pub(super) async fn fixture() -> Fixture {
     let app = App::start(ServerConfig::default(), 0).await;
     let remote = RemoteRepo::with_files(&[("README.md", "hello\n")]);
     let alpha = app.store.project("alpha").await.unwrap().unwrap();
@@ -144,7 +144,7 @@ async fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    fn path(&self, spec: &RouteSpec) -> String {
+    pub(super) fn path(&self, spec: &RouteSpec) -> String {
         let id = if spec.path.starts_with("/tokens/") {
             self.root_token_id
         } else if spec.path.starts_with("/projects/{project}/notifications/") {
@@ -162,7 +162,7 @@ impl Fixture {
             .replace("{name}", "bump-deps")
     }
 
-    fn body(&self, spec: &RouteSpec, n: usize) -> Option<String> {
+    pub(super) fn body(&self, spec: &RouteSpec, n: usize) -> Option<String> {
         match (spec.method.clone(), spec.path) {
             (Method::POST, "/session") => Some(format!(
                 r#"{{"token":"{}"}}"#,
@@ -531,6 +531,20 @@ async fn the_openapi_document_describes_every_route() {
         assert!(
             seen.insert(op["operationId"].as_str().unwrap().to_string()),
             "unique operation ids"
+        );
+        assert_eq!(
+            op["x-audit-action"].as_str(),
+            spec.action,
+            "{} {} audit action",
+            spec.method,
+            spec.path
+        );
+        assert_eq!(
+            op["security"] == serde_json::json!([]),
+            spec.access == Access::Public,
+            "{} {} needs no sign-in exactly when it is public",
+            spec.method,
+            spec.path
         );
     }
 }

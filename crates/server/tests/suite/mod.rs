@@ -1,5 +1,6 @@
 mod access;
 mod app;
+mod contract;
 mod doors;
 mod embedded;
 mod intake;

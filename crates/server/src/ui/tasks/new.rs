@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::api::templates::template_or_404;
 use crate::auth::{AuditNote, CurrentUser};
+use crate::contract::ErrorCode;
 use crate::error::ApiError;
 use crate::ui::layout::{
     Chrome, Nav, PageError, field, filled, form_error, page, refused, see_other, url_component,
@@ -265,7 +266,7 @@ fn request_from(form: &[(String, String)]) -> Result<TaskRequest, ApiError> {
         .map(|v| {
             v.parse::<f64>().map_err(|_| {
                 ApiError::invalid(
-                    "invalid_budget",
+                    ErrorCode::InvalidBudget,
                     format!("max_cost_usd: {v:?} is not a number"),
                 )
             })
@@ -275,7 +276,7 @@ fn request_from(form: &[(String, String)]) -> Result<TaskRequest, ApiError> {
         .map(|v| {
             v.parse::<u64>().map_err(|_| {
                 ApiError::invalid(
-                    "invalid_budget",
+                    ErrorCode::InvalidBudget,
                     format!("max_turns: {v:?} is not a whole number of turns"),
                 )
             })

@@ -14,6 +14,7 @@ use super::type_options;
 use crate::AppState;
 use crate::api::templates::{create_template, template_or_404, update_template};
 use crate::auth::{AuditNote, CurrentUser};
+use crate::contract::ErrorCode;
 use crate::error::ApiError;
 use crate::ui::layout::{
     Chrome, Nav, PageError, field, filled, form_error, page, refused, see_other, url_component,
@@ -262,7 +263,7 @@ async fn save(
     let (chrome, project) = Chrome::load(state, project, user).await?;
     let (spec, problem) = spec_from_form(form);
     let saved: Result<Template, ApiError> = match problem {
-        Err(message) => Err(ApiError::invalid("invalid_template", message)),
+        Err(message) => Err(ApiError::invalid(ErrorCode::InvalidTemplate, message)),
         Ok(()) => match editing {
             Some(name) => update_template(state, &project, user, name, &spec).await,
             None => create_template(state, &project, user, &spec).await,

@@ -10,8 +10,9 @@ use serde::Deserialize;
 
 use super::type_options;
 use crate::AppState;
-use crate::api::templates::{FromTask, template_from_task};
+use crate::api::templates::template_from_task;
 use crate::auth::CurrentUser;
+use crate::contract::{ErrorCode, FromTask};
 use crate::error::ApiError;
 use crate::ui::layout::{
     Chrome, Nav, PageError, field, filled, form_error, page, refused, see_other, url_component,
@@ -99,7 +100,10 @@ pub async fn from_task(
     let task_id: i64 = filled(&form, "task")
         .and_then(|t| t.parse().ok())
         .ok_or_else(|| {
-            ApiError::invalid("invalid_task", "which task? the form lost its task id")
+            ApiError::invalid(
+                ErrorCode::InvalidTask,
+                "which task? the form lost its task id",
+            )
         })?;
     let task = state
         .store

@@ -1,0 +1,298 @@
+//! Tasks and runs: what creating and listing them takes, and how the API shows them.
+
+use std::time::Duration;
+
+use nightshift_core::{
+    AgentSpec, Budget, EndReason, Phase, Run, RunEvent, RunStatus, Task, Usage, format_duration,
+    format_timestamp,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// `POST /projects/{project}/tasks`: a change to make on one repository.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTask {
+    /// `https://`, `ssh://`, `file://` or an absolute path.
+    pub repo: String,
+    /// The branch to start from and open the pull request against (default: the remote's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    pub instructions: String,
+    /// Default: cut from the instructions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentSpec>,
+    /// `90s`, `10m`, `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+}
+
+/// Filters of `GET /projects/{project}/tasks`, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TaskListQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// The latest run's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<RunStatus>)]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<EndReason>)]
+    pub end_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// An RFC 3339 timestamp, or a date (`2026-11-24`, midnight UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Free text in the title or instructions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// Only tasks with an id below this one: the previous page's `next_before`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
+    /// 1 to 500; 50 by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// One attempt at a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunView {
+    pub number: i64,
+    pub status: RunStatus,
+    #[schema(required)]
+    pub phase: Option<Phase>,
+    pub progress: u8,
+    #[schema(required)]
+    pub end_reason: Option<EndReason>,
+    #[schema(required)]
+    pub failed_phase: Option<Phase>,
+    #[schema(required)]
+    pub error: Option<String>,
+    /// What a queued run waits for (a limit), when something holds it back.
+    #[schema(required)]
+    pub waiting_reason: Option<String>,
+    pub cancel_requested: bool,
+    /// The pushed branch, once something was pushed to it.
+    #[schema(required)]
+    pub branch: Option<String>,
+    #[schema(required)]
+    pub commit: Option<String>,
+    #[schema(required)]
+    pub pr_url: Option<String>,
+    pub usage: Usage,
+    pub created_at: String,
+    #[schema(required)]
+    pub started_at: Option<String>,
+    #[schema(required)]
+    pub ended_at: Option<String>,
+}
+
+impl RunView {
+    pub fn new(run: &Run) -> Self {
+        RunView {
+            number: run.number,
+            status: run.status,
+            phase: run.phase,
+            progress: run.progress,
+            end_reason: run.end_reason,
+            failed_phase: run.failed_phase,
+            error: run.error.clone(),
+            waiting_reason: run.waiting_reason.clone(),
+            cancel_requested: run.cancel_requested,
+            // A branch is only worth naming once something was pushed to it.
+            branch: run
+                .checkpoint
+                .pushed_commit
+                .as_ref()
+                .and(run.checkpoint.branch.clone()),
+            commit: run.checkpoint.pushed_commit.clone(),
+            pr_url: run.checkpoint.pr_url.clone(),
+            usage: run.usage,
+            created_at: format_timestamp(run.created_at),
+            started_at: run.started_at.map(format_timestamp),
+            ended_at: run.ended_at.map(format_timestamp),
+        }
+    }
+}
+
+/// What every view of a task shows: its definition and what it is doing now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaskFields {
+    pub id: i64,
+    pub project: String,
+    pub title: String,
+    pub instructions: String,
+    pub repo: String,
+    pub base: String,
+    pub agent: AgentSpec,
+    pub timeout: String,
+    pub budget: Budget,
+    pub created_by: String,
+    pub created_at: String,
+    /// The latest run's status: what the task is doing now.
+    pub status: RunStatus,
+    #[schema(required)]
+    pub end_reason: Option<EndReason>,
+}
+
+impl TaskFields {
+    fn new(task: &Task, project: &str, latest: &Run) -> Self {
+        TaskFields {
+            id: task.id,
+            project: project.to_string(),
+            title: task.title.clone(),
+            instructions: task.instructions.clone(),
+            repo: task.repo.clone(),
+            base: task.base_branch.clone(),
+            agent: task.agent.clone(),
+            timeout: format_duration(Duration::from_secs(task.timeout_secs)),
+            budget: task.budget,
+            created_by: task.created_by.clone(),
+            created_at: format_timestamp(task.created_at),
+            status: latest.status,
+            end_reason: latest.end_reason,
+        }
+    }
+}
+
+/// A task with every run, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaskView {
+    #[serde(flatten)]
+    pub task: TaskFields,
+    pub runs: Vec<RunView>,
+}
+
+impl TaskView {
+    /// A task with all its runs; `None` when `runs` is empty (every task has a first run).
+    pub fn new(task: &Task, project: &str, runs: &[Run]) -> Option<Self> {
+        Some(TaskView {
+            task: TaskFields::new(task, project, runs.last()?),
+            runs: runs.iter().map(RunView::new).collect(),
+        })
+    }
+
+    /// The newest run.
+    pub fn latest_run(&self) -> Option<&RunView> {
+        self.runs.last()
+    }
+}
+
+/// A task in a list, with its newest run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaskListEntry {
+    #[serde(flatten)]
+    pub task: TaskFields,
+    pub latest_run: RunView,
+}
+
+impl TaskListEntry {
+    pub fn new(task: &Task, project: &str, latest: &Run) -> Self {
+        TaskListEntry {
+            task: TaskFields::new(task, project, latest),
+            latest_run: RunView::new(latest),
+        }
+    }
+}
+
+/// One page of tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaskList {
+    pub tasks: Vec<TaskListEntry>,
+    /// Pass as `before` for the next page; `null` on the last.
+    #[schema(required)]
+    pub next_before: Option<i64>,
+}
+
+/// How a cancel went: done at once (the run had not started), or asked of a running run,
+/// which ends `cancelled` once its processes are gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelOutcome {
+    Cancelled,
+    CancelRequested,
+}
+
+/// The answer to a cancel: 200 when done, 202 when asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Cancelled {
+    pub outcome: CancelOutcome,
+    pub run: RunView,
+}
+
+/// `GET …/runs/{number}/events`: a page of a run's log after a sequence number.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Events after this sequence number: the previous page's `next_after`.
+    #[serde(default)]
+    pub after: i64,
+    /// 1 to 5000; 500 by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EventsPage {
+    pub events: Vec<RunEvent>,
+    /// Pass as `after` for the next page; `null` on the last.
+    #[schema(required)]
+    pub next_after: Option<i64>,
+}
+
+/// `GET …/runs/{number}/stream`: where the live stream starts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FollowQuery {
+    /// Events after this sequence number (else `Last-Event-ID`, else from the start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<i64>,
+}
+
+/// Filters of `GET /projects/{project}/runs`, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RunsQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<RunStatus>)]
+    pub status: Option<String>,
+    /// `true`: only queued runs held back by a limit.
+    #[serde(default)]
+    pub waiting: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// A run in the project's list of runs: the run with its task and its own id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunListEntry {
+    #[serde(flatten)]
+    pub run: RunView,
+    pub task_id: i64,
+    /// Pass as `before` to page from here.
+    pub id: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunList {
+    pub runs: Vec<RunListEntry>,
+    #[schema(required)]
+    pub next_before: Option<i64>,
+}
