@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use nightshift_sandbox::{MountView, WorkspaceMount};
 
-use crate::bases::{BaseBuild, BaseLease, remove_tree};
-use crate::{AllowedRepo, Mirrors, Result, WorkspaceError, Worktree};
+use crate::bases::{BaseBuild, BaseInfo, BaseLease, remove_tree};
+use crate::{AllowedRepo, Git, Mirrors, Result, WorkspaceError, Worktree};
 
 impl Mirrors {
     /// The checkout a base of `repo` at `commit` is built in (`build`'s tree, seen at `at`):
@@ -122,6 +122,37 @@ impl Mirrors {
 }
 
 impl BaseBuild {
+    /// Makes the base ready for runs (see [`BaseBuild::finish`]) once its git index is settled:
+    /// written in a later second than every file it lists, so that no entry is "racily clean"
+    /// and git in every run trusts the index instead of reading every file again.
+    pub async fn finish_with_index(
+        self,
+        worktree: &Worktree,
+        git: &Git,
+        info: BaseInfo,
+    ) -> Result<BaseLease> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        tokio::time::sleep(std::time::Duration::from_nanos(
+            1_000_000_000 - u64::from(now.subsec_nanos()),
+        ))
+        .await;
+        let git = worktree.git(git);
+        // Rewrites the index when it holds entries it could not trust before.
+        git.run(worktree.path(), &["update-index", "-q", "--refresh"])
+            .await?;
+        // Written now whatever it held, so its time is past every file's.
+        let index = worktree.git_dir().join("index");
+        let file = std::fs::File::options()
+            .append(true)
+            .open(&index)
+            .map_err(|e| WorkspaceError::io(&index, e))?;
+        file.set_modified(std::time::SystemTime::now())
+            .map_err(|e| WorkspaceError::io(&index, e))?;
+        self.finish(info)
+    }
+
     /// The git directory of the checkout being built.
     pub fn git_dir(&self) -> PathBuf {
         self.tree().with_file_name("git")

@@ -190,7 +190,10 @@ async fn build(
         built_at: now_millis(),
         bytes: 0,
     };
-    let base = build.finish(info).map_err(failed())?;
+    let base = build
+        .finish_with_index(&workspace.worktree, &engine.git, info)
+        .await
+        .map_err(failed())?;
     run.events.info(
         Some(Phase::Preparing),
         format!(

@@ -92,7 +92,11 @@ impl Env {
             built_at: nightshift_core::now_millis(),
             bytes: 0,
         };
-        (build.finish(info).unwrap(), refreshed)
+        let base = build
+            .finish_with_index(&worktree, &self.git, info)
+            .await
+            .unwrap();
+        (base, refreshed)
     }
 
     async fn layer(&self, base: &BaseLease, run: &str) -> Worktree {
