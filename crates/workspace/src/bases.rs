@@ -374,8 +374,9 @@ pub(crate) fn disk_usage(dir: &Path) -> u64 {
     total
 }
 
-/// Removes a tree, including the directory overlayfs leaves without permissions in a work dir.
-pub(crate) fn remove_tree(dir: &Path) -> Result<()> {
+/// Removes a tree, including the directory overlayfs leaves without permissions in a layer's
+/// work directory (which `remove_dir_all` cannot enter as an unprivileged user).
+pub fn remove_tree(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),

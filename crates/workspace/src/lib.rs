@@ -12,7 +12,7 @@ mod mirror;
 mod worktree;
 
 pub use access::{AllowedRepo, LocalRepos, RepoPolicy, Requester};
-pub use bases::{BaseBuild, BaseInfo, BaseLease, Bases, BuildLock, RepoBases};
+pub use bases::{BaseBuild, BaseInfo, BaseLease, Bases, BuildLock, RepoBases, remove_tree};
 pub use git::Git;
 pub use mirror::{Mirrors, RemoteInfo};
 pub use worktree::{Diff, Worktree};

@@ -50,7 +50,7 @@ impl RunExecution {
             tracing::warn!(run_id = self.run.id, error = %e, "cannot remove the workspace");
         }
         if !keep {
-            let _ = std::fs::remove_dir_all(&self.run_dir);
+            let _ = nightshift_workspace::remove_tree(&self.run_dir);
         }
         if let Ok(Outcome::Published(Published {
             pull_request: Some(number),
