@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the pinned agent CLIs the agent test suite runs against a scripted model server, the
-# yarn release the checks suite ships in its yarn 4 fixture, and the OpenAPI validator the
-# server suite checks the API's document with (in a Python virtualenv of its own).
+# yarn release the checks suite ships in its yarn 4 fixture, the OpenAPI validator the server
+# suite checks the API's document with, and Prometheus' own client whose parser reads the
+# metrics the tests scrape (both in a Python virtualenv of its own).
 # Idempotent: stamp files record the pinned versions, so a second run returns at once.
 set -euo pipefail
 
@@ -15,6 +16,7 @@ PACKAGES=(
 )
 PYTHON_PACKAGES=(
   "openapi-spec-validator==0.9.0"
+  "prometheus-client==0.26.0"
 )
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

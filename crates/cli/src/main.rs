@@ -4,6 +4,7 @@ mod checks;
 mod client;
 mod confine;
 mod install;
+mod logging;
 mod output;
 mod people;
 mod repos;

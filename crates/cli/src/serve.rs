@@ -22,6 +22,9 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "NIGHTSHIFT_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// How logs on stderr are written.
+    #[arg(long, env = "NIGHTSHIFT_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: crate::logging::LogFormat,
     /// How many runs this process executes at once.
     #[arg(long, env = "NIGHTSHIFT_WORKERS", default_value_t = 2)]
     workers: usize,
@@ -297,17 +300,6 @@ pub(crate) fn engine_config(
     Ok(engine)
 }
 
-/// Logs go to stderr, filtered by `NIGHTSHIFT_LOG` (`info` by default).
-pub(crate) fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NIGHTSHIFT_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 /// The data directory given (or the default one), created and made absolute.
 pub(crate) fn data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let data_dir = given.unwrap_or_else(default_data_dir);
@@ -327,7 +319,7 @@ pub(crate) fn default_data_dir() -> PathBuf {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    init_logging();
+    crate::logging::init(args.log_format);
     let data_dir = data_dir(args.data_dir)?;
     let config = load_config(args.config.as_ref(), &data_dir)?;
     let default_agent = config.default_agent.clone();

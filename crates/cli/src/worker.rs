@@ -11,7 +11,7 @@ use nightshift_engine::Engine;
 use nightshift_store::{SecretKey, Store};
 use tokio_util::sync::CancellationToken;
 
-use crate::serve::{data_dir, engine_config, init_logging, load_config, wait_for_signal};
+use crate::serve::{data_dir, engine_config, load_config, wait_for_signal};
 
 #[derive(Args)]
 #[command(after_long_help = "\
@@ -43,13 +43,20 @@ pub struct WorkerArgs {
     /// `<data-dir>/secret.key` when it exists.
     #[arg(long, env = "NIGHTSHIFT_SECRET_KEY", hide_env_values = true)]
     secret_key: Option<String>,
+    /// Serve this worker's metrics (Prometheus text format) at `http://ADDR/metrics`, without
+    /// sign-in: choose an address only your Prometheus reaches.
+    #[arg(long, env = "NIGHTSHIFT_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// How logs on stderr are written.
+    #[arg(long, env = "NIGHTSHIFT_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: crate::logging::LogFormat,
     /// Do not install bubblewrap when it is missing (see `nightshift serve --help`).
     #[arg(long, env = "NIGHTSHIFT_NO_INSTALL_BUBBLEWRAP")]
     no_install_bubblewrap: bool,
 }
 
 pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    init_logging();
+    crate::logging::init(args.log_format);
     if args.workers == 0 {
         anyhow::bail!("--workers must be at least 1");
     }
@@ -98,6 +105,18 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         eprintln!("nightshift worker: second signal: exiting now");
         std::process::exit(130);
     });
+    if let Some(addr) = args.metrics_listen {
+        let (store, stop) = (store.clone(), shutdown.clone());
+        // Bound before the workers start, so a taken address fails the worker at once.
+        let metrics = nightshift_server::serve_metrics(addr, store, stop)
+            .await
+            .with_context(|| format!("--metrics-listen {addr}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = metrics.await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     // With the workers, the engine's jobs: the pull request follower, and the sweeper of this
     // machine's leftover workspaces (a crash leaves them behind).
     engine.run_workers(args.workers, shutdown).await;

@@ -13,6 +13,7 @@ mod jobs;
 mod limits;
 mod run;
 mod run_env;
+pub mod telemetry;
 mod workspaces;
 
 pub use baseline::{BaseCheck, check_base};
@@ -471,6 +472,7 @@ impl Engine {
     /// follower) until `shutdown` fires, then lets running runs finish (bounded by
     /// `shutdown_grace`), hands the rest back to the queue and stops the jobs.
     pub async fn run_workers(self: &Arc<Self>, count: usize, shutdown: CancellationToken) {
+        telemetry::install();
         let jobs_stop = CancellationToken::new();
         // Aborted with this future too: workers torn down take their jobs with them.
         let mut jobs = jobs::AbortOnDrop(tokio::spawn(jobs::run(self.clone(), jobs_stop.clone())));

@@ -11,7 +11,7 @@ pub mod openapi;
 mod throttle;
 mod ui;
 
-pub use api::{RouteSpec, route_table};
+pub use api::{RouteSpec, route_table, serve_metrics};
 pub use auth::{Access, AuthConfig, CurrentUser, ProxyConfig};
 pub use edge::AllowedHosts;
 pub use error::ApiError;

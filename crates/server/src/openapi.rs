@@ -120,6 +120,17 @@ fn responses(spec: &RouteSpec, schemas: &mut Schemas) -> ResponsesBuilder {
                 ResponseBuilder::new().description("Done; no body"),
             );
         }
+        Some(Answer::Text(content_type)) => {
+            let text = ContentBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .build();
+            responses = responses.response(
+                StatusCode::OK.as_str(),
+                ResponseBuilder::new()
+                    .description("Success")
+                    .content(*content_type, text),
+            );
+        }
         Some(Answer::Stream) => {
             let lines = ContentBuilder::new()
                 .schema(Some(ObjectBuilder::new().schema_type(Type::String)))

@@ -5,6 +5,7 @@
 //! The conformance suite (tests/suite/conformance.rs) runs every case on both.
 
 mod events;
+mod gauges;
 mod live;
 mod notifications;
 mod rows;
@@ -23,6 +24,7 @@ mod retention;
 mod users;
 
 pub use events::{EVENT_ROW_BYTES, NewEvent};
+pub use gauges::QueueGauges;
 pub use live::{ANY_RUN, Followed, RunFollower};
 pub use notifications::Notification;
 pub use runs::{Claim, Heartbeat, RunUpdate};

@@ -32,6 +32,50 @@ pub fn python_tool(name: &str) -> PathBuf {
     installed(name, test_tools_dir().join("python/bin").join(name))
 }
 
+/// One sample of a Prometheus text exposition, as Prometheus' own parser read it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Sample {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+    /// The family's type: counter, gauge, histogram, …
+    pub kind: String,
+}
+
+/// Parses metrics with the reference parser (`prometheus_client` from the test tools'
+/// virtualenv). Panics on text it refuses: a scrape Prometheus could not read is a failure.
+pub fn parse_prometheus(text: &str) -> Vec<Sample> {
+    use std::io::Write;
+    const READ: &str = "import json, sys\n\
+from prometheus_client.parser import text_string_to_metric_families\n\
+out = [dict(name=s.name, labels=s.labels, value=s.value, kind=f.type)\n\
+       for f in text_string_to_metric_families(sys.stdin.read()) for s in f.samples]\n\
+print(json.dumps(out))\n";
+    // Not canonicalized: the virtualenv's python is a link whose target knows no virtualenv.
+    let python = test_tools_dir().join("python/bin/python");
+    installed("python of the test tools' virtualenv", python.clone());
+    let mut child = std::process::Command::new(python)
+        .args(["-c", READ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "Prometheus' parser refused the metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn installed(name: &str, path: PathBuf) -> PathBuf {
     match path.canonicalize() {
         Ok(path) => path,

@@ -4,6 +4,7 @@ mod confinement;
 mod data_dir;
 mod lifecycle;
 mod limits;
+mod operators;
 mod scale;
 pub mod server;
 mod template;

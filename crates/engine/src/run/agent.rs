@@ -322,6 +322,7 @@ impl AgentPhase {
         let (outcome, ()) = tokio::join!(session, forward);
         let outcome = outcome.map_err(EngineError::Agent)?;
         self.session_tokens = (outcome.usage.input_tokens, outcome.usage.output_tokens);
+        crate::telemetry::model_usage(&outcome.usage);
         run.usage = spent;
         run.usage.add(&outcome.usage);
         run.store_update(&RunUpdate {

@@ -65,8 +65,10 @@ impl RunExecution {
                 number: *number,
             });
         }
+        self.phase_ended(None);
         match reason {
             Some(reason) => {
+                crate::telemetry::run_ended(reason);
                 self.events.emit(
                     EventKind::Phase,
                     phase,

@@ -27,6 +27,7 @@ mod watch;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use nightshift_core::{
     CheckResult, Checkpoint, EventKind, GeneratedChange, Phase, Run, Task, Usage,
@@ -162,6 +163,8 @@ pub(crate) struct RunExecution {
     change: GeneratedChange,
     usage: Usage,
     phase: Phase,
+    /// When `phase` began, for its duration in the metrics.
+    phase_since: Instant,
     /// The highest progress stored: a verification round re-enters `agent` without the
     /// percentage the UI shows going backwards.
     progress: AtomicU8,
@@ -175,6 +178,10 @@ pub(crate) struct RunExecution {
 
 impl RunExecution {
     fn new(engine: Arc<Engine>, claim: Claim, worker: String, shutdown: CancellationToken) -> Self {
+        if !claim.resumed {
+            let waited = nightshift_core::now_millis() - claim.run.created_at;
+            crate::telemetry::queue_wait(Duration::from_millis(waited.max(0) as u64));
+        }
         let (events, writer) =
             EventSink::start(engine.store.clone(), &claim.run, engine.config.run_limits);
         // The server's own secrets are masked from the first event; the run adds its project's
@@ -195,6 +202,7 @@ impl RunExecution {
             checkpoint: Checkpoint::default(),
             usage: Usage::default(),
             phase: Phase::Preparing,
+            phase_since: Instant::now(),
             // A run taken over keeps the progress people saw, so the bar never goes backwards.
             progress: AtomicU8::new(if claim.resumed { claim.run.progress } else { 0 }),
             task: claim.task,
@@ -309,6 +317,7 @@ impl RunExecution {
 
     async fn enter(&mut self, phase: Phase) -> Step<()> {
         self.check_stop()?;
+        self.phase_ended(phase);
         self.phase = phase;
         self.events.emit(
             EventKind::Phase,
@@ -317,6 +326,14 @@ impl RunExecution {
             serde_json::Value::Null,
         );
         self.progress(phase.start_progress()).await
+    }
+
+    /// Records how long the current phase took when the run moves to `next` (or ends: `None`).
+    fn phase_ended(&mut self, next: impl Into<Option<Phase>>) {
+        if next.into() != Some(self.phase) {
+            crate::telemetry::phase_duration(self.phase, self.phase_since.elapsed());
+            self.phase_since = Instant::now();
+        }
     }
 
     async fn progress(&self, progress: u8) -> Step<()> {

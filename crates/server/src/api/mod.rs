@@ -4,6 +4,7 @@
 
 mod audit;
 mod credentials;
+mod node;
 pub(crate) mod notifications;
 mod projects;
 mod route;
@@ -17,6 +18,7 @@ use axum::http::{Method, StatusCode};
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use nightshift_core::Role;
 
+pub use node::serve_metrics;
 pub use route::{Answer, RouteSpec, Schema};
 use route::{change, spec};
 
@@ -41,7 +43,7 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                  toolchains runs can use (name, manager, version, from)",
             )
             .answers::<c::Health>(),
-            get(health),
+            get(node::health),
         ),
         (
             spec(
@@ -122,6 +124,17 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             )
             .empty(),
             delete(tokens::revoke),
+        ),
+        (
+            spec(
+                M::GET,
+                "/metrics",
+                Access::ServerAdmin,
+                "Metrics in Prometheus' text format: runs by status and end reason, the queue's \
+                 depth and waits, phase durations, forge requests and retries, model tokens and cost",
+            )
+            .text("text/plain"),
+            get(node::metrics),
         ),
         (
             spec(M::GET, "/users", Access::ServerAdmin, "All users")
@@ -568,20 +581,6 @@ pub fn routes() -> Router<AppState> {
         .fold(Router::new(), |router, (spec, handler)| {
             router.route(spec.path, handler)
         })
-}
-
-/// Liveness, whether runs here are confined (an unconfined server should be noticed), how they
-/// get their checkout (warm bases with an overlay, or worktrees), and the toolchains they can use.
-async fn health(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> axum::Json<c::Health> {
-    axum::Json(c::Health {
-        status: "ok".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        confinement: state.engine.confinement(),
-        workspaces: state.engine.workspaces().await,
-        toolchains: state.engine.toolchains(),
-    })
 }
 
 #[cfg(test)]

@@ -48,6 +48,8 @@ pub enum Answer {
     Empty,
     /// A stream of server-sent events.
     Stream,
+    /// Text of this content type.
+    Text(&'static str),
 }
 
 /// One route of the API.
@@ -130,6 +132,12 @@ impl RouteSpec {
     /// Answers `204 No Content`.
     pub(super) fn empty(mut self) -> Self {
         self.answer = Some(Answer::Empty);
+        self
+    }
+
+    /// Answers `200 OK` with text of `content_type`.
+    pub(super) fn text(mut self, content_type: &'static str) -> Self {
+        self.answer = Some(Answer::Text(content_type));
         self
     }
 

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -13,7 +13,7 @@ use nightshift_engine::{Engine, EngineConfig, LocalRepos};
 use nightshift_server::{AppState, ServerConfig, router};
 use nightshift_store::{SecretKey, Store};
 use nightshift_test_support::git::repos_root;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -153,6 +153,47 @@ impl App {
             body,
             headers,
         }
+    }
+}
+
+/// Creates a task whose agent is `command` on `repo`, as `who`.
+pub async fn create(app: &App, project: &str, who: &str, repo: &str, command: &str) -> Answer {
+    let body = json!({
+        "repo": repo,
+        "instructions": format!("Work on {repo}"),
+        "agent": {"kind": "command", "command": command},
+    });
+    app.call(
+        Method::POST,
+        &format!("/projects/{project}/tasks"),
+        who,
+        Some(&body.to_string()),
+    )
+    .await
+}
+
+/// The task's first run once it ended (two minutes at most).
+pub async fn wait_end(app: &App, project: &str, id: i64) -> Value {
+    let started = Instant::now();
+    loop {
+        let task = app
+            .call(
+                Method::GET,
+                &format!("/projects/{project}/tasks/{id}"),
+                "root",
+                None,
+            )
+            .await;
+        let run = task.body["runs"][0].clone();
+        if ["succeeded", "failed", "cancelled"].contains(&run["status"].as_str().unwrap()) {
+            return run;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{}",
+            task.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

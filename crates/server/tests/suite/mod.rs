@@ -5,6 +5,7 @@ mod doors;
 mod embedded;
 mod intake;
 mod limits;
+mod metrics;
 mod repos;
 mod security;
 mod templates;

@@ -4,54 +4,14 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use nightshift_engine::LocalRepos;
 use nightshift_server::ServerConfig;
 use nightshift_test_support::git::RemoteRepo;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::app::{Answer, App};
-
-async fn create(app: &App, project: &str, who: &str, repo: &str, command: &str) -> Answer {
-    let body = json!({
-        "repo": repo,
-        "instructions": format!("Work on {repo}"),
-        "agent": {"kind": "command", "command": command},
-    });
-    app.call(
-        Method::POST,
-        &format!("/projects/{project}/tasks"),
-        who,
-        Some(&body.to_string()),
-    )
-    .await
-}
-
-async fn wait_end(app: &App, project: &str, id: i64) -> Value {
-    let started = Instant::now();
-    loop {
-        let task = app
-            .call(
-                Method::GET,
-                &format!("/projects/{project}/tasks/{id}"),
-                "root",
-                None,
-            )
-            .await;
-        let run = task.body["runs"][0].clone();
-        if ["succeeded", "failed", "cancelled"].contains(&run["status"].as_str().unwrap()) {
-            return run;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{}",
-            task.body
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use super::app::{Answer, App, create, wait_end};
 
 fn refused(answer: &Answer, code: &str, says: &str) {
     assert_eq!(answer.body["error"]["code"], code, "{}", answer.body);

@@ -416,9 +416,12 @@ async fn a_flood_of_forged_proxy_headers_writes_a_bounded_audit_trail() {
             .body(Body::empty())
             .unwrap()
     };
+    let flood = std::time::Instant::now();
     for _ in 0..200 {
         assert_eq!(app.send(forged([10, 9, 9, 9])).await.status, StatusCode::OK);
     }
+    // Five at once, then one every 12 s: a slow machine's flood may earn one more per 12 s.
+    let bound = 5 + flood.elapsed().as_secs() as usize / 12;
     // Another address is still recorded: the bound is per source first.
     app.send(forged([10, 9, 9, 10])).await;
     let events = app
@@ -435,8 +438,8 @@ async fn a_flood_of_forged_proxy_headers_writes_a_bounded_audit_trail() {
         .unwrap();
     let from = |ip: &str| events.iter().filter(|e| e.source == ip).count();
     assert!(
-        (1..=5).contains(&from("10.9.9.9")),
-        "{} records",
+        (1..=bound).contains(&from("10.9.9.9")),
+        "{} records from 200 requests, at most {bound} allowed",
         from("10.9.9.9")
     );
     assert_eq!(from("10.9.9.10"), 1);
