@@ -32,9 +32,10 @@ fn generated_crate() -> RemoteRepo {
         let mut code = String::new();
         for i in 0..300 {
             code.push_str(&format!(
-                "/// Step {i}.\npub fn step_{i}(x: u64) -> u64 {{\n    x.wrapping_mul({}).rotate_left({}) ^ {i}\n}}\n\n",
+                "/// Step {i}.\npub fn step_{i}(x: u64) -> u64 {{\n    x.wrapping_mul({}).rotate_left({}) ^ {}\n}}\n\n",
                 i * 7 + 3,
-                i % 31
+                i % 31 + 1,
+                i + 1
             ));
         }
         code.push_str("/// All steps.\npub fn all(mut x: u64) -> u64 {\n");
