@@ -3,6 +3,7 @@
 mod checks;
 mod client;
 mod confine;
+mod insights;
 mod install;
 mod logging;
 mod output;
@@ -47,6 +48,9 @@ enum Command {
     /// See which checks Nightshift finds in a repository, and why, before creating a task.
     #[command(subcommand)]
     Checks(checks::ChecksCommand),
+    /// A project's outcomes over a period: runs by end reason, retries, pull requests merged,
+    /// time to a pull request, cost per run and per merged pull request.
+    Insights(insights::InsightsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -77,6 +81,7 @@ fn main() -> std::process::ExitCode {
             Command::Token(cmd) => people::token(cmd).await,
             Command::Project(cmd) => people::project(cmd).await,
             Command::Checks(cmd) => checks::run(cmd).await,
+            Command::Insights(args) => insights::run(args).await,
         }
     });
     match result {

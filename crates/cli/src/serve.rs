@@ -91,8 +91,10 @@ pub(crate) struct ConfigFile {
     forge: Vec<nightshift_forge::ForgeEntry>,
     /// How hard forge requests are retried (`max_attempts`, backoff, timeouts).
     retry: nightshift_forge::RetryPolicy,
-    /// How often an open pull request's CI status is asked for, e.g. `30s`.
+    /// How often a pull request that changed within the hour is asked about, e.g. `30s`.
     ci_poll: Option<String>,
+    /// How long a pull request is followed at most when nobody merges or closes it, e.g. `14d`.
+    follow_pull_requests_for: Option<String>,
     /// `"bubblewrap"` (the default) or `"none"`: how setup, agents and checks are confined.
     sandbox: Option<String>,
     /// Hosts setup commands may reach; replaces the default package registries.
@@ -240,6 +242,9 @@ pub(crate) fn engine_config(
     }
     if let Some(poll) = duration("ci_poll", &config.ci_poll)? {
         engine.ci_poll = poll;
+    }
+    if let Some(limit) = duration("follow_pull_requests_for", &config.follow_pull_requests_for)? {
+        engine.follow_for = limit;
     }
     // An explicitly named config file may hold tokens: hidden from runs like the data dir.
     let explicit_config = config_file.and_then(|p| p.canonicalize().ok());
@@ -429,6 +434,27 @@ mod tests {
                 .unwrap();
         assert!(!err.contains("canary"), "{err}");
         assert!(err.starts_with("line 3"), "{err}");
+    }
+
+    #[test]
+    fn pull_requests_are_followed_for_the_configured_time() {
+        let engine = |text: &str| {
+            engine_config(
+                parse_config(text).unwrap(),
+                std::path::Path::new("/srv/ns"),
+                None,
+                LocalRepos::ForServerAdmins,
+            )
+        };
+        let day = std::time::Duration::from_secs(24 * 3600);
+        assert_eq!(engine("").unwrap().follow_for, 14 * day);
+        let set = engine("follow_pull_requests_for = \"3d\"\n").unwrap();
+        assert_eq!(set.follow_for, 3 * day);
+        let err = format!(
+            "{:#}",
+            engine("follow_pull_requests_for = \"soon\"\n").unwrap_err()
+        );
+        assert!(err.contains("follow_pull_requests_for"), "{err}");
     }
 
     #[test]

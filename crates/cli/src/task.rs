@@ -59,6 +59,17 @@ pub enum TaskCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Start a run that fixes the failing CI of the task's open pull request: the agent gets
+    /// the failing jobs' output and pushes on top of the same branch.
+    FixCi {
+        id: i64,
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Args)]
@@ -163,6 +174,18 @@ pub async fn run(command: TaskCommand) -> anyhow::Result<ExitCode> {
             let client = Client::new(&client);
             let task: TaskView = client
                 .post(&format!("/tasks/{id}/retry"), &serde_json::Map::new())
+                .await?;
+            finish(&client, task, wait, json).await
+        }
+        TaskCommand::FixCi {
+            id,
+            wait,
+            json,
+            client,
+        } => {
+            let client = Client::new(&client);
+            let task: TaskView = client
+                .post(&format!("/tasks/{id}/fix-ci"), &serde_json::Map::new())
                 .await?;
             finish(&client, task, wait, json).await
         }

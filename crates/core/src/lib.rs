@@ -3,8 +3,10 @@
 
 mod agent_event;
 mod error;
+mod insights;
 mod model;
 mod people;
+mod pull_request;
 mod redact;
 mod run;
 mod template;
@@ -13,6 +15,7 @@ mod values;
 
 pub use agent_event::{AgentEvent, OutputStream, ToolKind, Usage};
 pub use error::{CoreError, Result};
+pub use insights::{Insights, OutcomeCounts, percentile};
 pub use model::{
     AgentKind, AgentSpec, Budget, CheckOutcome, CheckResult, Checkpoint, DEFAULT_PROJECT,
     EventKind, GeneratedChange, MAX_TASK_COST_USD, MAX_TASK_TOKENS, MAX_TASK_TURNS, NewTask,
@@ -20,6 +23,10 @@ pub use model::{
 };
 pub use people::{
     AuditEvent, AuditFilter, ProjectSettings, Role, User, month_bounds, month_label, parse_month,
+};
+pub use pull_request::{
+    CiState, FollowUp, FollowUpKind, FollowedPr, Mergeability, NewFollow, PrState,
+    describe as describe_pr,
 };
 pub use redact::{MASK, MIN_SECRET_LEN, Redactor};
 pub use run::{EndReason, Phase, Run, RunStatus};

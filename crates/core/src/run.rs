@@ -150,6 +150,10 @@ pub struct Run {
     /// Bytes of events the run stored (messages, data and rows), bounded per run by the server.
     #[serde(default)]
     pub event_bytes: u64,
+    /// What a follow-up run (a run on the task's open pull request) was started to do;
+    /// `None` for a first run or a retry.
+    #[serde(default)]
+    pub follow_up: Option<crate::FollowUp>,
 }
 
 impl Run {
@@ -212,6 +216,7 @@ mod tests {
             started_at: None,
             ended_at: None,
             event_bytes: 0,
+            follow_up: None,
         }
     }
 

@@ -131,6 +131,9 @@ pub enum EngineError {
     AgentFailed(String),
     #[error("{0}")]
     BudgetExceeded(String),
+    /// A follow-up run found its pull request no longer in the state it was started for.
+    #[error("{0}")]
+    FollowUpStale(String),
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -146,7 +149,10 @@ impl EngineError {
             | E::Push(WorkspaceError::PushRefused {
                 permission: true, ..
             }) => EndReason::PermissionDenied,
-            E::Conflict(_) => EndReason::Conflict,
+            // A person's push to the branch in between is kept, not overwritten.
+            E::Conflict(_) | E::FollowUpStale(_) | E::Push(WorkspaceError::LeaseBroken { .. }) => {
+                EndReason::Conflict
+            }
             E::CannotRun(_) => EndReason::SetupFailed,
             E::ChecksConfig(_) | E::ChecksFailed { .. } | E::RecheckFailed { .. } => {
                 EndReason::ChecksFailed

@@ -42,7 +42,7 @@ use nightshift_forge::{
 use nightshift_sandbox::Sandbox;
 use nightshift_store::{ForgeCredential, RetentionPolicy, SecretKey, Store};
 use nightshift_workspace::{Bases, Git, Mirrors, WorkspaceError};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// How long task creation waits for a repository's name to resolve and its branches to be
@@ -74,10 +74,12 @@ pub struct EngineConfig {
     pub forges: ForgeConfig,
     /// Where people reach this server; pull requests link back to `<public_url>/tasks/<id>`.
     pub public_url: String,
-    /// How often an open pull request's CI status is asked for after the run ended.
+    /// How often a pull request that changed within the hour is asked about; quieter ones are
+    /// asked less often (see the follower job).
     pub ci_poll: Duration,
-    /// How long after the run a pull request is followed; then the last status stays.
-    pub ci_follow_for: Duration,
+    /// How long after it was published a pull request is followed at most, when it is neither
+    /// merged nor closed by then; then its last state stays.
+    pub follow_for: Duration,
     /// How setup, agents and checks are confined (bubblewrap by default).
     pub confinement: ConfinementConfig,
     /// How long ended runs' workspaces, run events and diffs, and audit events are kept.
@@ -114,7 +116,7 @@ impl EngineConfig {
             forges: ForgeConfig::default(),
             public_url: "http://127.0.0.1:8080".into(),
             ci_poll: Duration::from_secs(30),
-            ci_follow_for: Duration::from_secs(3600),
+            follow_for: Duration::from_secs(14 * 24 * 3600),
             confinement: ConfinementConfig::default(),
             retention: RetentionPolicy::default(),
             sweep_records: true,
@@ -142,9 +144,6 @@ pub struct Engine {
     confinement: confinement::ConfinementProbe,
     wake: Notify,
     instance: String,
-    /// Pull requests published by this engine's runs, for the follower job.
-    follow: mpsc::UnboundedSender<jobs::FollowRequest>,
-    followed: std::sync::Mutex<Option<mpsc::UnboundedReceiver<jobs::FollowRequest>>>,
 }
 
 impl Engine {
@@ -172,7 +171,6 @@ impl Engine {
         let bases = Bases::new(config.data_dir.join("bases"), config.bases_budget);
         let instance = instance_name();
         let confinement = confinement::ConfinementProbe::start(&config.confinement);
-        let (follow, followed) = mpsc::unbounded_channel();
         Arc::new(Engine {
             store,
             config,
@@ -184,8 +182,6 @@ impl Engine {
             confinement,
             wake: Notify::new(),
             instance,
-            follow,
-            followed: std::sync::Mutex::new(Some(followed)),
         })
     }
 
@@ -449,23 +445,6 @@ impl Engine {
     pub async fn intake_redactor(&self, project_id: i64, repo: &RepoUrl) -> Result<Redactor> {
         let host = RepoPath::parse(repo).ok().map(|p| p.host);
         self.run_redactor(project_id, host.as_deref()).await
-    }
-
-    /// Hands a pull request a run published to the follower job.
-    pub(crate) fn follow(&self, request: jobs::FollowRequest) {
-        // The receiver lives as long as the engine: a send fails only while it is dropped.
-        let _ = self.follow.send(request);
-    }
-
-    fn take_follow_requests(&self) -> Option<mpsc::UnboundedReceiver<jobs::FollowRequest>> {
-        self.followed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-    }
-
-    fn return_follow_requests(&self, requests: mpsc::UnboundedReceiver<jobs::FollowRequest>) {
-        *self.followed.lock().unwrap_or_else(|e| e.into_inner()) = Some(requests);
     }
 
     /// Runs `count` workers and the engine's jobs (the retention sweeper and the pull request

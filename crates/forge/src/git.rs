@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use nightshift_core::RepoUrl;
 
 use crate::{
-    Forge, ForgeError, GitAuth, PrStatus, PullRequest, PullRequestSpec, RepoPath, Result, Secret,
+    CiReport, Forge, ForgeError, GitAuth, Permission, PollValidators, PrComment, PrPoll,
+    PullRequest, PullRequestSpec, RepoPath, Result, Secret,
 };
 
 #[derive(Debug, Clone, Default)]
@@ -50,11 +51,35 @@ impl Forge for GitForge {
         Ok(None)
     }
 
-    async fn pull_request_status(&self, _repo: &RepoUrl, _number: u64) -> Result<PrStatus> {
-        // Plain git never returns a PR number, so there is nothing to ask about.
-        Err(ForgeError::Unsupported {
-            forge: "git",
-            what: "pull requests",
-        })
+    // Plain git never returns a PR number, so there is nothing to ask about.
+    async fn poll_pull_request(
+        &self,
+        _repo: &RepoUrl,
+        _number: u64,
+        _previous: Option<&PollValidators>,
+    ) -> Result<PrPoll> {
+        Err(UNSUPPORTED)
+    }
+
+    async fn ci_failures(&self, _repo: &RepoUrl, _number: u64) -> Result<CiReport> {
+        Err(UNSUPPORTED)
+    }
+
+    async fn pull_request_comments(
+        &self,
+        _repo: &RepoUrl,
+        _number: u64,
+        _since: Option<i64>,
+    ) -> Result<Vec<PrComment>> {
+        Err(UNSUPPORTED)
+    }
+
+    async fn permission(&self, _repo: &RepoUrl, _user: &str) -> Result<Permission> {
+        Err(UNSUPPORTED)
     }
 }
+
+const UNSUPPORTED: ForgeError = ForgeError::Unsupported {
+    forge: "git",
+    what: "pull requests",
+};

@@ -9,9 +9,11 @@ use serde_json::{Value, json};
 
 use crate::http::{Api, Auth, RetryObserver, RetryPolicy, encode_segment, field_str, field_u64};
 use crate::{
-    CiState, Forge, ForgeError, GitAuth, PrState, PrStatus, PullRequest, PullRequestSpec, RepoPath,
-    Result, Secret,
+    CiReport, Forge, ForgeError, GitAuth, Permission, PollValidators, PrComment, PrPoll,
+    PullRequest, PullRequestSpec, RepoPath, Result, Secret,
 };
+
+mod follow;
 
 const FORGE: &str = "gitea";
 /// The colour new labels get (Gitea requires one).
@@ -219,61 +221,29 @@ impl Forge for GiteaForge {
         }))
     }
 
-    async fn pull_request_status(&self, repo: &RepoUrl, number: u64) -> Result<PrStatus> {
-        let path = RepoPath::parse(repo)?;
-        let base = Self::repo_base(&path)?;
-        let pr = self
-            .api
-            .json(
-                Method::GET,
-                &format!("{base}/pulls/{number}"),
-                &[],
-                None,
-                &self.auth,
-                "the pull request",
-            )
-            .await?;
-        let state = if pr.get("merged").and_then(Value::as_bool) == Some(true) {
-            PrState::Merged
-        } else if field_str(&pr, "/state") == "open" {
-            PrState::Open
-        } else {
-            PrState::Closed
-        };
-        let sha = field_str(&pr, "/head/sha");
-        if sha.is_empty() {
-            return Ok(PrStatus {
-                state,
-                ci: CiState::None,
-                head_sha: None,
-            });
-        }
-        let combined = self
-            .api
-            .json(
-                Method::GET,
-                &format!("{base}/commits/{}/status", encode_segment(&sha)),
-                &[],
-                None,
-                &self.auth,
-                "the commit status",
-            )
-            .await?;
-        let ci = match (
-            field_str(&combined, "/state").as_str(),
-            combined.get("total_count").and_then(Value::as_u64),
-        ) {
-            (_, Some(0)) | ("", _) => CiState::None,
-            ("success", _) => CiState::Passing,
-            ("failure" | "error", _) => CiState::Failing,
-            // `warning` does not block merging on Gitea.
-            ("warning", _) => CiState::Passing,
-            _ => CiState::Pending,
-        };
-        Ok(PrStatus {
-            state,
-            ci,
-            head_sha: Some(sha),
-        })
+    async fn poll_pull_request(
+        &self,
+        repo: &RepoUrl,
+        number: u64,
+        previous: Option<&PollValidators>,
+    ) -> Result<PrPoll> {
+        self.poll(repo, number, previous).await
+    }
+
+    async fn ci_failures(&self, repo: &RepoUrl, number: u64) -> Result<CiReport> {
+        self.failures(repo, number).await
+    }
+
+    async fn pull_request_comments(
+        &self,
+        repo: &RepoUrl,
+        number: u64,
+        since: Option<i64>,
+    ) -> Result<Vec<PrComment>> {
+        self.comments(repo, number, since).await
+    }
+
+    async fn permission(&self, repo: &RepoUrl, user: &str) -> Result<Permission> {
+        self.user_permission(repo, user).await
     }
 }

@@ -15,9 +15,11 @@ use tokio::sync::Mutex;
 
 use crate::http::{Api, Auth, RetryObserver, RetryPolicy, encode_segment, field_str, field_u64};
 use crate::{
-    CiState, Forge, ForgeError, GitAuth, PrState, PrStatus, PullRequest, PullRequestSpec, RepoPath,
-    Result, Secret,
+    CiReport, Forge, ForgeError, GitAuth, Permission, PollValidators, PrComment, PrPoll,
+    PullRequest, PullRequestSpec, RepoPath, Result, Secret,
 };
+
+mod follow;
 
 const FORGE: &str = "github";
 /// Installation tokens live an hour; one is replaced when less than this is left, so a push
@@ -403,92 +405,29 @@ impl Forge for GitHubForge {
         }))
     }
 
-    async fn pull_request_status(&self, repo: &RepoUrl, number: u64) -> Result<PrStatus> {
-        let path = RepoPath::parse(repo)?;
-        let (owner, name) = path.owner_repo()?;
-        let (token, _) = self.token(owner, name).await?;
-        let auth = Self::bearer(&token);
-        let base = Self::repo_base(owner, name);
-        let pr = self
-            .api
-            .json(
-                Method::GET,
-                &format!("{base}/pulls/{number}"),
-                &[],
-                None,
-                &auth,
-                "the pull request",
-            )
-            .await?;
-        let state = if pr.get("merged").and_then(Value::as_bool) == Some(true)
-            || !field_str(&pr, "/merged_at").is_empty()
-        {
-            PrState::Merged
-        } else if field_str(&pr, "/state") == "open" {
-            PrState::Open
-        } else {
-            PrState::Closed
-        };
-        let sha = field_str(&pr, "/head/sha");
-        if sha.is_empty() {
-            return Ok(PrStatus {
-                state,
-                ci: CiState::None,
-                head_sha: None,
-            });
-        }
-        let sha_segment = encode_segment(&sha);
-        let combined = self
-            .api
-            .json(
-                Method::GET,
-                &format!("{base}/commits/{sha_segment}/status"),
-                &[],
-                None,
-                &auth,
-                "the commit status",
-            )
-            .await?;
-        let status_ci = match (
-            field_str(&combined, "/state").as_str(),
-            combined.get("total_count").and_then(Value::as_u64),
-        ) {
-            (_, Some(0)) => CiState::None,
-            ("success", _) => CiState::Passing,
-            ("failure" | "error", _) => CiState::Failing,
-            _ => CiState::Pending,
-        };
-        let query = [("per_page", "100".to_string())];
-        let runs = self
-            .api
-            .json(
-                Method::GET,
-                &format!("{base}/commits/{sha_segment}/check-runs"),
-                &query,
-                None,
-                &auth,
-                "the check runs",
-            )
-            .await?;
-        let run_states = runs
-            .get("check_runs")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|run| {
-                if field_str(run, "/status") != "completed" {
-                    return CiState::Pending;
-                }
-                match field_str(run, "/conclusion").as_str() {
-                    "success" | "neutral" | "skipped" => CiState::Passing,
-                    _ => CiState::Failing,
-                }
-            });
-        let ci = CiState::combine(std::iter::once(status_ci).chain(run_states));
-        Ok(PrStatus {
-            state,
-            ci,
-            head_sha: Some(sha),
-        })
+    async fn poll_pull_request(
+        &self,
+        repo: &RepoUrl,
+        number: u64,
+        previous: Option<&PollValidators>,
+    ) -> Result<PrPoll> {
+        self.poll(repo, number, previous).await
+    }
+
+    async fn ci_failures(&self, repo: &RepoUrl, number: u64) -> Result<CiReport> {
+        self.failures(repo, number).await
+    }
+
+    async fn pull_request_comments(
+        &self,
+        repo: &RepoUrl,
+        number: u64,
+        since: Option<i64>,
+    ) -> Result<Vec<PrComment>> {
+        self.comments(repo, number, since).await
+    }
+
+    async fn permission(&self, repo: &RepoUrl, user: &str) -> Result<Permission> {
+        self.user_permission(repo, user).await
     }
 }

@@ -9,9 +9,11 @@ use serde_json::{Value, json};
 
 use crate::http::{Api, Auth, RetryObserver, RetryPolicy, encode_segment, field_str, field_u64};
 use crate::{
-    CiState, Forge, ForgeError, GitAuth, PrState, PrStatus, PullRequest, PullRequestSpec, RepoPath,
-    Result, Secret,
+    CiReport, CiState, Forge, ForgeError, GitAuth, Permission, PollValidators, PrComment, PrPoll,
+    PullRequest, PullRequestSpec, RepoPath, Result, Secret,
 };
+
+mod follow;
 
 const FORGE: &str = "gitlab";
 /// Developer: the lowest access level that may push to unprotected branches and open MRs.
@@ -229,38 +231,41 @@ impl Forge for GitLabForge {
         }))
     }
 
-    async fn pull_request_status(&self, repo: &RepoUrl, number: u64) -> Result<PrStatus> {
-        let path = RepoPath::parse(repo)?;
-        let project = Self::project(&path);
-        let mr = self
-            .api
-            .json(
-                Method::GET,
-                &format!("{project}/merge_requests/{number}"),
-                &[],
-                None,
-                &self.auth,
-                "the merge request",
-            )
-            .await?;
-        let state = match field_str(&mr, "/state").as_str() {
-            "opened" | "locked" => PrState::Open,
-            "merged" => PrState::Merged,
-            _ => PrState::Closed,
-        };
-        let ci = match mr.pointer("/head_pipeline/status").and_then(Value::as_str) {
-            None => CiState::None,
-            Some("success") => CiState::Passing,
-            Some("failed" | "canceled") => CiState::Failing,
-            // A pipeline that only skipped jobs or waits for a manual one will not move by itself.
-            Some("skipped" | "manual") => CiState::None,
-            Some(_) => CiState::Pending,
-        };
-        let sha = field_str(&mr, "/sha");
-        Ok(PrStatus {
-            state,
-            ci,
-            head_sha: (!sha.is_empty()).then_some(sha),
-        })
+    async fn poll_pull_request(
+        &self,
+        repo: &RepoUrl,
+        number: u64,
+        previous: Option<&PollValidators>,
+    ) -> Result<PrPoll> {
+        self.poll(repo, number, previous).await
+    }
+
+    async fn ci_failures(&self, repo: &RepoUrl, number: u64) -> Result<CiReport> {
+        self.failures(repo, number).await
+    }
+
+    async fn pull_request_comments(
+        &self,
+        repo: &RepoUrl,
+        number: u64,
+        since: Option<i64>,
+    ) -> Result<Vec<PrComment>> {
+        self.comments(repo, number, since).await
+    }
+
+    async fn permission(&self, repo: &RepoUrl, user: &str) -> Result<Permission> {
+        self.user_permission(repo, user).await
+    }
+}
+
+/// A pipeline status as a verdict.
+pub(crate) fn pipeline_state(status: Option<&str>) -> CiState {
+    match status {
+        None => CiState::None,
+        Some("success") => CiState::Passing,
+        Some("failed" | "canceled") => CiState::Failing,
+        // A pipeline that only skipped jobs or waits for a manual one will not move by itself.
+        Some("skipped" | "manual") => CiState::None,
+        Some(_) => CiState::Pending,
     }
 }

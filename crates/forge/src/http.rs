@@ -2,71 +2,25 @@
 //! with jitter, `Retry-After` and rate-limit reset headers honoured, bounded in attempts and
 //! time), every retry reported to an observer, and errors that never carry credentials.
 
-use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
 use serde_json::Value;
 
+pub(crate) use crate::answer::{encode_segment, field_str, field_u64};
+use crate::retry::RetryEvent;
+pub(crate) use crate::retry::{RetryObserver, RetryPolicy};
+use crate::retry::{header_str, retry_verdict};
 use crate::{ForgeError, Result, Secret};
 
-/// How hard to try before giving up. Deserialised from the server's forge settings.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct RetryPolicy {
-    /// Attempts per request, the first included.
-    pub max_attempts: u32,
-    pub initial_backoff_ms: u64,
-    pub max_backoff_ms: u64,
-    /// Total time one request may take across all its attempts and waits.
-    pub max_total_ms: u64,
-    /// Time one attempt may take before it counts as failed.
-    pub request_timeout_ms: u64,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 6,
-            initial_backoff_ms: 500,
-            max_backoff_ms: 30_000,
-            max_total_ms: 120_000,
-            request_timeout_ms: 30_000,
-        }
-    }
-}
-
-/// One retry about to happen; the engine turns it into a run event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryEvent {
-    pub forge: &'static str,
-    /// Method and path, e.g. `POST /repos/acme/widget/pulls`. Never carries credentials.
-    pub operation: String,
-    /// The attempt that failed (1 = the first).
-    pub attempt: u32,
-    pub delay: Duration,
-    /// Why: `HTTP 429`, `HTTP 503`, `request timed out`, …
-    pub reason: String,
-    /// True when the delay came from the server (`Retry-After` or a rate-limit reset).
-    pub server_delay: bool,
-}
-
-/// Called before every retry. Cheap to clone; must not block.
-pub type RetryObserver = Arc<dyn Fn(&RetryEvent) + Send + Sync>;
-
-/// An observer for callers that do not report retries.
-pub fn ignore_retries() -> RetryObserver {
-    Arc::new(|_| {})
-}
-
-/// A response the caller interprets: the status and the JSON body (`Null` when empty or not JSON).
+/// A response the caller interprets: the status, the JSON body (`Null` when empty or not
+/// JSON) and the validator a later conditional request can send back.
 #[derive(Debug)]
 pub(crate) struct ApiResponse {
     pub status: StatusCode,
     pub body: Value,
+    pub etag: Option<String>,
 }
 
 impl ApiResponse {
@@ -189,22 +143,147 @@ impl Api {
         body: Option<&Value>,
         auth: &Auth,
     ) -> Result<ApiResponse> {
-        let operation = format!("{method} {path}");
+        let call = Call {
+            method,
+            path,
+            query,
+            body,
+            if_none_match: None,
+        };
+        self.with_retries(&call, auth, |response| self.read_json(response, auth))
+            .await
+    }
+
+    /// `GET path` sent with `If-None-Match: etag` when there is one: `None` when the forge
+    /// answers 304 (nothing changed; GitHub does not count it against the rate limit), else
+    /// the 2xx body with its new ETag, else the error the status means.
+    pub async fn get_if_changed(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        auth: &Auth,
+        what: &str,
+        etag: Option<&str>,
+    ) -> Result<Option<(Value, Option<String>)>> {
+        let call = Call {
+            method: Method::GET,
+            path,
+            query,
+            body: None,
+            if_none_match: etag,
+        };
+        let response = self
+            .with_retries(&call, auth, |response| self.read_json(response, auth))
+            .await?;
+        if response.status == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        let etag = response.etag.clone();
+        let body = response.into_body(self.forge, &format!("GET {path}"), what)?;
+        Ok(Some((body, etag)))
+    }
+
+    /// Every item of a paged list (`page` from 1, `per_page_name` items a page), up to
+    /// `max_pages` pages: enough for the comments or jobs of one pull request.
+    pub async fn pages(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        per_page_name: &str,
+        auth: &Auth,
+        what: &str,
+    ) -> Result<Vec<Value>> {
+        const PER_PAGE: usize = 50;
+        const MAX_PAGES: usize = 20;
+        let mut items = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let mut paged: Vec<(&str, String)> = query.to_vec();
+            paged.push(("page", page.to_string()));
+            paged.push((per_page_name, PER_PAGE.to_string()));
+            let list = self
+                .json(Method::GET, path, &paged, None, auth, what)
+                .await?;
+            let batch = match list {
+                Value::Array(batch) => batch,
+                _ => {
+                    return Err(ForgeError::Protocol {
+                        forge: self.forge,
+                        operation: format!("GET {path}"),
+                        detail: "the answer is not a list".into(),
+                    });
+                }
+            };
+            let last = batch.len() < PER_PAGE;
+            items.extend(batch);
+            if last {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
+    /// The plain-text body of `GET path` (a job log), of which only the last `max_bytes` are
+    /// kept however long it is. Redirects (GitHub's to its log storage) are followed.
+    pub async fn get_text_tail(
+        &self,
+        path: &str,
+        auth: &Auth,
+        what: &str,
+        max_bytes: usize,
+    ) -> Result<String> {
+        let call = Call {
+            method: Method::GET,
+            path,
+            query: &[],
+            body: None,
+            if_none_match: None,
+        };
+        let (status, text) = self
+            .with_retries(&call, auth, |response| async move {
+                let status = response.status();
+                let tail = read_tail(response, max_bytes).await?;
+                Ok((status, tail))
+            })
+            .await?;
+        let text = redact(&text, auth)?;
+        if status.is_success() {
+            return Ok(text);
+        }
+        ApiResponse {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            etag: None,
+        }
+        .into_body(self.forge, &format!("GET {path}"), what)
+        .map(|_| String::new())
+    }
+
+    /// Runs `call` until an answer is not worth retrying, then hands it to `read`; a body that
+    /// cannot be read counts as a failed attempt.
+    async fn with_retries<T, R, Fut>(&self, call: &Call<'_>, auth: &Auth, read: R) -> Result<T>
+    where
+        R: Fn(reqwest::Response) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, String>>,
+    {
+        let operation = format!("{} {}", call.method, call.path);
         let started = Instant::now();
         let budget = Duration::from_millis(self.policy.max_total_ms);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let outcome = self.attempt(method.clone(), path, query, body, auth).await;
-            let (reason, server_delay) = match outcome {
-                Ok(Attempt::Done(response)) => return Ok(response),
+            let outcome = match self.attempt(call, auth).await {
+                Ok(Attempt::Done(response)) => match read(response).await {
+                    Ok(value) => return Ok(value),
+                    Err(reason) => Err(reason),
+                },
                 Ok(Attempt::Retry {
                     reason,
                     server_delay,
-                }) => (reason, server_delay),
-                Err(reason) => (reason, None),
+                }) => Ok((reason, server_delay)),
+                Err(reason) => Err(reason),
             };
-            let delay = server_delay.unwrap_or_else(|| self.backoff(attempt));
+            let (reason, server_delay) = outcome.unwrap_or_else(|reason| (reason, None));
+            let delay = server_delay.unwrap_or_else(|| self.policy.backoff(attempt));
             let elapsed = started.elapsed();
             if attempt >= self.policy.max_attempts.max(1) || elapsed + delay > budget {
                 return Err(ForgeError::RetriesExhausted {
@@ -215,6 +294,7 @@ impl Api {
                     last: reason,
                 });
             }
+            metrics::counter!("nightshift_forge_retries_total", "forge" => self.forge).increment(1);
             (self.observer)(&RetryEvent {
                 forge: self.forge,
                 operation: operation.clone(),
@@ -225,6 +305,23 @@ impl Api {
             });
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// A whole answer as JSON, any credential it echoes masked.
+    async fn read_json(
+        &self,
+        response: reqwest::Response,
+        auth: &Auth,
+    ) -> std::result::Result<ApiResponse, String> {
+        let status = response.status();
+        let etag = header_str(response.headers(), "etag").map(str::to_string);
+        let text = response
+            .text()
+            .await
+            .map_err(|e| describe_transport_error(&e))?;
+        let text = redact(&text, auth).map_err(|e| e.to_string())?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(ApiResponse { status, body, etag })
     }
 
     /// Creates a pull (merge) request with `POST create_path` unless `find_open` already finds
@@ -290,118 +387,109 @@ impl Api {
         .await
     }
 
-    async fn attempt(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Value>,
-        auth: &Auth,
-    ) -> std::result::Result<Attempt, String> {
+    async fn attempt(&self, call: &Call<'_>, auth: &Auth) -> std::result::Result<Attempt, String> {
         let mut value = HeaderValue::from_str(auth.value.expose())
             .map_err(|_| "the credential is not a valid HTTP header value".to_string())?;
         value.set_sensitive(true);
         let mut request = self
             .client
-            .request(method, format!("{}{}", self.base, path))
+            .request(call.method.clone(), format!("{}{}", self.base, call.path))
             .header(reqwest::header::ACCEPT, "application/json")
             .header(auth.header.clone(), value);
-        if !query.is_empty() {
-            request = request.query(query);
+        if let Some(etag) = call.if_none_match {
+            request = request.header(reqwest::header::IF_NONE_MATCH, etag);
         }
-        if let Some(body) = body {
+        if !call.query.is_empty() {
+            request = request.query(call.query);
+        }
+        if let Some(body) = call.body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| describe_transport_error(&e))?;
+        let response = request.send().await.map_err(|e| {
+            requested(self.forge, "error");
+            describe_transport_error(&e)
+        })?;
         let status = response.status();
-        let headers = response.headers().clone();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| describe_transport_error(&e))?;
-        if let Some(server_delay) = retry_verdict(status, &headers) {
+        requested(self.forge, status_class(status));
+        if let Some(server_delay) = retry_verdict(status, response.headers()) {
             return Ok(Attempt::Retry {
                 reason: format!("HTTP {}", status.as_u16()),
                 server_delay,
             });
         }
-        // A forge that echoes a credential back must not get it into our errors or logs; the
-        // rest of the answer is data, token-shaped or not.
-        let text = nightshift_core::Redactor::exact([auth.value.expose()])
-            .map_err(|e| e.to_string())?
-            .redact(&text)
-            .into_owned();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok(Attempt::Done(ApiResponse { status, body }))
-    }
-
-    /// Exponential backoff with jitter: a random delay in the upper half of the window, so
-    /// many workers hitting the same limit do not retry in lockstep.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .policy
-            .initial_backoff_ms
-            .saturating_mul(1u64 << (attempt - 1).min(20));
-        let window = exp.min(self.policy.max_backoff_ms).max(1);
-        let jitter = random_u64() % (window / 2 + 1);
-        Duration::from_millis(window / 2 + jitter)
+        Ok(Attempt::Done(response))
     }
 }
 
+/// Counts one request to a forge by how it was answered (`2xx`…`5xx`, or `error` when no
+/// answer came).
+fn requested(forge: &'static str, answer: &'static str) {
+    metrics::counter!("nightshift_forge_requests_total", "forge" => forge, "answer" => answer)
+        .increment(1);
+}
+
+fn status_class(status: reqwest::StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// One request as the retry loop repeats it.
+struct Call<'a> {
+    method: Method,
+    path: &'a str,
+    query: &'a [(&'a str, String)],
+    body: Option<&'a Value>,
+    if_none_match: Option<&'a str>,
+}
+
 enum Attempt {
-    Done(ApiResponse),
+    Done(reqwest::Response),
     Retry {
         reason: String,
         server_delay: Option<Duration>,
     },
 }
 
-/// `Some(server-requested delay or None)` when the answer is worth retrying.
-fn retry_verdict(status: StatusCode, headers: &HeaderMap) -> Option<Option<Duration>> {
-    let rate_limited = status == StatusCode::TOO_MANY_REQUESTS
-        // GitHub answers 403 for primary and secondary rate limits.
-        || (status == StatusCode::FORBIDDEN
-            && (headers.contains_key("retry-after")
-                || header_str(headers, "x-ratelimit-remaining") == Some("0")));
-    let transient = matches!(status.as_u16(), 500 | 502 | 503 | 504);
-    if rate_limited || transient {
-        Some(server_delay(headers))
-    } else {
-        None
-    }
+/// A forge that echoes a credential back must not get it into our errors or logs; the rest of
+/// the answer is data, token-shaped or not.
+fn redact(text: &str, auth: &Auth) -> Result<String> {
+    let redactor = nightshift_core::Redactor::exact([auth.value.expose()])
+        .map_err(|e| ForgeError::Config(e.to_string()))?;
+    Ok(redactor.redact(text).into_owned())
 }
 
-/// The wait the server asked for: `Retry-After` (seconds or HTTP date), else the time until
-/// the rate-limit window resets (`X-RateLimit-Reset` on GitHub/Gitea, `RateLimit-Reset` on GitLab).
-pub(crate) fn server_delay(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(value) = header_str(headers, "retry-after") {
-        if let Ok(secs) = value.trim().parse::<u64>() {
-            return Some(Duration::from_secs(secs));
-        }
-        if let Ok(at) = httpdate::parse_http_date(value.trim()) {
-            return Some(at.duration_since(SystemTime::now()).unwrap_or_default());
+/// The last `max_bytes` of a body read chunk by chunk, so a huge log never sits in memory
+/// whole; cut at a line start where one is near.
+async fn read_tail(
+    mut response: reqwest::Response,
+    max_bytes: usize,
+) -> std::result::Result<String, String> {
+    let mut tail: Vec<u8> = Vec::new();
+    let mut cut = false;
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| describe_transport_error(&e))?
+    {
+        tail.extend_from_slice(&chunk);
+        if tail.len() > max_bytes * 2 {
+            tail.drain(..tail.len() - max_bytes);
+            cut = true;
         }
     }
-    let reset = header_str(headers, "x-ratelimit-reset")
-        .or_else(|| header_str(headers, "ratelimit-reset"))?;
-    let reset: u64 = reset.trim().parse().ok()?;
-    // Epoch seconds on GitHub and GitLab; the IETF draft sends seconds from now instead.
-    if reset > 1_000_000_000 {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        Some(Duration::from_secs(reset.saturating_sub(now)))
-    } else {
-        Some(Duration::from_secs(reset))
+    if tail.len() > max_bytes {
+        tail.drain(..tail.len() - max_bytes);
+        cut = true;
     }
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+    if cut && let Some(newline) = tail.iter().position(|b| *b == b'\n') {
+        tail.drain(..=newline);
+    }
+    Ok(String::from_utf8_lossy(&tail).into_owned())
 }
 
 /// A transport error in words that carry no URL query, header or credential.
@@ -414,119 +502,5 @@ fn describe_transport_error(error: &reqwest::Error) -> String {
         "response body could not be read".to_string()
     } else {
         "transport error".to_string()
-    }
-}
-
-/// Randomness for jitter without another dependency: std's per-instance random hash keys.
-fn random_u64() -> u64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    hasher.finish()
-}
-
-/// Reads a field the forge's API promises, or says which one was missing.
-pub(crate) fn field<'a>(
-    value: &'a Value,
-    pointer: &str,
-    forge: &'static str,
-    operation: &str,
-) -> Result<&'a Value> {
-    value
-        .pointer(pointer)
-        .filter(|v| !v.is_null())
-        .ok_or_else(|| ForgeError::Protocol {
-            forge,
-            operation: operation.to_string(),
-            detail: format!("the answer has no {pointer}"),
-        })
-}
-
-pub(crate) fn field_u64(
-    value: &Value,
-    pointer: &str,
-    forge: &'static str,
-    operation: &str,
-) -> Result<u64> {
-    field(value, pointer, forge, operation)?
-        .as_u64()
-        .ok_or_else(|| ForgeError::Protocol {
-            forge,
-            operation: operation.to_string(),
-            detail: format!("{pointer} is not a number"),
-        })
-}
-
-pub(crate) fn field_str(value: &Value, pointer: &str) -> String {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Percent-encodes one path segment (RFC 3986 unreserved characters stay as they are).
-pub(crate) fn encode_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_delay_reads_retry_after_and_resets() {
-        let mut headers = HeaderMap::new();
-        headers.insert("retry-after", HeaderValue::from_static("7"));
-        assert_eq!(server_delay(&headers), Some(Duration::from_secs(7)));
-        let mut headers = HeaderMap::new();
-        headers.insert("ratelimit-reset", HeaderValue::from_static("3"));
-        assert_eq!(server_delay(&headers), Some(Duration::from_secs(3)));
-        let soon = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 5;
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-ratelimit-reset",
-            HeaderValue::from_str(&soon.to_string()).unwrap(),
-        );
-        let delay = server_delay(&headers).unwrap();
-        assert!(
-            delay <= Duration::from_secs(5) && delay >= Duration::from_secs(3),
-            "{delay:?}"
-        );
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let policy = RetryPolicy {
-            initial_backoff_ms: 100,
-            max_backoff_ms: 1000,
-            ..RetryPolicy::default()
-        };
-        let api = Api::new("test", "http://localhost", policy, ignore_retries()).unwrap();
-        let first = api.backoff(1);
-        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-        let late = api.backoff(10);
-        assert!(late >= Duration::from_millis(500) && late <= Duration::from_millis(1000));
-    }
-
-    #[test]
-    fn segments_are_encoded() {
-        assert_eq!(encode_segment("group/sub project"), "group%2Fsub%20project");
     }
 }

@@ -2,25 +2,37 @@
 //! (see `nightshift-workspace`) with the forge's credential; a forge checks access up front,
 //! opens or adopts the PR, and reports the PR's state and CI afterwards.
 
+mod answer;
 mod body;
+mod ci;
 mod config;
 mod git;
 mod gitea;
 mod github;
 mod gitlab;
 mod http;
+mod poll;
 mod repo_path;
+mod retry;
+mod review;
 mod secret;
+mod status;
+mod webhook;
 
 pub use body::{PrBody, render_pr_body, task_marker};
+pub use ci::{CiFailure, CiReport, MAX_FAILURE_BYTES, trim_log};
 pub use config::{ForgeConfig, ForgeEntry, ForgeKind, GitHubAppConfig, resolve};
 pub use git::GitForge;
 pub use gitea::GiteaForge;
 pub use github::{GitHubAuth, GitHubForge};
 pub use gitlab::GitLabForge;
-pub use http::{RetryEvent, RetryObserver, RetryPolicy, ignore_retries};
+pub use poll::{PollValidators, PrPoll};
 pub use repo_path::RepoPath;
+pub use retry::{RetryEvent, RetryObserver, RetryPolicy, ignore_retries};
+pub use review::{CommentKind, Permission, PrComment};
 pub use secret::{GitAuth, Secret};
+pub use status::{CiState, Mergeability, PrState, PrStatus};
+pub use webhook::{PrChange, WebhookEvent, parse_webhook};
 
 use async_trait::async_trait;
 use nightshift_core::RepoUrl;
@@ -76,6 +88,9 @@ pub enum ForgeError {
         forge: &'static str,
         what: &'static str,
     },
+    /// A webhook delivery that cannot be trusted or read; nothing in it was acted on.
+    #[error("{forge} webhook delivery refused: {reason}")]
+    WebhookRejected { forge: &'static str, reason: String },
 }
 
 pub type Result<T, E = ForgeError> = std::result::Result<T, E>;
@@ -114,56 +129,6 @@ pub struct PullRequest {
     pub adopted: bool,
 }
 
-/// Whether a pull request is still open, and what its CI says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PrState {
-    Open,
-    Closed,
-    Merged,
-}
-
-/// The combined verdict of every status and check on the PR's head commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CiState {
-    /// Something is still queued or running.
-    Pending,
-    Passing,
-    Failing,
-    /// No CI reported anything for the head commit.
-    None,
-}
-
-impl CiState {
-    /// Folds many verdicts into one: any failure fails, then anything pending is pending.
-    pub fn combine(states: impl IntoIterator<Item = CiState>) -> CiState {
-        let mut result = CiState::None;
-        for state in states {
-            result = match (result, state) {
-                (CiState::Failing, _) | (_, CiState::Failing) => CiState::Failing,
-                (CiState::Pending, _) | (_, CiState::Pending) => CiState::Pending,
-                (CiState::Passing, _) | (_, CiState::Passing) => CiState::Passing,
-                (CiState::None, CiState::None) => CiState::None,
-            };
-        }
-        result
-    }
-
-    /// True once CI will not change by itself any more; the engine stops polling then.
-    pub fn is_settled(self) -> bool {
-        !matches!(self, CiState::Pending)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PrStatus {
-    pub state: PrState,
-    pub ci: CiState,
-    /// The commit the CI verdict is about.
-    pub head_sha: Option<String>,
-}
-
 /// A place a validated branch is published to.
 #[async_trait]
 pub trait Forge: Send + Sync + std::fmt::Debug {
@@ -187,6 +152,35 @@ pub trait Forge: Send + Sync + std::fmt::Debug {
         spec: &PullRequestSpec,
     ) -> Result<Option<PullRequest>>;
 
-    /// The PR's state and its CI verdict; the engine polls this until it settles.
-    async fn pull_request_status(&self, repo: &RepoUrl, number: u64) -> Result<PrStatus>;
+    /// The PR's state, mergeability, head and CI verdict. `previous` is what the last poll
+    /// returned: requests are then conditional where the forge supports it (GitHub's 304s do
+    /// not count against its rate limit), and [`PrPoll::changed`] says whether anything moved.
+    async fn poll_pull_request(
+        &self,
+        repo: &RepoUrl,
+        number: u64,
+        previous: Option<&PollValidators>,
+    ) -> Result<PrPoll>;
+
+    /// The PR's state as it is now, asked without validators.
+    async fn pull_request_status(&self, repo: &RepoUrl, number: u64) -> Result<PrStatus> {
+        Ok(self.poll_pull_request(repo, number, None).await?.status)
+    }
+
+    /// What failed in the CI of the PR's head commit: each failing job or check with its
+    /// output from the forge, trimmed for an agent's prompt. Empty when nothing failed.
+    async fn ci_failures(&self, repo: &RepoUrl, number: u64) -> Result<CiReport>;
+
+    /// The PR's conversation comments, review summaries and inline review comments created
+    /// after `since` (milliseconds since the epoch; all when `None`), oldest first.
+    async fn pull_request_comments(
+        &self,
+        repo: &RepoUrl,
+        number: u64,
+        since: Option<i64>,
+    ) -> Result<Vec<PrComment>>;
+
+    /// What `user` (a login) may do on `repo`: a `/nightshift` comment counts only from
+    /// someone with write access.
+    async fn permission(&self, repo: &RepoUrl, user: &str) -> Result<Permission>;
 }

@@ -117,6 +117,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => {
                 return ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, m.clone());
             }
+            StoreError::NothingToFix(m) => {
+                return ApiError::new(StatusCode::CONFLICT, ErrorCode::NothingToFix, m.clone());
+            }
             StoreError::DuplicateTask { .. } => {
                 return ApiError::new(
                     StatusCode::CONFLICT,
@@ -127,6 +130,7 @@ impl From<StoreError> for ApiError {
             StoreError::Corrupt(_) => "the server found stored data it cannot read",
             StoreError::Key(_) => "the server could not use its secret key",
             StoreError::LeaseLost { .. } => "the server lost its hold on the run",
+            StoreError::FollowLeaseLost { .. } => "the server lost its hold on a pull request",
             StoreError::Database(_) | StoreError::Migrate(_) | StoreError::UnsupportedUrl(_) => {
                 "the server could not read or write its database"
             }

@@ -5,7 +5,9 @@
 //! The conformance suite (tests/suite/conformance.rs) runs every case on both.
 
 mod events;
+mod followed;
 mod gauges;
+mod insights;
 mod live;
 mod notifications;
 mod rows;
@@ -24,6 +26,7 @@ mod retention;
 mod users;
 
 pub use events::{EVENT_ROW_BYTES, NewEvent};
+pub use followed::{PollOutcome, PrSeen};
 pub use gauges::QueueGauges;
 pub use live::{ANY_RUN, Followed, RunFollower};
 pub use notifications::Notification;
@@ -64,6 +67,9 @@ pub enum StoreError {
     NotFound { what: &'static str, id: String },
     #[error("{0}")]
     Conflict(String),
+    /// A follow-up run was asked for where its pull request gives it nothing to do.
+    #[error("{0}")]
+    NothingToFix(String),
     /// The intake found the same instructions already queued or running on the repository.
     #[error(
         "task {task} has the same instructions on this repository and is still queued or running"
@@ -73,6 +79,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("run {run_id} is no longer leased by this worker")]
     LeaseLost { run_id: i64 },
+    #[error("the poll of followed pull request {id} is no longer leased by this follower")]
+    FollowLeaseLost { id: i64 },
     #[error("server key: {0}")]
     Key(String),
 }

@@ -15,7 +15,8 @@ pub struct Notification {
     pub user: String,
     pub task_id: i64,
     pub run_id: i64,
-    /// `succeeded`, `failed` or `pr_opened`.
+    /// `succeeded`, `failed` or `pr_opened`; after the run, `ci_failed`, `pr_merged` or
+    /// `pr_closed` from the pull request follower.
     pub kind: String,
     pub message: String,
     pub created_at: Millis,
@@ -158,18 +159,31 @@ pub(crate) async fn insert_run_notifications(
         ));
     }
     for (kind, message) in entries {
-        sqlx::query(
-            "INSERT INTO notifications (project_id, user_name, task_id, run_id, kind, message, created_at) \
-             SELECT project_id, created_by, id, $2, $3, title || ': ' || $4, $5 FROM tasks WHERE id = $1 \
-             ON CONFLICT (run_id, kind) DO NOTHING",
-        )
-        .bind(run.task_id)
-        .bind(run.id)
-        .bind(kind)
-        .bind(message)
-        .bind(now_millis())
-        .execute(&mut *conn)
-        .await?;
+        insert_notification(&mut *conn, run.task_id, run.id, kind, &message).await?;
     }
+    Ok(())
+}
+
+/// One notification for the creator of task `task_id` about its run `run_id`, prefixed with
+/// the task's title. A (run, kind) pair is written once.
+pub(crate) async fn insert_notification(
+    conn: &mut sqlx::AnyConnection,
+    task_id: i64,
+    run_id: i64,
+    kind: &str,
+    message: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO notifications (project_id, user_name, task_id, run_id, kind, message, created_at) \
+         SELECT project_id, created_by, id, $2, $3, title || ': ' || $4, $5 FROM tasks WHERE id = $1 \
+         ON CONFLICT (run_id, kind) DO NOTHING",
+    )
+    .bind(task_id)
+    .bind(run_id)
+    .bind(kind)
+    .bind(message)
+    .bind(now_millis())
+    .execute(conn)
+    .await?;
     Ok(())
 }

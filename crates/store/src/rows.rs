@@ -12,7 +12,7 @@ pub(crate) const TASK_COLUMNS: &str = "t.id, t.project_id, t.title, t.instructio
 pub(crate) const RUN_COLUMNS: &str = "r.id, r.project_id, r.task_id, r.number, r.status, r.phase, r.progress, \
      r.end_reason, r.failed_phase, r.error, r.waiting_reason, r.checkpoint, r.input_tokens, r.output_tokens, \
      r.cost_usd, r.turns, r.cancel_requested, r.lease_owner, r.lease_expires_at, r.created_at, r.started_at, \
-     r.ended_at, r.event_bytes";
+     r.ended_at, r.event_bytes, r.follow_up";
 
 fn parse_opt<T: std::str::FromStr<Err = nightshift_core::CoreError>>(
     v: Option<String>,
@@ -64,6 +64,10 @@ pub(crate) fn run(row: &AnyRow) -> Result<Run> {
         started_at: row.try_get("started_at")?,
         ended_at: row.try_get("ended_at")?,
         event_bytes: row.try_get::<i64, _>("event_bytes")?.max(0) as u64,
+        follow_up: row
+            .try_get::<Option<String>, _>("follow_up")?
+            .map(|text| serde_json::from_str(&text))
+            .transpose()?,
     })
 }
 

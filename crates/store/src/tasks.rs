@@ -1,7 +1,7 @@
 //! Tasks: creation with their first run, retry, cancel, and filtered listing.
 
 use nightshift_core::{
-    NewTask, Run, RunStatus, Task, TaskFilter, Template, TemplateParams, now_millis,
+    FollowUp, NewTask, Run, RunStatus, Task, TaskFilter, Template, TemplateParams, now_millis,
 };
 use serde::Serialize;
 use sqlx::Row;
@@ -314,8 +314,22 @@ impl Store {
 
     /// Creates run N+1 of a task. Refused while a run of the task is still active.
     pub async fn retry_task(&self, project_id: i64, task_id: i64) -> Result<Run> {
+        let tx = self.write_tx().await?;
+        self.queue_next_run(tx, project_id, task_id, None, "retrying")
+            .await
+    }
+
+    /// Creates run N+1 of a task in `tx` (a write transaction), with what a follow-up run is
+    /// for. Refused while a run of the task is still active; `doing` names what was refused.
+    pub(crate) async fn queue_next_run(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        project_id: i64,
+        task_id: i64,
+        follow_up: Option<&FollowUp>,
+        doing: &str,
+    ) -> Result<Run> {
         let now = now_millis();
-        let mut tx = self.write_tx().await?;
         // Starting with the write takes SQLite's write lock up front, so concurrent writers wait
         // instead of failing, and the status check and the new run are one atomic step.
         let claimed = sqlx::query(
@@ -331,7 +345,7 @@ impl Store {
             return match self.task(project_id, task_id).await? {
                 None => Err(not_found("task", task_id)),
                 Some(_) => Err(StoreError::Conflict(format!(
-                    "task {task_id} still has an active run: cancel it or wait for it to end before retrying"
+                    "task {task_id} still has an active run: cancel it or wait for it to end before {doing}"
                 ))),
             };
         }
@@ -342,6 +356,13 @@ impl Store {
                 .await?
                 .try_get("n")?;
         let run_id = insert_run(&mut tx, project_id, task_id, number, now).await?;
+        if let Some(follow_up) = follow_up {
+            sqlx::query("UPDATE runs SET follow_up = $1 WHERE id = $2")
+                .bind(serde_json::to_string(follow_up)?)
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query("UPDATE tasks SET latest_run_id = $1 WHERE id = $2")
             .bind(run_id)
             .bind(task_id)

@@ -3,9 +3,14 @@
 //! repositories behind git smart HTTP. Every request and answer is checked against the
 //! forges' published API descriptions; faults (429, 5xx, slow answers) can be injected.
 
+mod activity;
 mod api;
 mod contract;
+mod follow_api;
 mod git_http;
+mod headers;
+mod server;
+pub mod webhook;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -14,13 +19,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State as AxumState};
-use axum::http::{HeaderValue, Response, StatusCode};
-use base64::Engine as _;
 use serde_json::Value;
 
+pub use activity::{FakeAnnotation, FakeCheck, FakeJob, FakeStatus, Review};
 pub use contract::Contract;
+use server::{Caller, Reply, handle};
 
 /// Which forge the fake plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +83,12 @@ pub struct RecordedRequest {
     pub path: String,
     pub query: Vec<(String, String)>,
     pub request_body: Value,
+    /// The ETag a conditional request sent back.
+    pub if_none_match: Option<String>,
     pub status: u16,
     pub response_body: Value,
+    /// Every header of the answer, the forge's usual ones (rate limits, request id) included.
+    pub response_headers: Vec<(String, String)>,
     /// The fault injected into this request, if any.
     pub fault: Option<Fault>,
     /// The operation of the API description the request matched (`pulls/create`, …).
@@ -124,12 +131,14 @@ struct Repo {
     grants: HashMap<String, Access>,
     labels: Vec<Label>,
     pulls: Vec<FakePull>,
-    /// Commit statuses by sha: (context, state).
-    statuses: HashMap<String, Vec<(String, String)>>,
+    /// Commit statuses by sha.
+    statuses: HashMap<String, Vec<FakeStatus>>,
     /// Check runs by sha: (name, status, conclusion).
-    check_runs: HashMap<String, Vec<(String, String, Option<String>)>>,
-    /// GitLab pipelines by sha: status.
-    pipelines: HashMap<String, String>,
+    check_runs: HashMap<String, Vec<FakeCheck>>,
+    /// GitLab pipelines by sha.
+    pipelines: HashMap<String, activity::Pipeline>,
+    /// Comments and reviews on the pull requests.
+    comments: Vec<activity::StoredComment>,
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +172,11 @@ struct FakeState {
     targeted: Vec<TargetedFault>,
     requests: Vec<RecordedRequest>,
     violations: Vec<String>,
+    /// The last comment's time: comments get distinct, increasing seconds.
+    clock_ms: i64,
+    /// Rate-limit windows by caller, and a counter for request ids.
+    rate: HashMap<String, headers::RateWindow>,
+    request_seq: u64,
 }
 
 struct Shared {
@@ -201,6 +215,9 @@ impl ForgeFake {
                 targeted: Vec::new(),
                 requests: Vec::new(),
                 violations: Vec::new(),
+                clock_ms: 0,
+                rate: HashMap::new(),
+                request_seq: 0,
             }),
         });
         std::fs::create_dir_all(&shared.root)?;
@@ -396,42 +413,6 @@ impl ForgeFake {
         rev_parse(&self.bare_path(full_name), branch)
     }
 
-    /// A commit status (GitHub/Gitea): `state` is `pending`, `success`, `failure` or `error`.
-    pub fn set_commit_status(&self, full_name: &str, sha: &str, context: &str, state: &str) {
-        if let Some(repo) = self.state().repo_mut(full_name) {
-            let list = repo.statuses.entry(sha.to_string()).or_default();
-            list.retain(|(c, _)| c != context);
-            list.push((context.to_string(), state.to_string()));
-        }
-    }
-
-    /// A GitHub check run: `status` `queued`/`in_progress`/`completed`, `conclusion` when completed.
-    pub fn set_check_run(
-        &self,
-        full_name: &str,
-        sha: &str,
-        name: &str,
-        status: &str,
-        conclusion: Option<&str>,
-    ) {
-        if let Some(repo) = self.state().repo_mut(full_name) {
-            let list = repo.check_runs.entry(sha.to_string()).or_default();
-            list.retain(|(n, _, _)| n != name);
-            list.push((
-                name.to_string(),
-                status.to_string(),
-                conclusion.map(str::to_string),
-            ));
-        }
-    }
-
-    /// The GitLab pipeline of `sha`: `running`, `success`, `failed`, …
-    pub fn set_pipeline(&self, full_name: &str, sha: &str, status: &str) {
-        if let Some(repo) = self.state().repo_mut(full_name) {
-            repo.pipelines.insert(sha.to_string(), status.to_string());
-        }
-    }
-
     pub fn merge(&self, full_name: &str, number: u64) {
         if let Some(pr) = self
             .state()
@@ -440,6 +421,13 @@ impl ForgeFake {
         {
             pr.open = false;
             pr.merged = true;
+        }
+    }
+
+    /// Removes a pull request, as a forge admin deleting it (or the repository's) would.
+    pub fn delete_pull(&self, full_name: &str, number: u64) {
+        if let Some(repo) = self.state().repo_mut(full_name) {
+            repo.pulls.retain(|p| p.number != number);
         }
     }
 }
@@ -512,368 +500,4 @@ fn rev_parse(bare: &Path, rev: &str) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Who a request acts as.
-#[derive(Debug, Clone)]
-enum Caller {
-    Anonymous,
-    Invalid,
-    User(User),
-    /// A GitHub App installation token.
-    Installation {
-        account: String,
-        permissions: Value,
-        repos: Vec<String>,
-    },
-    /// A GitHub App's own JWT.
-    App,
-}
-
-/// Percent-decodes a path segment or query component.
-fn decode(text: &str, plus_is_space: bool) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or(())
-                {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' if plus_is_space => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k, true), decode(v, true))
-        })
-        .collect()
-}
-
-async fn handle(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> Response<Body> {
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, 64 * 1024 * 1024)
-        .await
-        .unwrap_or_default();
-    let path = parts.uri.path().to_string();
-    let raw_query = parts.uri.query().unwrap_or_default().to_string();
-    let method = parts.method.as_str().to_string();
-
-    if path.contains(".git/") {
-        return serve_git(&shared, &method, &path, &raw_query, &parts.headers, &body).await;
-    }
-
-    let kind = lock(&shared).kind;
-    let query = parse_query(&raw_query);
-    let request_body: Value = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body).unwrap_or(Value::Null)
-    };
-    let Some(api_path) = path.strip_prefix(kind.api_prefix()) else {
-        let mut state = lock(&shared);
-        state
-            .violations
-            .push(format!("{method} {path}: not under {}", kind.api_prefix()));
-        return json_response(404, &serde_json::json!({"message": "Not Found"}), &[]);
-    };
-    let segments: Vec<String> = api_path
-        .trim_start_matches('/')
-        .split('/')
-        .map(|s| decode(s, false))
-        .collect();
-    let caller = identify(&shared, kind, &parts.headers);
-
-    let fault = {
-        let mut state = lock(&shared);
-        let matching = state
-            .targeted
-            .iter()
-            .position(|t| t.method == method && path.ends_with(t.path_suffix.as_str()));
-        match matching {
-            Some(i) if state.targeted[i].once => Some(state.targeted.remove(i).fault),
-            Some(i) => Some(state.targeted[i].fault.clone()),
-            None => state.draw_fault(),
-        }
-    };
-    if let Some(fault) = fault.clone()
-        && let Some(response) = fault_before(kind, &fault)
-    {
-        record(
-            &shared,
-            &method,
-            &path,
-            &query,
-            &request_body,
-            &response,
-            Some(fault),
-            None,
-        );
-        return json_response(response.status, &response.body, &response.headers);
-    }
-
-    let (reply, operation) = api::dispatch(
-        &shared,
-        kind,
-        &method,
-        &segments,
-        &query,
-        &request_body,
-        &caller,
-    );
-    record(
-        &shared,
-        &method,
-        &path,
-        &query,
-        &request_body,
-        &reply,
-        fault.clone(),
-        operation,
-    );
-    match fault {
-        Some(Fault::ServerErrorAfterHandling) => {
-            json_response(502, &serde_json::json!({"message": "Bad Gateway"}), &[])
-        }
-        Some(Fault::SlowAfterHandling(delay)) => {
-            tokio::time::sleep(delay).await;
-            json_response(reply.status, &reply.body, &reply.headers)
-        }
-        _ => json_response(reply.status, &reply.body, &reply.headers),
-    }
-}
-
-/// An API answer before it becomes HTTP.
-pub(crate) struct Reply {
-    status: u16,
-    body: Value,
-    headers: Vec<(String, String)>,
-}
-
-impl Reply {
-    fn new(status: u16, body: Value) -> Reply {
-        Reply {
-            status,
-            body,
-            headers: Vec::new(),
-        }
-    }
-}
-
-fn fault_before(kind: FakeKind, fault: &Fault) -> Option<Reply> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let message = serde_json::json!({"message": "injected fault"});
-    Some(match fault {
-        Fault::TooManyRequests { retry_after_secs } => Reply {
-            status: 429,
-            body: message,
-            headers: vec![("retry-after".into(), retry_after_secs.to_string())],
-        },
-        Fault::RateLimitReset { secs } => match kind {
-            FakeKind::GitHub => Reply {
-                status: 403,
-                body: serde_json::json!({"message": "API rate limit exceeded"}),
-                headers: vec![
-                    ("x-ratelimit-remaining".into(), "0".into()),
-                    ("x-ratelimit-reset".into(), (now + secs).to_string()),
-                ],
-            },
-            FakeKind::GitLab => Reply {
-                status: 429,
-                body: message,
-                headers: vec![("ratelimit-reset".into(), (now + secs).to_string())],
-            },
-            FakeKind::Gitea => Reply {
-                status: 429,
-                body: message,
-                headers: vec![("x-ratelimit-reset".into(), (now + secs).to_string())],
-            },
-        },
-        Fault::ServerError(status) => Reply::new(*status, message),
-        Fault::ServerErrorAfterHandling | Fault::SlowAfterHandling(_) => return None,
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn record(
-    shared: &Shared,
-    method: &str,
-    path: &str,
-    query: &[(String, String)],
-    request_body: &Value,
-    reply: &Reply,
-    fault: Option<Fault>,
-    operation: Option<String>,
-) {
-    lock(shared).requests.push(RecordedRequest {
-        method: method.to_string(),
-        path: path.to_string(),
-        query: query.to_vec(),
-        request_body: request_body.clone(),
-        status: reply.status,
-        response_body: reply.body.clone(),
-        fault,
-        operation,
-    });
-}
-
-fn json_response(status: u16, body: &Value, headers: &[(String, String)]) -> Response<Body> {
-    let text = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    let mut response = Response::new(Body::from(text));
-    *response.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response
-        .headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    for (name, value) in headers {
-        if let (Ok(name), Ok(value)) = (
-            axum::http::HeaderName::try_from(name.as_str()),
-            HeaderValue::from_str(value),
-        ) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    response
-}
-
-fn header_token(headers: &axum::http::HeaderMap, kind: FakeKind) -> Option<String> {
-    if kind == FakeKind::GitLab
-        && let Some(token) = headers.get("private-token").and_then(|v| v.to_str().ok())
-    {
-        return Some(token.to_string());
-    }
-    let value = headers.get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    match scheme.to_ascii_lowercase().as_str() {
-        "bearer" | "token" => Some(token.to_string()),
-        _ => None,
-    }
-}
-
-fn identify(shared: &Shared, kind: FakeKind, headers: &axum::http::HeaderMap) -> Caller {
-    match header_token(headers, kind) {
-        None => Caller::Anonymous,
-        Some(token) => caller_for_token(shared, &token),
-    }
-}
-
-fn caller_for_token(shared: &Shared, token: &str) -> Caller {
-    let state = lock(shared);
-    if let Some(user) = state.users.iter().find(|u| u.token == token) {
-        return Caller::User(user.clone());
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    if let Some(minted) = state.installation_tokens.get(token) {
-        if minted.expires_at_secs <= now {
-            return Caller::Invalid;
-        }
-        if let Some((_, account, permissions)) = state.app.as_ref().and_then(|app| {
-            app.installations
-                .iter()
-                .find(|(id, _, _)| *id == minted.installation)
-        }) {
-            return Caller::Installation {
-                account: account.clone(),
-                permissions: permissions.clone(),
-                repos: minted.repos.clone(),
-            };
-        }
-    }
-    if let Some(app) = &state.app {
-        let key = jsonwebtoken::DecodingKey::from_rsa_pem(app.public_key_pem.as_bytes());
-        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-        validation.set_issuer(&[app.app_id.to_string()]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss"]);
-        if let Ok(key) = key
-            && jsonwebtoken::decode::<Value>(token, &key, &validation).is_ok()
-        {
-            return Caller::App;
-        }
-    }
-    Caller::Invalid
-}
-
-async fn serve_git(
-    shared: &Shared,
-    method: &str,
-    path: &str,
-    query: &str,
-    headers: &axum::http::HeaderMap,
-    body: &[u8],
-) -> Response<Body> {
-    let Some((repo_path, _)) = path.split_once(".git/") else {
-        return git_http::plain(StatusCode::NOT_FOUND, "not a repository".into());
-    };
-    let full_name = repo_path.trim_start_matches('/').to_string();
-    let push = git_http::is_push(path, query);
-    let credential = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|pair| pair.split_once(':').map(|(_, token)| token.to_string()));
-    let mut user = None;
-    if push {
-        let Some(token) = credential else {
-            let mut response =
-                git_http::plain(StatusCode::UNAUTHORIZED, "authentication required".into());
-            response.headers_mut().insert(
-                "www-authenticate",
-                HeaderValue::from_static("Basic realm=\"fake forge\""),
-            );
-            return response;
-        };
-        let caller = caller_for_token(shared, &token);
-        if !api::can_push(&lock(shared), &caller, &full_name) {
-            return git_http::plain(
-                StatusCode::FORBIDDEN,
-                format!("no write access to {full_name}"),
-            );
-        }
-        user = Some(match caller {
-            Caller::User(u) => u.login,
-            _ => "x-access-token".to_string(),
-        });
-    }
-    git_http::serve(
-        &shared.root,
-        method,
-        path,
-        query,
-        headers,
-        body,
-        user.as_deref(),
-    )
-    .await
 }

@@ -41,6 +41,17 @@ pub enum WorkspaceError {
         detail: String,
         permission: bool,
     },
+    /// A force-push with lease found the branch elsewhere than Nightshift left it: someone
+    /// pushed to it in between, and their commits are kept.
+    #[error(
+        "branch {branch} on {repo} moved since Nightshift pushed {expected}: someone else pushed \
+         to it, so nothing was overwritten; start from the branch as it is now"
+    )]
+    LeaseBroken {
+        repo: String,
+        branch: String,
+        expected: String,
+    },
     #[error("refusing to push to the base branch {0}: Nightshift only pushes its own branches")]
     PushToBase(String),
     #[error(transparent)]

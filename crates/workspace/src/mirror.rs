@@ -235,35 +235,7 @@ impl Mirrors {
                 });
             }
         };
-        if dest.exists() {
-            // A leftover from a run that died: worktrees are disposable.
-            let _ = self
-                .git
-                .run(
-                    &mirror,
-                    &["worktree", "remove", "--force", &dest.to_string_lossy()],
-                )
-                .await;
-            let _ = std::fs::remove_dir_all(dest);
-        }
-        self.git.run(&mirror, &["worktree", "prune"]).await?;
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| WorkspaceError::io(parent, e))?;
-        }
-        self.git
-            .run(
-                &mirror,
-                &[
-                    "worktree",
-                    "add",
-                    "--quiet",
-                    "--no-track",
-                    "-B",
-                    branch,
-                    &dest.to_string_lossy(),
-                    &base_commit,
-                ],
-            )
+        self.add_worktree_locked(&mirror, dest, branch, &base_commit)
             .await?;
         Ok(Worktree::new(
             dest.to_path_buf(),
@@ -272,6 +244,109 @@ impl Mirrors {
             base.to_string(),
             base_commit,
         ))
+    }
+
+    /// Fetches, then checks out the remote's `branch` (a pull request's, pushed by an earlier
+    /// run) at `dest` as the starting point of a follow-up run on the same branch. The
+    /// worktree's base commit is where the branch left `base`, so its diff is the whole change;
+    /// [`Worktree::upstream`] is the branch's commit now, which a push with lease expects.
+    pub async fn checkout_branch(
+        &self,
+        repo: &AllowedRepo,
+        base: &str,
+        branch: &str,
+        dest: &Path,
+    ) -> Result<Worktree> {
+        let mirror = self.mirror_path(repo);
+        let lock = self.lock_for(&mirror);
+        let _held = lock.lock().await;
+        self.sync_locked(repo, &mirror).await?;
+        let at = &mirror;
+        let commit_of = |name: &str| {
+            let name = name.to_string();
+            async move {
+                self.git
+                    .run(
+                        at,
+                        &[
+                            "rev-parse",
+                            "--verify",
+                            "--quiet",
+                            &format!("refs/remotes/origin/{name}^{{commit}}"),
+                        ],
+                    )
+                    .await
+                    .map(|sha| sha.trim().to_string())
+                    .map_err(|_| WorkspaceError::MissingBranch {
+                        repo: repo.to_string(),
+                        branch: name,
+                    })
+            }
+        };
+        let tip = commit_of(branch).await?;
+        let base_tip = commit_of(base).await?;
+        let fork_point = self
+            .git
+            .run(&mirror, &["merge-base", &base_tip, &tip])
+            .await
+            .map_err(|_| WorkspaceError::Conflict {
+                base: base.to_string(),
+                detail: format!("{branch} shares no history with {base}"),
+            })?
+            .trim()
+            .to_string();
+        self.add_worktree_locked(&mirror, dest, branch, &tip)
+            .await?;
+        Ok(Worktree::new(
+            dest.to_path_buf(),
+            mirror,
+            branch.to_string(),
+            base.to_string(),
+            fork_point,
+        )
+        .with_upstream(tip))
+    }
+
+    /// `git worktree add` of `branch` at `commit` in `dest`, replacing a leftover there. The
+    /// mirror's lock must be held.
+    async fn add_worktree_locked(
+        &self,
+        mirror: &Path,
+        dest: &Path,
+        branch: &str,
+        commit: &str,
+    ) -> Result<()> {
+        if dest.exists() {
+            // A leftover from a run that died: worktrees are disposable.
+            let _ = self
+                .git
+                .run(
+                    mirror,
+                    &["worktree", "remove", "--force", &dest.to_string_lossy()],
+                )
+                .await;
+            let _ = std::fs::remove_dir_all(dest);
+        }
+        self.git.run(mirror, &["worktree", "prune"]).await?;
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| WorkspaceError::io(parent, e))?;
+        }
+        self.git
+            .run(
+                mirror,
+                &[
+                    "worktree",
+                    "add",
+                    "--quiet",
+                    "--no-track",
+                    "-B",
+                    branch,
+                    &dest.to_string_lossy(),
+                    commit,
+                ],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Fetches the remote again and returns the base branch's current commit.

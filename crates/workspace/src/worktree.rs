@@ -18,6 +18,9 @@ pub struct Worktree {
     branch: String,
     base: String,
     base_commit: String,
+    /// For a checkout of a branch that is already on the remote (a follow-up run): the commit
+    /// it pointed at then, which a force-push with lease expects to find there.
+    upstream: Option<String>,
     /// Patterns of paths that are never part of the change (what setup and the checks left
     /// behind), given to Nightshift's git as `core.excludesFile`.
     excludes: Option<PathBuf>,
@@ -50,6 +53,7 @@ impl Worktree {
             branch,
             base,
             base_commit,
+            upstream: None,
             excludes: None,
             view: None,
         }
@@ -73,6 +77,7 @@ impl Worktree {
             base,
             base_commit,
             excludes: None,
+            upstream: None,
             view: Some(view),
         }
     }
@@ -90,6 +95,18 @@ impl Worktree {
             Some(WorkspaceMount::Overlay { lower, .. }) => lower,
             None => &self.path,
         }
+    }
+
+    /// This worktree as a checkout of the remote branch that pointed at `upstream`.
+    pub(crate) fn with_upstream(mut self, upstream: String) -> Self {
+        self.upstream = Some(upstream);
+        self
+    }
+
+    /// The commit the branch pointed at on the remote when this checkout of it was made;
+    /// `None` for a fresh branch.
+    pub fn upstream(&self) -> Option<&str> {
+        self.upstream.as_deref()
     }
 
     /// Re-attaches to a worktree that already exists (a resumed run).
@@ -364,22 +381,52 @@ impl Worktree {
     /// Pushes HEAD to `refs/heads/<branch>` on the remote (replacing an earlier run's push of the
     /// same task's branch). Never pushes to the base branch.
     pub async fn push(&self, git: &Git, remote_label: &str) -> Result<String> {
+        let refspec = format!("+HEAD:refs/heads/{}", self.branch);
+        self.push_refspec(git, remote_label, "--porcelain", &refspec, None)
+            .await
+    }
+
+    /// Pushes HEAD over the branch only if the remote still has it at `expected` (what
+    /// Nightshift pushed last): `--force-with-lease=refs/heads/<branch>:<expected>`. A person's
+    /// push in between is never overwritten: that is [`WorkspaceError::LeaseBroken`].
+    pub async fn push_with_lease(
+        &self,
+        git: &Git,
+        remote_label: &str,
+        expected: &str,
+    ) -> Result<String> {
+        let lease = format!("--force-with-lease=refs/heads/{}:{expected}", self.branch);
+        let refspec = format!("HEAD:refs/heads/{}", self.branch);
+        self.push_refspec(git, remote_label, &lease, &refspec, Some(expected))
+            .await
+    }
+
+    async fn push_refspec(
+        &self,
+        git: &Git,
+        remote_label: &str,
+        option: &str,
+        refspec: &str,
+        lease: Option<&str>,
+    ) -> Result<String> {
         if self.branch == self.base {
             return Err(WorkspaceError::PushToBase(self.base.clone()));
         }
-        let refspec = format!("+HEAD:refs/heads/{}", self.branch);
-        if let Err(e) = self
-            .git(git)
-            .run(
-                &self.path,
-                &["push", "--quiet", "--porcelain", "origin", &refspec],
-            )
-            .await
-        {
+        let push = ["push", "--quiet", option, "origin", refspec];
+        if let Err(e) = self.git(git).run(&self.path, &push).await {
             let detail = match e {
                 WorkspaceError::Git { stderr, .. } => stderr,
                 other => other.to_string(),
             };
+            if let Some(expected) = lease
+                && (detail.contains("stale info") || detail.contains("[rejected]"))
+            {
+                return Err(WorkspaceError::LeaseBroken {
+                    repo: remote_label.to_string(),
+                    branch: self.branch.clone(),
+                    expected: expected.to_string(),
+                });
+            }
             let lower = detail.to_lowercase();
             let permission = [
                 "permission",

@@ -114,6 +114,28 @@ fn a_failed_wait_exits_non_zero_and_retry_makes_run_two() {
     assert_eq!(task["runs"].as_array().unwrap().len(), 2);
     assert_eq!(task["runs"][1]["number"], 2);
     assert_eq!(task["runs"][1]["end_reason"], "checks_failed");
+
+    // No pull request: nothing for a fix-CI run to work on, and the server says why.
+    let refused = server.cli(&["task", "fix-ci", &id]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("has no pull request"), "{stderr}");
+
+    // Both runs count in the project's insights: one retry, which did not succeed.
+    let insights = server.json(&["insights", "--json"]);
+    assert_eq!(insights["runs"]["ended"], 2);
+    assert_eq!(insights["runs"]["retries"], 1);
+    assert_eq!(insights["runs"]["retry_success_rate"], 0.0);
+    let text = server.cli(&["insights"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("runs ended           2: 2 checks_failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("retries              1 (0% succeeded)"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -1,120 +1,184 @@
-//! The pull request follower: after a run published a pull request, its state and CI verdict
-//! (`open · ci passing`, `merged`, `closed · ci failing`) are stored on the run's change until
-//! it is closed or merged, or `ci_follow_for` has passed. Followed by the process whose worker
-//! ran the run, while it runs.
+//! The pull request follower: every pull request a run published is polled until it is merged
+//! or closed, or `follow_for` has passed. Each poll is claimed in the store under a lease, so
+//! any node's follower may take the next one and a restart forgets nothing; requests are
+//! conditional (ETags), and the interval grows as a pull request stays quiet.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use nightshift_core::RepoUrl;
-use nightshift_forge::{CiState, PrState, PrStatus};
+use nightshift_core::{FollowedPr, RepoUrl, now_millis};
+use nightshift_forge::{ForgeError, PollValidators, PrPoll};
+use nightshift_store::{PollOutcome, PrSeen, StoreError};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::Engine;
+use crate::{Engine, EngineError};
 
-/// A pull request a run just published.
-pub(crate) struct FollowRequest {
-    pub(crate) project_id: i64,
-    pub(crate) repo: RepoUrl,
-    pub(crate) run_id: i64,
-    pub(crate) number: u64,
-}
+/// Polls one follower runs at once; the rest wait for the next free slot.
+const CONCURRENT_POLLS: usize = 4;
+/// The longest wait between two polls of a quiet pull request, or after failures.
+const MAX_INTERVAL: Duration = Duration::from_secs(30 * 60);
 
-/// Follows every pull request handed over by [`Engine::follow`] until `stop` fires.
+/// Claims and polls due pull requests until `stop` fires.
 pub(super) async fn follow_pull_requests(engine: Arc<Engine>, stop: CancellationToken) {
-    let Some(mut requests) = engine.take_follow_requests() else {
-        tracing::warn!("pull requests are already followed by another set of workers");
-        return;
-    };
-    let mut following = JoinSet::new();
+    let follower = format!("{}-follower", engine.instance);
+    let mut polls = JoinSet::new();
     loop {
-        tokio::select! {
-            request = requests.recv() => match request {
-                Some(request) => {
-                    following.spawn(follow(engine.clone(), request));
+        while polls.len() < CONCURRENT_POLLS {
+            match engine
+                .store
+                .claim_pull_request_poll(&follower, engine.config.lease)
+                .await
+            {
+                Ok(Some(pr)) => {
+                    polls.spawn(poll(engine.clone(), follower.clone(), pr));
                 }
-                None => break,
-            },
-            Some(_) = following.join_next(), if !following.is_empty() => {}
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim a pull request to poll");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            Some(_) = polls.join_next(), if !polls.is_empty() => {}
+            _ = tokio::time::sleep(engine.config.poll) => {}
             _ = stop.cancelled() => break,
         }
     }
-    // Requests not taken yet wait for the next workers of this engine.
-    engine.return_follow_requests(requests);
+    // Polls under way are let finish (each is bounded by its lease), so none is cut off in
+    // the middle of recording its answer.
+    while polls.join_next().await.is_some() {}
 }
 
-/// Follows one pull request. Open PRs are kept polling after CI settles, so a PR closed by a
-/// person shows too.
-async fn follow(engine: Arc<Engine>, request: FollowRequest) {
-    let FollowRequest {
-        project_id,
-        repo,
-        run_id,
-        number,
-    } = request;
-    // The run's log is closed; retries here are not news to anyone.
-    let config = match engine.forge_config(project_id, &repo).await {
-        Ok(config) => config,
+/// Asks the forge about one pull request and records the answer, releasing the lease.
+async fn poll(engine: Arc<Engine>, follower: String, pr: FollowedPr) {
+    let now = now_millis();
+    // Never longer than the lease: past it another follower may take the poll over.
+    let lease = engine.config.lease;
+    let asked = match tokio::time::timeout(lease, ask(&engine, &pr)).await {
+        Ok(asked) => asked,
+        Err(_) => Err(EngineError::Invalid(format!(
+            "the forge did not answer within {} s",
+            lease.as_secs_f32()
+        ))),
+    };
+    let outcome = match asked {
+        Ok(poll) => PollOutcome::Seen {
+            next_poll_at: now
+                + interval(engine.config.ci_poll, quiet_for(&pr, &poll, now)).as_millis() as i64,
+            seen: PrSeen {
+                state: poll.status.state,
+                ci: poll.status.ci,
+                mergeable: poll.status.mergeable,
+                behind_base: poll.status.behind_base,
+                head_sha: poll.status.head_sha,
+                validators: serde_json::to_string(&poll.validators).ok(),
+                unchanged: !poll.changed,
+            },
+        },
         Err(e) => {
-            tracing::warn!(run_id, error = %e, "cannot follow the pull request");
-            return;
+            let gone = matches!(e, EngineError::Forge(ForgeError::NotFound { .. }));
+            let error = match engine.secret_filter(Vec::new()) {
+                Ok(redactor) => redactor.redact(&e.to_string()).into_owned(),
+                Err(_) => "the forge's answer could not be read".to_string(),
+            };
+            PollOutcome::Failed {
+                error,
+                gone,
+                next_poll_at: now
+                    + failure_backoff(engine.config.ci_poll, pr.failures + 1).as_millis() as i64,
+            }
         }
     };
-    let forge = match nightshift_forge::resolve(&repo, &config, nightshift_forge::ignore_retries())
+    match engine
+        .store
+        .record_pull_request_poll(pr.id, &follower, &outcome)
+        .await
     {
-        Ok(forge) => forge,
+        Ok(after) if after.changed_at > pr.changed_at || after.following != pr.following => {
+            tracing::info!(pr = pr.number, repo = %pr.repo, state = %after.describe(), "pull request changed");
+        }
+        Ok(_) => {}
+        Err(StoreError::FollowLeaseLost { .. }) => {
+            tracing::debug!(pr = pr.number, "another follower took the poll over");
+        }
         Err(e) => {
-            tracing::warn!(run_id, error = %e, "cannot follow the pull request");
-            return;
+            tracing::warn!(pr = pr.number, error = %e, "cannot record the pull request's state")
         }
-    };
-    let poll = engine.config.ci_poll;
-    let until = tokio::time::Instant::now() + engine.config.ci_follow_for;
-    let mut last: Option<String> = None;
-    loop {
-        match forge.pull_request_status(&repo, number).await {
-            Ok(status) => {
-                let text = describe(&status);
-                if last.as_deref() != Some(text.as_str()) {
-                    match engine.store.change(run_id).await {
-                        Ok(Some(mut change)) => {
-                            change.ci_status = Some(text.clone());
-                            if let Err(e) = engine.store.save_change(&change).await {
-                                tracing::warn!(run_id, error = %e, "cannot store the CI status");
-                            }
-                        }
-                        Ok(None) => return,
-                        Err(e) => tracing::warn!(run_id, error = %e, "cannot read the change"),
-                    }
-                    last = Some(text);
-                }
-                if status.state != PrState::Open {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(run_id, pr = number, error = %e, "cannot read the pull request's status")
-            }
-        }
-        if tokio::time::Instant::now() + poll > until {
-            return;
-        }
-        tokio::time::sleep(poll).await;
     }
 }
 
-/// A pull request's state as people read it: `open · ci passing`, `merged`, `closed · ci failing`.
-fn describe(status: &PrStatus) -> String {
-    let state = match status.state {
-        PrState::Open => "open",
-        PrState::Closed => "closed",
-        PrState::Merged => "merged",
+/// One conditional poll of the pull request, with the project's credential for its host.
+async fn ask(engine: &Engine, pr: &FollowedPr) -> Result<PrPoll, EngineError> {
+    let repo = RepoUrl::parse(&pr.repo).map_err(EngineError::Core)?;
+    let config = engine.forge_config(pr.project_id, &repo).await?;
+    // Nobody reads a log of these retries: the next poll is the retry.
+    let forge = nightshift_forge::resolve(&repo, &config, nightshift_forge::ignore_retries())
+        .map_err(EngineError::ForgeSettings)?;
+    // Validators that no longer read (an older format) only cost one unconditional poll.
+    let previous: Option<PollValidators> = pr
+        .validators
+        .as_deref()
+        .and_then(|v| serde_json::from_str(v).ok());
+    forge
+        .poll_pull_request(&repo, pr.number, previous.as_ref())
+        .await
+        .map_err(EngineError::Forge)
+}
+
+/// How long the pull request has been quiet: since its last change, or none when this poll
+/// found one.
+fn quiet_for(pr: &FollowedPr, poll: &PrPoll, now: i64) -> Duration {
+    let changed = poll.status.state != pr.state
+        || poll.status.ci != pr.ci
+        || poll.status.mergeable != pr.mergeable;
+    if changed {
+        return Duration::ZERO;
+    }
+    Duration::from_millis((now - pr.changed_at).max(0) as u64)
+}
+
+/// The wait before the next poll: `base` while the pull request changed within the hour, then
+/// longer the longer it stays quiet (CI that settled and reviewers that are away do not need
+/// asking twice a minute), never more than [`MAX_INTERVAL`].
+pub(crate) fn interval(base: Duration, quiet: Duration) -> Duration {
+    const HOUR: Duration = Duration::from_secs(3600);
+    let factor = if quiet < HOUR {
+        1
+    } else if quiet < 24 * HOUR {
+        4
+    } else if quiet < 7 * 24 * HOUR {
+        20
+    } else {
+        60
     };
-    let ci = match status.ci {
-        CiState::Pending => "ci pending",
-        CiState::Passing => "ci passing",
-        CiState::Failing => "ci failing",
-        CiState::None => "no ci",
-    };
-    format!("{state} · {ci}")
+    (base * factor).min(MAX_INTERVAL.max(base))
+}
+
+/// The wait after `failures` failed polls in a row: doubling from `base`, at most
+/// [`MAX_INTERVAL`].
+fn failure_backoff(base: Duration, failures: u32) -> Duration {
+    base.saturating_mul(1 << failures.min(16))
+        .min(MAX_INTERVAL.max(base))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quiet_pull_requests_are_asked_less_often() {
+        let base = Duration::from_secs(30);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(interval(base, Duration::ZERO), base);
+        assert_eq!(interval(base, hour / 2), base);
+        assert_eq!(interval(base, 2 * hour), Duration::from_secs(120));
+        assert_eq!(interval(base, 30 * hour), Duration::from_secs(600));
+        assert_eq!(interval(base, 10 * 24 * hour), MAX_INTERVAL);
+        // A base above the cap is kept: the operator asked for it.
+        assert_eq!(interval(hour, 10 * 24 * hour), hour);
+        assert_eq!(failure_backoff(base, 1), Duration::from_secs(60));
+        assert_eq!(failure_backoff(base, 40), MAX_INTERVAL);
+    }
 }

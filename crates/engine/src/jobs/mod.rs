@@ -4,7 +4,6 @@
 mod follow;
 mod retention;
 
-pub(crate) use follow::FollowRequest;
 pub use retention::sweep_workspaces;
 
 use std::sync::Arc;

@@ -71,19 +71,27 @@ impl AgentPhase {
         } else {
             1
         };
+        let instructions = match (&run.ci_report, &run.run.follow_up) {
+            (Some(report), Some(follow_up)) => super::follow_up::fix_ci_instructions(
+                &run.task.instructions,
+                follow_up.pr_number,
+                report,
+            ),
+            _ => run.task.instructions.clone(),
+        };
         let instructions = match run.task.agent.kind {
             // A codemod gets the instructions as they are; an agent gets them in the frame,
             // told which checks already fail on the base.
-            AgentKind::Command => run.task.instructions.clone(),
+            AgentKind::Command => instructions,
             _ if !run.failing_on_base.is_empty() => {
                 compose_prompt_reading(
-                    &run.task.instructions,
+                    &instructions,
                     workspace.worktree.path(),
                     workspace.worktree.unchanged_tree(),
                 ) + &base_failures_prompt(&run.failing_on_base)
             }
             _ => compose_prompt_reading(
-                &run.task.instructions,
+                &instructions,
                 workspace.worktree.path(),
                 workspace.worktree.unchanged_tree(),
             ),

@@ -91,7 +91,7 @@ pub(crate) async fn on_base(
     plan: &CheckPlan,
     reuse: Reuse,
 ) -> Step<()> {
-    let commit = workspace.worktree.base_commit().to_string();
+    let commit = checked_out(&workspace.worktree).to_string();
     if plan.is_empty() {
         let setup_only = Baseline {
             commit,
@@ -99,7 +99,10 @@ pub(crate) async fn on_base(
         };
         return keep_out_of_change(run, workspace, &setup_only).await;
     }
-    let base = format!("{} at {}", run.task.base_branch, short_sha(&commit));
+    let base = match workspace.worktree.upstream() {
+        Some(head) => format!("{} at {}", workspace.worktree.branch(), short_sha(head)),
+        None => format!("{} at {}", run.task.base_branch, short_sha(&commit)),
+    };
     let key = key(run, workspace, plan);
     let cache = BaselineCache::new(&run.engine.config.data_dir);
     let cached = cache.load(&key).filter(|_| reuse == Reuse::Cached);
@@ -178,12 +181,18 @@ fn cannot_run(workspace: &Workspace, results: &[CheckResult]) -> Step<()> {
     }
 }
 
+/// The commit the checkout started from: the base's, or for a follow-up run the pull
+/// request's head, whose baseline is not the base's.
+fn checked_out(worktree: &nightshift_workspace::Worktree) -> &str {
+    worktree.upstream().unwrap_or(worktree.base_commit())
+}
+
 /// What the baseline's results depend on: the repository at its base commit, the plan, and
 /// everything setup and the checks get from the server — toolchains, variables, hosts.
 fn key(run: &RunExecution, workspace: &Workspace, plan: &CheckPlan) -> BaselineKey {
     let mut key = BaselineKey::new();
     key.add(&run.task.repo)
-        .add(workspace.worktree.base_commit())
+        .add(checked_out(&workspace.worktree))
         .add(run.engine.config.confinement.mode.as_str());
     for stage in Stage::ALL {
         key.add(stage.as_str());

@@ -1,15 +1,13 @@
 //! The end of a run, whatever it was: the failure or stop said in the log, the change stored
 //! (a failed run's uncommitted diff too), the workspace released, the end recorded — or the run
-//! handed back to the queue — and a pull request handed to the follower.
+//! handed back to the queue.
 
 use std::time::Duration;
 
-use nightshift_core::{EndReason, EventKind, Phase, RepoUrl, RunStatus, format_duration};
+use nightshift_core::{EndReason, EventKind, Phase, RunStatus, format_duration};
 
-use super::publish::Published;
 use super::watch::StopCause;
 use super::{Failure, Outcome, RunExecution, Workspace};
-use crate::jobs::FollowRequest;
 
 impl RunExecution {
     /// Records the end: the change, the events, the status — then removes the workspace.
@@ -21,7 +19,7 @@ impl RunExecution {
         let store = self.engine.store.clone();
         let (reason, message, phase) = match &result {
             Ok(Outcome::NoChanges) => (Some(EndReason::NoChanges), None, None),
-            Ok(Outcome::Published(_)) => (Some(EndReason::Succeeded), None, None),
+            Ok(Outcome::Published) => (Some(EndReason::Succeeded), None, None),
             Err(Failure::Failed { phase, error }) => (
                 Some(error.end_reason()),
                 Some(error.to_string()),
@@ -51,19 +49,6 @@ impl RunExecution {
         }
         if !keep {
             let _ = nightshift_workspace::remove_tree(&self.run_dir);
-        }
-        if let Ok(Outcome::Published(Published {
-            pull_request: Some(number),
-            ..
-        })) = &result
-            && let Ok(repo) = RepoUrl::parse(&self.task.repo)
-        {
-            self.engine.follow(FollowRequest {
-                project_id: self.task.project_id,
-                repo,
-                run_id: self.run.id,
-                number: *number,
-            });
         }
         self.phase_ended(None);
         match reason {

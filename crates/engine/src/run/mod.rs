@@ -17,6 +17,7 @@
 mod agent;
 mod baseline;
 mod conclude;
+mod follow_up;
 mod prepare;
 mod publish;
 mod resume;
@@ -96,7 +97,7 @@ pub(crate) async fn execute(
 pub(crate) enum Outcome {
     /// The agent changed nothing (or the formatters undid it all): nothing to push.
     NoChanges,
-    Published(Published),
+    Published,
 }
 
 /// How a phase ended early.
@@ -170,6 +171,8 @@ pub(crate) struct RunExecution {
     progress: AtomicU8,
     /// Where the run's checkout, HOME and scratch files live on this worker.
     run_dir: PathBuf,
+    /// For a fix-CI run: what failed in the pull request's CI, read in preparing.
+    ci_report: Option<nightshift_forge::CiReport>,
     /// The checks that already failed on the base commit, before the agent.
     failing_on_base: Vec<CheckResult>,
     /// How the lockfiles and manifests differed from the base when setup last ran again.
@@ -217,6 +220,7 @@ impl RunExecution {
             stop: CancellationToken::new(),
             cause: Arc::new(Mutex::new(None)),
             run_dir,
+            ci_report: None,
             failing_on_base: Vec::new(),
             setup_changes: String::new(),
         }
@@ -235,12 +239,15 @@ impl RunExecution {
             }
             // Pushed before the interruption: only the pull request is left.
             ResumePoint::Pushed(pushed) => {
-                let published = publish::after_takeover(self, &target, pushed)
+                let Published = publish::after_takeover(self, &target, pushed)
                     .await
                     .during(Phase::Publishing)?;
-                return Ok(Outcome::Published(published));
+                return Ok(Outcome::Published);
             }
         };
+        follow_up::read_input(self, &target)
+            .await
+            .during(Phase::Preparing)?;
         let Prepared {
             workspace,
             plan,
@@ -275,10 +282,10 @@ impl RunExecution {
         let pushed = publish::push(self, &target, workspace, &plan, validated)
             .await
             .during(Phase::Publishing)?;
-        let published = publish::pull_request(self, &target, pushed)
+        let Published = publish::pull_request(self, &target, pushed)
             .await
             .during(Phase::Publishing)?;
-        Ok(Outcome::Published(published))
+        Ok(Outcome::Published)
     }
 
     fn announce_takeover(&self) {

@@ -58,7 +58,11 @@ pub(crate) async fn target(run: &mut RunExecution) -> Step<Target> {
         .engine
         .forge(run.task.project_id, &repo, &run.events)
         .await?;
-    let branch = run.task.branch_name();
+    // A follow-up run pushes to its pull request's branch, whatever the task's name gives now.
+    let branch = match &run.run.follow_up {
+        Some(follow_up) => follow_up.branch.clone(),
+        None => run.task.branch_name(),
+    };
     if branch == run.task.base_branch {
         return Err(EngineError::BaseIsTarget(branch).into());
     }
@@ -86,8 +90,11 @@ pub(crate) async fn workspace<'w>(
     slot: &'w mut Option<Workspace>,
 ) -> Step<Prepared<'w>> {
     // A first attempt starts warm where this worker mounts overlays; restoring a snapshot
-    // takes a worktree on the commit it was made on.
-    let warm = matches!(from, Checkout::Base { .. }) && run.engine.workspaces().await.overlay();
+    // takes a worktree on the commit it was made on, and a follow-up one on its pull
+    // request's branch.
+    let warm = matches!(from, Checkout::Base { .. })
+        && run.run.follow_up.is_none()
+        && run.engine.workspaces().await.overlay();
     let (worktree, from, base, path) = if warm {
         let warm = super::warm::checkout(run, target).await?;
         (
@@ -101,15 +108,23 @@ pub(crate) async fn workspace<'w>(
         let (worktree, from) = resume::checkout(run, target, from, &work).await?;
         (worktree, from, None, work)
     };
-    run.events.info(
-        Some(Phase::Preparing),
-        format!(
+    let checked_out = match worktree.upstream() {
+        Some(head) => format!(
+            "checked out {} at {}, the pull request's head ({} left {} at {})",
+            target.branch,
+            short_sha(head),
+            target.branch,
+            run.task.base_branch,
+            short_sha(worktree.base_commit())
+        ),
+        None => format!(
             "checked out {} at {} on branch {}",
             run.task.base_branch,
             short_sha(worktree.base_commit()),
             target.branch
         ),
-    );
+    };
+    run.events.info(Some(Phase::Preparing), checked_out);
     run.checkpoint.workspace = Some(path.display().to_string());
     run.checkpoint.branch = Some(target.branch.clone());
     run.checkpoint.base_commit = Some(worktree.base_commit().to_string());

@@ -4,7 +4,7 @@
 //! crash never opens a second.
 
 use nightshift_checks::{CheckPlan, Stage};
-use nightshift_core::{CheckOutcome, EventKind, Phase};
+use nightshift_core::{CheckOutcome, EventKind, NewFollow, Phase, now_millis};
 use nightshift_forge::{PrBody, PullRequestSpec, render_pr_body};
 
 use super::prepare::Target;
@@ -18,11 +18,9 @@ pub(crate) struct Pushed {
     pub(crate) commit: String,
 }
 
-/// Where people review the run's change: its pull request's number, or `None` where the forge
-/// has none (plain git), and the pushed branch is the result.
-pub(crate) struct Published {
-    pub(crate) pull_request: Option<u64>,
-}
+/// The change is on the remote for people to review: in its pull request, opened (or adopted)
+/// and followed from now on, or as the pushed branch where the forge has none (plain git).
+pub(crate) struct Published;
 
 /// Commits the validated change, brings it onto the base branch's tip and pushes it.
 pub(crate) async fn push(
@@ -56,10 +54,17 @@ pub(crate) async fn push(
         run.events.set_redactor(more);
     }
     let worktree = &workspace.worktree;
-    let pushed = worktree
-        .push(&push_git, &target.repo.to_string())
-        .await
-        .map_err(EngineError::Push)?;
+    // On top of a pull request's head (a follow-up run): only while the branch is still where
+    // the checkout found it, so a person's push in between is never overwritten.
+    let pushed = match worktree.upstream() {
+        Some(head) => {
+            worktree
+                .push_with_lease(&push_git, &target.repo.to_string(), head)
+                .await
+        }
+        None => worktree.push(&push_git, &target.repo.to_string()).await,
+    }
+    .map_err(EngineError::Push)?;
     let branch = worktree.branch().to_string();
     run.events.info(
         Some(Phase::Publishing),
@@ -136,7 +141,7 @@ pub(crate) async fn pull_request(
         .map_err(EngineError::Forge)?;
     let Some(pr) = found else {
         // Plain git: the branch is the result; the review page is Nightshift's own.
-        return Ok(Published { pull_request: None });
+        return Ok(Published);
     };
     run.events.emit(
         EventKind::Info,
@@ -156,11 +161,25 @@ pub(crate) async fn pull_request(
     run.checkpoint.pr_number = Some(pr.number);
     run.checkpoint.pr_url = Some(pr.url.clone());
     run.change.pr_number = Some(pr.number);
-    run.change.pr_url = Some(pr.url);
+    run.change.pr_url = Some(pr.url.clone());
     run.save_checkpoint(Phase::Publishing).await?;
-    Ok(Published {
-        pull_request: Some(pr.number),
-    })
+    // From here the pull request is followed whatever happens to this run or its worker.
+    let follow_for = run.engine.config.follow_for.as_millis() as i64;
+    run.engine
+        .store
+        .follow_pull_request(&NewFollow {
+            project_id: run.task.project_id,
+            task_id: run.task.id,
+            run_id: run.run.id,
+            repo: run.task.repo.clone(),
+            number: pr.number,
+            url: pr.url,
+            branch: pushed.branch.clone(),
+            follow_until: now_millis().saturating_add(follow_for),
+        })
+        .await
+        .map_err(EngineError::Store)?;
+    Ok(Published)
 }
 
 /// Commits everything in the checkout with the task's trailers.

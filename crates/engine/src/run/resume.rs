@@ -58,6 +58,11 @@ pub(crate) async fn decide(run: &mut RunExecution) -> Step<ResumePoint> {
         return Ok(ResumePoint::Pushed(pushed));
     }
     let session = run.run.checkpoint.agent_session_id.clone();
+    // A snapshot is a patch against the fork point, not the pull request's head: a follow-up
+    // run taken over before its push starts again on the branch.
+    if run.run.follow_up.is_some() {
+        return Ok(ResumePoint::Fresh { session });
+    }
     let saved = run
         .engine
         .store
@@ -256,13 +261,24 @@ async fn apply(
     applied.map_err(EngineError::workspace("cannot apply the patch"))
 }
 
+/// A new checkout: of the base branch's tip, or for a follow-up run of the pushed branch, so
+/// the agent works on top of the pull request and the push is checked against its head.
 async fn fresh(run: &RunExecution, target: &Target, work: &Path) -> Step<Worktree> {
-    Ok(run
-        .engine
-        .mirrors
-        .add_worktree(&target.repo, &run.task.base_branch, &target.branch, work)
-        .await
-        .map_err(EngineError::workspace("cannot prepare the workspace"))?)
+    let mirrors = &run.engine.mirrors;
+    let base = &run.task.base_branch;
+    let checkout = match &run.run.follow_up {
+        Some(_) => {
+            mirrors
+                .checkout_branch(&target.repo, base, &target.branch, work)
+                .await
+        }
+        None => {
+            mirrors
+                .add_worktree(&target.repo, base, &target.branch, work)
+                .await
+        }
+    };
+    Ok(checkout.map_err(EngineError::workspace("cannot prepare the workspace"))?)
 }
 
 fn not_restored(run: &RunExecution, snapshot: &Snapshot, error: &dyn std::fmt::Display) {

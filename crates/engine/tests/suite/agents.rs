@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::harness::{Harness, intake, processes_with, request, tester};
 
-const MODEL: &str = "claude-sonnet-4-5";
+pub(crate) const MODEL: &str = "claude-sonnet-4-5";
 const CHECKS: &str = "[checks]\ntest = [\"sh test.sh\"]\n";
 pub(super) const FAILURE: &str = "assertion failed: greeting does not say goodbye";
 
@@ -154,7 +154,7 @@ impl Rig {
 }
 
 /// The real CLIs from `scripts/install-test-tools.sh`, pointed at `server`.
-fn agent_config(server: &ModelServer) -> AgentConfig {
+pub(crate) fn agent_config(server: &ModelServer) -> AgentConfig {
     AgentConfig {
         claude_code: AgentDefaults {
             command: Some(test_tool("claude").display().to_string()),
@@ -180,7 +180,7 @@ fn agent_config(server: &ModelServer) -> AgentConfig {
     }
 }
 
-pub(super) fn at(workspace: &Path, name: &str) -> String {
+pub(crate) fn at(workspace: &Path, name: &str) -> String {
     workspace.join(name).display().to_string()
 }
 
@@ -208,7 +208,7 @@ fn finals(events: &[RunEvent]) -> Vec<Value> {
         .collect()
 }
 
-pub(super) fn read_then_edit(workspace: &Path, old: &str, new: &str) -> Vec<Turn> {
+pub(crate) fn read_then_edit(workspace: &Path, old: &str, new: &str) -> Vec<Turn> {
     let file = at(workspace, "greeting.txt");
     vec![
         Turn::tool("Read", json!({"file_path": file})),

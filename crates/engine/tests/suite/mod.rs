@@ -1,6 +1,9 @@
 mod agents;
 mod baseline;
 mod confinement;
+mod fix_ci;
+mod follow;
+mod forge_site;
 mod harness;
 mod jobs;
 mod limits;

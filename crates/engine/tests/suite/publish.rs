@@ -1,285 +1,21 @@
 //! Publishing against the contract-checked fake forges: one pull request per branch whatever
 //! crashes, retries and flaky answers happen, pushed with the engine's credential only.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nightshift_core::{
-    AgentSpec, Budget, DEFAULT_PROJECT, EndReason, Phase, RepoUrl, Run, RunStatus,
-};
-use nightshift_engine::{Engine, EngineConfig, TaskRequest};
-use nightshift_forge::{ForgeConfig, ForgeEntry, ForgeKind, RetryPolicy, Secret};
-use nightshift_store::{ForgeCredential, SecretKey, Store};
-use nightshift_test_support::forge_fake::{Access, FakeKind, FakePull, Fault, ForgeFake};
-use nightshift_test_support::git::git;
-use tokio_util::sync::CancellationToken;
+use nightshift_core::{EndReason, Phase, RunStatus};
+use nightshift_forge::RetryPolicy;
+use nightshift_store::{ForgeCredential, SecretKey};
+use nightshift_test_support::forge_fake::{Access, FakeKind, Fault};
 
-use super::harness::{intake, request, tester};
-
-/// The engine's forge token; it must show up nowhere a person or another process can read.
-const CANARY: &str = "canary-engine-5c1d8e7a";
-const PUBLIC_URL: &str = "https://nightshift.example.com";
-const WIDGET: &str = "acme/widget";
-const LOCKED: &str = "globex/locked";
-
-const CHECKS: &str = r#"[checks]
-test = ["sh test.sh"]
-"#;
-
-/// A fake forge with a writable and a read-only repository (both with a test check), a store,
-/// and a directory outside every workspace where agents leave proof that they ran.
-struct Site {
-    fake: ForgeFake,
-    data: tempfile::TempDir,
-    markers: tempfile::TempDir,
-    store: Store,
-    project_id: i64,
-}
-
-/// Running workers of one engine; dropping them is a crash, not a shutdown.
-struct Workers {
-    engine: Arc<Engine>,
-    handle: tokio::task::JoinHandle<()>,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        self.handle.abort();
-    }
-}
-
-fn fast_retries() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 12,
-        initial_backoff_ms: 5,
-        max_backoff_ms: 50,
-        max_total_ms: 30_000,
-        request_timeout_ms: 2_000,
-    }
-}
-
-impl Site {
-    async fn start(kind: FakeKind) -> Site {
-        let fake = ForgeFake::start(kind).await.unwrap();
-        fake.add_user("nightshift-bot", CANARY);
-        for (repo, access) in [(WIDGET, Access::Write), (LOCKED, Access::Read)] {
-            fake.add_repo(repo).unwrap();
-            fake.grant(repo, "nightshift-bot", access);
-            seed(&fake.bare_path(repo));
-        }
-        let data = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&data.path().join("nightshift.db"))
-            .await
-            .unwrap();
-        let project_id = store.project(DEFAULT_PROJECT).await.unwrap().unwrap().id;
-        Site {
-            fake,
-            data,
-            markers: tempfile::tempdir().unwrap(),
-            store,
-            project_id,
-        }
-    }
-
-    fn config(&self, retry: RetryPolicy) -> EngineConfig {
-        let kind = match self.fake.kind() {
-            FakeKind::GitHub => ForgeKind::Github,
-            FakeKind::GitLab => ForgeKind::Gitlab,
-            FakeKind::Gitea => ForgeKind::Gitea,
-        };
-        let mut config = EngineConfig::new(self.data.path());
-        config.heartbeat = Duration::from_millis(200);
-        config.lease = Duration::from_secs(1);
-        config.poll = Duration::from_millis(100);
-        config.public_url = format!("{PUBLIC_URL}/");
-        config.ci_poll = Duration::from_millis(100);
-        // The agents count their runs in a marker outside the checkout, which confinement
-        // would rightly refuse; publishing is the subject here.
-        config.confinement.mode = nightshift_engine::SandboxMode::None;
-        config.forges = ForgeConfig {
-            entries: vec![ForgeEntry {
-                kind,
-                host: self.fake.host(),
-                api_url: Some(self.fake.api_url()),
-                token: Some(Secret::new(CANARY)),
-                app: None,
-                username: None,
-            }],
-            retry,
-        };
-        config
-    }
-
-    fn workers(&self, count: usize, config: EngineConfig) -> Workers {
-        let engine = Engine::new(self.store.clone(), config);
-        let shutdown = CancellationToken::new();
-        let (e, s) = (engine.clone(), shutdown.clone());
-        let handle = tokio::spawn(async move { e.run_workers(count, s).await });
-        Workers {
-            engine,
-            handle,
-            shutdown,
-        }
-    }
-
-    async fn create(&self, workers: &Workers, repo: &str, title: &str, command: &str) -> i64 {
-        let request = TaskRequest {
-            title: Some(title.to_string()),
-            ..request(
-                &self.fake.repo_url(repo),
-                &format!("{title}\n\nKeep the test green."),
-                AgentSpec::command(command),
-                Budget::default(),
-                Duration::from_secs(120),
-            )
-        };
-        let project = self.store.project(DEFAULT_PROJECT).await.unwrap().unwrap();
-        let (task, _) = intake(&workers.engine)
-            .create(&project, &tester(), request)
-            .await
-            .unwrap();
-        task.id
-    }
-
-    async fn runs(&self, task: i64) -> Vec<Run> {
-        self.store.task_runs(self.project_id, task).await.unwrap()
-    }
-
-    async fn wait_end(&self, task: i64) -> Run {
-        let started = Instant::now();
-        loop {
-            let run = self.runs(task).await.pop().unwrap();
-            if run.status.is_terminal() {
-                return run;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "run did not end: {run:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn marker(&self, name: &str) -> std::path::PathBuf {
-        self.markers.path().join(name)
-    }
-
-    /// The agent command: passes the repository's test and leaves a line in a marker file.
-    fn goodbye(&self, name: &str) -> String {
-        format!(
-            "sed -i 's/hello/goodbye/' greeting.txt && echo ran >> {}",
-            self.marker(name).display()
-        )
-    }
-
-    fn open_pulls(&self, repo: &str) -> Vec<FakePull> {
-        self.fake
-            .pulls(repo)
-            .into_iter()
-            .filter(|p| p.open)
-            .collect()
-    }
-
-    /// The canary in no event, run, change, task row or file under the data directory (the
-    /// database included, in every form git could have been given it).
-    async fn assert_no_leak(&self, tasks: &[i64]) {
-        let forms = self.credential_forms().await;
-        let mut texts = Vec::new();
-        for task in tasks {
-            let row = self.store.task(self.project_id, *task).await.unwrap();
-            texts.push(serde_json::to_string(&row).unwrap());
-            for run in self.runs(*task).await {
-                texts.push(serde_json::to_string(&run).unwrap());
-                texts.push(format!("{:?}", run.error));
-                let events = self.store.events(run.id, 0, 100_000).await.unwrap();
-                texts.push(serde_json::to_string(&events).unwrap());
-                let change = self.store.change(run.id).await.unwrap();
-                texts.push(serde_json::to_string(&change).unwrap());
-            }
-        }
-        for text in &texts {
-            for form in &forms {
-                assert!(!text.contains(form.as_str()), "credential leaked: {text}");
-            }
-        }
-        let mut files = vec![self.data.path().to_path_buf()];
-        while let Some(path) = files.pop() {
-            if path.is_dir() {
-                for entry in std::fs::read_dir(&path).unwrap().flatten() {
-                    files.push(entry.path());
-                }
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                for form in &forms {
-                    assert!(
-                        !contains(&bytes, form.as_bytes()),
-                        "credential leaked into {}",
-                        path.display()
-                    );
-                }
-            }
-        }
-    }
-
-    /// The token and every encoding of it the forge hands to git.
-    async fn credential_forms(&self) -> Vec<String> {
-        let repo = RepoUrl::parse(&self.fake.repo_url(WIDGET)).unwrap();
-        let config = self.config(fast_retries()).forges;
-        let forge =
-            nightshift_forge::resolve(&repo, &config, nightshift_forge::ignore_retries()).unwrap();
-        let mut forms = vec![CANARY.to_string()];
-        if let Some(auth) = forge.git_auth(&repo).await.unwrap() {
-            forms.extend(auth.secrets().iter().map(|s| s.expose().to_string()));
-        }
-        forms
-    }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Gives a fake's bare repository a greeting and a test that wants it to say goodbye.
-fn seed(bare: &Path) {
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("seed");
-    git(
-        work.path(),
-        &["clone", "--quiet", &bare.to_string_lossy(), "seed"],
-    );
-    std::fs::write(dir.join(".nightshift.toml"), CHECKS).unwrap();
-    std::fs::write(dir.join("greeting.txt"), "hello world\n").unwrap();
-    std::fs::write(
-        dir.join("test.sh"),
-        "grep -q goodbye greeting.txt || { echo 'greeting does not say goodbye'; exit 1; }\n",
-    )
-    .unwrap();
-    git(&dir, &["add", "--all"]);
-    git(&dir, &["commit", "--quiet", "-m", "greeting and its test"]);
-    git(&dir, &["push", "--quiet", "origin", "HEAD:main"]);
-}
-
-async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use super::forge_site::{LOCKED, PUBLIC_URL, Site, WIDGET, fast_retries, wait_for};
 
 /// One task end to end: one PR with the description's parts, the label and the marker; the
 /// run and its change name it; CI and a person closing it show on the change afterwards.
 async fn publishes_one_pull_request(kind: FakeKind) {
     let site = Site::start(kind).await;
-    let workers = site.workers(1, site.config(fast_retries()));
+    let workers = site.workers(1, site.config(fast_retries())).await;
     let task = site
         .create(&workers, WIDGET, "Say goodbye", &site.goodbye("agent"))
         .await;
@@ -374,7 +110,7 @@ async fn a_crash_between_push_and_pull_request_resumes_into_one_pull_request() {
         max_total_ms: 600_000,
         request_timeout_ms: 2_000,
     };
-    let first = site.workers(1, site.config(patient));
+    let first = site.workers(1, site.config(patient)).await;
     let task = site
         .create(&first, WIDGET, "Say goodbye", &site.goodbye("agent"))
         .await;
@@ -395,7 +131,7 @@ async fn a_crash_between_push_and_pull_request_resumes_into_one_pull_request() {
     // The worker dies mid-retry; another engine on the same store takes the lease over.
     drop(first);
     site.fake.clear_targeted_faults();
-    let second = site.workers(1, site.config(fast_retries()));
+    let second = site.workers(1, site.config(fast_retries())).await;
     let run = site.wait_end(task).await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
     let pulls = site.fake.pulls(WIDGET);
@@ -447,7 +183,7 @@ async fn a_crash_between_push_and_pull_request_resumes_into_one_pull_request() {
 #[tokio::test]
 async fn without_write_access_the_run_is_denied_before_the_agent_starts() {
     let site = Site::start(FakeKind::GitHub).await;
-    let workers = site.workers(1, site.config(fast_retries()));
+    let workers = site.workers(1, site.config(fast_retries())).await;
     let task = site
         .create(&workers, LOCKED, "Say goodbye", &site.goodbye("agent"))
         .await;
@@ -474,7 +210,7 @@ async fn without_write_access_the_run_is_denied_before_the_agent_starts() {
 #[tokio::test]
 async fn a_push_refused_for_permission_is_denied_in_publishing() {
     let site = Site::start(FakeKind::GitHub).await;
-    let workers = site.workers(1, site.config(fast_retries()));
+    let workers = site.workers(1, site.config(fast_retries())).await;
     let go = site.marker("go");
     let agent = format!(
         "{} && while [ ! -e {} ]; do sleep 0.05; done",
@@ -530,7 +266,7 @@ async fn a_projects_stored_credential_publishes_in_place_of_the_servers() {
         .unwrap();
     let mut config = site.config(fast_retries());
     config.secret_key = Some(key);
-    let workers = site.workers(1, config);
+    let workers = site.workers(1, config).await;
     let task = site
         .create(&workers, LOCKED, "Say goodbye", &site.goodbye("agent"))
         .await;
@@ -552,9 +288,10 @@ async fn a_projects_stored_credential_publishes_in_place_of_the_servers() {
     site.assert_no_leak(&[task]).await;
 }
 
-#[tokio::test]
-async fn flaky_forge_answers_still_publish_each_run_exactly_once() {
-    let site = Site::start(FakeKind::GitHub).await;
+/// GitHub and GitLab send their rate-limit headers (reset time included) on every answer, Gitea
+/// its own; with 30 % of the answers a 429 or a 5xx, every run still publishes exactly one PR.
+async fn flaky_forge_answers_still_publish_each_run_exactly_once(kind: FakeKind) {
+    let site = Site::start(kind).await;
     site.fake.inject_faults(
         0.3,
         17,
@@ -562,12 +299,18 @@ async fn flaky_forge_answers_still_publish_each_run_exactly_once() {
             Fault::TooManyRequests {
                 retry_after_secs: 0,
             },
+            Fault::RateLimitReset { secs: 0 },
+            Fault::ServerError(500),
             Fault::ServerError(502),
             Fault::ServerError(503),
             Fault::ServerErrorAfterHandling,
         ],
     );
-    let workers = site.workers(2, site.config(fast_retries()));
+    let mut config = site.config(fast_retries());
+    // The subject is the forge: a lease long enough that a loaded machine does not hand a run
+    // to the other worker mid-phase.
+    config.lease = Duration::from_secs(5);
+    let workers = site.workers(2, config).await;
     let mut tasks = Vec::new();
     for (n, title) in ["Say goodbye", "Wave goodbye", "Bid goodbye"]
         .iter()
@@ -594,16 +337,68 @@ async fn flaky_forge_answers_still_publish_each_run_exactly_once() {
             "{pulls:?}"
         );
     }
-    let faults = site
-        .fake
-        .requests()
-        .iter()
-        .filter(|r| r.fault.is_some())
-        .count();
-    assert!(faults > 0, "faults were injected");
+    let requests = site.fake.requests();
+    let faults: Vec<_> = requests.iter().filter(|r| r.fault.is_some()).collect();
+    assert!(
+        faults.iter().any(|r| r.status >= 500) && faults.iter().any(|r| r.status == 429),
+        "429s and 5xx were injected"
+    );
+    // What an operator sees of it: the answers by class, and the retries they caused.
+    let metrics = nightshift_test_support::parse_prometheus(
+        &nightshift_engine::telemetry::render(&site.store)
+            .await
+            .unwrap(),
+    );
+    let count = |name: &str, answer: Option<&str>| -> f64 {
+        metrics
+            .iter()
+            .filter(|s| s.name == name)
+            .filter(|s| {
+                answer.is_none_or(|a| s.labels.get("answer").map(String::as_str) == Some(a))
+            })
+            .map(|s| s.value)
+            .sum()
+    };
+    assert!(count("nightshift_forge_requests_total", Some("4xx")) >= 1.0);
+    assert!(count("nightshift_forge_requests_total", Some("5xx")) >= 1.0);
+    assert!(count("nightshift_forge_requests_total", Some("2xx")) >= tasks.len() as f64);
+    assert!(count("nightshift_forge_retries_total", None) >= 1.0);
+    // The forge's usual headers came with every answer, the faults included.
+    let usual = match kind {
+        FakeKind::GitHub => "x-ratelimit-reset",
+        FakeKind::GitLab => "ratelimit-reset",
+        FakeKind::Gitea => "set-cookie",
+    };
+    for request in &requests {
+        assert!(
+            request
+                .response_headers
+                .iter()
+                .any(|(name, _)| name == usual),
+            "{} {} -> {} lacks {usual}",
+            request.method,
+            request.path,
+            request.status
+        );
+    }
     assert_eq!(site.open_pulls(WIDGET).len(), tasks.len());
     assert_eq!(site.fake.violations(), Vec::<String>::new());
     site.assert_no_leak(&tasks).await;
+}
+
+#[tokio::test]
+async fn flaky_github_answers_still_publish_each_run_exactly_once() {
+    flaky_forge_answers_still_publish_each_run_exactly_once(FakeKind::GitHub).await;
+}
+
+#[tokio::test]
+async fn flaky_gitlab_answers_still_publish_each_run_exactly_once() {
+    flaky_forge_answers_still_publish_each_run_exactly_once(FakeKind::GitLab).await;
+}
+
+#[tokio::test]
+async fn flaky_gitea_answers_still_publish_each_run_exactly_once() {
+    flaky_forge_answers_still_publish_each_run_exactly_once(FakeKind::Gitea).await;
 }
 
 /// Everything the engine and its libraries log, at every level, for one test thread.
@@ -639,7 +434,7 @@ async fn the_forge_token_shows_nowhere_a_person_or_a_log_can_read() {
         5,
         vec![Fault::ServerError(503), Fault::ServerErrorAfterHandling],
     );
-    let workers = site.workers(1, site.config(fast_retries()));
+    let workers = site.workers(1, site.config(fast_retries())).await;
     let published = site
         .create(&workers, WIDGET, "Say goodbye", &site.goodbye("agent"))
         .await;

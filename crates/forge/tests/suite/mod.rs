@@ -3,6 +3,8 @@
 
 mod contract;
 mod drivers;
+mod follow;
+mod webhooks;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

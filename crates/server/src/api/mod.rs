@@ -4,6 +4,7 @@
 
 mod audit;
 mod credentials;
+pub(crate) mod insights;
 mod node;
 pub(crate) mod notifications;
 mod projects;
@@ -343,6 +344,18 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         (
             spec(
                 M::GET,
+                "/projects/{project}/insights",
+                VIEWER,
+                "Outcomes over a period: tasks, runs by end reason, retries, pull requests \
+                 merged and time to them, cost per run and per merged pull request",
+            )
+            .query::<c::InsightsQuery>()
+            .answers::<c::InsightsView>(),
+            get(insights::insights),
+        ),
+        (
+            spec(
+                M::GET,
                 "/projects/{project}/runs",
                 VIEWER,
                 "Runs, filtered by status, newest first",
@@ -409,6 +422,18 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             )
             .creates::<c::TaskView>(),
             post(tasks::retry),
+        ),
+        (
+            change(
+                M::POST,
+                "/projects/{project}/tasks/{id}/fix-ci",
+                EDITOR,
+                "task.fix_ci",
+                "Start a run that fixes the failing CI of the task's open pull request",
+                None,
+            )
+            .creates::<c::TaskView>(),
+            post(tasks::fix_ci),
         ),
         (
             spec(

@@ -130,8 +130,10 @@ pub(crate) async fn task_view(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))?;
     let runs = state.store.task_runs(project.id, id).await?;
-    TaskView::new(&task, &project.name, &runs)
-        .ok_or_else(|| ApiError::not_found(format!("task {id} has no runs")))
+    let prs = state.store.task_pull_requests(project.id, id).await?;
+    Ok(TaskView::new(&task, &project.name, &runs)
+        .ok_or_else(|| ApiError::not_found(format!("task {id} has no runs")))?
+        .with_pull_request(prs.first(), &runs))
 }
 
 pub async fn cancel(
@@ -160,6 +162,25 @@ pub async fn cancel(
             outcome,
             run: RunView::new(&run),
         }),
+    )))
+}
+
+/// A follow-up run on the task's pull request whose CI fails: the agent gets the failing jobs'
+/// output and pushes on top of the same branch.
+pub async fn fix_ci(
+    State(state): State<AppState>,
+    Extension(access): Extension<ProjectAccess>,
+    Path((_, id)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    let project = &access.project;
+    let run = state
+        .store
+        .start_fix_ci(project.id, id, access.user.name())
+        .await?;
+    state.engine.wake();
+    Ok(AuditNote::task(id, run.number).attach((
+        StatusCode::CREATED,
+        Json(task_view(&state, project, id).await?),
     )))
 }
 

@@ -63,6 +63,9 @@ nightshift_core::string_enum!(
         AlreadyEnded => "already_ended",
         /// The project's last admin cannot leave or be demoted.
         LastAdmin => "last_admin",
+        /// A fix-CI run needs the task's pull request open with failing CI; the message says
+        /// which it is not.
+        NothingToFix => "nothing_to_fix",
         /// Only a task that succeeded can become a template.
         TaskNotSucceeded => "task_not_succeeded",
         /// Too many tasks created too fast; `Retry-After` says when to go on.

@@ -3,12 +3,16 @@
 //! cannot drift apart.
 
 mod error;
+mod insights;
 mod people;
 mod records;
 mod tasks;
 mod templates;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use insights::{
+    CostOutcomes, EndReasonCount, InsightsQuery, InsightsView, PullRequestOutcomes, RunOutcomes,
+};
 pub use people::{
     CreateProject, CreateToken, CreateUser, GroupBinding, GroupList, Me, MemberList, MemberSet,
     MemberView, ProjectDetail, ProjectList, ProjectRole, ProjectUpdated, ProjectView, SetRole,
@@ -20,8 +24,9 @@ pub use records::{
     MonthUsage, NotificationList, NotificationQuery, NotificationView, UsageQuery,
 };
 pub use tasks::{
-    CancelOutcome, Cancelled, CreateTask, EventsPage, EventsQuery, FollowQuery, RunList,
-    RunListEntry, RunView, RunsQuery, TaskFields, TaskList, TaskListEntry, TaskListQuery, TaskView,
+    CancelOutcome, Cancelled, CreateTask, EventsPage, EventsQuery, FollowQuery, PullRequestView,
+    RunList, RunListEntry, RunView, RunsQuery, TaskFields, TaskList, TaskListEntry, TaskListQuery,
+    TaskView,
 };
 pub use templates::{
     FromTask, Instantiate, TemplateDetail, TemplateList, TemplateListEntry, TemplateQuery,

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use nightshift_core::{
-    AgentSpec, Budget, EndReason, Phase, Run, RunEvent, RunStatus, Task, Usage, format_duration,
-    format_timestamp,
+    AgentSpec, Budget, CiState, EndReason, FollowUp, FollowedPr, Mergeability, Phase, PrState, Run,
+    RunEvent, RunStatus, Task, Usage, format_duration, format_timestamp,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -88,6 +88,9 @@ pub struct RunView {
     pub commit: Option<String>,
     #[schema(required)]
     pub pr_url: Option<String>,
+    /// What a follow-up run (a fix-CI run) was started for; `null` for other runs.
+    #[schema(required)]
+    pub follow_up: Option<FollowUp>,
     pub usage: Usage,
     pub created_at: String,
     #[schema(required)]
@@ -116,6 +119,7 @@ impl RunView {
                 .and(run.checkpoint.branch.clone()),
             commit: run.checkpoint.pushed_commit.clone(),
             pr_url: run.checkpoint.pr_url.clone(),
+            follow_up: run.follow_up.clone(),
             usage: run.usage,
             created_at: format_timestamp(run.created_at),
             started_at: run.started_at.map(format_timestamp),
@@ -164,12 +168,16 @@ impl TaskFields {
     }
 }
 
-/// A task with every run, oldest first.
+/// A task with every run, oldest first, and the pull request its runs published.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TaskView {
     #[serde(flatten)]
     pub task: TaskFields,
     pub runs: Vec<RunView>,
+    /// As the follower last polled it; `null` before a run opened one.
+    #[serde(default)]
+    #[schema(required)]
+    pub pull_request: Option<PullRequestView>,
 }
 
 impl TaskView {
@@ -178,12 +186,72 @@ impl TaskView {
         Some(TaskView {
             task: TaskFields::new(task, project, runs.last()?),
             runs: runs.iter().map(RunView::new).collect(),
+            pull_request: None,
         })
+    }
+
+    /// With the task's pull request as the follower last polled it; `runs` are the task's.
+    pub fn with_pull_request(mut self, pr: Option<&FollowedPr>, runs: &[Run]) -> Self {
+        self.pull_request = pr.map(|pr| PullRequestView::new(pr, runs));
+        self
     }
 
     /// The newest run.
     pub fn latest_run(&self) -> Option<&RunView> {
         self.runs.last()
+    }
+}
+
+/// A published pull request as the follower last polled it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PullRequestView {
+    pub number: u64,
+    pub url: String,
+    pub branch: String,
+    pub state: PrState,
+    pub ci: CiState,
+    pub mergeable: Mergeability,
+    /// Whether the base has commits the branch lacks; `null` when the forge did not say.
+    #[schema(required)]
+    pub behind_base: Option<bool>,
+    /// The commit the branch points at, which the CI verdict is about.
+    #[schema(required)]
+    pub head: Option<String>,
+    /// The number of the run that last pushed to it.
+    #[schema(required)]
+    pub run: Option<i64>,
+    /// Still polled: neither merged nor closed, within the follow limit.
+    pub following: bool,
+    pub opened_at: String,
+    /// When it was seen merged or closed.
+    #[schema(required)]
+    pub ended_at: Option<String>,
+    #[schema(required)]
+    pub last_polled_at: Option<String>,
+    /// Why the last poll failed, if it did.
+    #[schema(required)]
+    pub last_error: Option<String>,
+}
+
+impl PullRequestView {
+    /// `runs` are the task's: the one that last pushed is named by its number.
+    pub fn new(pr: &FollowedPr, runs: &[Run]) -> Self {
+        PullRequestView {
+            number: pr.number,
+            url: pr.url.clone(),
+            branch: pr.branch.clone(),
+            state: pr.state,
+            ci: pr.ci,
+            mergeable: pr.mergeable,
+            behind_base: pr.behind_base,
+            head: pr.head_sha.clone(),
+            run: runs.iter().find(|r| r.id == pr.run_id).map(|r| r.number),
+            following: pr.following,
+            opened_at: format_timestamp(pr.opened_at),
+            ended_at: pr.ended_at.map(format_timestamp),
+            last_polled_at: pr.last_polled_at.map(format_timestamp),
+            last_error: pr.last_error.clone(),
+        }
     }
 }
 

@@ -71,6 +71,7 @@ pub(crate) enum Nav {
     Tasks,
     NewTask,
     Templates,
+    Insights,
     Notifications,
 }
 
@@ -102,6 +103,7 @@ pub(crate) fn page(chrome: &Chrome, nav: Nav, title: &str, body: Markup) -> Mark
                             (link(Nav::Tasks, format!("{base}/tasks"), "Tasks"))
                             (link(Nav::NewTask, format!("{base}/tasks/new"), "New task"))
                             (link(Nav::Templates, format!("{base}/templates"), "Templates"))
+                            (link(Nav::Insights, format!("{base}/insights"), "Insights"))
                         }
                     }
                     div class="who" {

@@ -3,6 +3,7 @@
 //! static assets. No build step: CSS and JS are plain files compiled into the binary. The page
 //! table routes every page and form through the same guard as the API.
 
+mod insights;
 mod layout;
 mod notifications;
 mod session;
@@ -68,6 +69,7 @@ fn table() -> Vec<(PageRoute, MethodRouter<AppState>)> {
             post(session::sign_out),
         ),
         (shows("/p/{project}/tasks"), get(tasks::list)),
+        (shows("/p/{project}/insights"), get(insights::show)),
         (
             form("/p/{project}/tasks", M::POST, "/projects/{project}/tasks"),
             post(tasks::create),
@@ -91,6 +93,14 @@ fn table() -> Vec<(PageRoute, MethodRouter<AppState>)> {
                 "/projects/{project}/tasks/{id}/retry",
             ),
             post(tasks::retry),
+        ),
+        (
+            form(
+                "/p/{project}/tasks/{id}/fix-ci",
+                M::POST,
+                "/projects/{project}/tasks/{id}/fix-ci",
+            ),
+            post(tasks::fix_ci),
         ),
         (shows("/p/{project}/templates"), get(templates::list)),
         (

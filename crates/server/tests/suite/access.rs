@@ -66,7 +66,8 @@ pub(super) struct Fixture {
     remote: RemoteRepo,
     pub(super) task_id: i64,
     root_token_id: i64,
-    /// A task of root's whose run succeeded: templates are saved from it.
+    /// A task of root's whose run succeeded: templates are saved from it, and its pull
+    /// request's CI fails.
     done_task_id: i64,
     /// Root's notification about that run.
     notification_id: i64,
@@ -110,6 +111,8 @@ pub(super) async fn fixture() -> Fixture {
         )
         .await
         .unwrap();
+    // Its pull request's CI is red: a fix-CI run can be started on it.
+    super::doors::red_pull_request(&app.store, done.id).await;
     let notification_id = app
         .store
         .notifications(alpha.id, "root", false, 10)
@@ -149,6 +152,8 @@ impl Fixture {
             self.root_token_id
         } else if spec.path.starts_with("/projects/{project}/notifications/") {
             self.notification_id
+        } else if spec.path.ends_with("/fix-ci") {
+            self.done_task_id
         } else {
             self.task_id
         };

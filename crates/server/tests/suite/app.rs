@@ -122,6 +122,33 @@ impl App {
         self.send(request).await
     }
 
+    /// A page of the web UI as `who` sees it, signed in with a session.
+    pub async fn page(&self, path: &str, who: &str) -> String {
+        let token = self.token(who).unwrap_or_default();
+        let signed_in = Request::post("/api/v1/session")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                serde_json::json!({ "token": token }).to_string(),
+            ))
+            .unwrap();
+        let answer = self.send(signed_in).await;
+        let cookie = answer.headers["set-cookie"].to_str().unwrap();
+        let cookie = cookie.split(';').next().unwrap().to_string();
+        let mut request = Request::get(path)
+            .header("cookie", cookie)
+            .body(Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let bytes = axum::body::to_bytes(response.into_body(), 4 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
     pub async fn send(&self, mut request: Request<Body>) -> Answer {
         if request
             .extensions()

@@ -155,6 +155,20 @@ impl World {
         }
     }
 
+    async fn fix_ci(&mut self, task: i64) -> StatusCode {
+        match self.door {
+            Door::Forms => {
+                let path = format!("/p/alpha/tasks/{task}/fix-ci");
+                self.form("/p/{project}/tasks/{id}/fix-ci", &path, &[])
+                    .await
+            }
+            Door::Api => {
+                let path = format!("/projects/alpha/tasks/{task}/fix-ci");
+                self.api(Method::POST, &path, Value::Null).await.0
+            }
+        }
+    }
+
     async fn save_as_template(&mut self, task: i64, name: &str) -> StatusCode {
         match self.door {
             Door::Forms => {
@@ -279,6 +293,11 @@ impl World {
             .unwrap();
     }
 
+    /// Gives the task's latest run a pull request whose CI the follower saw fail.
+    async fn red_pull_request(&self, task: i64) {
+        red_pull_request(&self.app.store, task).await;
+    }
+
     /// The editor's oldest notification.
     async fn first_notification(&self) -> i64 {
         let project = self.app.store.project("alpha").await.unwrap().unwrap();
@@ -319,7 +338,7 @@ impl World {
 }
 
 /// The same story through one door: sign in, create tasks (one refused), cancel one (and one
-/// that already ended), retry, save one as a template, create and edit a template, create a
+/// that already ended), retry, fix the CI of its pull request, save one as a template, create and edit a template, create a
 /// task from it, read notifications, sign out.
 async fn tell(door: Door) -> World {
     let mut w = World::start(door).await;
@@ -346,6 +365,9 @@ async fn tell(door: Door) -> World {
     assert_eq!(ended, expected);
     assert!(created(w.retry(1).await));
     w.finish_next(EndReason::ChecksFailed).await;
+    w.red_pull_request(1).await;
+    assert!(created(w.fix_ci(1).await));
+    w.finish_next(EndReason::Succeeded).await;
     assert!(created(w.save_as_template(1, "from-first").await));
     assert!(created(w.save_template("Say {{word}}", false).await));
     let edited = w.save_template("Shout {{word}}", true).await;
@@ -389,6 +411,7 @@ async fn every_form_is_audited_as_the_api_route_it_performs() {
         entry("task.create", "task 2", None),
         entry("task.cancel", "task 2", Some("run 1")),
         entry("task.retry", "task 1", Some("run 2")),
+        entry("task.fix_ci", "task 1", Some("run 3")),
         entry(
             "template.from_task",
             "template from-first",
@@ -401,7 +424,8 @@ async fn every_form_is_audited_as_the_api_route_it_performs() {
         entry(
             "notification.read_all",
             "notifications of eddie",
-            Some("1 marked read"),
+            // The red CI's and the fix-CI run's notifications besides the one read before.
+            Some("3 marked read"),
         ),
         entry("session.create", "user eddie", None),
         entry("session.delete", "user eddie", None),
@@ -416,4 +440,55 @@ async fn every_form_is_audited_as_the_api_route_it_performs() {
         .map(|route| (route.method.to_string(), route.path))
         .collect();
     assert_eq!(forms.posted, all);
+}
+
+/// Gives task `task`'s latest run (in project `alpha`) a pull request whose CI the follower
+/// saw fail, as a worker's follower would record it.
+pub(super) async fn red_pull_request(store: &nightshift_store::Store, task: i64) -> i64 {
+    use nightshift_core::{CiState, Mergeability, NewFollow, PrState, now_millis};
+    use nightshift_store::{PollOutcome, PrSeen};
+    let project = store.project("alpha").await.unwrap().unwrap();
+    let run = store
+        .task_runs(project.id, task)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let task = store.task(project.id, task).await.unwrap().unwrap();
+    let pr = store
+        .follow_pull_request(&NewFollow {
+            project_id: project.id,
+            task_id: task.id,
+            run_id: run.id,
+            repo: task.repo.clone(),
+            number: 17,
+            url: "https://forge.example/acme/widget/pull/17".into(),
+            branch: format!("nightshift/{}-fix", task.id),
+            follow_until: now_millis() + 3_600_000,
+        })
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_pull_request_poll("follower", std::time::Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, pr.id);
+    let red = PollOutcome::Seen {
+        seen: PrSeen {
+            state: PrState::Open,
+            ci: CiState::Failing,
+            mergeable: Mergeability::Clean,
+            behind_base: Some(false),
+            head_sha: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            validators: None,
+            unchanged: false,
+        },
+        next_poll_at: now_millis() + 3_600_000,
+    };
+    store
+        .record_pull_request_poll(pr.id, "follower", &red)
+        .await
+        .unwrap();
+    pr.id
 }

@@ -3,6 +3,8 @@ mod app;
 mod contract;
 mod doors;
 mod embedded;
+mod fix_ci;
+mod insights;
 mod intake;
 mod limits;
 mod metrics;

@@ -188,6 +188,36 @@ macro_rules! conformance_cases {
             let (store, _guard) = $make().await;
             crate::suite::events::followers_get_every_large_event(store).await;
         }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn one_follower_polls_a_pull_request_at_a_time() {
+            let (store, _guard) = $make().await;
+            crate::suite::followed::one_follower_polls_a_pull_request_at_a_time(store).await;
+        }
+        #[tokio::test]
+        async fn a_poll_records_the_change_notifies_and_ends_with_the_merge() {
+            let (store, _guard) = $make().await;
+            crate::suite::followed::a_poll_records_the_change_notifies_and_ends_with_the_merge(
+                store,
+            )
+            .await;
+        }
+        #[tokio::test]
+        async fn a_lapsed_poll_lease_is_taken_over_and_a_gone_pull_request_is_let_go() {
+            let (store, _guard) = $make().await;
+            crate::suite::followed::a_lapsed_poll_lease_is_taken_over_and_a_gone_pull_request_is_let_go(store).await;
+        }
+        #[tokio::test]
+        async fn a_fix_ci_run_needs_an_open_pull_request_with_failing_ci() {
+            let (store, _guard) = $make().await;
+            crate::suite::followed::a_fix_ci_run_needs_an_open_pull_request_with_failing_ci(store)
+                .await;
+        }
+        #[tokio::test]
+        async fn outcome_counts_cover_runs_retries_and_pull_requests() {
+            let (store, _guard) = $make().await;
+            crate::suite::followed::outcome_counts_cover_runs_retries_and_pull_requests(store)
+                .await;
+        }
     };
 }
 

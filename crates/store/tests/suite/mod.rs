@@ -1,5 +1,6 @@
 mod conformance;
 mod events;
+mod followed;
 mod intake;
 mod policies;
 mod postgres;

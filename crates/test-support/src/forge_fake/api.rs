@@ -81,28 +81,28 @@ pub(super) fn dispatch(
     (reply, Some(op.id.clone()))
 }
 
-struct Cx<'a> {
-    root: &'a std::path::Path,
-    origin: &'a str,
-    caller: &'a Caller,
-    query: &'a [(String, String)],
-    body: &'a Value,
+pub(super) struct Cx<'a> {
+    pub(super) root: &'a std::path::Path,
+    pub(super) origin: &'a str,
+    pub(super) caller: &'a Caller,
+    pub(super) query: &'a [(String, String)],
+    pub(super) body: &'a Value,
 }
 
 impl Cx<'_> {
-    fn query(&self, name: &str) -> Option<&str> {
+    pub(super) fn query(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 
-    fn sha(&self, repo: &str, branch: &str) -> String {
+    pub(super) fn sha(&self, repo: &str, branch: &str) -> String {
         rev_parse(&self.root.join(format!("{repo}.git")), branch).unwrap_or_default()
     }
 }
 
-fn access(state: &FakeState, caller: &Caller, full_name: &str) -> Option<Access> {
+pub(super) fn access(state: &FakeState, caller: &Caller, full_name: &str) -> Option<Access> {
     let repo = state.repos.iter().find(|r| r.full_name == full_name)?;
     match caller {
         Caller::User(user) => repo.grants.get(&user.login).copied(),
@@ -131,7 +131,7 @@ pub(super) fn can_push(state: &FakeState, caller: &Caller, full_name: &str) -> b
     access(state, caller, full_name).is_some_and(|a| a >= Access::Write)
 }
 
-fn not_found() -> Reply {
+pub(super) fn not_found() -> Reply {
     Reply::new(
         404,
         json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}),
@@ -153,11 +153,11 @@ fn repo_of(params: &Params) -> String {
     )
 }
 
-fn number_param(params: &Params, name: &str) -> u64 {
+pub(super) fn number_param(params: &Params, name: &str) -> u64 {
     params.get(name).and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
-fn set(value: &mut Value, pointer: &str, new: Value) {
+pub(super) fn set(value: &mut Value, pointer: &str, new: Value) {
     if let Some(slot) = value.pointer_mut(pointer) {
         *slot = new;
     }
@@ -305,6 +305,10 @@ fn github(state: &mut FakeState, cx: &Cx, op: &str, params: &Params) -> Reply {
             set(&mut out, "/permission", json!(word));
             set(&mut out, "/role_name", json!(word));
             set(&mut out, "/user/login", json!(login));
+            // The example predates `user.role_name` becoming required.
+            if let Some(user) = out.get_mut("user").and_then(Value::as_object_mut) {
+                user.insert("role_name".into(), json!(word));
+            }
             Reply::new(200, out)
         }
         "pulls/list" => {
@@ -449,62 +453,12 @@ fn github(state: &mut FakeState, cx: &Cx, op: &str, params: &Params) -> Reply {
                 .collect();
             Reply::new(200, Value::Array(labels))
         }
-        "repos/get-combined-status-for-ref" => {
-            let sha = resolve_ref(cx, &full_name, params.get("ref").map_or("", String::as_str));
-            let statuses = repo.statuses.get(&sha).cloned().unwrap_or_default();
-            let mut out = contract.example("combined-commit-status");
-            let template = out.pointer("/statuses/0").cloned().unwrap_or(Value::Null);
-            let list: Vec<Value> = statuses
-                .iter()
-                .map(|(context, s)| {
-                    let mut status = template.clone();
-                    set(&mut status, "/context", json!(context));
-                    set(&mut status, "/state", json!(s));
-                    status
-                })
-                .collect();
-            let combined = if statuses.iter().any(|(_, s)| s == "failure" || s == "error") {
-                "failure"
-            } else if statuses.is_empty() || statuses.iter().any(|(_, s)| s == "pending") {
-                "pending"
-            } else {
-                "success"
-            };
-            set(&mut out, "/state", json!(combined));
-            set(&mut out, "/sha", json!(sha));
-            set(&mut out, "/total_count", json!(list.len()));
-            set(&mut out, "/statuses", Value::Array(list));
-            Reply::new(200, out)
-        }
-        "checks/list-for-ref" => {
-            let sha = resolve_ref(cx, &full_name, params.get("ref").map_or("", String::as_str));
-            let example = contract.example("check-run-paginated");
-            let template = example
-                .pointer("/check_runs/0")
-                .cloned()
-                .unwrap_or(Value::Null);
-            let runs: Vec<Value> = repo
-                .check_runs
-                .get(&sha)
-                .into_iter()
-                .flatten()
-                .map(|(name, status, conclusion)| {
-                    let mut run = template.clone();
-                    set(&mut run, "/name", json!(name));
-                    set(&mut run, "/head_sha", json!(sha));
-                    set(&mut run, "/status", json!(status));
-                    set(&mut run, "/conclusion", json!(conclusion));
-                    run
-                })
-                .collect();
-            Reply::new(200, json!({"total_count": runs.len(), "check_runs": runs}))
-        }
-        _ => not_found(),
+        _ => super::follow_api::github(state, cx, op, params, &repo),
     }
 }
 
 /// A branch name or a sha, as the status endpoints accept.
-fn resolve_ref(cx: &Cx, full_name: &str, reference: &str) -> String {
+pub(super) fn resolve_ref(cx: &Cx, full_name: &str, reference: &str) -> String {
     let sha = cx.sha(full_name, reference);
     if sha.is_empty() {
         reference.to_string()
@@ -589,7 +543,7 @@ fn github_app(state: &mut FakeState, cx: &Cx, op: &str, params: &Params) -> Opti
     Some(Reply::new(201, out))
 }
 
-fn github_label(state: &FakeState, cx: &Cx, full_name: &str, name: &str) -> Value {
+pub(super) fn github_label(state: &FakeState, cx: &Cx, full_name: &str, name: &str) -> Value {
     let label = state
         .repos
         .iter()
@@ -678,6 +632,21 @@ fn github_pull(state: &FakeState, cx: &Cx, repo: &Repo, pull: &FakePull, simple:
     set(&mut out, "/labels", Value::Array(labels));
     // The example's team lacks the now-required `type`; Nightshift requests no reviewers.
     set(&mut out, "/requested_teams", json!([]));
+    // GitHub works mergeability out for open pull requests only.
+    let comparison = pull
+        .open
+        .then(|| {
+            super::activity::compare(&cx.root.join(format!("{full}.git")), &pull.base, &pull.head)
+        })
+        .flatten();
+    let (mergeable, mergeable_state) = match &comparison {
+        Some(c) if c.conflicting => (json!(false), "dirty"),
+        Some(c) if c.behind_by > 0 => (json!(true), "behind"),
+        Some(_) => (json!(true), "clean"),
+        None => (Value::Null, "unknown"),
+    };
+    set(&mut out, "/mergeable", mergeable);
+    set(&mut out, "/mergeable_state", json!(mergeable_state));
     out
 }
 
@@ -926,35 +895,11 @@ fn gitea(state: &mut FakeState, cx: &Cx, op: &str, params: &Params) -> Reply {
                 .collect();
             Reply::new(200, Value::Array(on_pull))
         }
-        "repoGetCombinedStatusByRef" => {
-            let sha = resolve_ref(cx, &full_name, params.get("ref").map_or("", String::as_str));
-            let statuses = repo.statuses.get(&sha).cloned().unwrap_or_default();
-            // Real Gitea sends "" with no statuses, which its own description does not allow;
-            // the fake keeps to the description and sends pending with a count of 0.
-            let combined = if statuses.is_empty() {
-                "pending"
-            } else if statuses.iter().any(|(_, s)| s == "failure" || s == "error") {
-                "failure"
-            } else if statuses.iter().any(|(_, s)| s == "pending") {
-                "pending"
-            } else {
-                "success"
-            };
-            let list: Vec<Value> = statuses
-                .iter()
-                .enumerate()
-                .map(|(i, (context, s))| json!({"id": i + 1, "context": context, "status": s, "description": "", "target_url": "", "created_at": TIME, "updated_at": TIME}))
-                .collect();
-            Reply::new(
-                200,
-                json!({"state": combined, "sha": sha, "total_count": list.len(), "statuses": list, "commit_url": "", "url": ""}),
-            )
-        }
-        _ => not_found(),
+        _ => super::follow_api::gitea(state, cx, op, params, &repo),
     }
 }
 
-fn gitea_user(id: u64, login: &str) -> Value {
+pub(super) fn gitea_user(id: u64, login: &str) -> Value {
     json!({"id": id, "login": login, "username": login, "full_name": login, "email": format!("{login}@example.com")})
 }
 
@@ -987,9 +932,13 @@ fn gitea_pull(cx: &Cx, repo: &Repo, pull: &FakePull) -> Value {
         .map(gitea_label)
         .collect();
     let branch = |name: &str| json!({"label": name, "ref": name, "sha": cx.sha(full, name), "repo_id": repo.id, "repo": gitea_repo(cx, repo, None)});
+    let comparison =
+        super::activity::compare(&cx.root.join(format!("{full}.git")), &pull.base, &pull.head)
+            .unwrap_or_default();
     json!({
         "id": pull.id, "number": pull.number, "title": pull.title, "body": pull.body,
-        "state": if pull.open { "open" } else { "closed" }, "merged": pull.merged, "mergeable": true, "draft": false, "is_locked": false,
+        "state": if pull.open { "open" } else { "closed" }, "merged": pull.merged,
+        "mergeable": !comparison.conflicting, "merge_base": comparison.merge_base, "draft": false, "is_locked": false,
         "html_url": format!("{}/{full}/pulls/{}", cx.origin, pull.number), "url": format!("{}/{full}/pulls/{}", cx.origin, pull.number),
         "head": branch(&pull.head), "base": branch(&pull.base), "labels": labels, "user": gitea_user(1, "nightshift"),
         "created_at": TIME, "updated_at": TIME, "comments": 0,
@@ -1018,6 +967,10 @@ fn gitlab(
         ("GET", ["projects", _, "merge_requests", _]) => "mr_get",
         ("PUT", ["projects", _, "merge_requests", _]) => "mr_update",
         ("GET", ["projects", _, "members", "all", _]) => "member",
+        ("GET", ["users"]) => "users",
+        ("GET", ["projects", _, "merge_requests", _, "notes"]) => "mr_notes",
+        ("GET", ["projects", _, "pipelines", _, "jobs"]) => "pipeline_jobs",
+        ("GET", ["projects", _, "jobs", _, "trace"]) => "job_trace",
         _ => {
             problems.push(format!(
                 "{at}: not an endpoint of the GitLab reference table"
@@ -1071,6 +1024,22 @@ fn gitlab(
                 "remove_labels",
             ],
         ),
+        "mr_get" => (
+            &[
+                "render_html",
+                "include_diverged_commits_count",
+                "include_rebase_in_progress",
+            ],
+            &[],
+            &[],
+        ),
+        "mr_notes" => (&["sort", "order_by", "page", "per_page"], &[], &[]),
+        "pipeline_jobs" => (
+            &["scope", "scope[]", "include_retried", "page", "per_page"],
+            &[],
+            &[],
+        ),
+        "users" => (&["username", "page", "per_page"], &[], &[]),
         "project" => (
             &["statistics", "license", "with_custom_attributes"],
             &[],
@@ -1136,22 +1105,52 @@ fn gitlab(
             problems.push(format!("{at}: answer lacks {name}"));
         }
     }
-    if route == "mr_list" && reply.status == 200 {
-        for mr in reply.body.as_array().into_iter().flatten() {
-            for name in [
-                "id",
-                "iid",
-                "project_id",
-                "title",
-                "state",
-                "source_branch",
-                "target_branch",
-                "sha",
-                "web_url",
-                "labels",
-            ] {
-                if mr.get(name).is_none() {
-                    problems.push(format!("{at}: listed merge request lacks {name}"));
+    // The fields each listed item must carry, as the reference table documents them.
+    let listed: &[&str] = match route {
+        "mr_list" => &[
+            "id",
+            "iid",
+            "project_id",
+            "title",
+            "state",
+            "source_branch",
+            "target_branch",
+            "sha",
+            "web_url",
+            "labels",
+        ],
+        "mr_notes" => &[
+            "id",
+            "type",
+            "body",
+            "author",
+            "created_at",
+            "updated_at",
+            "system",
+            "noteable_id",
+            "noteable_type",
+            "noteable_iid",
+            "resolvable",
+        ],
+        "pipeline_jobs" => &[
+            "id",
+            "name",
+            "stage",
+            "status",
+            "ref",
+            "allow_failure",
+            "created_at",
+            "web_url",
+            "pipeline",
+        ],
+        "users" => &["id", "username", "name", "state", "avatar_url", "web_url"],
+        _ => &[],
+    };
+    if reply.status == 200 && !listed.is_empty() {
+        for item in reply.body.as_array().into_iter().flatten() {
+            for name in listed {
+                if item.get(*name).is_none() {
+                    problems.push(format!("{at}: a listed item lacks {name}"));
                 }
             }
         }
@@ -1180,6 +1179,9 @@ fn gitlab_handle(state: &mut FakeState, cx: &Cx, route: &str, seg: &[&str]) -> R
             json!({"id": user.id, "username": user.login, "name": user.login, "state": "active", "bot": true, "web_url": format!("{}/{}", cx.origin, user.login)}),
         );
     }
+    if route == "users" {
+        return super::follow_api::gitlab_users(state, cx);
+    }
     let full_name = seg.get(1).copied().unwrap_or_default().to_string();
     let Some(level) = access(state, cx.caller, &full_name) else {
         return not_found("Project");
@@ -1194,17 +1196,34 @@ fn gitlab_handle(state: &mut FakeState, cx: &Cx, route: &str, seg: &[&str]) -> R
     };
     let mr_json = |pull: &FakePull, repo: &Repo| {
         let sha = cx.sha(&repo.full_name, &pull.head);
-        let pipeline = repo
-            .pipelines
-            .get(&sha)
-            .map(|status| json!({"id": 1, "status": status, "sha": sha, "web_url": ""}));
-        json!({
+        let pipeline = repo.pipelines.get(&sha).map(|p| {
+            json!({"id": p.id, "status": p.status, "sha": sha, "web_url": format!("{}/{}/-/pipelines/{}", cx.origin, repo.full_name, p.id)})
+        });
+        let comparison = super::activity::compare(
+            &cx.root.join(format!("{}.git", repo.full_name)),
+            &pull.base,
+            &pull.head,
+        )
+        .unwrap_or_default();
+        let merge_status = if !pull.open {
+            "not_open"
+        } else if comparison.conflicting {
+            "conflict"
+        } else {
+            "mergeable"
+        };
+        let mut mr = json!({
             "id": pull.id, "iid": pull.number, "project_id": repo.id, "title": pull.title, "description": pull.body,
             "state": if pull.merged { "merged" } else if pull.open { "opened" } else { "closed" },
             "source_branch": pull.head, "target_branch": pull.base, "source_project_id": repo.id, "target_project_id": repo.id,
             "sha": sha, "web_url": format!("{}/{}/-/merge_requests/{}", cx.origin, repo.full_name, pull.number),
-            "labels": pull.labels, "draft": false, "head_pipeline": pipeline, "detailed_merge_status": "mergeable",
-        })
+            "labels": pull.labels, "draft": false, "head_pipeline": pipeline, "detailed_merge_status": merge_status,
+            "has_conflicts": comparison.conflicting,
+        });
+        if cx.query("include_diverged_commits_count") == Some("true") {
+            mr["diverged_commits_count"] = json!(comparison.behind_by);
+        }
+        mr
     };
     match route {
         "project" => Reply::new(
@@ -1336,6 +1355,6 @@ fn gitlab_handle(state: &mut FakeState, cx: &Cx, route: &str, seg: &[&str]) -> R
                 None => not_found("Merge Request"),
             }
         }
-        _ => not_found("Route"),
+        _ => super::follow_api::gitlab(state, cx, route, seg, &repo),
     }
 }

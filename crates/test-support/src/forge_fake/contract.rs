@@ -34,6 +34,8 @@ pub struct Operation {
 enum Segment {
     Literal(String),
     Param(String),
+    /// Two parameters around a literal in one segment: GitHub's `{base}...{head}`.
+    Pair(String, String, String),
 }
 
 /// Path parameters of a matched request, decoded.
@@ -97,12 +99,21 @@ impl Contract {
                 let segments: Vec<Segment> = path
                     .trim_start_matches('/')
                     .split('/')
-                    .map(
-                        |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                            Some(name) => Segment::Param(name.to_string()),
+                    .map(|s| {
+                        let inner = s.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
+                        match inner.map(|inner| inner.split_once("}")) {
+                            Some(Some((first, rest))) => match rest.split_once('{') {
+                                Some((between, second)) => Segment::Pair(
+                                    first.to_string(),
+                                    between.to_string(),
+                                    second.to_string(),
+                                ),
+                                None => Segment::Literal(s.to_string()),
+                            },
+                            Some(None) => Segment::Param(inner.unwrap_or_default().to_string()),
                             None => Segment::Literal(s.to_string()),
-                        },
-                    )
+                        }
+                    })
                     .collect();
                 let multi_segment_tail = match segments.last() {
                     Some(Segment::Param(name)) => {
@@ -350,6 +361,11 @@ impl Operation {
                 }
                 Segment::Param(name) => {
                     params.insert(name.clone(), segments[i].clone());
+                }
+                Segment::Pair(first, between, second) => {
+                    let (a, b) = segments[i].split_once(between.as_str())?;
+                    params.insert(first.clone(), a.to_string());
+                    params.insert(second.clone(), b.to_string());
                 }
             }
         }

@@ -3,7 +3,10 @@
 
 use axum::extract::{Path, Query, State};
 use maud::{Markup, html};
-use nightshift_core::{GeneratedChange, Run, RunStatus, Task, format_duration, format_timestamp};
+use nightshift_core::{
+    CiState, FollowedPr, GeneratedChange, PrState, Run, RunStatus, Task, format_duration,
+    format_timestamp,
+};
 use serde::Deserialize;
 
 use super::change::result_html;
@@ -24,14 +27,15 @@ async fn load_task(
     state: &AppState,
     project_id: i64,
     id: i64,
-) -> Result<(Task, Vec<Run>), PageError> {
+) -> Result<(Task, Vec<Run>, Option<FollowedPr>), PageError> {
     let task = state
         .store
         .task(project_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))?;
     let runs = state.store.task_runs(project_id, id).await?;
-    Ok((task, runs))
+    let pr = state.store.task_pull_requests(project_id, id).await?;
+    Ok((task, runs, pr.into_iter().next()))
 }
 
 fn shown_run(runs: &[Run], number: Option<i64>) -> Result<&Run, PageError> {
@@ -50,7 +54,7 @@ pub async fn detail(
 ) -> Result<Markup, PageError> {
     let (chrome, project) = Chrome::load(&state, &project, &user).await?;
     let base = chrome.base();
-    let (task, runs) = load_task(&state, project.id, id).await?;
+    let (task, runs, pr) = load_task(&state, project.id, id).await?;
     let run = shown_run(&runs, params.run)?;
     let change = state.store.change(run.id).await?;
     let used = state.store.task_template(project.id, id).await?;
@@ -95,7 +99,7 @@ pub async fn detail(
         p id="announce" class="sr-only" aria-live="polite" {}
         div id="live" data-live={ (base) "/tasks/" (id) "/live?part=top" (fixed) }
             data-every="1000" data-fixed-run=(params.run.map(|n| n.to_string()).unwrap_or_default()) {
-            (top_html(&base, &task, &runs, run, change.as_ref()))
+            (top_html(&base, &task, &runs, run, change.as_ref(), pr.as_ref()))
         }
         section aria-labelledby="log-h" {
             h2 id="log-h" { "Log of run " span id="log-run" { (run.number) } }
@@ -125,7 +129,7 @@ pub async fn live(
     Query(params): Query<DetailParams>,
 ) -> Result<Markup, PageError> {
     let project = state.project(&project).await?;
-    let (task, runs) = load_task(&state, project.id, id).await?;
+    let (task, runs, pr) = load_task(&state, project.id, id).await?;
     let run = shown_run(&runs, params.run)?;
     let change = state.store.change(run.id).await?;
     Ok(match params.part.as_str() {
@@ -136,6 +140,7 @@ pub async fn live(
             &runs,
             run,
             change.as_ref(),
+            pr.as_ref(),
         ),
     })
 }
@@ -147,8 +152,11 @@ fn top_html(
     runs: &[Run],
     run: &Run,
     change: Option<&GeneratedChange>,
+    pr: Option<&FollowedPr>,
 ) -> Markup {
     let id = task.id;
+    // What a fix-CI run is for: the task's open pull request, its CI red, no run going.
+    let fixable = retryable_pr(runs, pr);
     let latest = runs.last().map(|r| r.number).unwrap_or(run.number);
     let cancellable = run.number == latest && run.status.is_active();
     let retryable = runs.last().is_some_and(|r| r.status.is_terminal());
@@ -185,6 +193,12 @@ fn top_html(
                         button type="submit" id="retry" { "Retry" }
                     }
                 }
+                @if let Some(pr) = fixable {
+                    form method="post" action={ (base) "/tasks/" (id) "/fix-ci" }
+                        data-confirm={ "Start a run that fixes the failing CI of pull request #" (pr.number) "?" } {
+                        button type="submit" id="fix-ci" { "Fix CI" }
+                    }
+                }
                 @if succeeded_once {
                     a class="button" id="save-template"
                         href={ (base) "/templates/from-task?task=" (id) } { "Save as template" }
@@ -206,7 +220,16 @@ fn top_html(
                 @if let (RunStatus::Running, Some(phase)) = (run.status, run.phase) {
                     dt { "Phase" } dd id="phase" { (phase) }
                 }
-                @if run.checkpoint.pr_url.is_some() {
+                @if let Some(pr) = pr {
+                    dt { "Pull request" }
+                    dd id="pull-request" {
+                        a href=(pr.url) { "#" (pr.number) }
+                        " — " span class="ci" { (pr.describe()) }
+                        @if pr.ci == CiState::Failing && pr.state == PrState::Open {
+                            " " strong class="ci-failing" id="ci-failing" { "CI fails on #" (pr.number) }
+                        }
+                    }
+                } @else if run.checkpoint.pr_url.is_some() {
                     dt { "Pull request" }
                     dd {
                         (pr_link(run))
@@ -243,4 +266,11 @@ fn top_html(
             }
         }
     }
+}
+
+/// The pull request a fix-CI run would work on: open with failing CI, no run of the task
+/// going.
+fn retryable_pr<'a>(runs: &[Run], pr: Option<&'a FollowedPr>) -> Option<&'a FollowedPr> {
+    let idle = runs.last().is_some_and(|r| r.status.is_terminal());
+    pr.filter(|pr| idle && pr.state == PrState::Open && pr.ci == CiState::Failing)
 }

@@ -19,7 +19,7 @@ use nightshift_store::CancelOutcome;
 
 use super::layout::{PageError, project_base, see_other};
 use crate::AppState;
-use crate::auth::AuditNote;
+use crate::auth::{AuditNote, CurrentUser};
 
 fn status_badge(status: RunStatus) -> Markup {
     html! { span class={ "badge s-" (status) } { (status) } }
@@ -75,6 +75,21 @@ pub async fn cancel(
         }
         CancelOutcome::AlreadyEnded(_) => AuditNote::nothing_changed().attach(back),
     })
+}
+
+pub async fn fix_ci(
+    State(state): State<AppState>,
+    Path((project, id)): Path<(String, i64)>,
+    user: CurrentUser,
+) -> Result<Response, PageError> {
+    let project = state.project(&project).await?;
+    let run = state
+        .store
+        .start_fix_ci(project.id, id, user.name())
+        .await?;
+    state.engine.wake();
+    let back = see_other(&format!("{}/tasks/{id}", project_base(&project.name)));
+    Ok(AuditNote::task(id, run.number).attach(back))
 }
 
 pub async fn retry(
