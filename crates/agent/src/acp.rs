@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use agent_client_protocol::schema::ProtocolVersion;
 use agent_client_protocol::v1::ConnectionTo;
 use agent_client_protocol::v1::schema::{
-    ContentBlock, InitializeRequest, LoadSessionRequest, NewSessionRequest, PermissionOptionKind,
-    PromptRequest, RequestPermissionOutcome, RequestPermissionRequest, RequestPermissionResponse,
-    SelectedPermissionOutcome, SessionNotification, StopReason, TextContent,
+    ContentBlock, InitializeRequest, LoadSessionRequest, McpServer, McpServerStdio,
+    NewSessionRequest, PermissionOptionKind, PromptRequest, RequestPermissionOutcome,
+    RequestPermissionRequest, RequestPermissionResponse, SelectedPermissionOutcome,
+    SessionNotification, StopReason, TextContent,
 };
 use agent_client_protocol::{Agent, Client, Lines};
 use async_trait::async_trait;
@@ -216,6 +217,13 @@ impl AgentDriver for AcpDriver {
             workspace: request.workspace.clone(),
             prompt: request.prompt.clone(),
             resume: request.resume_session.clone(),
+            mcp_servers: request
+                .mcp_servers
+                .iter()
+                .map(|s| {
+                    McpServer::Stdio(McpServerStdio::new(&s.name, &s.command).args(s.args.clone()))
+                })
+                .collect(),
         });
         let mut connection = std::pin::pin!(connection);
         let mut stderr_tail: Vec<String> = Vec::new();
@@ -326,6 +334,7 @@ struct SessionParams<T> {
     workspace: PathBuf,
     prompt: String,
     resume: Option<String>,
+    mcp_servers: Vec<McpServer>,
 }
 
 /// One ACP session: initialize, new or loaded session, one prompt.
@@ -340,6 +349,7 @@ where
         workspace,
         prompt,
         resume,
+        mcp_servers,
     } = params;
     let notify_state = state.clone();
     let permission_state = state.clone();
@@ -403,7 +413,10 @@ where
                 Some(id) if init.agent_capabilities.load_session => {
                     lock_state(&state).replaying = true;
                     let loaded = cx
-                        .send_request(LoadSessionRequest::new(id.clone(), workspace.clone()))
+                        .send_request(
+                            LoadSessionRequest::new(id.clone(), workspace.clone())
+                                .mcp_servers(mcp_servers.clone()),
+                        )
                         .block_task()
                         .await;
                     lock_state(&state).replaying = false;
@@ -411,7 +424,9 @@ where
                     id
                 }
                 _ => cx
-                    .send_request(NewSessionRequest::new(workspace.clone()))
+                    .send_request(
+                        NewSessionRequest::new(workspace.clone()).mcp_servers(mcp_servers),
+                    )
                     .block_task()
                     .await?
                     .session_id

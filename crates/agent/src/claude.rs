@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AgentConfig;
 use crate::raw::RawLog;
 use crate::stream::{LineParser, StreamEnd, StreamOptions, cut, run_json_lines};
-use crate::{AgentDriver, AgentEnd, AgentOutcome, AgentRequest, Result};
+use crate::{AgentDriver, AgentEnd, AgentOutcome, AgentRequest, McpServer, Result};
 
 pub(crate) const CLAUDE_INSTALL_HINT: &str = "install Claude Code (`npm install -g @anthropic-ai/claude-code`) or set the claude-code command to its absolute path";
 
@@ -48,12 +48,32 @@ impl ClaudeCodeDriver {
         if let Some(session) = &request.resume_session {
             spec = spec.args(["--resume", session]);
         }
+        if !request.mcp_servers.is_empty() {
+            // Only Nightshift's servers: none from the repository's `.mcp.json` or the user's.
+            spec = spec.args([
+                "--mcp-config".to_string(),
+                mcp_config(&request.mcp_servers),
+                "--strict-mcp-config".to_string(),
+            ]);
+        }
         spec = spec.args(defaults.args.iter().chain(&request.spec.args).cloned());
         for (key, value) in claude_env(&self.config, request) {
             spec = spec.env(key, value);
         }
         spec
     }
+}
+
+/// Claude Code's `--mcp-config` for `servers`, as JSON text.
+fn mcp_config(servers: &[McpServer]) -> String {
+    let servers: serde_json::Map<String, Value> = servers
+        .iter()
+        .map(|s| {
+            let server = json!({"type": "stdio", "command": s.command, "args": s.args});
+            (s.name.clone(), server)
+        })
+        .collect();
+    json!({ "mcpServers": servers }).to_string()
 }
 
 /// The environment Claude Code (and the ACP wrapper around it) runs with, on top of the

@@ -49,12 +49,24 @@ impl CodexDriver {
         // JSON string escapes are valid TOML basic-string escapes.
         let s = |v: &str| Value::String(v.to_string()).to_string();
         let retries = self.config.max_retries;
+        let mut servers = String::new();
+        for server in &request.mcp_servers {
+            let args: Vec<String> = server.args.iter().map(|a| s(a)).collect();
+            // A check run may take long: Codex's default tool timeout is a minute.
+            servers.push_str(&format!(
+                "\n[mcp_servers.{name}]\ncommand = {command}\nargs = [{args}]\n\
+                 startup_timeout_sec = 30\ntool_timeout_sec = 3600\n",
+                name = s(&server.name),
+                command = s(&server.command),
+                args = args.join(", "),
+            ));
+        }
         format!(
             "model = {model}\nmodel_provider = \"nightshift\"\napproval_policy = \"never\"\n\
              sandbox_mode = \"danger-full-access\"\ncheck_for_update_on_startup = false\n\n\
              [model_providers.nightshift]\nname = \"Nightshift\"\nbase_url = {base_url}\nenv_key = \"OPENAI_API_KEY\"\n\
              wire_api = \"responses\"\nrequest_max_retries = {retries}\nstream_max_retries = {retries}\n\n\
-             [analytics]\nenabled = false\n\n[features]\nplugins = false\nremote_plugin = false\napps = false\n",
+             [analytics]\nenabled = false\n\n[features]\nplugins = false\nremote_plugin = false\napps = false\n{servers}",
             model = s(&model),
             base_url = s(&base_url),
         )

@@ -63,6 +63,40 @@ pub fn feedback_prompt(failures: &[CheckResult]) -> String {
     prompt
 }
 
+/// The prompt of a round after the test-tampering guard found the change passing the checks
+/// by weakening them: each finding, one per line (`path:line: what`).
+pub fn guard_prompt(findings: &[String]) -> String {
+    let mut prompt = String::from(
+        "The repository's checks pass on your change, but Nightshift's test-tampering guard found \
+         that the change weakens them instead of fixing the code: tests removed or skipped, \
+         assertions removed, linters silenced, or the checks' own configuration edited.\n\n",
+    );
+    for finding in findings {
+        let _ = writeln!(prompt, "- {finding}");
+    }
+    prompt.push_str(
+        "\nUndo each of these: restore the tests and the configuration as they were, and fix the \
+         code so that the checks pass on their own. When you are done, reply with a short summary \
+         of what you changed.\n",
+    );
+    prompt
+}
+
+/// The prompt of a round after the judge rejected the change, with its reasons.
+pub fn judge_prompt(reasons: &[String]) -> String {
+    let mut prompt =
+        String::from("A reviewer compared your change with the task and rejected it:\n\n");
+    for reason in reasons {
+        let _ = writeln!(prompt, "- {reason}");
+    }
+    prompt.push_str(
+        "\nRevise the change so that it does what the task asks and nothing else: revert what the \
+         task did not ask for and finish what it did. When you are done, reply with a short \
+         summary of what you changed.\n",
+    );
+    prompt
+}
+
 /// What a session is told, after the task, about checks that already fail on the unchanged
 /// base commit: not the agent's doing, yet they must pass before anything is pushed.
 pub fn base_failures_prompt(failures: &[CheckResult]) -> String {

@@ -18,7 +18,8 @@ pub use codex::CodexDriver;
 pub use command::CommandDriver;
 pub use config::{AgentConfig, AgentDefaults, driver_for};
 pub use frame::{
-    base_failures_prompt, compose_prompt, compose_prompt_reading, feedback_prompt, takeover_prompt,
+    base_failures_prompt, compose_prompt, compose_prompt_reading, feedback_prompt, guard_prompt,
+    judge_prompt, takeover_prompt,
 };
 
 use std::path::PathBuf;
@@ -68,6 +69,19 @@ pub struct AgentRequest {
     pub raw_log: Option<PathBuf>,
     /// Stop after this many model turns, for agents that can enforce it themselves.
     pub max_turns: Option<u64>,
+    /// Model Context Protocol servers the agent starts (stdio) and may call: Nightshift's
+    /// `verify` tool.
+    pub mcp_servers: Vec<McpServer>,
+}
+
+/// A Model Context Protocol server the agent starts over stdio, inside its own sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpServer {
+    /// The name the agent knows it by; Claude Code calls its tools `mcp__<name>__<tool>`.
+    pub name: String,
+    /// An absolute path: the agent's own PATH may not have it.
+    pub command: String,
+    pub args: Vec<String>,
 }
 
 impl AgentRequest {
@@ -87,6 +101,7 @@ impl AgentRequest {
             env: Vec::new(),
             raw_log: None,
             max_turns: None,
+            mcp_servers: Vec::new(),
         }
     }
 }

@@ -5,6 +5,7 @@ mod client;
 mod confine;
 mod insights;
 mod install;
+mod judge;
 mod logging;
 mod output;
 mod people;
@@ -63,6 +64,24 @@ fn main() -> std::process::ExitCode {
         .is_some_and(|a| a == confine::FORWARDER_SUBCOMMAND)
     {
         std::process::exit(nightshift_sandbox::netfwd::run(args.collect()));
+    }
+    // The agent starts `nightshift verify-mcp <spec>` inside its sandbox: no clap, no logging
+    // on stdout, which is the protocol's.
+    if std::env::args().nth(1).as_deref() == Some(nightshift_checks::verify::SUBCOMMAND) {
+        let args = std::env::args().skip(2).collect();
+        return match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => {
+                let code = rt.block_on(nightshift_checks::verify::serve(args));
+                std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+            }
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -131,6 +131,7 @@ pub async fn project(cmd: ProjectCommand) -> anyhow::Result<ExitCode> {
                     .monthly_budget_usd
                     .map_or_else(|| "-".into(), |usd| usd.to_string())
             );
+            println!("judge     {}", if settings.judge { "on" } else { "off" });
             for m in &members.members {
                 println!("member    {:<24} {}", line(&m.user), m.role);
             }

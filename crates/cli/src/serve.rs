@@ -124,6 +124,8 @@ pub(crate) struct ConfigFile {
     retention: RetentionSettings,
     /// `[repositories]`: where local repositories may be, which hosts may be reached.
     repositories: crate::repos::RepositorySettings,
+    /// `[judge]`: the model that reviews each change against its task once the checks pass.
+    judge: Option<crate::judge::JudgeSettings>,
 }
 
 /// What the retention sweeper keeps, and for how long. Durations as `90d`, `12h`.
@@ -260,6 +262,13 @@ pub(crate) fn engine_config(
     }
     .engine_config(explicit_config.as_deref())
     .context("the sandbox settings in the configuration file")?;
+    // Agents get the repository's checks as the `verify` tool, served by this very binary.
+    engine.verify_tool = std::env::current_exe().ok().map(|exe| {
+        vec![
+            exe.to_string_lossy().into_owned(),
+            nightshift_checks::verify::SUBCOMMAND.to_string(),
+        ]
+    });
     engine.run_limits = config
         .run_limits
         .engine_limits()
@@ -301,6 +310,13 @@ pub(crate) fn engine_config(
     }
     if let Some(kept) = duration("retention.failed_workspaces", &retention.failed_workspaces)? {
         engine.retention.workspaces = kept;
+    }
+    if let Some(judge) = &config.judge {
+        engine.judge = Some(
+            judge
+                .engine_config()
+                .context("[judge] in the configuration file")?,
+        );
     }
     Ok(engine)
 }
@@ -491,6 +507,35 @@ mod tests {
         );
         assert!(
             err.contains("[budget]") && err.contains("max_turns"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_judge_is_configured_and_its_errors_say_where() {
+        let dir = std::path::Path::new("/srv/nightshift");
+        let none = engine_config(
+            ConfigFile::default(),
+            dir,
+            None,
+            LocalRepos::ForServerAdmins,
+        )
+        .unwrap();
+        assert!(none.judge.is_none(), "no [judge]: no judge");
+        let config =
+            parse_config("[judge]\nmodel = \"gpt-5-mini\"\nprovider = \"openai\"\n").unwrap();
+        let judge = engine_config(config, dir, None, LocalRepos::ForServerAdmins)
+            .unwrap()
+            .judge
+            .unwrap();
+        assert_eq!(judge.model, "gpt-5-mini");
+        let config = parse_config("[judge]\nprovider = \"anthropic\"\n").unwrap();
+        let err = format!(
+            "{:#}",
+            engine_config(config, dir, None, LocalRepos::ForServerAdmins).unwrap_err()
+        );
+        assert!(
+            err.contains("[judge]") && err.contains("model is missing"),
             "{err}"
         );
     }

@@ -112,6 +112,10 @@ pub struct CreateArgs {
     max_turns: Option<u64>,
     #[arg(long)]
     max_tokens: Option<u64>,
+    /// Let the agent delete or skip tests, silence linters and edit the checks' configuration:
+    /// what the test-tampering guard finds is listed in the pull request instead of sent back.
+    #[arg(long)]
+    allow_test_changes: bool,
     /// Block until the run ends; exit 0 only when it succeeded.
     #[arg(long)]
     wait: bool,
@@ -220,6 +224,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
         agent: Some(agent),
         timeout: args.timeout.map(seconds),
         budget: Some(budget),
+        allow_test_changes: args.allow_test_changes.then_some(true),
     };
     let client = Client::new(&args.client);
     let task: TaskView = client.post("/tasks", &body).await?;
@@ -258,6 +263,8 @@ fn args_for_template(args: CreateArgs) -> anyhow::Result<crate::template::FromTe
             agent,
             timeout: args.timeout.map(seconds),
             budget,
+            // Only when given: the template's default applies otherwise.
+            allow_test_changes: args.allow_test_changes.then_some(true),
             ..Instantiate::default()
         },
         params: args.params,

@@ -55,6 +55,10 @@ pub struct CreateArgs {
     /// Without a default it is required.
     #[arg(long = "param", value_name = "NAME[:TYPE][=DEFAULT]")]
     params: Vec<String>,
+    /// Tasks from this template may delete or skip tests, silence linters and edit the
+    /// checks' configuration (what the guard finds is listed in the pull request).
+    #[arg(long)]
+    allow_test_changes: bool,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -171,6 +175,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
                 checks: Vec::new(),
                 budget: Default::default(),
                 timeout_secs: None,
+                allow_test_changes: args.allow_test_changes,
             }
         }
     };

@@ -8,6 +8,7 @@ mod model;
 mod people;
 mod pull_request;
 mod redact;
+mod review;
 mod run;
 mod template;
 mod text;
@@ -29,6 +30,7 @@ pub use pull_request::{
     describe as describe_pr,
 };
 pub use redact::{MASK, MIN_SECRET_LEN, Redactor};
+pub use review::{GuardFinding, GuardKind, JudgeDecision, JudgeVerdict};
 pub use run::{EndReason, Phase, Run, RunStatus};
 pub use template::{
     ParamFromText, ParamType, Template, TemplateParam, TemplateParams, TemplateSpec, parameterise,

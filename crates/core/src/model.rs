@@ -109,6 +109,9 @@ pub struct NewTask {
     pub agent: AgentSpec,
     pub timeout_secs: u64,
     pub budget: Budget,
+    /// The task may delete or skip tests, silence linters or edit what decides the checks:
+    /// the guard's findings are then listed with the change instead of sent back.
+    pub allow_test_changes: bool,
     pub created_by: String,
 }
 
@@ -124,6 +127,9 @@ pub struct Task {
     pub agent: AgentSpec,
     pub timeout_secs: u64,
     pub budget: Budget,
+    /// See [`NewTask::allow_test_changes`].
+    #[serde(default)]
+    pub allow_test_changes: bool,
     pub created_by: String,
     pub created_at: Millis,
 }
@@ -252,6 +258,13 @@ pub struct GeneratedChange {
     pub pr_url: Option<String>,
     pub pr_number: Option<u64>,
     pub ci_status: Option<String>,
+    /// What the test-tampering guard found on the change as it stands: allowed by the task
+    /// (and listed in the pull request), or what ended the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guard: Vec<crate::GuardFinding>,
+    /// The judge's verdicts, one per round it reviewed, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<crate::JudgeVerdict>,
 }
 
 /// Filters for listing tasks. Every field narrows; `None` does not.

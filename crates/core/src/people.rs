@@ -50,6 +50,8 @@ pub struct ProjectSettings {
     pub max_timeout_secs: Option<u64>,
     /// Runs do not start once the month's spend (UTC calendar month) reaches this.
     pub monthly_budget_usd: Option<f64>,
+    /// Whether the judge reviews this project's changes (when the server configures one).
+    pub judge: bool,
 }
 
 impl Default for ProjectSettings {
@@ -58,6 +60,7 @@ impl Default for ProjectSettings {
             max_active_runs_per_user: 1,
             max_timeout_secs: None,
             monthly_budget_usd: None,
+            judge: true,
         }
     }
 }

@@ -78,6 +78,7 @@ string_enum!(
         NoChanges => "no_changes",
         SetupFailed => "setup_failed",
         ChecksFailed => "checks_failed",
+        TestTampering => "test_tampering",
         JudgeRejected => "judge_rejected",
         BudgetExceeded => "budget_exceeded",
         TimedOut => "timed_out",

@@ -60,6 +60,10 @@ pub struct TemplateSpec {
     pub budget: Budget,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// Tasks may change their tests and checks unless the request says otherwise (see
+    /// `NewTask::allow_test_changes`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_test_changes: bool,
 }
 
 /// One stored version of a template. Editing makes version N+1; tasks name the version they used.
@@ -443,6 +447,7 @@ mod tests {
             checks: vec![],
             budget: Budget::default(),
             timeout_secs: None,
+            allow_test_changes: false,
         }
     }
 

@@ -318,6 +318,13 @@ impl RunConfinement {
                 policy = policy.readonly(dir);
             }
         }
+        // The agent starts the `verify` tool's server inside: its program must be visible.
+        if let Some(program) = config.verify_tool.as_ref().and_then(|v| v.first())
+            && Path::new(program).is_absolute()
+            && policy.hides(Path::new(program))
+        {
+            policy = policy.readonly(program);
+        }
         for secret in toolchains.secrets_within() {
             policy = policy.hide(secret);
         }

@@ -117,6 +117,18 @@ pub enum EngineError {
     /// Checks still failing when no verification round is left, named `stage `command``.
     #[error("failed: {}", failed.join(", "))]
     ChecksFailed { failed: Vec<String> },
+    /// The guard's findings (`path:line: what`) still there when no round is left.
+    #[error(
+        "the change weakens the checks instead of fixing the code: {}",
+        listed(findings)
+    )]
+    TestTampering { findings: Vec<String> },
+    /// The judge still rejects the change when no round is left.
+    #[error("the judge rejected the change: {}", listed(reasons))]
+    JudgeRejected { reasons: Vec<String> },
+    /// The judge gave no verdict and the server's policy fails the run for it.
+    #[error("the judge could not review the change: {0}")]
+    JudgeUnavailable(String),
     #[error("after rebasing onto {base}: {check} failed")]
     RecheckFailed { base: String, check: String },
     #[error(transparent)]
@@ -157,6 +169,8 @@ impl EngineError {
             E::ChecksConfig(_) | E::ChecksFailed { .. } | E::RecheckFailed { .. } => {
                 EndReason::ChecksFailed
             }
+            E::TestTampering { .. } => EndReason::TestTampering,
+            E::JudgeRejected { .. } => EndReason::JudgeRejected,
             E::Agent(_) | E::AgentFailed(_) => EndReason::AgentFailed,
             E::BudgetExceeded(_) => EndReason::BudgetExceeded,
             E::Store(_)
@@ -175,6 +189,7 @@ impl EngineError {
             | E::Sandbox { .. }
             | E::Http { .. }
             | E::ModelEndpoint { .. }
+            | E::JudgeUnavailable(_)
             | E::Core(_)
             | E::Unconfined(_)
             | E::ForgeSettings(_)
@@ -205,7 +220,21 @@ impl EngineError {
     }
 }
 
-/// A process's end as people read it: `exit code 7`, or `no exit code` when a signal ended it.
+/// The first few of a list, and how many more there are.
+fn listed(items: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = items
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if items.len() > SHOWN {
+        text.push_str(&format!("; and {} more", items.len() - SHOWN));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +288,24 @@ mod tests {
             (
                 EngineError::BaseIsTarget("main".into()),
                 EndReason::PermissionDenied,
+            ),
+            (
+                EngineError::TestTampering {
+                    findings: vec![
+                        "tests/test_a.py:1: test file removed: deleted (2 tests)".into(),
+                    ],
+                },
+                EndReason::TestTampering,
+            ),
+            (
+                EngineError::JudgeRejected {
+                    reasons: vec!["edits README.md, which the task did not ask for".into()],
+                },
+                EndReason::JudgeRejected,
+            ),
+            (
+                EngineError::JudgeUnavailable("timed out after 2m".into()),
+                EndReason::Infrastructure,
             ),
         ];
         for (error, reason) in cases {

@@ -1,6 +1,7 @@
 //! The model gateway: how a confined agent reaches its model without ever holding the key. It
 //! listens on a Unix socket outside the sandbox (relayed to a loopback port inside it), swaps
 //! the placeholder key the agent sends for the real one and forwards to the configured upstream.
+//! The judge, which runs in the engine, reaches the same upstreams the same way (`Upstream`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -76,6 +77,39 @@ impl Upstream {
             key: key.filter(|k| !k.is_empty()),
             header,
         })
+    }
+
+    /// `path` (e.g. `/v1/messages`) under the base URL.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{}{path}", self.origin, self.path)
+    }
+
+    /// The header carrying the key, as the provider expects it; `None` without a key.
+    pub(crate) fn key_header(&self) -> Result<Option<(HeaderName, HeaderValue)>, String> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        let (name, value) = match self.header {
+            KeyHeader::XApiKey => (HeaderName::from_static("x-api-key"), key.clone()),
+            KeyHeader::Bearer => (header::AUTHORIZATION, format!("Bearer {key}")),
+        };
+        let mut value = HeaderValue::from_str(&value)
+            .map_err(|_| "the configured model key is not a valid header value".to_string())?;
+        value.set_sensitive(true);
+        Ok(Some((name, value)))
+    }
+
+    /// A client for this upstream: never through a proxy when it is on this machine.
+    pub(crate) fn client(&self, timeout: Duration) -> Result<reqwest::Client, String> {
+        let mut client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30).min(timeout))
+            .timeout(timeout);
+        if self.is_loopback() {
+            client = client.no_proxy();
+        }
+        client
+            .build()
+            .map_err(|e| format!("cannot build a client for the model's API: {e}"))
     }
 
     fn is_loopback(&self) -> bool {
@@ -200,23 +234,12 @@ async fn forward(State(fwd): State<Forwarding>, request: Request) -> Response {
             headers.append(name.clone(), value.clone());
         }
     }
-    if let Some(key) = &fwd.upstream.key {
-        let (name, value) = match fwd.upstream.header {
-            KeyHeader::XApiKey => (HeaderName::from_static("x-api-key"), key.clone()),
-            KeyHeader::Bearer => (header::AUTHORIZATION, format!("Bearer {key}")),
-        };
-        match HeaderValue::from_str(&value) {
-            Ok(mut value) => {
-                value.set_sensitive(true);
-                headers.insert(name, value);
-            }
-            Err(_) => {
-                return refuse(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the configured model key is not a valid header value",
-                );
-            }
+    match fwd.upstream.key_header() {
+        Ok(Some((name, value))) => {
+            headers.insert(name, value);
         }
+        Ok(None) => {}
+        Err(problem) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &problem),
     }
     let sent = fwd
         .client

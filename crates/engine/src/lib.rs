@@ -10,6 +10,7 @@ mod events;
 mod gateway;
 mod intake;
 mod jobs;
+mod judge;
 mod limits;
 mod run;
 mod run_env;
@@ -24,6 +25,7 @@ pub use intake::{
     Creator, Intake, IntakePolicy, TASK_CREATE, TEMPLATE_INSTANTIATE, TaskRateLimit, TaskRequest,
 };
 pub use jobs::sweep_workspaces;
+pub use judge::{JudgeConfig, JudgeProvider, OnJudgeError, known_price};
 pub use limits::RunLimits;
 pub use nightshift_workspace::{AllowedRepo, LocalRepos, RepoPolicy, Requester};
 pub use run_env::{RunEnv, ToolchainInfo};
@@ -98,6 +100,12 @@ pub struct EngineConfig {
     /// Bytes this worker's warm bases may take together (least recently used go first, never
     /// one a run is on); `None`: no limit.
     pub bases_budget: Option<u64>,
+    /// The judge that reviews changes whose checks passed; `None`: no judge. Projects switch
+    /// it off and on (`ProjectSettings::judge`).
+    pub judge: Option<JudgeConfig>,
+    /// The program (and leading arguments) that serves the `verify` tool to agents: the
+    /// `nightshift` binary's `verify-mcp`. `None`: agents get no `verify` tool.
+    pub verify_tool: Option<Vec<String>>,
 }
 
 impl EngineConfig {
@@ -124,6 +132,8 @@ impl EngineConfig {
             run_limits: RunLimits::default(),
             workspaces: WorkspaceMode::default(),
             bases_budget: None,
+            judge: None,
+            verify_tool: None,
             data_dir,
         }
     }

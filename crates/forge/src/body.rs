@@ -1,7 +1,8 @@
 //! The pull request description: what the agent did, how the repository's own checks proved
-//! it, what it cost, and a hidden marker tying the PR to its task and run.
+//! it, what Nightshift's review said (the test changes the task allowed, the judge's verdicts),
+//! what it cost, and a hidden marker tying the PR to its task and run.
 
-use nightshift_core::{CheckOutcome, CheckResult, Usage};
+use nightshift_core::{CheckOutcome, CheckResult, GuardFinding, JudgeVerdict, Usage};
 
 /// Forges cap descriptions (GitHub at 65,536 characters); long parts are cut to stay below.
 const MAX_BODY_CHARS: usize = 60_000;
@@ -20,6 +21,10 @@ pub struct PrBody {
     pub checks: Vec<CheckResult>,
     /// Verification rounds the agent needed (1 = the checks passed the first time).
     pub rounds: u32,
+    /// What the test-tampering guard found on a change whose task allows test changes.
+    pub guard: Vec<GuardFinding>,
+    /// The judge's verdicts, oldest first.
+    pub verdicts: Vec<JudgeVerdict>,
     pub usage: Option<Usage>,
     /// The task's page in Nightshift, when the server has a public URL.
     pub task_url: Option<String>,
@@ -93,6 +98,43 @@ pub fn render_pr_body(input: &PrBody) -> String {
         "\nVerified in {rounds} round{}.\n",
         if rounds == 1 { "" } else { "s" }
     ));
+
+    if !input.guard.is_empty() {
+        out.push_str(
+            "\n## Test changes\n\nThe task allows changes to its tests and checks; the \
+             test-tampering guard lists them for review:\n\n",
+        );
+        for finding in &input.guard {
+            out.push_str(&format!(
+                "- {} {}: {}\n",
+                code(&format!("{}:{}", finding.path, finding.line)),
+                finding.kind.label(),
+                cell(&finding.detail)
+            ));
+        }
+    }
+
+    if !input.verdicts.is_empty() {
+        out.push_str("\n## Judge\n\n");
+        for verdict in &input.verdicts {
+            out.push_str(&format!(
+                "- Round {}: {}",
+                verdict.round,
+                if verdict.approved() {
+                    "✅ approved"
+                } else {
+                    "❌ rejected"
+                }
+            ));
+            if let Some(problem) = &verdict.problem {
+                out.push_str(&format!(" by policy (no verdict: {})", cell(problem)));
+            }
+            out.push_str(&format!(" — {} `{}`\n", verdict.provider, verdict.model));
+            for reason in &verdict.reasons {
+                out.push_str(&format!("  - {}\n", cell(reason)));
+            }
+        }
+    }
 
     if let Some(usage) = &input.usage {
         out.push_str(&format!(
@@ -208,6 +250,21 @@ mod tests {
                 },
             ],
             rounds: 2,
+            guard: vec![GuardFinding {
+                kind: nightshift_core::GuardKind::TestFileRemoved,
+                path: "tests/test_old.py".into(),
+                line: 1,
+                detail: "deleted (2 tests)".into(),
+            }],
+            verdicts: vec![JudgeVerdict {
+                round: 2,
+                decision: nightshift_core::JudgeDecision::Approve,
+                reasons: vec!["Renames foo as asked and nothing else.".into()],
+                provider: "anthropic".into(),
+                model: "claude-sonnet-4-5".into(),
+                problem: None,
+                usage: Usage::default(),
+            }],
             usage: Some(Usage {
                 input_tokens: 10,
                 output_tokens: 5,
@@ -228,6 +285,15 @@ mod tests {
         );
         assert!(body.contains("a pre-existing failure"), "{body}");
         assert!(body.contains("Verified in 2 rounds."));
+        assert!(
+            body.contains("## Test changes")
+                && body.contains("- `tests/test_old.py:1` test file removed: deleted (2 tests)"),
+            "{body}"
+        );
+        assert!(
+            body.contains("- Round 2: ✅ approved — anthropic `claude-sonnet-4-5`\n  - Renames foo as asked and nothing else."),
+            "{body}"
+        );
         assert!(body.contains("$0.13") || body.contains("$0.12"));
         assert!(body.contains("[task 7](https://ns.example.com/tasks/7)"));
         assert!(

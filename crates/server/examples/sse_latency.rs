@@ -117,6 +117,7 @@ async fn bench(subscribers: usize, events: usize) {
         agent: AgentSpec::command("true"),
         timeout_secs: 3600,
         budget: Budget::default(),
+        allow_test_changes: false,
         created_by: "bench".into(),
     };
     let (task, run) = store.intake_task(&task, None, &audit).await.unwrap();

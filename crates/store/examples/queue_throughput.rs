@@ -92,6 +92,7 @@ fn new_task(project_id: i64, i: usize) -> NewTask {
         agent: AgentSpec::command("true"),
         timeout_secs: 60,
         budget: Budget::default(),
+        allow_test_changes: false,
         created_by: "bench".into(),
     }
 }

@@ -217,7 +217,7 @@ impl Store {
 
     pub async fn project_settings(&self, project_id: i64) -> Result<ProjectSettings> {
         let row = sqlx::query(
-            "SELECT max_active_runs_per_user, max_timeout_secs, monthly_budget_usd FROM projects WHERE id = $1",
+            "SELECT max_active_runs_per_user, max_timeout_secs, monthly_budget_usd, judge FROM projects WHERE id = $1",
         )
         .bind(project_id)
         .fetch_optional(&self.pool)
@@ -234,6 +234,7 @@ impl Store {
                 .try_get::<Option<i64>, _>("max_timeout_secs")?
                 .map(|s| s.max(0) as u64),
             monthly_budget_usd: row.try_get("monthly_budget_usd")?,
+            judge: row.try_get::<i64, _>("judge")? != 0,
         })
     }
 
@@ -244,7 +245,7 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "UPDATE projects SET max_active_runs_per_user = $2, max_timeout_secs = $3, \
-             monthly_budget_usd = CASE WHEN $5 = 1 THEN $4 ELSE NULL END WHERE id = $1",
+             monthly_budget_usd = CASE WHEN $5 = 1 THEN $4 ELSE NULL END, judge = $6 WHERE id = $1",
         )
         .bind(project_id)
         .bind(i64::from(settings.max_active_runs_per_user))
@@ -252,6 +253,7 @@ impl Store {
         // Never a NULL float (see `update_run`): the budget is cleared through $5 instead.
         .bind(settings.monthly_budget_usd.unwrap_or(0.0))
         .bind(i64::from(settings.monthly_budget_usd.is_some()))
+        .bind(i64::from(settings.judge))
         .execute(&self.pool)
         .await?;
         Ok(())

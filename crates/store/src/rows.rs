@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use crate::{Result, StoreError};
 
 pub(crate) const TASK_COLUMNS: &str = "t.id, t.project_id, t.title, t.instructions, t.repo, t.base_branch, \
-     t.agent, t.timeout_secs, t.budget, t.created_by, t.created_at";
+     t.agent, t.timeout_secs, t.budget, t.allow_test_changes, t.created_by, t.created_at";
 
 pub(crate) const RUN_COLUMNS: &str = "r.id, r.project_id, r.task_id, r.number, r.status, r.phase, r.progress, \
      r.end_reason, r.failed_phase, r.error, r.waiting_reason, r.checkpoint, r.input_tokens, r.output_tokens, \
@@ -31,6 +31,7 @@ pub(crate) fn task(row: &AnyRow) -> Result<Task> {
         agent: serde_json::from_str(&row.try_get::<String, _>("agent")?)?,
         timeout_secs: row.try_get::<i64, _>("timeout_secs")?.max(0) as u64,
         budget: serde_json::from_str(&row.try_get::<String, _>("budget")?)?,
+        allow_test_changes: row.try_get::<i64, _>("allow_test_changes")? != 0,
         created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
     })

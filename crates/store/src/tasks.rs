@@ -82,8 +82,8 @@ impl Store {
         }
         let task_id: i64 = sqlx::query(
             "INSERT INTO tasks (project_id, title, instructions, repo, base_branch, agent, timeout_secs, budget, \
-             created_by, created_at, status, search_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11) \
-             RETURNING id",
+             created_by, created_at, status, search_text, allow_test_changes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11, $12) RETURNING id",
         )
         .bind(new.project_id)
         .bind(&new.title)
@@ -96,6 +96,7 @@ impl Store {
         .bind(&new.created_by)
         .bind(now)
         .bind(search_text(&new.title, new.instructions.as_str()))
+        .bind(i64::from(new.allow_test_changes))
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;

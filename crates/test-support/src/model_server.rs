@@ -3,6 +3,9 @@
 //!
 //! The reply is chosen statelessly from the number of assistant turns already in the request's
 //! history, so retries and resumed sessions land on the right step of the script by themselves.
+//! Requests naming a model that has a script of its own (a reviewer asked once per change, with
+//! no history) are answered from it in the order they arrive instead. A request that does not
+//! ask for a stream gets the provider's plain JSON answer.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -126,8 +129,11 @@ pub struct RecordedRequest {
     pub headers: BTreeMap<String, String>,
     /// The JSON body, or `Value::Null` when it was not JSON.
     pub body: Value,
-    /// Which script step was answered, `None` for requests without tools and unknown paths.
+    /// Which script step was answered, `None` for requests without tools, unknown paths and
+    /// requests answered from a model's own script.
     pub turn: Option<usize>,
+    /// Which step of its model's own script answered it.
+    pub model_turn: Option<usize>,
 }
 
 impl RecordedRequest {
@@ -140,6 +146,8 @@ impl RecordedRequest {
 
 struct ServerState {
     turns: Vec<Turn>,
+    /// Scripts of their own for requests naming these models, answered in arrival order.
+    by_model: BTreeMap<String, Vec<Turn>>,
     requests: Mutex<Vec<RecordedRequest>>,
 }
 
@@ -160,8 +168,18 @@ pub struct ModelServer {
 impl ModelServer {
     /// Binds 127.0.0.1 on a free port and serves `turns` in order.
     pub async fn start(turns: Vec<Turn>) -> std::io::Result<ModelServer> {
+        ModelServer::start_with_models(turns, Vec::new()).await
+    }
+
+    /// Like [`ModelServer::start`], and requests naming one of `by_model`'s models are answered
+    /// from that model's script: the n-th such request gets its n-th turn.
+    pub async fn start_with_models(
+        turns: Vec<Turn>,
+        by_model: Vec<(String, Vec<Turn>)>,
+    ) -> std::io::Result<ModelServer> {
         let state = Arc::new(ServerState {
             turns,
+            by_model: by_model.into_iter().collect(),
             requests: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -225,17 +243,50 @@ async fn handle(
         .get("tools")
         .and_then(Value::as_array)
         .is_some_and(|t| !t.is_empty());
-    let turn = match api {
-        Some(api) if has_tools => Some(assistant_turns(api, &body)),
-        _ => None,
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("scripted-model")
+        .to_string();
+    let own_script = state.by_model.get(&model).filter(|_| api.is_some());
+    let (turn, model_turn, reply) = {
+        let mut requests = state.requests();
+        let (turn, model_turn, reply) = match (api, own_script) {
+            (Some(_), Some(script)) => {
+                let n = requests
+                    .iter()
+                    .filter(|r| {
+                        r.model_turn.is_some()
+                            && r.body.get("model").and_then(Value::as_str) == Some(&model)
+                    })
+                    .count();
+                let reply = script
+                    .get(n)
+                    .cloned()
+                    .unwrap_or_else(|| Turn::text(AFTER_SCRIPT_ANSWER));
+                (None, Some(n), reply)
+            }
+            (Some(api), None) if has_tools => {
+                let i = assistant_turns(api, &body);
+                let reply = state
+                    .turns
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| Turn::text(AFTER_SCRIPT_ANSWER));
+                (Some(i), None, reply)
+            }
+            _ => (None, None, Turn::text(NO_TOOLS_ANSWER).usage(1, 1)),
+        };
+        requests.push(RecordedRequest {
+            method: method.to_string(),
+            uri: uri.to_string(),
+            headers,
+            body: body.clone(),
+            turn,
+            model_turn,
+        });
+        (turn, model_turn, reply)
     };
-    state.requests().push(RecordedRequest {
-        method: method.to_string(),
-        uri: uri.to_string(),
-        headers,
-        body: body.clone(),
-        turn,
-    });
     let Some(api) = api else {
         return (
             StatusCode::NOT_FOUND,
@@ -243,25 +294,20 @@ async fn handle(
         )
             .into_response();
     };
-    let model = body
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or("scripted-model")
-        .to_string();
-    let reply = match turn {
-        None => Turn::text(NO_TOOLS_ANSWER).usage(1, 1),
-        Some(i) => state
-            .turns
-            .get(i)
-            .cloned()
-            .unwrap_or_else(|| Turn::text(AFTER_SCRIPT_ANSWER)),
-    };
     if let Some(status) = reply.fail_status {
         return error_response(api, status);
     }
+    let step = turn.or(model_turn).unwrap_or(0);
+    if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        let answer = match api {
+            Api::Anthropic => anthropic_message(&reply, &model, step),
+            Api::OpenAi => openai_response(&reply, &model, step),
+        };
+        return axum::Json(answer).into_response();
+    }
     let sse = match api {
-        Api::Anthropic => anthropic_stream(&reply, &model, turn.unwrap_or(0)),
-        Api::OpenAi => openai_stream(&reply, &model, turn.unwrap_or(0)),
+        Api::Anthropic => anthropic_stream(&reply, &model, step),
+        Api::OpenAi => openai_stream(&reply, &model, step),
     };
     (
         [
@@ -329,6 +375,49 @@ fn error_response(api: Api, status: u16) -> Response {
         Api::OpenAi => json!({"error": {"type": kind, "code": kind, "message": message}}),
     };
     (code, [(header::RETRY_AFTER, "0")], axum::Json(body)).into_response()
+}
+
+/// The Anthropic Messages answer without streaming: the whole message at once.
+fn anthropic_message(turn: &Turn, model: &str, step: usize) -> Value {
+    let content: Vec<Value> = turn
+        .items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| match item {
+            Item::Text(text) => json!({"type": "text", "text": text}),
+            Item::Tool { name, input } => json!({"type": "tool_use", "id": format!("toolu_scripted_{step}_{index}"), "name": name, "input": input}),
+            Item::CustomTool { name, input } => json!({"type": "tool_use", "id": format!("toolu_scripted_{step}_{index}"), "name": name, "input": {"input": input}}),
+        })
+        .collect();
+    json!({
+        "id": format!("msg_scripted_{step}"), "type": "message", "role": "assistant", "model": model,
+        "content": content,
+        "stop_reason": if turn.has_tool_call() { "tool_use" } else { "end_turn" },
+        "stop_sequence": null,
+        "usage": {"input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens},
+    })
+}
+
+/// The OpenAI Responses answer without streaming: the completed response at once.
+fn openai_response(turn: &Turn, model: &str, step: usize) -> Value {
+    let output: Vec<Value> = turn
+        .items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let call_id = format!("call_scripted_{step}_{index}");
+            match item {
+                Item::Text(text) => json!({"type": "message", "id": format!("msg_scripted_{step}_{index}"), "role": "assistant", "status": "completed", "content": [{"type": "output_text", "text": text, "annotations": []}]}),
+                Item::Tool { name, input } => json!({"type": "function_call", "id": format!("fc_scripted_{step}_{index}"), "call_id": call_id, "name": name, "arguments": input.to_string(), "status": "completed"}),
+                Item::CustomTool { name, input } => json!({"type": "custom_tool_call", "id": format!("ctc_scripted_{step}_{index}"), "call_id": call_id, "name": name, "input": input, "status": "completed"}),
+            }
+        })
+        .collect();
+    json!({
+        "id": format!("resp_scripted_{step}"), "object": "response", "model": model, "status": "completed",
+        "output": output,
+        "usage": {"input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens, "total_tokens": turn.input_tokens + turn.output_tokens},
+    })
 }
 
 fn sse_event(out: &mut String, name: &str, data: &Value) {

@@ -340,6 +340,48 @@ impl Worktree {
         Ok(())
     }
 
+    /// Writes everything that differs from the base commit — committed or not, new files
+    /// included, renames found — to `out` as a text diff to be read (binary files are named,
+    /// not included), with paths unquoted and `a/`, `b/` prefixes whatever git's configuration.
+    pub async fn write_review_diff(&self, git: &Git, out: &Path) -> Result<()> {
+        let git = &self.git(git);
+        git.run(&self.path, &["add", "--all"]).await?;
+        let output = format!("--output={}", out.display());
+        git.run(
+            &self.path,
+            &[
+                "-c",
+                "core.quotePath=false",
+                "diff",
+                "--cached",
+                "-M",
+                "--no-color",
+                "--no-ext-diff",
+                "--no-textconv",
+                "--src-prefix=a/",
+                "--dst-prefix=b/",
+                &output,
+                &self.base_commit,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The text of `path` on the base commit; `None` when the base has no such file.
+    pub async fn base_text(&self, git: &Git, path: &str) -> Result<Option<String>> {
+        let object = format!("{}:{path}", self.base_commit);
+        match self
+            .git(git)
+            .run(&self.path, &["cat-file", "blob", &object])
+            .await
+        {
+            Ok(text) => Ok(Some(text)),
+            Err(WorkspaceError::Git { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Applies a patch written by [`save_patch`](Worktree::save_patch) to the checkout,
     /// uncommitted. All or nothing: a patch that does not apply changes no file.
     pub async fn apply(&self, git: &Git, patch: &Path) -> Result<()> {

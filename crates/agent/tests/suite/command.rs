@@ -14,6 +14,7 @@ fn request(dir: &std::path::Path, command: &str) -> AgentRequest {
         env: vec![],
         raw_log: None,
         max_turns: None,
+        mcp_servers: vec![],
     }
 }
 

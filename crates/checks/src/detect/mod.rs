@@ -21,6 +21,8 @@ mod tox;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+pub(crate) use python::ini_sections;
+
 use entries::{EntryKind, EntryPoint, Named, best, named};
 use resolve::{Found, Needs};
 use tools::Eco;

@@ -1,4 +1,5 @@
 mod config;
 mod detect;
+mod guard;
 mod projects;
 mod runner;

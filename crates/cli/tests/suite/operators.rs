@@ -79,6 +79,7 @@ async fn a_worker_serves_its_metrics() {
             agent: AgentSpec::command("echo b > b.txt"),
             timeout_secs: 60,
             budget: Budget::default(),
+            allow_test_changes: false,
             created_by: "tester".into(),
         })
         .await

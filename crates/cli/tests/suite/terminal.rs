@@ -87,6 +87,7 @@ fn escapes_never_reach_the_terminal() {
                 agent: AgentSpec::command("true"),
                 timeout_secs: 60,
                 budget: Budget::default(),
+                allow_test_changes: false,
                 created_by: "admin".into(),
             })
             .await

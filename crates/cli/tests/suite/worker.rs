@@ -29,6 +29,7 @@ async fn a_worker_sweeps_its_workspaces_with_the_configured_retention() {
             agent: AgentSpec::command("true"),
             timeout_secs: 60,
             budget: Budget::default(),
+            allow_test_changes: false,
             created_by: "tester".into(),
         })
         .await

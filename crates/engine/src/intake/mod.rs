@@ -51,6 +51,10 @@ pub struct TaskRequest {
     /// `90s`, `10m`, `1h`.
     pub timeout: Option<String>,
     pub budget: Option<Budget>,
+    /// Lets the agent delete or skip tests, silence linters and edit the checks' configuration:
+    /// the guard's findings are listed in the pull request instead of sent back. The template's
+    /// default when absent.
+    pub allow_test_changes: Option<bool>,
 }
 
 /// Who creates a task and from where, as the task and its audit event record them.
@@ -169,6 +173,10 @@ impl Intake {
             .or(spec.map(|s| s.budget))
             .unwrap_or_default();
         budget.validate()?;
+        let allow_test_changes = request
+            .allow_test_changes
+            .or(spec.map(|s| s.allow_test_changes))
+            .unwrap_or(false);
         // Configured secrets are masked before anything is derived from the text: a title cut
         // from the instructions must not keep half a key the mask would no longer recognise.
         let redactor = self.engine.intake_redactor(project.id, &repo).await?;
@@ -212,6 +220,7 @@ impl Intake {
             agent,
             timeout_secs: timeout.as_secs(),
             budget,
+            allow_test_changes,
             created_by: by.name.clone(),
         };
         let audit = TaskAudit {

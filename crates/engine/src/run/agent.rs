@@ -1,17 +1,21 @@
 //! The agent phase: the agent's sandbox and driver for the run, one session per round, the
 //! prompt each round gets (the task, the failing checks, or "carry on" after a takeover), and
-//! the run's spend, live.
+//! the run's spend, live, and the `verify` tool's calls (`verify`) as they happen.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use nightshift_agent::{
     AgentDriver, AgentEnd, AgentRequest, BudgetLimits, base_failures_prompt,
-    compose_prompt_reading, feedback_prompt, run_with_budget, takeover_prompt,
+    compose_prompt_reading, feedback_prompt, guard_prompt, judge_prompt, run_with_budget,
+    takeover_prompt,
 };
+use nightshift_checks::CheckPlan;
 use nightshift_core::{AgentEvent, AgentKind, CheckResult, EndReason, EventKind, Phase};
 use nightshift_store::RunUpdate;
 use tokio::sync::mpsc;
 
+use super::verify::VerifyTool;
 use super::{Halt, RunExecution, Step, Workspace, resume, short_sha};
 use crate::EngineError;
 use crate::confinement::AgentSandbox;
@@ -24,6 +28,16 @@ pub(crate) struct FirstRound {
     pub(crate) restored: bool,
     /// The previous worker's agent session, continued here where the driver can.
     pub(crate) session: Option<String>,
+}
+
+/// Why the agent gets another round: what its last one was refused for.
+pub(crate) enum Feedback {
+    /// The repository's checks that failed.
+    Checks(Vec<CheckResult>),
+    /// The test-tampering guard's findings, one per line.
+    Guard(Vec<String>),
+    /// The judge's reasons for rejecting the change.
+    Judge(Vec<String>),
 }
 
 /// What a round left in the workspace.
@@ -52,12 +66,17 @@ pub(crate) struct AgentPhase {
     restored_to: String,
     /// The token totals the agent last reported for its session, as it reported them.
     session_tokens: (u64, u64),
+    /// What the current round answers, for its summary: `after failing checks`.
+    after: &'static str,
+    /// The repository's checks as a tool the agent may call; `None` when there is none.
+    verify: Option<VerifyTool>,
 }
 
 impl AgentPhase {
     pub(crate) async fn start(
         run: &mut RunExecution,
         workspace: &Workspace,
+        plan: &CheckPlan,
         first: FirstRound,
     ) -> Step<AgentPhase> {
         let agents = &run.engine.config.agents;
@@ -118,6 +137,13 @@ impl AgentPhase {
                 short_sha(workspace.worktree.base_commit())
             )
         };
+        let verify = VerifyTool::new(
+            run.engine.config.verify_tool.as_deref(),
+            run.task.agent.kind,
+            plan,
+            workspace.worktree.path(),
+            &run.home()?,
+        );
         Ok(AgentPhase {
             sandbox,
             driver,
@@ -129,6 +155,8 @@ impl AgentPhase {
             taken_over,
             restored_to,
             session_tokens: (0, 0),
+            after: "after failing checks",
+            verify,
         })
     }
 
@@ -186,9 +214,18 @@ impl AgentPhase {
         Ok(Round::Changed)
     }
 
-    /// The next round: the agent is sent the checks that failed.
-    pub(crate) fn feed_back(&mut self, run: &RunExecution, failures: &[CheckResult]) {
-        self.prompt = feedback_prompt(failures);
+    /// The next round: the agent is sent why its change was refused.
+    pub(crate) fn feed_back(&mut self, run: &RunExecution, feedback: &Feedback) {
+        self.prompt = match feedback {
+            Feedback::Checks(failures) => feedback_prompt(failures),
+            Feedback::Guard(findings) => guard_prompt(findings),
+            Feedback::Judge(reasons) => judge_prompt(reasons),
+        };
+        self.after = match feedback {
+            Feedback::Checks(_) => "after failing checks",
+            Feedback::Guard(_) => "after the test-tampering guard",
+            Feedback::Judge(_) => "after the judge's review",
+        };
         if run.checkpoint.agent_session_id.is_none() {
             // A new session (the old one could not be continued here) needs the task too.
             self.prompt = self.with_task(&self.prompt);
@@ -269,6 +306,10 @@ impl AgentPhase {
             .into());
         }
         request.max_turns = Some(turns_left);
+        if let Some(verify) = &self.verify {
+            verify.clear();
+            request.mcp_servers.push(verify.server());
+        }
         let (tx, mut rx) = mpsc::channel::<AgentEvent>(256);
         // What the run spent outside this session's own reports: a resumed Codex thread
         // reports its earlier rounds' tokens again, so they are not counted twice.
@@ -327,7 +368,26 @@ impl AgentPhase {
                 }
             }
         };
-        let (outcome, ()) = tokio::join!(session, forward);
+        // The tool's calls become events as they happen, and once more when the session ends.
+        let (mut logged, round) = (0, self.round);
+        let (outcome, ()) = {
+            let ended = async { tokio::join!(session, forward) };
+            tokio::pin!(ended);
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    done = &mut ended => break done,
+                    _ = tick.tick(), if self.verify.is_some() => {
+                        if let Some(verify) = self.verify.as_mut() {
+                            logged = verify.drain(logged, round, &run.events);
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(verify) = self.verify.as_mut() {
+            verify.drain(logged, round, &run.events);
+        }
         let outcome = outcome.map_err(EngineError::Agent)?;
         self.session_tokens = (outcome.usage.input_tokens, outcome.usage.output_tokens);
         crate::telemetry::model_usage(&outcome.usage);
@@ -345,10 +405,10 @@ impl AgentPhase {
             && !summary.is_empty()
         {
             // A later round's summary tells what it fixed; the first one what the change is.
-            let round = self.round;
+            let (round, after) = (self.round, self.after);
             run.change.summary = Some(match run.change.summary.take() {
                 Some(first) if round > 1 => {
-                    format!("{first}\n\nRound {round}, after failing checks: {summary}")
+                    format!("{first}\n\nRound {round}, {after}: {summary}")
                 }
                 _ => summary.to_string(),
             });

@@ -4,7 +4,7 @@
 //! ```text
 //! resume::decide ─► ResumePoint ─► prepare (warm base, setup, baseline) ─► Prepared { workspace, plan, start }
 //!       │ Pushed                                 │
-//!       │               agent ⇄ validate ─► Validated ─► publish ─► Pushed ─► Published
+//!       │       agent ⇄ validate (checks, review) ─► Validated ─► publish ─► Pushed ─► Published
 //!       └──────────────────────────────────────────────────────────────────┘
 //! conclude, whatever happened: the end recorded, the workspace released
 //! ```
@@ -21,7 +21,9 @@ mod follow_up;
 mod prepare;
 mod publish;
 mod resume;
+mod review;
 mod validate;
+mod verify;
 mod warm;
 mod watch;
 
@@ -259,7 +261,7 @@ impl RunExecution {
         let validated = match start {
             Start::Validated(validated) => validated,
             Start::Agent(first) => {
-                let mut agent = AgentPhase::start(self, workspace, first)
+                let mut agent = AgentPhase::start(self, workspace, &plan, first)
                     .await
                     .during(Phase::Agent)?;
                 loop {
@@ -267,13 +269,13 @@ impl RunExecution {
                     if round == Round::Unchanged {
                         return Ok(Outcome::NoChanges);
                     }
-                    let verdict = validate::checks(self, workspace, &plan, &agent)
+                    let verdict = validate::round(self, workspace, &plan, &agent)
                         .await
                         .during(Phase::Validating)?;
                     match verdict {
                         Verdict::Passed(validated) => break validated,
                         Verdict::Unchanged => return Ok(Outcome::NoChanges),
-                        Verdict::Failed(failures) => agent.feed_back(self, &failures),
+                        Verdict::Failed(feedback) => agent.feed_back(self, &feedback),
                     }
                 }
             }
@@ -418,6 +420,15 @@ impl RunExecution {
         for check in &mut change.checks {
             r(&mut check.command);
             r(&mut check.output);
+        }
+        for finding in &mut change.guard {
+            r(&mut finding.detail);
+        }
+        for verdict in &mut change.verdicts {
+            verdict.reasons.iter_mut().for_each(r);
+            if let Some(problem) = &mut verdict.problem {
+                r(problem);
+            }
         }
         change
     }

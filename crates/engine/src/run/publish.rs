@@ -123,6 +123,8 @@ pub(crate) async fn pull_request(
         diff_stat: change.diff_stat.clone(),
         checks: change.checks.clone(),
         rounds: change.rounds,
+        guard: change.guard.clone(),
+        verdicts: change.verdicts.clone(),
         usage: Some(run.usage),
         task_url: (!public_url.is_empty()).then(|| format!("{public_url}/tasks/{}", run.task.id)),
     });

@@ -1,12 +1,14 @@
 //! The validating phase: the repository's checks on the agent's change — formatters applied,
-//! then lint and test — and what their verdict means: publish, back to the agent, or fail.
+//! then lint and test — then Nightshift's own review (`review`), and what the verdict means:
+//! publish, back to the agent, or fail.
 //! Running a set of checks (setup in `prepare`, the re-check after a rebase in `publish`)
 //! lives here too.
 
 use nightshift_checks::{CannotRun, CheckPlan, CheckRunner, ChecksError, LineTaken, Stage};
 use nightshift_core::{CheckOutcome, CheckResult, EventKind, Phase, format_duration};
 
-use super::agent::AgentPhase;
+use super::agent::{AgentPhase, Feedback};
+use super::review::{self, Rejection};
 use super::{Halt, RunExecution, Step, Workspace, resume};
 use crate::EngineError;
 
@@ -16,18 +18,19 @@ pub(crate) struct Validated {
     pub(crate) round: u32,
 }
 
-/// What the checks said about the agent's round.
+/// What validation said about the agent's round.
 pub(crate) enum Verdict {
     Passed(Validated),
     /// They passed, and the formatters left nothing of the change.
     Unchanged,
-    /// Failed with rounds left: the agent gets another one with these.
-    Failed(Vec<CheckResult>),
+    /// Refused with rounds left: the agent gets another one with this.
+    Failed(Feedback),
 }
 
-/// Checks the agent's latest round. When they pass, the change is checkpointed as validated so
-/// a worker taking the run over publishes it without checking it again.
-pub(crate) async fn checks(
+/// Validates the agent's latest round: the repository's checks, then — once they pass — the
+/// guard and the judge. When all pass, the change is checkpointed as validated so a worker
+/// taking the run over publishes it without validating it again.
+pub(crate) async fn round(
     run: &mut RunExecution,
     workspace: &Workspace,
     plan: &CheckPlan,
@@ -51,47 +54,83 @@ pub(crate) async fn checks(
         .filter(|r| r.outcome != CheckOutcome::Passed)
         .cloned()
         .collect();
-    let names: Vec<String> = failures
-        .iter()
-        .map(|f| format!("{} `{}`", f.stage, f.command))
-        .collect();
-    // Machine-readable, so the UI can show each round's outcome without parsing text.
-    let outcome = serde_json::json!({"round_outcome": {
-        "round": round, "passed": failures.is_empty(), "failed": names,
-    }});
-    let events = run.events.clone();
-    let said =
-        |message: String| events.emit(EventKind::Info, Some(Phase::Validating), message, outcome);
-    if failures.is_empty() {
-        said(format!(
+    let rejection = if failures.is_empty() {
+        if !workspace.has_changes(&run.engine).await? {
+            outcome(run, round, &[]).info(format!(
+                "round {round}: all {} checks passed",
+                results.len()
+            ));
+            return Ok(Verdict::Unchanged);
+        }
+        let diff = review::change_diff(run, workspace).await?;
+        match review::guard(run, workspace, plan, &diff, round).await? {
+            Some(rejection) => Some(rejection),
+            None => review::judge(run, &diff, round).await?,
+        }
+    } else {
+        let names: Vec<String> = failures
+            .iter()
+            .map(|f| format!("{} `{}`", f.stage, f.command))
+            .collect();
+        Some(Rejection {
+            failed: names.clone(),
+            feedback: Feedback::Checks(failures),
+            error: EngineError::ChecksFailed { failed: names },
+        })
+    };
+    let Some(rejection) = rejection else {
+        outcome(run, round, &[]).info(format!(
             "round {round}: all {} checks passed",
             results.len()
         ));
-        if !workspace.has_changes(&run.engine).await? {
-            return Ok(Verdict::Unchanged);
-        }
         resume::save_snapshot(run, workspace, round, true).await?;
         run.save_checkpoint(Phase::Validating).await?;
         run.hand_over_if_stopping()?;
         return Ok(Verdict::Passed(Validated { round }));
-    }
+    };
+    let said = outcome(run, round, &rejection.failed);
+    let what = rejection.failed.join(", ");
     if agent.is_last() {
-        said(format!(
-            "round {round}: {} failed; no verification rounds left",
-            names.join(", ")
+        said.info(format!(
+            "round {round}: {what} failed; no verification rounds left"
         ));
         // A program gone missing is not the checks' verdict on the change (see `baseline`).
-        let path = workspace.confinement.checks_path();
-        if let Some(blocked) = failures.iter().find_map(|f| CannotRun::of(f, &path)) {
-            return Err(EngineError::CannotRun(Box::new(blocked)).into());
+        if let Feedback::Checks(failures) = &rejection.feedback {
+            let path = workspace.confinement.checks_path();
+            if let Some(blocked) = failures.iter().find_map(|f| CannotRun::of(f, &path)) {
+                return Err(EngineError::CannotRun(Box::new(blocked)).into());
+            }
         }
-        return Err(EngineError::ChecksFailed { failed: names }.into());
+        return Err(rejection.error.into());
     }
-    said(format!(
-        "round {round}: {} failed; sending the failures back to the agent",
-        names.join(", ")
+    said.info(format!(
+        "round {round}: {what} failed; sending the failures back to the agent"
     ));
-    Ok(Verdict::Failed(failures))
+    Ok(Verdict::Failed(rejection.feedback))
+}
+
+/// The round's outcome as the log says it: machine-readable too, so the UI can show each
+/// round without parsing text.
+struct Outcome<'a> {
+    run: &'a RunExecution,
+    data: serde_json::Value,
+}
+
+fn outcome<'a>(run: &'a RunExecution, round: u32, failed: &[String]) -> Outcome<'a> {
+    Outcome {
+        run,
+        data: serde_json::json!({"round_outcome": {
+            "round": round, "passed": failed.is_empty(), "failed": failed,
+        }}),
+    }
+}
+
+impl Outcome<'_> {
+    fn info(self, message: String) {
+        self.run
+            .events
+            .emit(EventKind::Info, Some(Phase::Validating), message, self.data);
+    }
 }
 
 /// Runs every command of `stages` (all of them, so the report is complete) and records each

@@ -126,7 +126,12 @@ impl Harness {
         budget: Budget,
         timeout: Duration,
     ) -> i64 {
-        let request = request(repo, instructions, agent, budget, timeout);
+        self.submit(request(repo, instructions, agent, budget, timeout))
+            .await
+    }
+
+    /// Creates a task through the intake from a request a test adjusted.
+    pub async fn submit(&self, request: TaskRequest) -> i64 {
         let (task, _) = self
             .intake
             .create(&self.project, &tester(), request)

@@ -30,6 +30,7 @@ async fn store_with_runs(dir: &Path) -> (Store, i64, i64) {
                 agent: AgentSpec::command("true"),
                 timeout_secs: 60,
                 budget: Budget::default(),
+                allow_test_changes: false,
                 created_by: format!("user-{i}"),
             })
             .await

@@ -105,7 +105,9 @@ async fn a_command_task_is_validated_formatted_and_pushed() {
         .expect("generated change stored");
     assert_eq!(change.files_changed, vec!["greeting.txt"]);
     assert!(change.diff.contains("+goodbye world"));
-    assert_eq!(change.checks.len(), 3);
+    // The repository's three checks, then the test-tampering guard.
+    assert_eq!(change.checks.len(), 4);
+    assert_eq!(change.checks[3].stage, "guard");
     assert!(
         change
             .checks

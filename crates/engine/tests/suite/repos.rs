@@ -92,6 +92,7 @@ async fn a_stored_task_naming_a_mirror_ends_before_touching_it() {
         agent: AgentSpec::command("touch c"),
         timeout_secs: 60,
         budget: Budget::default(),
+        allow_test_changes: false,
         created_by: "tester".into(),
     };
     let (task, _) = h.store.create_task(&new).await.unwrap();

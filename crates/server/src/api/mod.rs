@@ -205,9 +205,9 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "/projects/{project}",
                 ADMIN,
                 "project.update",
-                "Change the project's limits: runs per user, timeout, monthly budget",
+                "Change the project's limits: runs per user, timeout, monthly budget; whether the judge reviews its changes",
                 Some(
-                    r#"{"max_active_runs_per_user":2,"max_timeout":"30m","monthly_budget_usd":100}"#,
+                    r#"{"max_active_runs_per_user":2,"max_timeout":"30m","monthly_budget_usd":100,"judge":true}"#,
                 ),
             )
             .body::<c::UpdateProject>()

@@ -154,6 +154,10 @@ pub async fn update(
             None => "monthly_budget_usd=none".into(),
         });
     }
+    if let Some(judge) = request.judge {
+        settings.judge = judge;
+        changed.push(format!("judge={judge}"));
+    }
     state
         .store
         .set_project_settings(access.project.id, &settings)

@@ -70,6 +70,7 @@ impl From<CreateTask> for TaskRequest {
             agent: r.agent,
             timeout: r.timeout,
             budget: r.budget,
+            allow_test_changes: r.allow_test_changes,
         }
     }
 }

@@ -181,6 +181,7 @@ pub(crate) async fn spec_from_task(
         checks: Vec::new(),
         budget: task.budget,
         timeout_secs: Some(task.timeout_secs),
+        allow_test_changes: task.allow_test_changes,
     })
 }
 
@@ -248,6 +249,7 @@ pub async fn instantiate(
         agent: request.agent,
         timeout: request.timeout,
         budget: request.budget,
+        allow_test_changes: request.allow_test_changes,
     };
     let (task, run) = state
         .intake

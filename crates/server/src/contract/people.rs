@@ -139,6 +139,8 @@ pub struct SettingsView {
     /// Runs do not start once the month's spend reaches this; `null`: no budget.
     #[schema(required)]
     pub monthly_budget_usd: Option<f64>,
+    /// Whether the judge reviews the project's changes, when the server configures one.
+    pub judge: bool,
 }
 
 impl SettingsView {
@@ -149,6 +151,7 @@ impl SettingsView {
                 .max_timeout_secs
                 .map(|s| format_duration(std::time::Duration::from_secs(s))),
             monthly_budget_usd: settings.monthly_budget_usd,
+            judge: settings.judge,
         }
     }
 }
@@ -191,6 +194,9 @@ pub struct UpdateProject {
     )]
     #[schema(value_type = Option<f64>)]
     pub monthly_budget_usd: Option<Option<f64>>,
+    /// Whether the judge reviews the project's changes (when the server configures one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -29,6 +29,11 @@ pub struct CreateTask {
     pub timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
+    /// Lets the agent delete or skip tests, silence linters and edit the checks' configuration:
+    /// the test-tampering guard's findings are listed in the pull request instead of sent back.
+    /// Default: the template's, else `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_test_changes: Option<bool>,
 }
 
 /// Filters of `GET /projects/{project}/tasks`, newest first.
@@ -140,6 +145,8 @@ pub struct TaskFields {
     pub agent: AgentSpec,
     pub timeout: String,
     pub budget: Budget,
+    /// Whether the agent may change its tests and checks (see `CreateTask`).
+    pub allow_test_changes: bool,
     pub created_by: String,
     pub created_at: String,
     /// The latest run's status: what the task is doing now.
@@ -160,6 +167,7 @@ impl TaskFields {
             agent: task.agent.clone(),
             timeout: format_duration(Duration::from_secs(task.timeout_secs)),
             budget: task.budget,
+            allow_test_changes: task.allow_test_changes,
             created_by: task.created_by.clone(),
             created_at: format_timestamp(task.created_at),
             status: latest.status,

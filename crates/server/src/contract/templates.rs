@@ -148,6 +148,9 @@ pub struct Instantiate {
     pub timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
+    /// See `CreateTask`; default: the template's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_test_changes: Option<bool>,
     /// Which version (default: the latest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,

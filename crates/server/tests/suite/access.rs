@@ -86,6 +86,7 @@ pub(super) async fn fixture() -> Fixture {
         agent: AgentSpec::command("true"),
         timeout_secs: 60,
         budget: Budget::default(),
+        allow_test_changes: false,
         created_by: created_by.into(),
     };
     // Created first, so it is the run a claim takes; it ends as a worker would end it.
@@ -130,6 +131,7 @@ pub(super) async fn fixture() -> Fixture {
             agent: AgentSpec::command("true"),
             timeout_secs: 60,
             budget: Budget::default(),
+            allow_test_changes: false,
             created_by: "ada".into(),
         })
         .await

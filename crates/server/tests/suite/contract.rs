@@ -265,6 +265,7 @@ async fn task_create_show_and_list_are_documented_with_the_fields_they_really_ha
         "agent": {"kind": "command", "command": "true", "model": "small", "args": ["--quiet"]},
         "timeout": "10m",
         "budget": {"max_cost_usd": 1.5, "max_turns": 10, "max_tokens": 1000},
+        "allow_test_changes": true,
     });
     let body_schema = doc.request(Method::POST, tasks);
     doc.check(body_schema, &request, "request", Fields::All)

@@ -70,10 +70,10 @@ async fn metrics_count_runs_by_end_reason_phases_and_the_queue() {
         value(&after, name, labels) - value(&before, name, labels)
     };
 
+    // The counters are the process's: other tests in this process may add to them too.
     for reason in ["succeeded", "agent_failed"] {
-        assert_eq!(
-            grew("nightshift_runs_ended_total", &[("end_reason", reason)]),
-            1.0,
+        assert!(
+            grew("nightshift_runs_ended_total", &[("end_reason", reason)]) >= 1.0,
             "{reason}"
         );
     }
@@ -91,15 +91,14 @@ async fn metrics_count_runs_by_end_reason_phases_and_the_queue() {
         0.0
     );
     assert_eq!(value(&after, "nightshift_runs_waiting", &[]), 0.0);
-    assert_eq!(grew("nightshift_queue_wait_seconds_count", &[]), 2.0);
+    assert!(grew("nightshift_queue_wait_seconds_count", &[]) >= 2.0);
     // Both runs prepared and ran their agent; only the good one validated and published.
     for (phase, runs) in [("preparing", 2.0), ("agent", 2.0), ("publishing", 1.0)] {
-        assert_eq!(
+        assert!(
             grew(
                 "nightshift_phase_duration_seconds_count",
                 &[("phase", phase)]
-            ),
-            runs,
+            ) >= runs,
             "{phase}"
         );
     }

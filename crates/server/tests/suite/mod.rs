@@ -9,6 +9,7 @@ mod intake;
 mod limits;
 mod metrics;
 mod repos;
+mod review;
 mod security;
 mod templates;
 mod ui;

@@ -220,6 +220,7 @@ async fn unread_notification(app: &App, remote: &RemoteRepo) -> (i64, i64) {
             agent: AgentSpec::command("true"),
             timeout_secs: 60,
             budget: Budget::default(),
+            allow_test_changes: false,
             created_by: "vera".into(),
         })
         .await

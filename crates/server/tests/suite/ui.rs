@@ -184,6 +184,7 @@ async fn the_task_list_pages_by_hundreds() {
             agent: AgentSpec::command("true"),
             timeout_secs: 60,
             budget: Budget::default(),
+            allow_test_changes: false,
             created_by: super::templates::USER.into(),
         };
         app.store.create_task(&new).await.unwrap();

@@ -4,9 +4,7 @@ use nightshift_core::{
     AgentSpec, BranchName, Budget, DEFAULT_PROJECT, EndReason, EventKind, GeneratedChange,
     Instructions, NewTask, RepoUrl, RunStatus, TaskFilter,
 };
-use nightshift_store::{
-    CancelOutcome, Followed, NewEvent, RunUpdate, Store, StoreError, WorkspaceSnapshot,
-};
+use nightshift_store::{CancelOutcome, NewEvent, RunUpdate, Store, StoreError};
 use nightshift_test_support::postgres::PgCluster;
 
 pub async fn sqlite() -> (Store, tempfile::TempDir) {
@@ -40,6 +38,7 @@ pub fn new_task(project_id: i64, repo: &str, instructions: &str) -> NewTask {
         agent: AgentSpec::command("true"),
         timeout_secs: 60,
         budget: Budget::default(),
+        allow_test_changes: false,
         created_by: "alice".into(),
     }
 }
@@ -55,22 +54,22 @@ macro_rules! conformance_cases {
         #[tokio::test]
         async fn claims_each_run_once_and_finishes_it() {
             let (store, _guard) = $make().await;
-            crate::suite::conformance::claims_each_run_once_and_finishes_it(store).await;
+            crate::suite::claims::claims_each_run_once_and_finishes_it(store).await;
         }
         #[tokio::test]
         async fn expired_lease_is_resumed_by_another_worker() {
             let (store, _guard) = $make().await;
-            crate::suite::conformance::expired_lease_is_resumed_by_another_worker(store).await;
+            crate::suite::claims::expired_lease_is_resumed_by_another_worker(store).await;
         }
         #[tokio::test]
         async fn a_released_run_is_claimed_at_once_as_a_handover() {
             let (store, _guard) = $make().await;
-            crate::suite::conformance::a_released_run_is_claimed_at_once_as_a_handover(store).await;
+            crate::suite::claims::a_released_run_is_claimed_at_once_as_a_handover(store).await;
         }
         #[tokio::test]
         async fn snapshots_belong_to_the_lease_holder_until_the_run_ends() {
             let (store, _guard) = $make().await;
-            crate::suite::conformance::snapshots_belong_to_the_lease_holder_until_the_run_ends(
+            crate::suite::claims::snapshots_belong_to_the_lease_holder_until_the_run_ends(
                 store,
             )
             .await;
@@ -78,17 +77,17 @@ macro_rules! conformance_cases {
         #[tokio::test]
         async fn costs_stay_exact_between_updates_without_one() {
             let (store, _guard) = $make().await;
-            crate::suite::conformance::costs_stay_exact_between_updates_without_one(store).await;
+            crate::suite::claims::costs_stay_exact_between_updates_without_one(store).await;
         }
         #[tokio::test]
         async fn followers_see_a_run_end_after_its_last_event() {
             let (store, _guard) = $make().await;
-            crate::suite::conformance::followers_see_a_run_end_after_its_last_event(store).await;
+            crate::suite::following::followers_see_a_run_end_after_its_last_event(store).await;
         }
         #[tokio::test]
         async fn events_have_gap_free_sequences() {
             let (store, _guard) = $make().await;
-            crate::suite::conformance::events_have_gap_free_sequences(store).await;
+            crate::suite::following::events_have_gap_free_sequences(store).await;
         }
         #[tokio::test]
         async fn cancel_and_retry() {
@@ -113,7 +112,7 @@ macro_rules! conformance_cases {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn follower_sees_appends_in_order() {
             let (store, _guard) = $make().await;
-            crate::suite::conformance::follower_sees_appends_in_order(store).await;
+            crate::suite::following::follower_sees_appends_in_order(store).await;
         }
         #[tokio::test]
         async fn time_window_filters_keep_newest_first() {
@@ -123,22 +122,22 @@ macro_rules! conformance_cases {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn many_followers_of_one_run_see_every_event() {
             let (store, _guard) = $make().await;
-            crate::suite::conformance::many_followers_of_one_run_see_every_event(store).await;
+            crate::suite::following::many_followers_of_one_run_see_every_event(store).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn fair_claims_across_projects() {
             let (store, _guard) = $make().await;
-            crate::suite::conformance::fair_claims_across_projects(store).await;
+            crate::suite::claims::fair_claims_across_projects(store).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn fair_claims_when_runs_finish_as_fast_as_claimed() {
             let (store, _guard) = $make().await;
-            crate::suite::conformance::fair_claims_when_runs_finish_as_fast_as_claimed(store).await;
+            crate::suite::claims::fair_claims_when_runs_finish_as_fast_as_claimed(store).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn many_concurrent_claimers_take_each_run_once() {
             let (store, _guard) = $make().await;
-            crate::suite::conformance::many_concurrent_claimers_take_each_run_once(store).await;
+            crate::suite::claims::many_concurrent_claimers_take_each_run_once(store).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn ids_and_ordering() {
@@ -311,297 +310,6 @@ pub async fn creates_and_lists_tasks_with_filters(store: Store) {
     );
 }
 
-pub async fn claims_each_run_once_and_finishes_it(store: Store) {
-    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
-    for i in 0..5 {
-        // Different users and repositories: one user's runs on one repository take turns.
-        let mut task = new_task(project.id, &format!("/srv/a{i}.git"), &format!("task {i}"));
-        task.created_by = format!("user{i}");
-        store.create_task(&task).await.unwrap();
-    }
-    let lease = Duration::from_secs(30);
-    let mut claimed = std::collections::HashSet::new();
-    let mut handles = Vec::new();
-    for w in 0..4 {
-        let store = store.clone();
-        handles.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
-            while let Some(claim) = store.claim_run(&format!("w{w}"), lease).await.unwrap() {
-                mine.push(claim.run.id);
-            }
-            mine
-        }));
-    }
-    for h in handles {
-        for id in h.await.unwrap() {
-            assert!(claimed.insert(id), "run {id} claimed twice");
-        }
-    }
-    assert_eq!(claimed.len(), 5);
-
-    let id = *claimed.iter().next().unwrap();
-    let run = store.run(id).await.unwrap().unwrap();
-    let owner = run.lease_owner.clone().unwrap();
-    assert!(matches!(
-        store.heartbeat(id, "intruder", lease).await,
-        Err(StoreError::LeaseLost { .. })
-    ));
-    store.heartbeat(id, &owner, lease).await.unwrap();
-    store
-        .update_run(
-            id,
-            &owner,
-            &RunUpdate {
-                phase: Some(nightshift_core::Phase::Agent),
-                progress: Some(20),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let ended = store
-        .finish_run(
-            id,
-            &owner,
-            EndReason::ChecksFailed,
-            Some("test failed"),
-            Some(nightshift_core::Phase::Validating),
-        )
-        .await
-        .unwrap();
-    assert_eq!(ended.status, RunStatus::Failed);
-    assert_eq!(ended.end_reason, Some(EndReason::ChecksFailed));
-    assert_eq!(ended.failed_phase, Some(nightshift_core::Phase::Validating));
-    assert!(ended.ended_at.is_some());
-    let tasks = store
-        .list_tasks(
-            project.id,
-            &TaskFilter {
-                status: Some(RunStatus::Failed),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(tasks.len(), 1, "the task shows its latest run's status");
-    assert!(
-        store
-            .finish_run(id, &owner, EndReason::Succeeded, None, None)
-            .await
-            .is_err(),
-        "ended runs stay ended"
-    );
-}
-
-pub async fn expired_lease_is_resumed_by_another_worker(store: Store) {
-    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
-    store
-        .create_task(&new_task(project.id, "/srv/a.git", "resume me"))
-        .await
-        .unwrap();
-    let first = store
-        // Long enough that the check below runs before it ends, even on a loaded machine.
-        .claim_run("dead", Duration::from_millis(1500))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(!first.resumed);
-    assert!(
-        store
-            .claim_run("alive", Duration::from_secs(30))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    let second = store
-        .claim_run("alive", Duration::from_secs(30))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(second.run.id, first.run.id);
-    assert!(second.resumed);
-    assert!(matches!(
-        store
-            .heartbeat(first.run.id, "dead", Duration::from_secs(1))
-            .await,
-        Err(StoreError::LeaseLost { .. })
-    ));
-}
-
-pub async fn a_released_run_is_claimed_at_once_as_a_handover(store: Store) {
-    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
-    store
-        .create_task(&new_task(project.id, "/srv/a.git", "hand me over"))
-        .await
-        .unwrap();
-    let hour = Duration::from_secs(3600);
-    let first = store.claim_run("stopping", hour).await.unwrap().unwrap();
-    assert!(!first.resumed && !first.handed_over);
-    store.release_run(first.run.id, "stopping").await.unwrap();
-    let released = store.run(first.run.id).await.unwrap().unwrap();
-    assert_eq!(released.status, RunStatus::Queued);
-    assert_eq!(released.lease_owner, None);
-    // The first lease had an hour left: only the release lets another worker in now.
-    let second = store
-        .claim_run("next", Duration::from_millis(100))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(second.run.id, first.run.id);
-    assert!(second.resumed && second.handed_over, "{second:?}");
-    assert!(matches!(
-        store.release_run(first.run.id, "stopping").await,
-        Err(StoreError::LeaseLost { .. })
-    ));
-    // The next takeover is after an expired lease, not a handover.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let third = store.claim_run("third", hour).await.unwrap().unwrap();
-    assert_eq!(third.run.id, first.run.id);
-    assert!(third.resumed && !third.handed_over, "{third:?}");
-}
-
-pub async fn snapshots_belong_to_the_lease_holder_until_the_run_ends(store: Store) {
-    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
-    store
-        .create_task(&new_task(project.id, "/srv/a.git", "snapshot me"))
-        .await
-        .unwrap();
-    let claim = store
-        .claim_run("holder", Duration::from_secs(3600))
-        .await
-        .unwrap()
-        .unwrap();
-    let id = claim.run.id;
-    assert_eq!(store.snapshot(id).await.unwrap(), None);
-    // Every byte value: a binary patch of a file that is not UTF-8 comes back exactly.
-    let mut snapshot = WorkspaceSnapshot {
-        round: 1,
-        validated: false,
-        base_commit: "0123456789abcdef0123456789abcdef01234567".into(),
-        patch: (0..=255u8).cycle().take(70_000).collect(),
-    };
-    store.save_snapshot(id, "holder", &snapshot).await.unwrap();
-    assert_eq!(store.snapshot(id).await.unwrap().as_ref(), Some(&snapshot));
-    assert!(matches!(
-        store.save_snapshot(id, "stranger", &snapshot).await,
-        Err(StoreError::LeaseLost { .. })
-    ));
-    snapshot.round = 2;
-    snapshot.validated = true;
-    snapshot.patch = b"diff --git a/x b/x\n".to_vec();
-    store.save_snapshot(id, "holder", &snapshot).await.unwrap();
-    assert_eq!(store.snapshot(id).await.unwrap().as_ref(), Some(&snapshot));
-    store
-        .finish_run(id, "holder", EndReason::Succeeded, None, None)
-        .await
-        .unwrap();
-    assert_eq!(store.snapshot(id).await.unwrap(), None, "gone with the run");
-    assert!(matches!(
-        store.save_snapshot(id, "holder", &snapshot).await,
-        Err(StoreError::LeaseLost { .. })
-    ));
-}
-
-/// Updates without a cost (progress, a budget cleared) and with one, in turn, on every pooled
-/// connection: a prepared statement must not keep the type of a NULL it was first given.
-pub async fn costs_stay_exact_between_updates_without_one(store: Store) {
-    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
-    store
-        .create_task(&new_task(project.id, "/srv/a.git", "spend"))
-        .await
-        .unwrap();
-    let claim = store
-        .claim_run("w", Duration::from_secs(3600))
-        .await
-        .unwrap()
-        .unwrap();
-    for i in 1..=40u64 {
-        let progress = RunUpdate {
-            progress: Some(1),
-            ..Default::default()
-        };
-        store
-            .update_run(claim.run.id, "w", &progress)
-            .await
-            .unwrap();
-        let usage = nightshift_core::Usage {
-            input_tokens: i,
-            output_tokens: 2 * i,
-            cost_usd: i as f64 * 0.25,
-            turns: i,
-        };
-        let spent = RunUpdate {
-            usage: Some(usage),
-            ..Default::default()
-        };
-        store.update_run(claim.run.id, "w", &spent).await.unwrap();
-        let run = store.run(claim.run.id).await.unwrap().unwrap();
-        assert_eq!(run.usage, usage);
-
-        let mut settings = store.project_settings(project.id).await.unwrap();
-        settings.monthly_budget_usd = None;
-        store
-            .set_project_settings(project.id, &settings)
-            .await
-            .unwrap();
-        settings.monthly_budget_usd = Some(i as f64 + 0.5);
-        store
-            .set_project_settings(project.id, &settings)
-            .await
-            .unwrap();
-        let read = store.project_settings(project.id).await.unwrap();
-        assert_eq!(read.monthly_budget_usd, Some(i as f64 + 0.5));
-    }
-    let mut settings = store.project_settings(project.id).await.unwrap();
-    settings.monthly_budget_usd = None;
-    store
-        .set_project_settings(project.id, &settings)
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .project_settings(project.id)
-            .await
-            .unwrap()
-            .monthly_budget_usd,
-        None
-    );
-}
-
-pub async fn events_have_gap_free_sequences(store: Store) {
-    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
-    let (_, run) = store
-        .create_task(&new_task(project.id, "/srv/a.git", "log"))
-        .await
-        .unwrap();
-    let mut wake = store.subscribe();
-    let ev = |i: usize| NewEvent {
-        kind: EventKind::Log,
-        phase: None,
-        message: format!("line {i}"),
-        data: serde_json::json!({"i": i}),
-    };
-    let mut handles = Vec::new();
-    for chunk in 0..4 {
-        let store = store.clone();
-        let batch: Vec<_> = (0..25).map(|i| ev(chunk * 25 + i)).collect();
-        handles.push(tokio::spawn(async move {
-            store.append_events(run.id, &batch).await.unwrap()
-        }));
-    }
-    for h in handles {
-        h.await.unwrap();
-    }
-    assert_eq!(wake.recv().await.unwrap(), run.id);
-    let events = store.events(run.id, 0, 1000).await.unwrap();
-    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
-    let tail = store.events(run.id, 98, 10).await.unwrap();
-    assert_eq!(tail.len(), 2);
-    assert!(events[0].data["i"].as_u64().is_some());
-}
-
 pub async fn cancel_and_retry(store: Store) {
     let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
     let (task, _) = store
@@ -662,111 +370,6 @@ pub async fn generated_change_round_trips(store: Store) {
     change.pr_url = Some("https://example/pr/1".into());
     store.save_change(&change).await.unwrap();
     assert_eq!(store.change(run.id).await.unwrap(), Some(change));
-}
-
-pub async fn fair_claims_across_projects(store: Store) {
-    let a = store.ensure_project("a").await.unwrap();
-    let b = store.ensure_project("b").await.unwrap();
-    for i in 0..50 {
-        store
-            .create_task(&independent_task(a.id, i, &format!("backlog {i}")))
-            .await
-            .unwrap();
-    }
-    let lease = Duration::from_secs(30);
-    for _ in 0..3 {
-        let claim = store.claim_run("w", lease).await.unwrap().unwrap();
-        assert_eq!(claim.run.project_id, a.id);
-    }
-    let (_, b_run) = store
-        .create_task(&independent_task(b.id, 1000, "late but not starved"))
-        .await
-        .unwrap();
-    let next: Vec<i64> = [
-        store.claim_run("w", lease).await.unwrap().unwrap(),
-        store.claim_run("w", lease).await.unwrap().unwrap(),
-    ]
-    .iter()
-    .map(|c| c.run.id)
-    .collect();
-    assert!(
-        next.contains(&b_run.id),
-        "project b's run must be claimed within two claims, got {next:?}"
-    );
-    // Within a project the queue stays first in, first out.
-    let mut rest = Vec::new();
-    while let Some(claim) = store.claim_run("w", lease).await.unwrap() {
-        rest.push(claim.run.id);
-    }
-    assert_eq!(rest.len(), 46);
-    assert!(
-        rest.windows(2).all(|w| w[0] < w[1]),
-        "oldest first within a project"
-    );
-}
-
-pub async fn fair_claims_when_runs_finish_as_fast_as_claimed(store: Store) {
-    let a = store.ensure_project("a").await.unwrap();
-    let b = store.ensure_project("b").await.unwrap();
-    for i in 0..20 {
-        store
-            .create_task(&independent_task(a.id, i, &format!("backlog {i}")))
-            .await
-            .unwrap();
-    }
-    let lease = Duration::from_secs(30);
-    let first = store.claim_run("w", lease).await.unwrap().unwrap();
-    store
-        .finish_run(first.run.id, "w", EndReason::Succeeded, None, None)
-        .await
-        .unwrap();
-    let (_, b_run) = store
-        .create_task(&independent_task(b.id, 1000, "late but not starved"))
-        .await
-        .unwrap();
-    // One worker, nothing running: the project served least recently goes next.
-    let next = store.claim_run("w", lease).await.unwrap().unwrap();
-    assert_eq!(next.run.id, b_run.id);
-}
-
-pub async fn many_concurrent_claimers_take_each_run_once(store: Store) {
-    let projects = [
-        store.ensure_project("p1").await.unwrap(),
-        store.ensure_project("p2").await.unwrap(),
-        store.ensure_project("p3").await.unwrap(),
-    ];
-    let mut created = std::collections::HashSet::new();
-    for i in 0..200 {
-        let project = &projects[i % projects.len()];
-        let (_, run) = store
-            .create_task(&independent_task(project.id, i, &format!("task {i}")))
-            .await
-            .unwrap();
-        created.insert(run.id);
-    }
-    let lease = Duration::from_secs(60);
-    let mut handles = Vec::new();
-    for w in 0..16 {
-        let store = store.clone();
-        handles.push(tokio::spawn(async move {
-            let worker = format!("w{w}");
-            let mut mine = Vec::new();
-            while let Some(claim) = store.claim_run(&worker, lease).await.unwrap() {
-                assert_eq!(claim.run.lease_owner.as_deref(), Some(worker.as_str()));
-                assert!(!claim.resumed);
-                mine.push(claim.run.id);
-            }
-            mine
-        }));
-    }
-    let mut claimed = std::collections::HashSet::new();
-    for h in handles {
-        for id in h.await.unwrap() {
-            assert!(claimed.insert(id), "run {id} claimed twice");
-        }
-    }
-    assert_eq!(claimed, created, "every run claimed exactly once");
-    assert!(store.claim_run("late", lease).await.unwrap().is_none());
 }
 
 pub async fn ids_and_ordering(store: Store) {
@@ -990,154 +593,6 @@ pub async fn ensure_project_is_idempotent(store: Store) {
         assert_eq!(h.await.unwrap(), first, "ON CONFLICT keeps the first row");
     }
     assert!(store.project("nobody").await.unwrap().is_none());
-}
-
-pub async fn follower_sees_appends_in_order(store: Store) {
-    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
-    let (_, run) = store
-        .create_task(&new_task(project.id, "/srv/a.git", "follow me"))
-        .await
-        .unwrap();
-    store.append_events(run.id, &[log_event(0)]).await.unwrap();
-    let mut follower = store.follow(run.id, 0);
-    let writer = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            for batch in 0..5 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                let events: Vec<_> = (1..=6).map(|i| log_event(batch * 6 + i)).collect();
-                store.append_events(run.id, &events).await.unwrap();
-            }
-        })
-    };
-    let mut seen = Vec::new();
-    while seen.len() < 31 {
-        let batch = tokio::time::timeout(Duration::from_secs(30), follower.next(100))
-            .await
-            .expect("the follower is woken by appends");
-        seen.extend(batch.unwrap().into_iter().map(|e| e.seq));
-    }
-    writer.await.unwrap();
-    assert_eq!(seen, (1..=31).collect::<Vec<_>>());
-    assert_eq!(follower.position(), 31);
-}
-
-/// Follows with `next_or_end` until the end: the sequence numbers seen, and the ended run.
-async fn follow_to_end(
-    follower: &mut nightshift_store::RunFollower,
-) -> (Vec<i64>, nightshift_core::Run) {
-    let mut seen = Vec::new();
-    loop {
-        let next = tokio::time::timeout(Duration::from_secs(30), follower.next_or_end(2))
-            .await
-            .expect("the follower is woken by appends and by the end");
-        match next.unwrap() {
-            Followed::Events(events) => seen.extend(events.iter().map(|e| e.seq)),
-            Followed::Ended(run) => return (seen, *run),
-        }
-    }
-}
-
-pub async fn followers_see_a_run_end_after_its_last_event(store: Store) {
-    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
-    let (_, run) = store
-        .create_task(&new_task(project.id, "/srv/a.git", "end me"))
-        .await
-        .unwrap();
-    let mut early = store.follow(run.id, 0);
-    let watching = tokio::spawn(async move { follow_to_end(&mut early).await });
-    let claim = store
-        .claim_run("w", Duration::from_secs(3600))
-        .await
-        .unwrap()
-        .unwrap();
-    for i in 0..5 {
-        store.append_events(run.id, &[log_event(i)]).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    // The last events and the end come together, as when a worker flushes and finishes.
-    store
-        .append_events(run.id, &[log_event(5), log_event(6)])
-        .await
-        .unwrap();
-    store
-        .finish_run(claim.run.id, "w", EndReason::Succeeded, None, None)
-        .await
-        .unwrap();
-    let (seen, ended) = watching.await.unwrap();
-    assert_eq!(seen, (1..=7).collect::<Vec<_>>());
-    assert_eq!(ended.status, RunStatus::Succeeded);
-    // Followers that come later (and those resuming part-way) get the rest, then the end.
-    let (seen, _) = follow_to_end(&mut store.follow(run.id, 0)).await;
-    assert_eq!(seen, (1..=7).collect::<Vec<_>>());
-    let (seen, _) = follow_to_end(&mut store.follow(run.id, 4)).await;
-    assert_eq!(seen, vec![5, 6, 7]);
-
-    // A queued run cancelled before any event: the end alone.
-    let (task, queued) = store
-        .create_task(&new_task(project.id, "/srv/b.git", "cancel me"))
-        .await
-        .unwrap();
-    let mut follower = store.follow(queued.id, 0);
-    let watching = tokio::spawn(async move { follow_to_end(&mut follower).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    store.cancel_task(project.id, task.id).await.unwrap();
-    let (seen, ended) = watching.await.unwrap();
-    assert!(seen.is_empty());
-    assert_eq!(ended.status, RunStatus::Cancelled);
-}
-
-fn log_event(i: usize) -> NewEvent {
-    NewEvent {
-        kind: EventKind::Log,
-        phase: None,
-        message: format!("line {i}"),
-        data: serde_json::Value::Null,
-    }
-}
-
-pub async fn many_followers_of_one_run_see_every_event(store: Store) {
-    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
-    let (_, run) = store
-        .create_task(&new_task(project.id, "/srv/a.git", "busy run"))
-        .await
-        .unwrap();
-    // More history than a node keeps in memory, so late joiners read it from the database.
-    let history: Vec<_> = (1..=1500).map(log_event).collect();
-    store.append_events(run.id, &history).await.unwrap();
-    let starts = [1490, 1495, 0, 700]
-        .into_iter()
-        .chain(std::iter::repeat_n(1500, 26));
-    let mut handles = Vec::new();
-    for (i, start) in starts.enumerate() {
-        let mut follower = store.follow(run.id, start);
-        // Small and large pages both come out gap-free.
-        let page = if i % 2 == 0 { 7 } else { 1000 };
-        handles.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while follower.position() < 1520 {
-                let batch = tokio::time::timeout(Duration::from_secs(30), follower.next(page))
-                    .await
-                    .expect("the follower is woken by appends")
-                    .unwrap();
-                seen.extend(batch.into_iter().map(|e| e.seq));
-            }
-            (start, seen)
-        }));
-    }
-    for i in 0..4 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let more: Vec<_> = (1..=5).map(|j| log_event(1500 + i * 5 + j)).collect();
-        store.append_events(run.id, &more).await.unwrap();
-    }
-    for h in handles {
-        let (start, seen) = h.await.unwrap();
-        assert_eq!(
-            seen,
-            ((start + 1)..=1520).collect::<Vec<_>>(),
-            "follower from {start}"
-        );
-    }
 }
 
 pub async fn time_window_filters_keep_newest_first(store: Store) {

@@ -1,6 +1,8 @@
+mod claims;
 mod conformance;
 mod events;
 mod followed;
+mod following;
 mod intake;
 mod policies;
 mod postgres;

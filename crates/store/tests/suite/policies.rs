@@ -93,6 +93,7 @@ fn task(project_id: i64, repo: &str, user: &str, instructions: &str) -> NewTask 
         agent: AgentSpec::command("true"),
         timeout_secs: 60,
         budget: Budget::default(),
+        allow_test_changes: false,
         created_by: user.into(),
     }
 }

@@ -28,6 +28,7 @@ fn spec(name: &str, instructions: &str) -> TemplateSpec {
         checks: vec![],
         budget: Budget::default(),
         timeout_secs: Some(60),
+        allow_test_changes: false,
     }
 }
 
@@ -41,6 +42,7 @@ fn task_for(project_id: i64, instructions: &str, by: &str) -> NewTask {
         agent: AgentSpec::command("true"),
         timeout_secs: 60,
         budget: Budget::default(),
+        allow_test_changes: false,
         created_by: by.into(),
     }
 }

@@ -1,10 +1,10 @@
-//! A run's result on its page: the checks table and the diff, file by file.
+//! A run's result on its page: the checks table, the review and the diff, file by file.
 
 use maud::{Markup, html};
 use nightshift_core::{CheckResult, GeneratedChange};
 
-/// The checks table and the diff, per file.
-pub(super) fn result_html(change: Option<&GeneratedChange>) -> Markup {
+/// The checks table, Nightshift's review (see `review`), and the diff, per file.
+pub(super) fn result_html(change: Option<&GeneratedChange>, allowed: bool) -> Markup {
     let Some(change) = change else {
         return html! { section { h2 { "Change" } p { "No change yet." } } };
     };
@@ -33,6 +33,7 @@ pub(super) fn result_html(change: Option<&GeneratedChange>) -> Markup {
                 }
             }
         }
+        (super::review::review_html(change, allowed))
         section aria-labelledby="diff-h" {
             h2 id="diff-h" { "Change" }
             @if let Some(summary) = &change.summary { p class="summary" { (summary) } }

@@ -112,7 +112,7 @@ pub async fn detail(
         }
         div id="result" data-live={ (base) "/tasks/" (id) "/live?part=result" (fixed) }
             data-every="2000" {
-            (result_html(change.as_ref()))
+            (result_html(change.as_ref(), task.allow_test_changes))
         }
     };
     Ok(page(
@@ -133,7 +133,7 @@ pub async fn live(
     let run = shown_run(&runs, params.run)?;
     let change = state.store.change(run.id).await?;
     Ok(match params.part.as_str() {
-        "result" => result_html(change.as_ref()),
+        "result" => result_html(change.as_ref(), task.allow_test_changes),
         _ => top_html(
             &project_base(&project.name),
             &task,

@@ -1,11 +1,12 @@
 //! Task pages: the filtered list (rows refresh live), the new-task form (free text or from a
-//! template), the task detail with live status, log stream, checks and diff, and the cancel and
+//! template), the task detail with live status, log stream, checks, review and diff, and the cancel and
 //! retry forms. What several of them show of a run lives here.
 
 mod change;
 mod detail;
 mod list;
 mod new;
+mod review;
 
 pub use detail::{detail, live};
 pub use list::{list, rows};

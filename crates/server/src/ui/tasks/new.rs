@@ -60,6 +60,11 @@ fn task_form(
     };
     let agents = std::iter::once(("", default_label))
         .chain(AgentKind::ALL.iter().map(|k| (k.as_str(), k.as_str())));
+    // The value typed so far, else the template's default.
+    let allow_test_changes = match field(&form.values, "allow_test_changes") {
+        Some(v) => v == "true",
+        None => template.is_some_and(|t| t.spec.allow_test_changes),
+    };
     let body = html! {
         @if !templates.is_empty() {
             nav aria-label="Templates" class="picker" {
@@ -145,6 +150,23 @@ fn task_form(
                     value=(form.get("max_turns"));
                 label for="timeout" { "Timeout " small { "(e.g. 10m, 1h)" } }
                 input id="timeout" name="timeout" value=(form.get("timeout"));
+            }
+            fieldset {
+                legend { "Tests" }
+                div class="check" {
+                    input type="hidden" name="allow_test_changes" value="false";
+                    input type="checkbox" id="allow_test_changes" name="allow_test_changes"
+                        value="true" checked[allow_test_changes];
+                    " "
+                    label for="allow_test_changes" {
+                        "Allow test changes "
+                        small {
+                            "(the task may delete or skip tests, silence linters or edit the \
+                             checks' configuration; what the guard finds is listed in the pull \
+                             request instead of sent back to the agent)"
+                        }
+                    }
+                }
             }
             button type="submit" { "Create task" }
         }
@@ -295,6 +317,7 @@ fn request_from(form: &[(String, String)]) -> Result<TaskRequest, ApiError> {
         agent,
         timeout: filled(form, "timeout").map(str::to_string),
         budget,
+        allow_test_changes: filled(form, "allow_test_changes").map(|v| v == "true"),
     })
 }
 

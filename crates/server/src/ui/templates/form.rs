@@ -125,6 +125,16 @@ fn template_form(
                 input id="timeout" name="timeout" value=(number(
                     spec.timeout_secs.map(|s| format_duration(std::time::Duration::from_secs(s)))
                 ));
+                div class="check" {
+                    input type="hidden" name="allow_test_changes" value="false";
+                    input type="checkbox" id="allow_test_changes" name="allow_test_changes"
+                        value="true" checked[spec.allow_test_changes];
+                    " "
+                    label for="allow_test_changes" {
+                        "Allow test changes "
+                        small { "(tasks may delete or skip tests and edit the checks' configuration)" }
+                    }
+                }
             }
             button type="submit" {
                 @if editing { "Save new version" } @else { "Create template" }
@@ -226,6 +236,7 @@ fn spec_from_form(form: &[(String, String)]) -> (TemplateSpec, Result<(), String
             .collect(),
         budget,
         timeout_secs,
+        allow_test_changes: field(form, "allow_test_changes") == Some("true"),
     };
     (spec, problem)
 }
@@ -240,6 +251,7 @@ fn empty_spec() -> TemplateSpec {
         checks: Vec::new(),
         budget: Budget::default(),
         timeout_secs: None,
+        allow_test_changes: false,
     }
 }
 
