@@ -15,9 +15,15 @@ const MAX_BASE_OUTPUT: usize = 2 * 1024;
 /// The first prompt of a session: the frame with the workspace, the repository's own agent
 /// instruction files (named, not inlined: the agent reads them itself), and the instructions.
 pub fn compose_prompt(instructions: &str, workspace: &Path) -> String {
+    compose_prompt_reading(instructions, workspace, workspace)
+}
+
+/// [`compose_prompt`] for a workspace the agent sees at `workspace` whose files Nightshift
+/// reads at `files` (a warm base under the run's layer).
+pub fn compose_prompt_reading(instructions: &str, workspace: &Path, files: &Path) -> String {
     let found: Vec<&str> = ["AGENTS.md", "CLAUDE.md"]
         .into_iter()
-        .filter(|f| workspace.join(f).is_file())
+        .filter(|f| files.join(f).is_file())
         .collect();
     let conventions = if found.is_empty() {
         String::new()

@@ -19,8 +19,8 @@ pub use codex::CodexDriver;
 pub use command::CommandDriver;
 pub use config::{AgentConfig, AgentDefaults, driver_for};
 pub use frame::{
-    base_failures_prompt, compose_prompt, feedback_prompt, guard_prompt, judge_prompt,
-    takeover_prompt,
+    base_failures_prompt, compose_prompt, compose_prompt_reading, feedback_prompt, guard_prompt,
+    judge_prompt, takeover_prompt,
 };
 pub use permission::PermissionPolicy;
 

@@ -16,7 +16,7 @@ pub mod verify;
 
 pub use baseline::{Baseline, Blocker, CannotRun, LookedIn};
 pub use config::{CONFIG_FILE, discover};
-pub use plan::{CheckPlan, Evidence, Stage};
+pub use plan::{CheckPlan, Evidence, SETUP_INPUTS, Stage};
 pub use run::{CheckRunner, LineTaken, trim_output};
 
 #[derive(Debug, thiserror::Error)]

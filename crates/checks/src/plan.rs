@@ -58,6 +58,35 @@ impl std::fmt::Display for Evidence {
     }
 }
 
+/// The files setup installs from — lockfiles and manifests — as git pathspecs: when one changes
+/// (a dependency upgrade), setup has to run again before the checks.
+pub const SETUP_INPUTS: &[&str] = &[
+    ":(glob)**/Cargo.toml",
+    ":(glob)**/Cargo.lock",
+    ":(glob)**/rust-toolchain.toml",
+    ":(glob)**/package.json",
+    ":(glob)**/package-lock.json",
+    ":(glob)**/npm-shrinkwrap.json",
+    ":(glob)**/yarn.lock",
+    ":(glob)**/pnpm-lock.yaml",
+    ":(glob)**/bun.lockb",
+    ":(glob)**/pyproject.toml",
+    ":(glob)**/uv.lock",
+    ":(glob)**/poetry.lock",
+    ":(glob)**/pdm.lock",
+    ":(glob)**/Pipfile",
+    ":(glob)**/Pipfile.lock",
+    ":(glob)**/requirements*.txt",
+    ":(glob)**/setup.py",
+    ":(glob)**/setup.cfg",
+    ":(glob)**/tox.ini",
+    ":(glob)**/go.mod",
+    ":(glob)**/go.sum",
+    ":(glob)**/Gemfile",
+    ":(glob)**/Gemfile.lock",
+    ":(glob)**/.pre-commit-config.yaml",
+];
+
 /// What to run, and where that was learnt from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckPlan {

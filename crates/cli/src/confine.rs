@@ -113,7 +113,7 @@ impl RunLimitSettings {
 
 impl Amount {
     /// `None` for unlimited. `key` is the setting's full name, for the error.
-    fn value(&self, key: &str) -> anyhow::Result<Option<u64>> {
+    pub(crate) fn value(&self, key: &str) -> anyhow::Result<Option<u64>> {
         let text = match self {
             Amount::Count(n) => return Ok(Some(*n)),
             Amount::Text(t) => t.trim(),

@@ -113,6 +113,11 @@ pub(crate) struct ConfigFile {
     agent_env: crate::confine::EnvSettings,
     /// What one run may store and write: its events, and the disk of its checkout and /tmp.
     run_limits: crate::confine::RunLimitSettings,
+    /// `"auto"` (the default: warm bases with a copy-on-write layer per run where overlays
+    /// work) or `"worktree"` (a fresh checkout per run).
+    workspaces: Option<String>,
+    /// Disk this worker's warm bases may take together, as `"20G"`; `"unlimited"` (the default).
+    bases_budget: Option<crate::confine::Amount>,
     /// `[workers]`: leases, heartbeats and how long a stopping worker lets its runs go on.
     workers: WorkerSettings,
     /// `[retention]`: how long run events, audit events and failed runs' workspaces are kept.
@@ -268,6 +273,12 @@ pub(crate) fn engine_config(
         .run_limits
         .engine_limits()
         .context("[run_limits] in the configuration file")?;
+    if let Some(mode) = &config.workspaces {
+        engine.workspaces = mode.parse()?;
+    }
+    if let Some(budget) = &config.bases_budget {
+        engine.bases_budget = budget.value("bases_budget")?;
+    }
     let workers = &config.workers;
     if let Some(lease) = duration("workers.lease", &workers.lease)? {
         engine.lease = lease;

@@ -139,7 +139,7 @@ impl BaselineKey {
         self
     }
 
-    fn finish(&self) -> String {
+    pub(crate) fn finish(&self) -> String {
         hex::encode(self.hasher.clone().finalize())
     }
 }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use nightshift_agent::AgentConfig;
 use nightshift_core::{AgentKind, AgentSpec};
 use nightshift_sandbox::{
-    AllowedHost, ConfinementPolicy, HostEnv, Limits, Network, Redactor, Sandbox, SandboxError,
-    Toolchains, install_root, interpreter, resolve,
+    AllowedHost, ConfinementPolicy, HostEnv, Limits, MountView, Network, Redactor, Sandbox,
+    SandboxError, Toolchains, install_root, interpreter, resolve,
 };
 use nightshift_workspace::Worktree;
 use serde::{Deserialize, Serialize};
@@ -219,6 +219,38 @@ pub(crate) struct RunConfinement {
     policy: Option<ConfinementPolicy>,
     redactor: Redactor,
     env: PhaseEnv,
+    /// How every process sees the checkout, when it is a base or a layer over one.
+    view: Option<MountView>,
+}
+
+/// What the run's setup and checks get from the server for project `project_id`'s repository
+/// mirrored at `mirror`: the toolchains found and the phases' variables, with its download
+/// caches (created here).
+pub(crate) fn phase_env(
+    config: &EngineConfig,
+    project_id: i64,
+    mirror: &Path,
+) -> Result<(PhaseEnv, Toolchains, PathBuf), EngineError> {
+    let confinement = &config.confinement;
+    let toolchains = Toolchains::discover(&confinement.host);
+    // Per project and repository: one tenant's runs never build from another's downloads.
+    let cache = config
+        .data_dir
+        .join("caches")
+        .join(project_id.to_string())
+        .join(mirror.file_stem().unwrap_or_default());
+    std::fs::create_dir_all(&cache).map_err(EngineError::io(format!(
+        "cannot create {}",
+        cache.display()
+    )))?;
+    let env = PhaseEnv::new(
+        &confinement.host,
+        &toolchains,
+        &cache,
+        &confinement.checks_env,
+        &confinement.agent_env,
+    );
+    Ok((env, toolchains, cache))
 }
 
 impl RunConfinement {
@@ -236,29 +268,14 @@ impl RunConfinement {
     ) -> Result<RunConfinement, EngineError> {
         let confinement = &config.confinement;
         let host = &confinement.host;
-        let toolchains = Toolchains::discover(host);
-        // Per project and repository: one tenant's runs never build from another's downloads.
-        let cache = config
-            .data_dir
-            .join("caches")
-            .join(project_id.to_string())
-            .join(worktree.mirror().file_stem().unwrap_or_default());
-        std::fs::create_dir_all(&cache).map_err(EngineError::io(format!(
-            "cannot create {}",
-            cache.display()
-        )))?;
-        let env = PhaseEnv::new(
-            host,
-            &toolchains,
-            &cache,
-            &confinement.checks_env,
-            &confinement.agent_env,
-        );
+        let (env, toolchains, cache) = phase_env(config, project_id, worktree.mirror())?;
+        let view = worktree.view().cloned();
         if confinement.mode == SandboxMode::None {
             return Ok(RunConfinement {
                 policy: None,
                 redactor,
                 env,
+                view,
             });
         }
         let mirror = worktree.mirror();
@@ -318,6 +335,7 @@ impl RunConfinement {
             policy: Some(policy),
             redactor,
             env,
+            view,
         })
     }
 
@@ -368,10 +386,13 @@ impl RunConfinement {
         env: &[(String, String)],
         shape: impl FnOnce(ConfinementPolicy) -> ConfinementPolicy,
     ) -> Result<Sandbox, SandboxError> {
-        let sandbox = match &self.policy {
+        let mut sandbox = match &self.policy {
             Some(policy) => Sandbox::confined(shape(policy.clone()))?,
             None => Sandbox::new(),
         };
+        if let Some(view) = &self.view {
+            sandbox = sandbox.with_mount(view.clone());
+        }
         Ok(sandbox
             .with_env(env.iter().cloned())
             .with_redactor(self.redactor.clone()))

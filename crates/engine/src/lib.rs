@@ -15,6 +15,7 @@ mod limits;
 mod run;
 mod run_env;
 pub mod telemetry;
+mod workspaces;
 
 pub use baseline::{BaseCheck, check_base};
 pub use confinement::{ConfinementConfig, ConfinementStatus, DEFAULT_SETUP_HOSTS, SandboxMode};
@@ -28,6 +29,7 @@ pub use judge::{JudgeConfig, JudgeProvider, OnJudgeError, known_price};
 pub use limits::RunLimits;
 pub use nightshift_workspace::{AllowedRepo, LocalRepos, RepoPolicy, Requester};
 pub use run_env::{RunEnv, ToolchainInfo};
+pub use workspaces::{CheckoutKind, WorkspaceMode, WorkspacesStatus};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,7 +43,7 @@ use nightshift_forge::{
 };
 use nightshift_sandbox::Sandbox;
 use nightshift_store::{ForgeCredential, RetentionPolicy, SecretKey, Store};
-use nightshift_workspace::{Git, Mirrors, WorkspaceError};
+use nightshift_workspace::{Bases, Git, Mirrors, WorkspaceError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -93,6 +95,11 @@ pub struct EngineConfig {
     pub repositories: RepoPolicy,
     /// What one run may store and write: its events, and the disk of its checkout and /tmp.
     pub run_limits: RunLimits,
+    /// Warm bases with a copy-on-write layer per run where overlays work, or a worktree each.
+    pub workspaces: WorkspaceMode,
+    /// Bytes this worker's warm bases may take together (least recently used go first, never
+    /// one a run is on); `None`: no limit.
+    pub bases_budget: Option<u64>,
     /// The judge that reviews changes whose checks passed; `None`: no judge. Projects switch
     /// it off and on (`ProjectSettings::judge`).
     pub judge: Option<JudgeConfig>,
@@ -123,6 +130,8 @@ impl EngineConfig {
             sweep_records: true,
             repositories: RepoPolicy::new(&data_dir),
             run_limits: RunLimits::default(),
+            workspaces: WorkspaceMode::default(),
+            bases_budget: None,
             judge: None,
             verify_tool: None,
             data_dir,
@@ -138,6 +147,9 @@ pub struct Engine {
     repositories: RepoPolicy,
     git: Git,
     mirrors: Mirrors,
+    bases: Bases,
+    /// How runs get their checkout here, probed on first use.
+    workspaces: tokio::sync::OnceCell<WorkspacesStatus>,
     /// Whether bubblewrap works here decides whether runs can start at all.
     confinement: confinement::ConfinementProbe,
     wake: Notify,
@@ -148,7 +160,7 @@ impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Arc<Engine> {
         // Code, events and agent homes live here: the server user's alone, also when an older
         // version left them readable to every local user.
-        for dir in ["mirrors", "runs", "logs", "git-home"] {
+        for dir in ["mirrors", "runs", "logs", "git-home", "bases"] {
             let path = config.data_dir.join(dir);
             if let Err(e) = std::fs::create_dir_all(&path)
                 .and_then(|()| nightshift_store::restrict_to_owner(&path))
@@ -166,6 +178,7 @@ impl Engine {
             git = git.without_local_transport();
         }
         let mirrors = Mirrors::new(config.data_dir.join("mirrors"), git.clone());
+        let bases = Bases::new(config.data_dir.join("bases"), config.bases_budget);
         let instance = instance_name();
         let confinement = confinement::ConfinementProbe::start(&config.confinement);
         Arc::new(Engine {
@@ -174,6 +187,8 @@ impl Engine {
             repositories,
             git,
             mirrors,
+            bases,
+            workspaces: tokio::sync::OnceCell::new(),
             confinement,
             wake: Notify::new(),
             instance,
@@ -191,6 +206,14 @@ impl Engine {
     /// Whether runs are confined here, and if not, why (probed again until they are).
     pub fn confinement(&self) -> ConfinementStatus {
         self.confinement.status(&self.config.confinement)
+    }
+
+    /// How runs get their checkout on this worker: warm bases with an overlay, or worktrees.
+    pub async fn workspaces(&self) -> WorkspacesStatus {
+        self.workspaces
+            .get_or_init(|| WorkspacesStatus::probe(self.config.workspaces, &self.config.data_dir))
+            .await
+            .clone()
     }
 
     /// The toolchains runs can use, found in the server's environment as it is now.

@@ -75,7 +75,12 @@ fn measured(
 ) -> Vec<(&'static str, &'static str, Vec<PathBuf>, u64)> {
     let mut parts = Vec::new();
     if let Some(limit) = limits.checkout_disk {
-        let dirs = vec![run_dir.join("work"), run_dir.join("home")];
+        // A warm run's writes are all in its layer; the base under it is shared, not the run's.
+        let dirs = vec![
+            run_dir.join("work"),
+            run_dir.join("layer"),
+            run_dir.join("home"),
+        ];
         parts.push(("checkout_disk", "the run's checkout and HOME", dirs, limit));
     }
     if let Some(limit) = limits.tmp_disk {

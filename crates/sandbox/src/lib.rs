@@ -30,6 +30,7 @@
 mod confine;
 mod fds;
 mod limits;
+mod mount;
 pub mod netfwd;
 mod process;
 mod programs;
@@ -42,6 +43,7 @@ pub use confine::{
     Confinement, ConfinementPolicy, ConfinementSupport, Forward, Network, detect, find_on_path,
 };
 pub use limits::{LimitEnforcement, Limits};
+pub use mount::{MountView, WorkspaceMount, overlay_support};
 /// Every captured line passes through it (see [`Sandbox::with_redactor`]).
 pub use nightshift_core::{MASK, MIN_SECRET_LEN, Redactor};
 pub use process::{Exit, OutputLine, ProcessSpec, Sandbox};

@@ -10,6 +10,7 @@ use tokio::process::Command;
 
 use crate::confine::{Confinement, ConfinementPolicy, Network, PROXY_PORT_INSIDE, find_in};
 use crate::limits::{CgroupLease, LimitEnforcement, apply_rlimits};
+use crate::mount::MountView;
 use crate::proxy::EgressProxy;
 use crate::running::{Held, RunningProcess};
 use crate::tmp::ProcessTmp;
@@ -117,6 +118,8 @@ pub struct Sandbox {
     grace: Duration,
     confined: Option<Arc<Confined>>,
     redactor: Option<Arc<Redactor>>,
+    /// The workspace as processes see it, when it is not the directory itself.
+    mount: Option<Arc<MountView>>,
 }
 
 /// Everything a confined spawn needs, shared by clones of the sandbox.
@@ -144,6 +147,7 @@ impl Sandbox {
             grace: Duration::from_secs(2),
             confined: None,
             redactor: None,
+            mount: None,
         }
     }
 
@@ -248,6 +252,17 @@ impl Sandbox {
         self
     }
 
+    /// Every process sees its workspace through `view`, in a mount namespace of its own (see
+    /// [`MountView`]); a confined one starts bubblewrap from there.
+    pub fn with_mount(mut self, view: MountView) -> Self {
+        self.mount = Some(Arc::new(view));
+        self
+    }
+
+    pub fn mount(&self) -> Option<&MountView> {
+        self.mount.as_deref()
+    }
+
     pub fn is_confined(&self) -> bool {
         self.confined.is_some()
     }
@@ -292,7 +307,12 @@ impl Sandbox {
         spec: &ProcessSpec,
         with_stdin: bool,
     ) -> Result<(RunningProcess, Option<tokio::process::ChildStdin>)> {
-        if !Path::new(&spec.cwd).is_dir() {
+        let view = match &self.mount {
+            Some(view) => Some(view.prepare(&spec.cwd)?),
+            None => None,
+        };
+        // Under a mount the directory is entered once the view is made.
+        if view.is_none() && !Path::new(&spec.cwd).is_dir() {
             return Err(SandboxError::MissingDir(spec.cwd.clone()));
         }
         let (mut cmd, held) = match &self.confined {
@@ -307,8 +327,16 @@ impl Sandbox {
         unsafe {
             cmd.pre_exec(crate::fds::close_inherited);
         }
-        cmd.current_dir(&spec.cwd)
-            .env_clear()
+        if let Some(view) = view {
+            // SAFETY: as above (see `Entered::enter`).
+            unsafe {
+                cmd.pre_exec(move || view.enter());
+            }
+            cmd.current_dir("/");
+        } else {
+            cmd.current_dir(&spec.cwd);
+        }
+        cmd.env_clear()
             .envs(self.base_env.iter().map(|(k, v)| (k, v)))
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(if with_stdin {

@@ -76,6 +76,13 @@ impl Git {
         git
     }
 
+    /// A copy whose git sees a checkout through `view` (see [`Worktree::view`](crate::Worktree::view)).
+    pub fn with_mount(&self, view: nightshift_sandbox::MountView) -> Self {
+        let mut git = self.clone();
+        git.sandbox = git.sandbox.with_mount(view);
+        git
+    }
+
     /// A copy that passes `key = value` to git as configuration, masking `value` in errors.
     pub fn with_secret_config(&self, key: &str, value: &str) -> Self {
         let mut git = self.with_config(key, value);

@@ -1,14 +1,18 @@
 //! Git for runs: which repositories may be reached, a bare mirror per repository (fetched, never
-//! re-cloned), a worktree per run on its own branch, commits with trailers, diffs, rebase onto a
-//! fresh base, and push. Everything goes through the `git` CLI so behaviour matches what users
+//! re-cloned), warm bases per repository and base commit with a copy-on-write layer per run (or
+//! a worktree per run where overlays cannot be mounted), each on its own branch, commits with
+//! trailers, diffs, rebase onto a fresh base, and push. Everything goes through the `git` CLI so behaviour matches what users
 //! see in their own clones.
 
 mod access;
+mod bases;
 mod git;
+mod layer;
 mod mirror;
 mod worktree;
 
 pub use access::{AllowedRepo, LocalRepos, RepoPolicy, Requester};
+pub use bases::{BaseBuild, BaseInfo, BaseLease, Bases, BuildLock, RepoBases, remove_tree};
 pub use git::Git;
 pub use mirror::{Mirrors, RemoteInfo};
 pub use worktree::{Diff, Worktree};

@@ -370,8 +370,17 @@ impl Mirrors {
         Ok(sha.trim().to_string())
     }
 
-    /// Removes a run's worktree and its local branch.
+    /// Removes a run's worktree (or layer) and its local branch.
     pub async fn remove_worktree(&self, worktree: &Worktree) -> Result<()> {
+        if let Some(layer) = worktree.layer_dir() {
+            // The base and the mount point are shared: only the run's own layer goes.
+            crate::bases::remove_tree(layer)?;
+            let _ = self
+                .git
+                .run(worktree.mirror(), &["branch", "-D", worktree.branch()])
+                .await;
+            return Ok(());
+        }
         let lock = self.lock_for(worktree.mirror());
         let _held = lock.lock().await;
         let path = worktree.path().to_string_lossy().to_string();

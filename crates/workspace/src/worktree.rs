@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use nightshift_sandbox::{MountView, WorkspaceMount};
+
 use crate::{Git, Result, WorkspaceError};
 
 /// Stored diffs are capped; the stat and file list always cover the whole change.
@@ -22,6 +24,9 @@ pub struct Worktree {
     /// Patterns of paths that are never part of the change (what setup and the checks left
     /// behind), given to Nightshift's git as `core.excludesFile`.
     excludes: Option<PathBuf>,
+    /// How the checkout is seen at `path` when it is not the directory itself: a base being
+    /// built, or a run's layer over a base. Everything that runs in it, git included, sees it so.
+    view: Option<MountView>,
 }
 
 /// What a change did, as git reports it.
@@ -50,6 +55,45 @@ impl Worktree {
             base_commit,
             upstream: None,
             excludes: None,
+            view: None,
+        }
+    }
+
+    /// A checkout seen at `path` through `view`, with its git directory at `git_dir`.
+    pub(crate) fn layered(
+        path: PathBuf,
+        mirror: PathBuf,
+        git_dir: PathBuf,
+        branch: Option<String>,
+        base: String,
+        base_commit: String,
+        view: MountView,
+    ) -> Self {
+        Worktree {
+            path,
+            mirror,
+            git_dir,
+            branch: branch.unwrap_or_default(),
+            base,
+            base_commit,
+            excludes: None,
+            upstream: None,
+            view: Some(view),
+        }
+    }
+
+    /// How the checkout is mounted at [`path`](Worktree::path), when it is.
+    pub fn view(&self) -> Option<&MountView> {
+        self.view.as_ref()
+    }
+
+    /// Where Nightshift itself reads the checkout's files as they were before anyone changed
+    /// them (processes see them at [`path`](Worktree::path)): a layered checkout's base.
+    pub fn unchanged_tree(&self) -> &Path {
+        match self.view.as_ref().map(|v| &v.mount) {
+            Some(WorkspaceMount::Bind { source }) => source,
+            Some(WorkspaceMount::Overlay { lower, .. }) => lower,
+            None => &self.path,
         }
     }
 
@@ -92,7 +136,10 @@ impl Worktree {
     /// `git` pinned to this worktree's repository: what Nightshift itself runs in a checkout
     /// that an agent or a check has had in its hands (see [`Git::pinned_to`]).
     pub fn git(&self, git: &Git) -> Git {
-        let pinned = git.pinned_to(&self.git_dir, &self.path);
+        let mut pinned = git.pinned_to(&self.git_dir, &self.path);
+        if let Some(view) = &self.view {
+            pinned = pinned.with_mount(view.clone());
+        }
         match &self.excludes {
             Some(file) => pinned.with_config("core.excludesFile", &file.display().to_string()),
             None => pinned,
@@ -170,6 +217,35 @@ impl Worktree {
 
     pub fn base_commit(&self) -> &str {
         &self.base_commit
+    }
+
+    /// The committed contents of the files `pathspecs` match (`git ls-files -s`): what setup
+    /// installs from, as the commit has it.
+    pub async fn tracked_contents(&self, git: &Git, pathspecs: &[&str]) -> Result<String> {
+        let mut args = vec!["ls-files", "--stage", "--"];
+        args.extend_from_slice(pathspecs);
+        self.git(git).run(&self.path, &args).await
+    }
+
+    /// How the files `pathspecs` match differ from the base commit now, as a patch of the
+    /// tracked ones followed by the names and blob ids of new ones (empty: unchanged).
+    pub async fn changes_among(&self, git: &Git, pathspecs: &[&str]) -> Result<String> {
+        let git = &self.git(git);
+        let mut diff = vec!["diff", "--binary", "--no-color", &self.base_commit, "--"];
+        diff.extend_from_slice(pathspecs);
+        let mut changes = git.run(&self.path, &diff).await?;
+        let mut others = vec!["ls-files", "--others", "--exclude-standard", "-z", "--"];
+        others.extend_from_slice(pathspecs);
+        let added = nul_separated(&git.run(&self.path, &others).await?);
+        if !added.is_empty() {
+            let mut hash = vec!["hash-object", "--"];
+            hash.extend(added.iter().map(String::as_str));
+            let ids = git.run(&self.path, &hash).await?;
+            for (path, id) in added.iter().zip(ids.lines()) {
+                changes.push_str(&format!("new file {path} {id}\n"));
+            }
+        }
+        Ok(changes)
     }
 
     /// Whether anything differs from the last commit, untracked files included.

@@ -72,7 +72,7 @@ pub async fn sweep_workspaces(
             None => true,
             Some(run) => run.status.is_terminal() && run.ended_at.is_some_and(|at| at < cutoff),
         };
-        if stale && std::fs::remove_dir_all(entry.path()).is_ok() {
+        if stale && nightshift_workspace::remove_tree(&entry.path()).is_ok() {
             removed += 1;
         }
     }

@@ -6,8 +6,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use nightshift_agent::{
-    AgentDriver, AgentEnd, AgentRequest, BudgetLimits, base_failures_prompt, compose_prompt,
-    feedback_prompt, guard_prompt, judge_prompt, run_with_budget, takeover_prompt,
+    AgentDriver, AgentEnd, AgentRequest, BudgetLimits, base_failures_prompt,
+    compose_prompt_reading, feedback_prompt, guard_prompt, judge_prompt, run_with_budget,
+    takeover_prompt,
 };
 use nightshift_checks::CheckPlan;
 use nightshift_core::{AgentEvent, AgentKind, CheckResult, EndReason, EventKind, Phase};
@@ -102,10 +103,17 @@ impl AgentPhase {
             // told which checks already fail on the base.
             AgentKind::Command => instructions,
             _ if !run.failing_on_base.is_empty() => {
-                compose_prompt(&instructions, workspace.worktree.path())
-                    + &base_failures_prompt(&run.failing_on_base)
+                compose_prompt_reading(
+                    &instructions,
+                    workspace.worktree.path(),
+                    workspace.worktree.unchanged_tree(),
+                ) + &base_failures_prompt(&run.failing_on_base)
             }
-            _ => compose_prompt(&instructions, workspace.worktree.path()),
+            _ => compose_prompt_reading(
+                &instructions,
+                workspace.worktree.path(),
+                workspace.worktree.unchanged_tree(),
+            ),
         };
         let mut prompt = instructions.clone();
         // Continued where the driver can; else the agent starts again (see `after_takeover`).

@@ -4,7 +4,7 @@
 //! fails is a pre-existing failure the agent is told about (and must still pass before
 //! anything is pushed). What setup and the checks leave in the checkout never enters the change.
 
-use nightshift_checks::{Baseline, CannotRun, CheckPlan, Stage};
+use nightshift_checks::{Baseline, CannotRun, CheckPlan, SETUP_INPUTS, Stage};
 use nightshift_core::{CheckResult, EventKind, Phase, format_duration, now_millis};
 
 use super::validate::run_checks;
@@ -30,12 +30,66 @@ pub(crate) async fn setup(
     run.progress(SET_UP).await
 }
 
+/// Whether the checks on the base may be taken from an earlier run's results.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reuse {
+    Cached,
+    /// Building a warm base: the checks run, so that what they build is there for every run.
+    Never,
+}
+
+/// Runs setup again when the agent changed what it installs from (a lockfile, a manifest) since
+/// setup last ran; its results join the round's checks, failures included.
+pub(crate) async fn setup_again(
+    run: &mut RunExecution,
+    workspace: &Workspace,
+    plan: &CheckPlan,
+    round: u32,
+) -> Step<Vec<CheckResult>> {
+    if plan.setup.is_empty() {
+        return Ok(Vec::new());
+    }
+    let changes = workspace
+        .worktree
+        .changes_among(&run.engine.git, SETUP_INPUTS)
+        .await
+        .map_err(EngineError::workspace("cannot read the workspace"))?;
+    if changes.trim().is_empty() || changes == run.setup_changes {
+        return Ok(Vec::new());
+    }
+    let files: Vec<String> = changes
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("diff --git a/")
+                .and_then(|l| l.split(" b/").next())
+                .or_else(|| {
+                    l.strip_prefix("new file ")?
+                        .rsplit_once(' ')
+                        .map(|(p, _)| p)
+                })
+        })
+        .map(str::to_string)
+        .collect();
+    run.events.emit(
+        EventKind::Info,
+        Some(run.phase),
+        format!(
+            "the change touches what setup installs from ({}): setup runs again before the checks",
+            sample(&files)
+        ),
+        serde_json::json!({"setup_again": files}),
+    );
+    run.setup_changes = changes;
+    run_checks(run, workspace, plan, &[Stage::Setup], round).await
+}
+
 /// The plan's checks on the base — run, or reused from the cache — then the checkout put back
 /// as the base has it, with what setup and the checks left kept out of the change.
 pub(crate) async fn on_base(
     run: &mut RunExecution,
     workspace: &mut Workspace,
     plan: &CheckPlan,
+    reuse: Reuse,
 ) -> Step<()> {
     let commit = checked_out(&workspace.worktree).to_string();
     if plan.is_empty() {
@@ -51,7 +105,8 @@ pub(crate) async fn on_base(
     };
     let key = key(run, workspace, plan);
     let cache = BaselineCache::new(&run.engine.config.data_dir);
-    let (baseline, cached_at) = match cache.load(&key) {
+    let cached = cache.load(&key).filter(|_| reuse == Reuse::Cached);
+    let (baseline, cached_at) = match cached {
         Some(cached) => (cached.baseline, Some(cached.taken_at)),
         None => {
             let baseline = take(run, workspace, plan, &base, commit).await?;

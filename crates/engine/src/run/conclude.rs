@@ -48,7 +48,7 @@ impl RunExecution {
             tracing::warn!(run_id = self.run.id, error = %e, "cannot remove the workspace");
         }
         if !keep {
-            let _ = std::fs::remove_dir_all(&self.run_dir);
+            let _ = nightshift_workspace::remove_tree(&self.run_dir);
         }
         self.phase_ended(None);
         match reason {

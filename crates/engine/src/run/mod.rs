@@ -2,7 +2,7 @@
 //! produced and hands on its own result; `pipeline` below is the whole sequence:
 //!
 //! ```text
-//! resume::decide ─► ResumePoint ─► prepare (setup, baseline) ─► Prepared { workspace, plan, start }
+//! resume::decide ─► ResumePoint ─► prepare (warm base, setup, baseline) ─► Prepared { workspace, plan, start }
 //!       │ Pushed                                 │
 //!       │       agent ⇄ validate (checks, review) ─► Validated ─► publish ─► Pushed ─► Published
 //!       └──────────────────────────────────────────────────────────────────┘
@@ -24,6 +24,7 @@ mod resume;
 mod review;
 mod validate;
 mod verify;
+mod warm;
 mod watch;
 
 use std::path::PathBuf;
@@ -35,7 +36,7 @@ use nightshift_core::{
     CheckResult, Checkpoint, EventKind, GeneratedChange, Phase, Run, Task, Usage,
 };
 use nightshift_store::{Claim, RunUpdate, StoreError};
-use nightshift_workspace::Worktree;
+use nightshift_workspace::{BaseLease, Worktree};
 use tokio_util::sync::CancellationToken;
 
 use crate::confinement::RunConfinement;
@@ -141,6 +142,8 @@ impl<T> During<T> for Step<T> {
 pub(crate) struct Workspace {
     worktree: Worktree,
     confinement: RunConfinement,
+    /// The warm base under the run's layer, held so that it is not evicted meanwhile.
+    _base: Option<BaseLease>,
 }
 
 /// One run on this worker: what it was claimed as, and the records it builds as it goes.
@@ -174,6 +177,8 @@ pub(crate) struct RunExecution {
     ci_report: Option<nightshift_forge::CiReport>,
     /// The checks that already failed on the base commit, before the agent.
     failing_on_base: Vec<CheckResult>,
+    /// How the lockfiles and manifests differed from the base when setup last ran again.
+    setup_changes: String,
 }
 
 impl RunExecution {
@@ -219,6 +224,7 @@ impl RunExecution {
             run_dir,
             ci_report: None,
             failing_on_base: Vec::new(),
+            setup_changes: String::new(),
         }
     }
 

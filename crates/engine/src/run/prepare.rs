@@ -1,7 +1,7 @@
 //! The preparing phase: the run's secret filter, its forge with push access checked (so a run
 //! that could never publish fails in seconds), then its checkout — fresh, or with the agent's
 //! restored result — with its sandboxes, the repository's checks, their setup and their
-//! baseline on the base commit (see `baseline`).
+//! baseline on the base commit (see `baseline`); warm, over a base, where it can (see `warm`).
 
 use nightshift_checks::{CheckPlan, Stage};
 use nightshift_core::{EventKind, Phase, Redactor};
@@ -89,8 +89,25 @@ pub(crate) async fn workspace<'w>(
     from: Checkout,
     slot: &'w mut Option<Workspace>,
 ) -> Step<Prepared<'w>> {
-    let work = run.run_dir.join("work");
-    let (worktree, from) = resume::checkout(run, target, from, &work).await?;
+    // A first attempt starts warm where this worker mounts overlays; restoring a snapshot
+    // takes a worktree on the commit it was made on, and a follow-up one on its pull
+    // request's branch.
+    let warm = matches!(from, Checkout::Base { .. })
+        && run.run.follow_up.is_none()
+        && run.engine.workspaces().await.overlay();
+    let (worktree, from, base, path) = if warm {
+        let warm = super::warm::checkout(run, target).await?;
+        (
+            warm.worktree,
+            from,
+            Some(warm.base),
+            run.run_dir.join("layer"),
+        )
+    } else {
+        let work = run.run_dir.join("work");
+        let (worktree, from) = resume::checkout(run, target, from, &work).await?;
+        (worktree, from, None, work)
+    };
     let checked_out = match worktree.upstream() {
         Some(head) => format!(
             "checked out {} at {}, the pull request's head ({} left {} at {})",
@@ -108,7 +125,7 @@ pub(crate) async fn workspace<'w>(
         ),
     };
     run.events.info(Some(Phase::Preparing), checked_out);
-    run.checkpoint.workspace = Some(work.display().to_string());
+    run.checkpoint.workspace = Some(path.display().to_string());
     run.checkpoint.branch = Some(target.branch.clone());
     run.checkpoint.base_commit = Some(worktree.base_commit().to_string());
     run.change.branch = Some(target.branch.clone());
@@ -116,14 +133,19 @@ pub(crate) async fn workspace<'w>(
     for line in confinement.log() {
         run.events.info(Some(Phase::Preparing), line.clone());
     }
+    let warm = base.is_some();
     let workspace = slot.insert(Workspace {
         worktree,
         confinement,
+        _base: base,
     });
     let plan = plan(run, workspace).await?;
-    // Before any agent time: a check that cannot run here ends the run now.
-    baseline::setup(run, workspace, &plan).await?;
-    baseline::on_base(run, workspace, &plan).await?;
+    // Before any agent time: a check that cannot run here ends the run now. A warm base had
+    // its setup done when it was built.
+    if !warm {
+        baseline::setup(run, workspace, &plan).await?;
+    }
+    baseline::on_base(run, workspace, &plan, baseline::Reuse::Cached).await?;
     // Applied after the plan is read and set up: as in a first run, the checks are the ones
     // the repository had before the agent touched it.
     let start = resume::restore(run, target, workspace, from).await?;
@@ -138,7 +160,7 @@ pub(crate) async fn workspace<'w>(
 
 /// The repository's checks, or a template's in their place.
 async fn plan(run: &mut RunExecution, workspace: &Workspace) -> Step<CheckPlan> {
-    let mut plan = nightshift_checks::discover(workspace.worktree.path())
+    let mut plan = nightshift_checks::discover(workspace.worktree.unchanged_tree())
         .map_err(EngineError::ChecksConfig)?;
     // A template's checks override replaces the repository's format, lint and test commands.
     if let Some((source, commands)) = run

@@ -38,7 +38,8 @@ pub(crate) async fn round(
 ) -> Step<Verdict> {
     let round = agent.number();
     run.enter(Phase::Validating).await?;
-    let results = run_checks(
+    let mut results = super::baseline::setup_again(run, workspace, plan, round).await?;
+    let checks = run_checks(
         run,
         workspace,
         plan,
@@ -46,6 +47,7 @@ pub(crate) async fn round(
         round,
     )
     .await?;
+    results.extend(checks);
     run.change.rounds = round;
     let failures: Vec<CheckResult> = results
         .iter()

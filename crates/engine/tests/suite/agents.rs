@@ -44,14 +44,15 @@ pub(super) struct Rig {
 
 impl Rig {
     /// `script` gets the workspace of the engine's first run: tool calls carry absolute paths,
-    /// and a fresh store numbers its first run 1.
+    /// and a fresh store numbers its first run 1. Warm, every run sees its checkout at the
+    /// same path.
     pub(super) async fn start(
         script: impl FnOnce(&Path) -> Vec<Turn>,
         configure: impl FnOnce(&mut EngineConfig),
     ) -> Rig {
         let started = Instant::now();
         let data = tempfile::tempdir().unwrap();
-        let workspace = data.path().join("runs/1/work");
+        let workspace = data.path().join("bases/workspace");
         let server = ModelServer::start(script(&workspace)).await.unwrap();
         let agents = agent_config(&server);
         let h = Harness::start_with(data, 1, |config| {
@@ -920,7 +921,7 @@ async fn claude_session_taken_over(same_machine: bool) {
         ), "description": "Wait a little"}),
     )];
     script.extend(read_then_edit(
-        &continuing.path().join("runs/1/work"),
+        &continuing.path().join("bases/workspace"),
         "hello",
         "goodbye",
     ));

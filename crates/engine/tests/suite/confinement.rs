@@ -186,7 +186,7 @@ fn hostile_probes(
     if let Some(id) = other_run {
         probes.push((
             "read-other-run",
-            format!("cat {data}/runs/{id}/work/notes.txt"),
+            format!("cat {data}/runs/{id}/layer/upper/notes.txt"),
             false,
         ));
         probes.push((
@@ -294,7 +294,7 @@ async fn a_hostile_command_agent_reads_no_secrets_and_writes_only_its_run() {
     let busy_run = h.latest(busy).await;
     let notes = site
         .data_path
-        .join(format!("runs/{}/work/notes.txt", busy_run.id));
+        .join(format!("runs/{}/layer/upper/notes.txt", busy_run.id));
     let started = Instant::now();
     while !notes.exists() {
         assert!(
@@ -661,7 +661,9 @@ async fn a_fork_bomb_and_a_huge_write_in_checks_are_stopped_while_another_run_fi
         .unwrap();
     // 128 + SIGXFSZ: the kernel stopped the write at the limit.
     assert_eq!(write.exit_code, Some(128 + 25), "{write:?}");
-    let big = site.data_path.join(format!("runs/{}/work/big", run.id));
+    let big = site
+        .data_path
+        .join(format!("runs/{}/layer/upper/big", run.id));
     let size = std::fs::metadata(&big).unwrap().len();
     assert!(size <= FILE_LIMIT, "wrote {size} bytes");
 }

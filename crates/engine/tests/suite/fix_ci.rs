@@ -42,7 +42,12 @@ fn conflict(e: StoreError) -> String {
 #[tokio::test]
 async fn a_fix_ci_run_reads_the_failing_jobs_and_updates_the_same_pull_request() {
     let site = Site::start(FakeKind::GitHub).await;
-    let ws = |run: u32| site.data.path().join(format!("runs/{run}/work"));
+    // The first run starts warm, where every run sees its checkout at one path; the fix-CI run
+    // checks out its pull request's branch in a worktree of its own.
+    let ws = |run: u32| match run {
+        1 => site.data.path().join("bases/workspace"),
+        n => site.data.path().join(format!("runs/{n}/work")),
+    };
     // The model server answers by the turns in a conversation: one script per run, each on
     // its own server, the second run on a restarted engine.
     let mut first_script = read_then_edit(&ws(1), "hello", "goodbye");

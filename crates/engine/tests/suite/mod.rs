@@ -17,3 +17,4 @@ mod stops;
 mod takeover;
 mod toolchains;
 mod verify;
+mod warm;

@@ -45,7 +45,7 @@ struct VerifyRig {
 impl VerifyRig {
     async fn start(script: impl FnOnce(&Path) -> Vec<Turn>) -> VerifyRig {
         let data = tempfile::tempdir().unwrap();
-        let server = ModelServer::start(script(&data.path().join("runs/1/work")))
+        let server = ModelServer::start(script(&data.path().join("bases/workspace")))
             .await
             .unwrap();
         let agents = agent_config(&server);

@@ -2,6 +2,7 @@
 
 mod confine;
 mod limits;
+mod mount;
 mod network;
 mod process;
 mod redact;

@@ -12,13 +12,14 @@ use crate::error::ApiError;
 /// The content type of Prometheus' text exposition format.
 pub(crate) const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Liveness, whether runs here are confined (an unconfined server should be noticed), and the
-/// toolchains they can use.
+/// Liveness, whether runs here are confined (an unconfined server should be noticed), how they
+/// get their checkout (warm bases with an overlay, or worktrees), and the toolchains they can use.
 pub(super) async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         confinement: state.engine.confinement(),
+        workspaces: state.engine.workspaces().await,
         toolchains: state.engine.toolchains(),
     })
 }

@@ -2,18 +2,21 @@
 //! the secrets), notifications, and the server's health.
 
 use nightshift_core::{AuditEvent, format_timestamp};
-use nightshift_engine::{ConfinementStatus, ToolchainInfo};
+use nightshift_engine::{ConfinementStatus, ToolchainInfo, WorkspacesStatus};
 use nightshift_store::{CredentialInfo, MonthlyUsage, Notification};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-/// `GET /health`: liveness, whether runs here are confined, and the toolchains they can use.
+/// `GET /health`: liveness, whether runs here are confined, how they get their checkout, and the
+/// toolchains they can use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     /// `ok`.
     pub status: String,
     pub version: String,
     pub confinement: ConfinementStatus,
+    /// How runs get their checkout here: warm bases with a copy-on-write layer, or worktrees.
+    pub workspaces: WorkspacesStatus,
     pub toolchains: Vec<ToolchainInfo>,
 }
 

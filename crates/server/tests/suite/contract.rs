@@ -497,3 +497,31 @@ async fn a_server_failure_says_what_failed_but_not_its_insides() {
     doc.check(documented, &answer.body, "error", Fields::All)
         .unwrap();
 }
+
+/// The health answer says how runs get their checkout: warm where this machine mounts overlays
+/// (it does here), worktrees where the operator chose them, with why.
+#[tokio::test]
+async fn the_health_says_whether_runs_start_warm_or_check_out_a_worktree() {
+    let warm = App::start(ServerConfig::default(), 0).await;
+    let health = warm.call(Method::GET, "/health", "anonymous", None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(
+        health.body["workspaces"]["mode"], "overlay",
+        "{}",
+        health.body
+    );
+    let worktree = App::start_with(ServerConfig::default(), 0, |engine| {
+        engine.workspaces = nightshift_engine::WorkspaceMode::Worktree;
+    })
+    .await;
+    let health = worktree
+        .call(Method::GET, "/health", "anonymous", None)
+        .await;
+    assert_eq!(
+        health.body["workspaces"]["mode"], "worktree",
+        "{}",
+        health.body
+    );
+    let detail = health.body["workspaces"]["detail"].as_str().unwrap();
+    assert!(detail.contains("workspaces = \"worktree\""), "{detail}");
+}

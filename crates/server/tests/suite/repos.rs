@@ -59,7 +59,8 @@ async fn a_repository_an_agent_planted_in_its_checkout_is_never_a_task_repositor
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
     let run = wait_end(&app, "alpha", first.body["id"].as_i64().unwrap()).await;
     assert_eq!(run["status"], "failed", "{run}");
-    let evil = only_dir(&app.dir.path().join("runs"), "work/evil.git");
+    // What the agent wrote is in its run's layer (kept: the run failed).
+    let evil = only_dir(&app.dir.path().join("runs"), "layer/upper/evil.git");
     assert!(
         evil.join("hooks/pre-receive")
             .metadata()

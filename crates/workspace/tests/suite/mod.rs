@@ -1,3 +1,4 @@
 mod access;
+mod bases;
 mod follow_up;
 mod worktree;
