@@ -1,6 +1,6 @@
 //! Whole runs under confinement: what a hostile agent — a plain command, and the real Claude
-//! Code through its Bash tool — can read, write and reach from inside a run; what checks may
-//! reach; limits against a fork bomb and a huge write; canary secrets that must never surface.
+//! Code through its Bash tool — can read, write and reach from inside a run, and canary secrets
+//! that must never surface. What checks may reach is in `check_limits`, masking in `masking`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,12 +8,10 @@ use std::time::{Duration, Instant};
 
 use nightshift_agent::{AgentConfig, AgentDefaults};
 use nightshift_core::{
-    AgentKind, AgentSpec, Budget, EndReason, EventKind, Phase, ProjectSettings, Run, RunEvent,
-    RunStatus,
+    AgentKind, AgentSpec, Budget, EventKind, ProjectSettings, Run, RunEvent, RunStatus,
 };
 use nightshift_engine::EngineConfig;
 use nightshift_forge::{ForgeConfig, ForgeEntry, ForgeKind, Secret};
-use nightshift_sandbox::{AllowedHost, Limits, ProcessSpec, Sandbox};
 use nightshift_store::SecretKey;
 use nightshift_test_support::git::RemoteRepo;
 use nightshift_test_support::model_server::{ModelServer, Turn};
@@ -24,15 +22,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::harness::Harness;
 
 /// Not shaped like any well-known token: only the configured-secret filter can catch them.
-const MODEL_CANARY: &str = "nightshift-model-canary-7f3a9c";
-const FORGE_CANARY: &str = "nightshift-forge-canary-51e0b4";
+pub(super) const MODEL_CANARY: &str = "nightshift-model-canary-7f3a9c";
+pub(super) const FORGE_CANARY: &str = "nightshift-forge-canary-51e0b4";
 
 /// The places of one test: a data directory outside /tmp (inside a sandbox /tmp is private
 /// anyway, which would hide it whatever the engine does), a key file outside it, and a canary
 /// in the server user's ~/.ssh.
-struct Site {
+pub(super) struct Site {
     data: Option<tempfile::TempDir>,
-    data_path: PathBuf,
+    pub(super) data_path: PathBuf,
     _keys: tempfile::TempDir,
     key_file: PathBuf,
     ssh_canary: PathBuf,
@@ -40,7 +38,7 @@ struct Site {
 }
 
 impl Site {
-    fn new() -> Site {
+    pub(super) fn new() -> Site {
         let in_target = |prefix: &str| {
             tempfile::Builder::new()
                 .prefix(prefix)
@@ -68,7 +66,7 @@ impl Site {
 
     /// Confinement as a server would set it up: the vault key in the data directory, a key
     /// file elsewhere hidden, the forwarder from this build.
-    async fn harness(
+    pub(super) async fn harness(
         &mut self,
         workers: usize,
         configure: impl FnOnce(&mut EngineConfig),
@@ -107,7 +105,7 @@ fn p(path: &Path) -> String {
 }
 
 /// A one-line HTTP service on the host, answering `body`.
-async fn host_service(addr: &str, body: &'static str) -> u16 {
+pub(super) async fn host_service(addr: &str, body: &'static str) -> u16 {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -248,7 +246,11 @@ fn agent_output(events: &[RunEvent]) -> String {
 
 /// Runs a Claude Code task on `repo` to its end, which must be a success: the task, its run
 /// and the run's events.
-async fn run_claude_code(h: &Harness, repo: &RemoteRepo, title: &str) -> (i64, Run, Vec<RunEvent>) {
+pub(super) async fn run_claude_code(
+    h: &Harness,
+    repo: &RemoteRepo,
+    title: &str,
+) -> (i64, Run, Vec<RunEvent>) {
     let agent = AgentSpec {
         kind: AgentKind::ClaudeCode,
         command: None,
@@ -477,7 +479,7 @@ async fn claude_code_reaches_only_its_model_and_no_canary_surfaces_anywhere() {
 }
 
 /// The text of every tool result in a Messages request, as the model reads it.
-fn tool_results(body: &serde_json::Value) -> String {
+pub(super) fn tool_results(body: &serde_json::Value) -> String {
     let mut out = String::new();
     let blocks = body["messages"]
         .as_array()
@@ -499,7 +501,7 @@ fn tool_results(body: &serde_json::Value) -> String {
     out
 }
 
-fn assert_no_canary_under(dir: &Path) {
+pub(super) fn assert_no_canary_under(dir: &Path) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
         let kind = entry.file_type().unwrap();
@@ -516,287 +518,4 @@ fn assert_no_canary_under(dir: &Path) {
             }
         }
     }
-}
-
-/// Checks get no network unless the repository asks for hosts in `.nightshift.toml`, and then
-/// that shows in the run's events; setup reaches the hosts the server allows.
-#[tokio::test]
-async fn checks_reach_nothing_unless_the_repository_asks() {
-    let mut site = Site::new();
-    // 127.0.0.2 is the host's loopback but not in NO_PROXY: only the egress proxy gets there.
-    let port = host_service("127.0.0.2:0", "checks-service").await;
-    let allowed = format!("127.0.0.2:{port}");
-    let h = site
-        .harness(1, |config| {
-            config.confinement.setup_hosts = vec![AllowedHost::parse(&allowed).unwrap()];
-        })
-        .await;
-    let fetch = format!("curl -sS --max-time 5 http://{allowed}/ | grep -q checks-service");
-    let config = |network: &str| {
-        format!("[setup]\ncommands = [\"{fetch}\"]\n[checks]\ntest = [\"{fetch}\"]\n{network}")
-    };
-    let closed = RemoteRepo::with_files(&[(".nightshift.toml", &config(""))]);
-    let open = RemoteRepo::with_files(&[(
-        ".nightshift.toml",
-        &config(&format!("network = [\"{allowed}\"]\n")),
-    )]);
-
-    let task = h
-        .create(
-            &closed.url(),
-            "No network",
-            "touch x",
-            Duration::from_secs(60),
-        )
-        .await;
-    let run = h.wait_end(task).await;
-    assert_eq!(run.end_reason, Some(EndReason::ChecksFailed), "{run:?}");
-    assert_eq!(
-        run.failed_phase,
-        Some(Phase::Validating),
-        "setup reached its host: {run:?}"
-    );
-
-    let task = h
-        .create(&open.url(), "Network", "touch x", Duration::from_secs(60))
-        .await;
-    let run = h.wait_end(task).await;
-    assert_eq!(run.end_reason, Some(EndReason::Succeeded), "{run:?}");
-    let events = h.events(&run).await;
-    let asked = events
-        .iter()
-        .find(|e| e.data.get("checks_network").is_some())
-        .expect("the checks' network shows in the run's events");
-    assert!(asked.message.contains(&allowed), "{}", asked.message);
-}
-
-/// Limits from the server's configuration hold inside a check: a fork bomb cannot grow past
-/// the process limit, a 10 GB write stops at the file size limit, the run fails naming them,
-/// and meanwhile the machine starts processes and another run finishes.
-#[tokio::test]
-async fn a_fork_bomb_and_a_huge_write_in_checks_are_stopped_while_another_run_finishes() {
-    let mut site = Site::new();
-    const FILE_LIMIT: u64 = 8 * 1024 * 1024;
-    let h = site
-        .harness(2, |config| {
-            config.keep_failed_workspaces = true;
-            config.confinement.limits = Limits {
-                processes: Some(128),
-                file_size_bytes: Some(FILE_LIMIT),
-                memory_bytes: Some(1024 * 1024 * 1024),
-                ..Limits::default()
-            };
-        })
-        .await;
-    let greedy = RemoteRepo::with_files(&[
-        (
-            ".nightshift.toml",
-            "[checks]\ntest = [\"sh bomb.sh\", \"head -c 10G /dev/zero > big\"]\n",
-        ),
-        // dash runs the builtin `:` before a function of that name, hence `bomb`.
-        (
-            "bomb.sh",
-            "bomb() { bomb | bomb & }; bomb; sleep 3; echo bomb-over; exit 1\n",
-        ),
-    ]);
-    let task = h
-        .create(
-            &greedy.url(),
-            "Be greedy",
-            "touch x",
-            Duration::from_secs(120),
-        )
-        .await;
-    // Wait for the bomb to go off, then start another run beside it.
-    let started = Instant::now();
-    let greedy_run = loop {
-        let run = h.latest(task).await;
-        let events = h.events(&run).await;
-        if events
-            .iter()
-            .any(|e| e.message.contains("test `sh bomb.sh`"))
-        {
-            break run;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the bomb never went off"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let calm = RemoteRepo::with_files(&[("a.txt", "a\n")]);
-    let other = h
-        .create(
-            &calm.url(),
-            "Stay calm",
-            "echo calm > a.txt",
-            Duration::from_secs(120),
-        )
-        .await;
-    let (exit, _) = Sandbox::new()
-        .output(&ProcessSpec::new("true", h.data.path()))
-        .await
-        .unwrap();
-    assert!(exit.success(), "the host cannot start processes");
-    assert_eq!(
-        h.wait_end(other).await.end_reason,
-        Some(EndReason::Succeeded)
-    );
-
-    let run = h.wait_end(task).await;
-    assert_eq!(run.id, greedy_run.id);
-    assert_eq!(run.end_reason, Some(EndReason::ChecksFailed), "{run:?}");
-    let events = h.events(&run).await;
-    let logs: String = events
-        .iter()
-        .filter(|e| e.kind == EventKind::Log)
-        .map(|e| format!("{}\n", e.message.to_lowercase()))
-        .collect();
-    assert!(logs.contains("fork"), "no refused fork in the log:\n{logs}");
-    let change = h.store.change(run.id).await.unwrap().unwrap();
-    let write = change
-        .checks
-        .iter()
-        .find(|c| c.command.starts_with("head"))
-        .unwrap();
-    // 128 + SIGXFSZ: the kernel stopped the write at the limit.
-    assert_eq!(write.exit_code, Some(128 + 25), "{write:?}");
-    let big = site
-        .data_path
-        .join(format!("runs/{}/layer/upper/big", run.id));
-    let size = std::fs::metadata(&big).unwrap().len();
-    assert!(size <= FILE_LIMIT, "wrote {size} bytes");
-}
-
-/// With `sandbox = "none"` the agent holds the real key, so the filter is all that stands
-/// between it and the records: what the agent prints and says is stored masked everywhere.
-#[tokio::test]
-async fn unconfined_runs_still_mask_configured_secrets_in_everything_stored() {
-    let mut site = Site::new();
-    let (f1, f2) = FORGE_CANARY.split_at(12);
-    let server = ModelServer::start(vec![
-        // The forge token as if the agent had found it somewhere, and the model key from env.
-        Turn::tool(
-            "Bash",
-            json!({"command": format!("env | grep ANTHROPIC_API_KEY; echo found-{f1}{f2}; echo x > f.txt")}),
-        ),
-        Turn::text(format!("Done; the key was {MODEL_CANARY}.")),
-    ])
-    .await
-    .unwrap();
-    let agents = AgentConfig {
-        claude_code: AgentDefaults {
-            command: Some(test_tool("claude").display().to_string()),
-            model: Some("claude-sonnet-4-5".into()),
-            args: vec![],
-        },
-        anthropic_base_url: Some(server.url()),
-        anthropic_api_key: Some(MODEL_CANARY.into()),
-        max_retries: 0,
-        after_final_grace_ms: 2000,
-        ..AgentConfig::default()
-    };
-    let h = site
-        .harness(1, |config| {
-            config.confinement.mode = nightshift_engine::SandboxMode::None;
-            config.agents = agents;
-            config.forges = ForgeConfig {
-                entries: vec![ForgeEntry {
-                    kind: ForgeKind::Github,
-                    host: "forge.invalid".into(),
-                    api_url: None,
-                    token: Some(Secret::new(FORGE_CANARY)),
-                    app: None,
-                    username: None,
-                }],
-                ..ForgeConfig::default()
-            };
-        })
-        .await;
-    let repo = RemoteRepo::with_files(&[("a.txt", "a\n")]);
-    let (task, run, events) = run_claude_code(&h, &repo, "Leak").await;
-    // Unconfined, the agent really had both: the model saw them in the tool result.
-    let seen = tool_results(&server.scripted_requests()[1].body);
-    assert!(
-        seen.contains(MODEL_CANARY) && seen.contains(FORGE_CANARY),
-        "{seen}"
-    );
-
-    let stored: String = events
-        .iter()
-        .map(|e| format!("{} {}\n", e.message, e.data))
-        .collect();
-    assert!(stored.contains("ANTHROPIC_API_KEY=[REDACTED]"), "{stored}");
-    assert!(stored.contains("found-[REDACTED]"), "{stored}");
-    let change = h.store.change(run.id).await.unwrap().unwrap();
-    assert!(
-        change
-            .summary
-            .as_deref()
-            .is_some_and(|s| s.contains("[REDACTED]")),
-        "{change:?}"
-    );
-    let head = repo.head(&h.branch_of(task, "Leak")).unwrap();
-    let message = repo.message(&head);
-    assert!(
-        !message.contains(MODEL_CANARY) && message.contains("[REDACTED]"),
-        "{message}"
-    );
-    for text in [stored, format!("{change:?}")] {
-        assert!(
-            !text.contains(MODEL_CANARY) && !text.contains(FORGE_CANARY),
-            "{text}"
-        );
-    }
-    assert_no_canary_under(h.data.path());
-}
-
-/// The run's event log masks on its own too: messages the engine writes itself (errors, forge
-/// retries) never came through a sandbox's output filter.
-#[tokio::test]
-async fn the_event_log_masks_configured_secrets_in_messages_and_data() {
-    let h = Harness::start(0).await;
-    let repo = RemoteRepo::with_files(&[("a.txt", "a\n")]);
-    let task = h
-        .create(&repo.url(), "Queued", "true", Duration::from_secs(60))
-        .await;
-    let run = h.latest(task).await;
-    let (sink, writer) = nightshift_engine::EventSink::start(
-        h.store.clone(),
-        &run,
-        nightshift_engine::RunLimits::default(),
-    );
-    sink.set_redactor(nightshift_sandbox::Redactor::new([MODEL_CANARY]).unwrap());
-    let pem = format!("-----BEGIN KEY-----\n{FORGE_CANARY}\n-----END KEY-----");
-    sink.emit(
-        EventKind::Error,
-        None,
-        format!("upstream said {MODEL_CANARY}; token ghp_0123456789abcdefghijABCDEFGHIJ012345"),
-        json!({"nested": [{"text": MODEL_CANARY}], MODEL_CANARY: 1}),
-    );
-    sink.set_redactor(
-        nightshift_sandbox::Redactor::new([MODEL_CANARY])
-            .unwrap()
-            .with_secrets([pem.as_str(), FORGE_CANARY])
-            .unwrap(),
-    );
-    sink.emit(EventKind::Info, None, pem.clone(), json!({"pem": pem}));
-    sink.flush().await;
-    drop(sink);
-    writer.await.unwrap();
-    let events = h.events(&run).await;
-    let text: String = events
-        .iter()
-        .map(|e| format!("{} {}\n", e.message, e.data))
-        .collect();
-    assert_eq!(events.len(), 2, "{text}");
-    assert!(
-        !text.contains(MODEL_CANARY) && !text.contains(FORGE_CANARY),
-        "{text}"
-    );
-    assert!(
-        !text.contains("ghp_0123456789"),
-        "token shapes are masked too: {text}"
-    );
-    assert_eq!(text.matches("[REDACTED]").count(), 6, "{text}");
 }

@@ -1,5 +1,8 @@
+mod agent_limits;
+mod agent_rounds;
 mod agents;
 mod baseline;
+mod check_limits;
 mod confinement;
 mod fix_ci;
 mod follow;
@@ -9,6 +12,7 @@ mod harness;
 mod jobs;
 mod judge;
 mod limits;
+mod masking;
 mod pipeline;
 mod projects;
 mod publish;
