@@ -160,10 +160,10 @@ async fn baseline(
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let data_dir = data_dir.unwrap_or_else(crate::serve::default_data_dir);
-    let config = crate::serve::load_config(config_file.as_ref(), &data_dir)?;
+    let config = crate::config::load_config(config_file.as_ref(), &data_dir)?;
     let fetched = fetch(repo, base).await?;
     // Everything the sandbox writes (caches, HOME) stays in the temporary directory.
-    let engine = crate::serve::engine_config(
+    let engine = crate::config::engine_config(
         config,
         &fetched.scratch.path().join("data"),
         config_file.as_deref(),

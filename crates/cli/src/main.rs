@@ -2,6 +2,7 @@
 
 mod checks;
 mod client;
+mod config;
 mod confine;
 mod insights;
 mod install;

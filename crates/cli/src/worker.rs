@@ -11,7 +11,8 @@ use nightshift_engine::Engine;
 use nightshift_store::{SecretKey, Store};
 use tokio_util::sync::CancellationToken;
 
-use crate::serve::{data_dir, engine_config, load_config, wait_for_signal};
+use crate::config::{engine_config, load_config};
+use crate::serve::{data_dir, wait_for_signal};
 
 #[derive(Args)]
 #[command(after_long_help = "\
