@@ -1,10 +1,10 @@
 use std::time::Duration;
 
 use nightshift_core::{
-    AgentSpec, BranchName, Budget, DEFAULT_PROJECT, EndReason, EventKind, GeneratedChange,
-    Instructions, NewTask, RepoUrl, RunStatus, TaskFilter,
+    AgentSpec, BranchName, Budget, DEFAULT_PROJECT, EndReason, GeneratedChange, Instructions,
+    NewTask, RepoUrl, RunStatus, TaskFilter,
 };
-use nightshift_store::{CancelOutcome, NewEvent, RunUpdate, Store, StoreError};
+use nightshift_store::{CancelOutcome, Store, StoreError};
 use nightshift_test_support::postgres::PgCluster;
 
 pub async fn sqlite() -> (Store, tempfile::TempDir) {
@@ -147,12 +147,12 @@ macro_rules! conformance_cases {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn text_search_escapes_and_folds_case() {
             let (store, _guard) = $make().await;
-            crate::suite::conformance::text_search_escapes_and_folds_case(store).await;
+            crate::suite::values::text_search_escapes_and_folds_case(store).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn values_round_trip_exactly() {
             let (store, _guard) = $make().await;
-            crate::suite::conformance::values_round_trip_exactly(store).await;
+            crate::suite::values::values_round_trip_exactly(store).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn ensure_project_is_idempotent() {
@@ -438,147 +438,6 @@ pub async fn ids_and_ordering(store: Store) {
         .unwrap();
     assert_eq!(summary.latest.id, second.id);
     assert_eq!(summary.latest.status, RunStatus::Queued);
-}
-
-pub async fn text_search_escapes_and_folds_case(store: Store) {
-    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
-    for text in [
-        "Rename a_b",
-        "Rename axb",
-        "Fix C:\\temp paths",
-        "Fix C:temp paths",
-        "Übersetze die Fehlermeldungen",
-        "Raise coverage to 100%",
-        "Raise coverage to 1000",
-    ] {
-        store
-            .create_task(&new_task(project.id, "/srv/a.git", text))
-            .await
-            .unwrap();
-    }
-    let search = |text: &str| {
-        let store = store.clone();
-        let filter = TaskFilter {
-            text: Some(text.into()),
-            ..Default::default()
-        };
-        async move {
-            let mut found: Vec<String> = store
-                .list_tasks(project.id, &filter)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|s| s.task.instructions)
-                .collect();
-            found.sort();
-            found
-        }
-    };
-    assert_eq!(
-        search("a_b").await,
-        vec!["Rename a_b"],
-        "_ is not a wildcard"
-    );
-    assert_eq!(
-        search("100%").await,
-        vec!["Raise coverage to 100%"],
-        "% is not a wildcard"
-    );
-    assert_eq!(
-        search("c:\\t").await,
-        vec!["Fix C:\\temp paths"],
-        "\\ is literal"
-    );
-    assert_eq!(search("RENAME").await.len(), 2, "ASCII case folds");
-    assert_eq!(
-        search("über").await,
-        vec!["Übersetze die Fehlermeldungen"],
-        "non-ASCII case folds the same on every back end"
-    );
-    assert_eq!(search("ÜBERSETZE").await.len(), 1);
-    assert_eq!(
-        search("  paths  ").await.len(),
-        2,
-        "surrounding space is ignored"
-    );
-    assert!(search("nothing like it").await.is_empty());
-}
-
-pub async fn values_round_trip_exactly(store: Store) {
-    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
-    let text = "Emoji 🦀, quotes ' \" and a NUL-free\nsecond line\twith tab";
-    let (task, _) = store
-        .create_task(&new_task(project.id, "/srv/a.git", text))
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .task(project.id, task.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .instructions,
-        text
-    );
-    let claim = store
-        .claim_run("w", Duration::from_secs(30))
-        .await
-        .unwrap()
-        .unwrap();
-    let usage = nightshift_core::Usage {
-        input_tokens: u32::MAX as u64 + 7,
-        output_tokens: 1,
-        cost_usd: 0.1 + 0.2,
-        turns: 3,
-    };
-    store
-        .update_run(
-            claim.run.id,
-            "w",
-            &RunUpdate {
-                usage: Some(usage),
-                checkpoint: Some(nightshift_core::Checkpoint {
-                    branch: Some("nightshift/1-emoji".into()),
-                    pr_number: Some(42),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let run = store.run(claim.run.id).await.unwrap().unwrap();
-    assert_eq!(
-        run.usage, usage,
-        "integers above 32 bits and floats survive bit for bit"
-    );
-    assert_eq!(run.checkpoint.pr_number, Some(42));
-    store
-        .append_events(
-            run.id,
-            &[
-                NewEvent {
-                    kind: EventKind::Agent,
-                    phase: Some(nightshift_core::Phase::Agent),
-                    message: text.into(),
-                    data: serde_json::Value::Null,
-                },
-                NewEvent {
-                    kind: EventKind::Check,
-                    phase: None,
-                    message: String::new(),
-                    data: serde_json::json!({"nested": {"list": [1, 2.5, "x", null]}}),
-                },
-            ],
-        )
-        .await
-        .unwrap();
-    let events = store.events(run.id, 0, 10).await.unwrap();
-    assert_eq!(events[0].message, text);
-    assert_eq!(events[0].data, serde_json::Value::Null);
-    assert_eq!(events[0].phase, Some(nightshift_core::Phase::Agent));
-    assert_eq!(events[1].data["nested"]["list"][1], 2.5);
-    assert_eq!(events[1].phase, None);
 }
 
 pub async fn ensure_project_is_idempotent(store: Store) {

@@ -8,3 +8,4 @@ mod policies;
 mod postgres;
 mod sessions;
 mod templates;
+mod values;
