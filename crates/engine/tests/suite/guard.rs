@@ -56,7 +56,7 @@ impl GuardRig {
         configure: impl FnOnce(&mut EngineConfig),
     ) -> GuardRig {
         let data = tempfile::tempdir().unwrap();
-        let server = ModelServer::start(script(&data.path().join("runs/1/work")))
+        let server = ModelServer::start(script(&data.path().join("bases/workspace")))
             .await
             .unwrap();
         let agents = agent_config(&server);

@@ -51,7 +51,7 @@ impl JudgeRig {
         configure: impl FnOnce(&mut EngineConfig),
     ) -> JudgeRig {
         let data = tempfile::tempdir().unwrap();
-        let script = agent(&data.path().join("runs/1/work"));
+        let script = agent(&data.path().join("bases/workspace"));
         let server = ModelServer::start_with_models(script, vec![(JUDGE_MODEL.into(), judge)])
             .await
             .unwrap();
