@@ -42,6 +42,21 @@ pub struct Sample {
     pub kind: String,
 }
 
+impl Sample {
+    /// Whether this is a sample of `name` carrying every one of `labels`.
+    pub fn is(&self, name: &str, labels: &[(&str, &str)]) -> bool {
+        self.name == name
+            && labels
+                .iter()
+                .all(|(k, v)| self.labels.get(*k).map(String::as_str) == Some(*v))
+    }
+}
+
+/// The value of the first sample of `name` with all of `labels`.
+pub fn sample_value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples.iter().find(|s| s.is(name, labels)).map(|s| s.value)
+}
+
 /// Parses metrics with the reference parser (`prometheus_client` from the test tools'
 /// virtualenv). Panics on text it refuses: a scrape Prometheus could not read is a failure.
 pub fn parse_prometheus(text: &str) -> Vec<Sample> {

@@ -9,7 +9,7 @@ use nightshift_core::{
 };
 use nightshift_store::Store;
 use nightshift_test_support::git::{RemoteRepo, repos_root};
-use nightshift_test_support::parse_prometheus;
+use nightshift_test_support::{parse_prometheus, sample_value};
 use serde_json::Value;
 
 use super::server::{BIN, Server};
@@ -116,8 +116,10 @@ async fn a_worker_serves_its_metrics() {
         if let Some((200, text)) = get(&url).await {
             let samples = parse_prometheus(&text);
             let ended = samples.iter().any(|s| {
-                s.name == "nightshift_runs_ended_total"
-                    && s.labels.get("end_reason").map(String::as_str) == Some("succeeded")
+                s.is(
+                    "nightshift_runs_ended_total",
+                    &[("end_reason", "succeeded")],
+                )
             });
             if ended {
                 break samples;
@@ -137,12 +139,7 @@ async fn a_worker_serves_its_metrics() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let value = |name: &str, label: (&str, &str)| {
-        samples
-            .iter()
-            .find(|s| s.name == name && s.labels.get(label.0).map(String::as_str) == Some(label.1))
-            .map(|s| s.value)
-    };
+    let value = |name: &str, label: (&str, &str)| sample_value(&samples, name, &[label]);
     assert_eq!(
         value("nightshift_runs_ended_total", ("end_reason", "succeeded")),
         Some(1.0)

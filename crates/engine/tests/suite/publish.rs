@@ -352,9 +352,9 @@ async fn flaky_forge_answers_still_publish_each_run_exactly_once(kind: FakeKind)
     let count = |name: &str, answer: Option<&str>| -> f64 {
         metrics
             .iter()
-            .filter(|s| s.name == name)
-            .filter(|s| {
-                answer.is_none_or(|a| s.labels.get("answer").map(String::as_str) == Some(a))
+            .filter(|s| match answer {
+                Some(a) => s.is(name, &[("answer", a)]),
+                None => s.is(name, &[]),
             })
             .map(|s| s.value)
             .sum()

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use nightshift_server::ServerConfig;
 use nightshift_test_support::git::RemoteRepo;
-use nightshift_test_support::{Sample, parse_prometheus};
+use nightshift_test_support::{Sample, parse_prometheus, sample_value};
 use tower::ServiceExt;
 
 use super::app::{App, create, wait_end};
@@ -40,15 +40,7 @@ async fn scrape(app: &App) -> Vec<Sample> {
 
 /// The value of the sample `name` with all of `labels`, 0 when absent.
 fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .find(|s| {
-            s.name == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map_or(0.0, |s| s.value)
+    sample_value(samples, name, labels).unwrap_or(0.0)
 }
 
 #[tokio::test]
