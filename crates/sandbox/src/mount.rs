@@ -1,12 +1,23 @@
-//! A workspace seen through the process's own mount namespace: another directory shown at the
+//! A workspace seen through a mount namespace of its own: another directory shown at the
 //! workspace's path (a base being built), or a copy-on-write overlay of a base with a run's own
-//! layer on top. Made between fork and exec, in a user namespace of the server's user (mapped
-//! to itself), so it needs no privilege; bubblewrap, when the process is confined, starts from
-//! that view and so do git and everything else the process starts.
+//! layer on top. Made in a user namespace of the server's user (mapped to itself), so it needs
+//! no privilege; bubblewrap, when the process is confined, starts from that view and so do git
+//! and everything else the process starts.
+//!
+//! The namespace is made once per view, by a short-lived holder process, and kept open (its
+//! `/proc/<pid>/ns` files) for as long as any copy of the view lives: every later process of
+//! the run joins it between fork and exec (`setns`) instead of mounting the view again. That
+//! saves a mount and a namespace teardown per process (several milliseconds each, paid by every
+//! git command of a run), and every process of a run sees one and the same overlay, so what one
+//! writes the next sees at once. Nothing is mounted in the host's namespace: when the server
+//! dies, its descriptors close and the namespace goes with them.
 
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use nix::libc;
 use nix::mount::{MsFlags, mount};
@@ -30,11 +41,29 @@ pub enum WorkspaceMount {
     },
 }
 
-/// A workspace mount at the path `at` (an existing, empty directory on the host).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A workspace mount at the path `at` (an existing, empty directory on the host). Copies share
+/// one mount namespace, made when the first process starts.
+#[derive(Debug, Clone)]
 pub struct MountView {
     pub at: PathBuf,
     pub mount: WorkspaceMount,
+    held: Arc<Mutex<Option<Arc<Namespace>>>>,
+}
+
+impl PartialEq for MountView {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at && self.mount == other.mount
+    }
+}
+
+impl Eq for MountView {}
+
+/// A user namespace and the mount namespace in it where the view is mounted, kept by their
+/// descriptors (close-on-exec, so no process started inherits them).
+#[derive(Debug)]
+struct Namespace {
+    user: OwnedFd,
+    mnt: OwnedFd,
 }
 
 impl MountView {
@@ -44,6 +73,7 @@ impl MountView {
             mount: WorkspaceMount::Bind {
                 source: source.into(),
             },
+            held: Arc::default(),
         }
     }
 
@@ -60,11 +90,64 @@ impl MountView {
                 upper: upper.into(),
                 work: work.into(),
             },
+            held: Arc::default(),
         }
     }
 
-    /// Everything [`Entered::enter`] needs, made before the fork (nothing may allocate after).
-    pub(crate) fn prepare(&self, cwd: &Path) -> Result<Entered> {
+    /// Everything [`Joined::enter`] needs for a process working in `cwd`, made before the fork
+    /// (nothing may allocate after): the view's namespace, made first if no process made it yet.
+    pub(crate) fn prepare(&self, cwd: &Path) -> Result<Joined> {
+        let namespace = {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            match held.as_ref() {
+                Some(namespace) => namespace.clone(),
+                None => held.insert(Arc::new(self.make_namespace()?)).clone(),
+            }
+        };
+        Ok(Joined {
+            user: namespace.user.as_raw_fd(),
+            mnt: namespace.mnt.as_raw_fd(),
+            cwd: CString::new(cwd.as_os_str().as_bytes())
+                .map_err(|_| SandboxError::Policy("a working directory holds a NUL byte".into()))?,
+            _namespace: namespace,
+        })
+    }
+
+    /// Mounts the view in a new namespace, in a holder process that does nothing but wait for
+    /// its namespace to be opened here, then ends.
+    fn make_namespace(&self) -> Result<Namespace> {
+        let entered = self.mount_in(&self.at)?;
+        let failed = |source: std::io::Error| SandboxError::Spawn {
+            program: "cat".into(),
+            hint: " (which holds the mount namespace the workspace is seen in)".into(),
+            source,
+        };
+        let mut holder = std::process::Command::new("cat");
+        holder
+            .env_clear()
+            .current_dir("/")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: only async-signal-safe system calls on data made before the fork.
+        unsafe {
+            holder.pre_exec(crate::fds::close_inherited);
+            holder.pre_exec(move || entered.enter());
+        }
+        let mut child = holder.spawn().map_err(failed)?;
+        let open = |name: &str| {
+            std::fs::File::open(format!("/proc/{}/ns/{name}", child.id())).map(OwnedFd::from)
+        };
+        let namespace = open("user").and_then(|user| Ok((user, open("mnt")?)));
+        // Its stdin closed, the holder ends; the namespace lives on in our descriptors.
+        drop(child.stdin.take());
+        let _ = child.wait();
+        let (user, mnt) = namespace.map_err(failed)?;
+        Ok(Namespace { user, mnt })
+    }
+
+    /// Everything [`Entered::enter`] needs to mount the view and enter `cwd`.
+    fn mount_in(&self, cwd: &Path) -> Result<Entered> {
         let c = |text: &[u8]| {
             CString::new(text)
                 .map_err(|_| SandboxError::Policy("a mount path holds a NUL byte".into()))
@@ -112,8 +195,36 @@ impl MountView {
     }
 }
 
-/// A [`MountView`] ready to be entered in a forked child.
-pub(crate) struct Entered {
+/// A [`MountView`]'s namespace, ready to be joined in a forked child.
+pub(crate) struct Joined {
+    user: RawFd,
+    mnt: RawFd,
+    cwd: CString,
+    /// Keeps the descriptors open until the process started.
+    _namespace: Arc<Namespace>,
+}
+
+impl Joined {
+    /// In the forked child before exec: into the view's user namespace (where the server's user
+    /// holds the rights to enter its mount namespace), then its mount namespace, then the
+    /// working directory through the mount. Only async-signal-safe system calls.
+    pub(crate) fn enter(&self) -> std::io::Result<()> {
+        for (fd, kind) in [
+            (self.user, libc::CLONE_NEWUSER),
+            (self.mnt, libc::CLONE_NEWNS),
+        ] {
+            // SAFETY: a system call on a descriptor kept open by `_namespace`.
+            if unsafe { libc::setns(fd, kind) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        chdir(self.cwd.as_c_str())?;
+        Ok(())
+    }
+}
+
+/// A [`MountView`] ready to be mounted in a forked child.
+struct Entered {
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
     source: CString,
@@ -127,7 +238,7 @@ impl Entered {
     /// In the forked child before exec: a user namespace mapping the server's user to itself
     /// and a private mount namespace, the workspace mounted, and the working directory entered
     /// again through the mount. Only async-signal-safe system calls on data made before the fork.
-    pub(crate) fn enter(&self) -> std::io::Result<()> {
+    fn enter(&self) -> std::io::Result<()> {
         unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)?;
         write_proc(c"/proc/self/setgroups", b"deny")?;
         write_proc(c"/proc/self/uid_map", &self.uid_map)?;

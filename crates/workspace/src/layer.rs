@@ -31,16 +31,18 @@ impl Mirrors {
         let mirror = self.mirror_path(repo);
         let tree = build.tree();
         let admin = build.git_dir();
-        let view = MountView::bind(at, &tree);
-        let worktree = Worktree::layered(
-            at.to_path_buf(),
-            mirror.clone(),
-            admin.clone(),
-            None,
-            base_branch.to_string(),
-            commit.to_string(),
-            view,
-        );
+        // A new view for each new tree: a view's namespace keeps the directory it was made on.
+        let worktree = || {
+            Worktree::layered(
+                at.to_path_buf(),
+                mirror.clone(),
+                admin.clone(),
+                None,
+                base_branch.to_string(),
+                commit.to_string(),
+                MountView::bind(at, &tree),
+            )
+        };
         write_admin(
             &admin,
             &mirror,
@@ -49,8 +51,9 @@ impl Mirrors {
             from.map(BaseLease::index).as_deref(),
         )?;
         write_dot_git(&tree, &admin)?;
-        let git = worktree.git(self.git());
         if let Some(from) = from {
+            let worktree = worktree();
+            let git = worktree.git(self.git());
             let refreshed = async {
                 copy_tree(&from.tree(), &tree).await?;
                 write_dot_git(&tree, &admin)?;
@@ -72,7 +75,11 @@ impl Mirrors {
                 }
             }
         }
-        git.run(at, &["read-tree", "--reset", "-u", commit]).await?;
+        let worktree = worktree();
+        worktree
+            .git(self.git())
+            .run(at, &["read-tree", "--reset", "-u", commit])
+            .await?;
         Ok((worktree, false))
     }
 

@@ -199,3 +199,67 @@ async fn a_base_being_built_is_seen_at_the_path_runs_will_see_it_at() {
     );
     assert_eq!(std::fs::read_dir(&layered.at).unwrap().count(), 0);
 }
+
+/// The mount namespace a process is in, as `/proc/self/ns/mnt` names it.
+async fn mount_namespace(sandbox: &Sandbox, at: &Path) -> String {
+    let (exit, lines) = sandbox
+        .output(&ProcessSpec::shell("readlink /proc/self/ns/mnt", at))
+        .await
+        .unwrap();
+    assert!(exit.success(), "{}", text(&lines));
+    text(&lines).trim().to_string()
+}
+
+/// Mount namespaces this process holds open, by the names their descriptors link to.
+fn held_namespaces() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|link| link.display().to_string())
+        .filter(|link| link.starts_with("mnt:"))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_process_of_a_view_joins_its_one_namespace_which_ends_with_the_view() {
+    let layered = Layered::new();
+    let (view, upper) = layered.layer("r1");
+    let first = Sandbox::new().with_mount(view.clone());
+    // A copy of the view, as a run's git and its checks each have one.
+    let second = Sandbox::new().with_mount(view.clone());
+    let ns = mount_namespace(&first, &layered.at).await;
+    assert_eq!(mount_namespace(&second, &layered.at).await, ns);
+    assert_eq!(mount_namespace(&first, &layered.at).await, ns);
+    assert_ne!(
+        ns,
+        std::fs::read_link("/proc/self/ns/mnt")
+            .unwrap()
+            .display()
+            .to_string(),
+        "the view is not mounted in the server's namespace"
+    );
+    assert!(held_namespaces().contains(&ns), "{:?}", held_namespaces());
+    // One mount for all: what one process wrote the next reads, through the same overlay.
+    let (exit, lines) = first
+        .output(&ProcessSpec::shell("echo one > shared.txt", &layered.at))
+        .await
+        .unwrap();
+    assert!(exit.success(), "{}", text(&lines));
+    let (_, lines) = second
+        .output(&ProcessSpec::shell("cat shared.txt README", &layered.at))
+        .await
+        .unwrap();
+    assert_eq!(text(&lines), "one\nbase readme\n");
+    assert!(upper.join("shared.txt").is_file());
+    // Another run's view is another namespace.
+    let (other, _) = layered.layer("r2");
+    let other = Sandbox::new().with_mount(other);
+    assert_ne!(mount_namespace(&other, &layered.at).await, ns);
+    drop((first, second, view));
+    assert!(
+        !held_namespaces().contains(&ns),
+        "the namespace outlived its view: {:?}",
+        held_namespaces()
+    );
+}
