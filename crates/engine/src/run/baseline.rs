@@ -279,10 +279,16 @@ async fn keep_out_of_change(
     baseline: &Baseline,
 ) -> Step<()> {
     let worktree = &mut workspace.worktree;
-    let mut untracked = worktree
-        .untracked(&run.engine.git)
-        .await
-        .map_err(EngineError::workspace("cannot read the workspace"))?;
+    let mut untracked = match &workspace.base {
+        // A run's layer, before anything ran in it, shows its base as it is: what setup and
+        // the checks left untracked there was listed when the base was built (what the
+        // baseline's checks leave if they ran in the layer comes below).
+        Some(base) => base.info().untracked.clone(),
+        None => worktree
+            .untracked(&run.engine.git)
+            .await
+            .map_err(EngineError::workspace("cannot read the workspace"))?,
+    };
     // A reused baseline's checks did not run here: what they leave comes when validating does.
     for path in &baseline.untracked {
         if !untracked.contains(path) {

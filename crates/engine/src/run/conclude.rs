@@ -32,7 +32,10 @@ impl RunExecution {
         if let Some(message) = &message {
             self.events.error(phase, message.clone());
         }
-        self.record_change(workspace.as_ref()).await;
+        // A run that ended with no changes has a checkout git found unchanged: its change is
+        // empty, and four git commands over the whole checkout would only say so again.
+        let unchanged = matches!(result, Ok(Outcome::NoChanges));
+        self.record_change(workspace.as_ref(), unchanged).await;
         // Released before the end is recorded: whoever sees the run ended (or claims it again
         // from the queue, in the same directory) finds no workspace left behind.
         let keep = self.engine.config.keep_failed_workspaces
@@ -167,7 +170,7 @@ impl RunExecution {
     }
 
     /// Stores what the run produced, including the uncommitted diff of a failed run.
-    async fn record_change(&mut self, workspace: Option<&Workspace>) {
+    async fn record_change(&mut self, workspace: Option<&Workspace>, unchanged: bool) {
         let Some(workspace) = workspace else {
             // A run resumed after its push has no workspace, only the change stored then.
             if self.change.commit.is_some()
@@ -180,7 +183,12 @@ impl RunExecution {
         let worktree = &workspace.worktree;
         // The checkout has been in the agent's hands: git is pinned to the mirror's side.
         let git = &worktree.git(&self.engine.git);
-        if self.checkpoint.commit.is_none() {
+        if unchanged {
+            // What git would say: no diff, no stat, no files (whatever an earlier round had).
+            self.change.diff.clear();
+            self.change.diff_stat.clear();
+            self.change.files_changed.clear();
+        } else if self.checkpoint.commit.is_none() {
             // Stage everything so the diff shows new files too; nothing is committed.
             let _ = git.run(worktree.path(), &["add", "--all"]).await;
             let base = worktree.base_commit();

@@ -143,7 +143,7 @@ pub(crate) struct Workspace {
     worktree: Worktree,
     confinement: RunConfinement,
     /// The warm base under the run's layer, held so that it is not evicted meanwhile.
-    _base: Option<BaseLease>,
+    base: Option<BaseLease>,
 }
 
 /// One run on this worker: what it was claimed as, and the records it builds as it goes.

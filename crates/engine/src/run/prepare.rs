@@ -137,7 +137,7 @@ pub(crate) async fn workspace<'w>(
     let workspace = slot.insert(Workspace {
         worktree,
         confinement,
-        _base: base,
+        base,
     });
     let plan = plan(run, workspace).await?;
     // Before any agent time: a check that cannot run here ends the run now. A warm base had
