@@ -1,7 +1,10 @@
 //! Benchmark: what Nightshift itself adds to a run — end-to-end wall time of a no-op `command`
 //! task (create → run ended) minus the agent's own time, median of N.
 //!
-//! cargo run --release -p nightshift-engine --example orchestration_overhead [RUNS]
+//! cargo run --release -p nightshift-engine --example orchestration_overhead [RUNS] [--events]
+//!
+//! With `--events`, the last run's events are printed with their times from the task's
+//! creation: where the overhead goes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -17,8 +20,10 @@ use common::{Bench, median};
 async fn main() {
     let runs: usize = std::env::args()
         .nth(1)
+        .filter(|a| a != "--events")
         .map(|a| a.parse().unwrap())
         .unwrap_or(20);
+    let show_events = std::env::args().any(|a| a == "--events");
     let remote = RemoteRepo::with_files(&[("README", "hello\n")]);
     let data = tempfile::tempdir().unwrap();
     let store = Store::open_sqlite(&data.path().join("nightshift.db"))
@@ -28,7 +33,9 @@ async fn main() {
     let store = &bench.store;
 
     let (mut total, mut agent, mut overhead) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last = Vec::new();
     for i in 0..runs {
+        let created = nightshift_core::now_millis();
         let (run, wall) = bench.run(&format!("no-op {i}"), "true").await;
         assert_eq!(run.end_reason, Some(nightshift_core::EndReason::NoChanges));
         // The agent's own time: from its start event to its final event, as stored.
@@ -45,9 +52,16 @@ async fn main() {
         };
         let own = (at(|a| matches!(a, AgentEvent::Final { .. }))
             - at(|a| matches!(a, AgentEvent::Started { .. }))) as f64;
+        last = events
+            .iter()
+            .map(|e| format!("{:>5} ms  {}", e.at - created, e.message))
+            .collect();
         total.push(wall);
         agent.push(own);
         overhead.push(wall - own);
+    }
+    if show_events {
+        println!("The last run's events, from the task's creation:\n{}\n", last.join("\n"));
     }
     println!(
         "| runs | end-to-end, median | agent's own time, median | orchestration overhead, median | overhead, min–max |"
