@@ -75,11 +75,14 @@ fn measured(
 ) -> Vec<(&'static str, &'static str, Vec<PathBuf>, u64)> {
     let mut parts = Vec::new();
     if let Some(limit) = limits.checkout_disk {
-        // A warm run's writes are all in its layer; the base under it is shared, not the run's.
+        // A warm run's writes are all in its layer; the base under it is shared, not the run's,
+        // but the run that builds a base answers for what the build writes (through the link
+        // the build leaves in the run's directory while it lasts).
         let dirs = vec![
             run_dir.join("work"),
             run_dir.join("layer"),
             run_dir.join("home"),
+            run_dir.join(BASE_BUILD),
         ];
         parts.push(("checkout_disk", "the run's checkout and HOME", dirs, limit));
     }
@@ -93,6 +96,9 @@ fn measured(
     }
     parts
 }
+
+/// In a run's directory, the link to the warm base the run builds, while it builds one.
+pub(crate) const BASE_BUILD: &str = "base";
 
 /// Where the confined processes of the run in `run_dir` get their `/tmp`.
 pub(crate) fn tmp_root(run_dir: &Path) -> PathBuf {

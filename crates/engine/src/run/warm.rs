@@ -125,6 +125,8 @@ async fn build(
     let engine = run.engine.clone();
     let failed = || EngineError::workspace("cannot build the warm base");
     let build = lock.start(key).map_err(failed())?;
+    let _counted = CountedBuild::link(&run.run_dir, &build.tree())
+        .map_err(EngineError::io("cannot link the base being built from the run's directory"))?;
     let last = bases.latest().map_err(failed())?;
     let (worktree, refreshed) = engine
         .mirrors
@@ -157,7 +159,7 @@ async fn build(
     let mut workspace = Workspace {
         worktree,
         confinement,
-        _base: None,
+        base: None,
     };
     // The repository's own plan: a template's checks are the run's, taken in its layer.
     let plan = nightshift_checks::discover(workspace.worktree.unchanged_tree())
@@ -204,6 +206,27 @@ async fn build(
         ),
     );
     Ok(base)
+}
+
+/// What the base being built writes counts under the building run's `checkout_disk`: its
+/// directory is linked from the run's own (`<run>/base`, which the run's disk watcher measures
+/// through the link) for as long as the build lasts.
+struct CountedBuild(std::path::PathBuf);
+
+impl CountedBuild {
+    fn link(run_dir: &std::path::Path, tree: &std::path::Path) -> std::io::Result<CountedBuild> {
+        std::fs::create_dir_all(run_dir)?;
+        let link = run_dir.join(crate::limits::BASE_BUILD);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(tree.parent().unwrap_or(tree), &link)?;
+        Ok(CountedBuild(link))
+    }
+}
+
+impl Drop for CountedBuild {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Keeps this worker's bases within their budget, after a new one took its place.

@@ -22,3 +22,4 @@ mod takeover;
 mod toolchains;
 mod verify;
 mod warm;
+mod warm_builds;
