@@ -4,6 +4,7 @@ mod events;
 mod followed;
 mod following;
 mod intake;
+mod nudges;
 mod policies;
 mod postgres;
 mod sessions;
