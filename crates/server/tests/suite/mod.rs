@@ -14,3 +14,4 @@ mod security;
 mod templates;
 mod ui;
 mod vault;
+mod webhooks;
