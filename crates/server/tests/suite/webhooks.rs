@@ -13,7 +13,7 @@ use nightshift_core::{CiState, FollowedPr, PrState};
 use nightshift_forge::{ForgeConfig, ForgeEntry, ForgeKind, RetryPolicy, Secret};
 use nightshift_server::ServerConfig;
 use nightshift_test_support::forge_fake::webhook::delivery;
-use nightshift_test_support::forge_fake::{Access, FakeKind, ForgeFake};
+use nightshift_test_support::forge_fake::{Access, FakeKind, Fault, ForgeFake};
 use nightshift_test_support::{Sample, sample_value};
 use serde_json::{Value, json};
 
@@ -155,7 +155,9 @@ impl Site {
         let task = created.body["id"].as_i64().unwrap();
         let run = wait_end(&self.app, "alpha", task).await;
         assert_eq!(run["end_reason"], "succeeded", "{run}");
-        let pr = self.followed_when(task, "a first poll", |pr| pr.polls >= 1).await;
+        let pr = self
+            .followed_when(task, "a first poll", |pr| pr.polls >= 1)
+            .await;
         assert!(pr.following);
         assert!(
             pr.next_poll_at > pr.last_polled_at.unwrap() + HOUR.as_millis() as i64 / 2,
@@ -205,7 +207,12 @@ impl Site {
 
     /// Forged, unsigned and wrongly tokened versions of `event`: each refused with 401, and
     /// neither the pull request nor the forge hears of them.
-    async fn forged_deliveries_change_nothing(&self, pr: &FollowedPr, event: &str, payload: &Value) {
+    async fn forged_deliveries_change_nothing(
+        &self,
+        pr: &FollowedPr,
+        event: &str,
+        payload: &Value,
+    ) {
         let kind = self.fake.kind();
         let asked = self.polls_seen_by_forge();
         let (signed, body) = delivery(kind, SECRET, event, payload);
@@ -236,7 +243,13 @@ impl Site {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after = self.followed(pr.task_id).await;
         assert_eq!(
-            (after.state, after.ci, after.polls, after.next_poll_at, after.nudged_at),
+            (
+                after.state,
+                after.ci,
+                after.polls,
+                after.next_poll_at,
+                after.nudged_at
+            ),
             (pr.state, pr.ci, pr.polls, pr.next_poll_at, None),
             "a refused delivery moved nothing"
         );
@@ -332,7 +345,11 @@ async fn a_signed_github_delivery_records_the_merge_without_waiting_for_the_poll
     assert_eq!(recorded.polls, pr.polls + 1, "one poll, the nudged one");
     let change = site.app.store.change(pr.run_id).await.unwrap().unwrap();
     assert!(
-        change.ci_status.as_deref().unwrap_or_default().starts_with("merged"),
+        change
+            .ci_status
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("merged"),
         "{change:?}"
     );
 
@@ -344,6 +361,63 @@ async fn a_signed_github_delivery_records_the_merge_without_waiting_for_the_poll
     assert!(grew("ignored") >= 3.0, "{}", grew("ignored"));
     assert!(grew("nudged") >= 1.0, "{}", grew("nudged"));
     assert_eq!(site.fake.violations(), Vec::<String>::new());
+}
+
+/// A delivery that arrives while the follower is asking the forge (whose answer predates what
+/// the delivery is about) is not lost in that poll's record: the pull request is asked again.
+#[tokio::test]
+async fn a_delivery_during_a_poll_gets_a_poll_of_its_own() {
+    let site = Site::start(FakeKind::GitHub).await;
+    let pr = site.followed_pull_request().await;
+    let slow = Duration::from_millis(1500);
+    site.fake.fail_request_once(
+        "GET",
+        &format!("/pulls/{}", pr.number),
+        Fault::SlowAfterHandling(slow),
+    );
+    let comment = json!({
+        "action": "created",
+        "issue": {"number": pr.number, "pull_request": {"url": "https://api.github.com/repos/acme/widget/pulls/1"}},
+        "comment": {"id": 99, "body": "Looks good", "user": {"login": "rita"}, "created_at": "2026-01-01T10:00:00Z"},
+        "repository": {"full_name": WIDGET},
+    });
+    let taken = deliver(
+        site.addr,
+        FakeKind::GitHub,
+        SECRET,
+        "issue_comment",
+        &comment,
+    )
+    .await;
+    assert_eq!(taken.body["pull_requests"], 1, "{}", taken.body);
+    // The poll the comment asked for has read the pull request (open) and waits for its answer.
+    let started = Instant::now();
+    while !site
+        .fake
+        .requests()
+        .iter()
+        .any(|r| matches!(r.fault, Some(Fault::SlowAfterHandling(_))))
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "no poll");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    site.fake.merge(WIDGET, pr.number);
+    let merged = json!({
+        "action": "closed",
+        "number": pr.number,
+        "pull_request": {"number": pr.number, "merged": true},
+        "repository": {"full_name": WIDGET},
+    });
+    let taken = deliver(site.addr, FakeKind::GitHub, SECRET, "pull_request", &merged).await;
+    assert_eq!(taken.body["pull_requests"], 1, "{}", taken.body);
+    let recorded = site
+        .followed_when(pr.task_id, "the merge", |p| p.state == PrState::Merged)
+        .await;
+    assert_eq!(
+        recorded.polls,
+        pr.polls + 2,
+        "the comment's poll saw it open; the one after saw the merge"
+    );
 }
 
 #[tokio::test]
@@ -366,13 +440,23 @@ async fn a_signed_gitlab_pipeline_delivery_records_red_ci_and_a_comment_nudges()
     site.unknown_pull_requests_are_ignored(&pr, "Pipeline Hook", payload)
         .await;
 
-    let taken = deliver(site.addr, FakeKind::GitLab, SECRET, "Pipeline Hook", &pipeline).await;
+    let taken = deliver(
+        site.addr,
+        FakeKind::GitLab,
+        SECRET,
+        "Pipeline Hook",
+        &pipeline,
+    )
+    .await;
     assert_eq!(taken.status, StatusCode::ACCEPTED, "{}", taken.body);
     assert_eq!(taken.body["pull_requests"], 1, "{}", taken.body);
     let red = site
         .followed_when(pr.task_id, "ci failing", |p| p.ci == CiState::Failing)
         .await;
-    assert!(red.following, "an open pull request with red CI is still followed");
+    assert!(
+        red.following,
+        "an open pull request with red CI is still followed"
+    );
     assert_eq!(red.polls, pr.polls + 1);
 
     // A reviewer's comment nudges the poll too (what it asks for is read by that poll).
@@ -440,7 +524,12 @@ impl std::io::Write for Log {
 }
 
 /// Through the router on this test's thread, so the log of the handling is this test's.
-async fn call_direct(app: &App, forge: &str, headers: &[(String, String)], body: Vec<u8>) -> (StatusCode, Value) {
+async fn call_direct(
+    app: &App,
+    forge: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
     let mut request = axum::http::Request::post(format!("/api/v1/webhooks/{forge}"));
     for (name, value) in headers {
         request = request.header(name, value);
@@ -495,7 +584,10 @@ async fn a_refused_delivery_is_logged_without_its_body_or_any_secret() {
         .lines()
         .find(|l| l.contains("webhook delivery refused"))
         .unwrap_or_else(|| panic!("not logged: {log}"));
-    assert!(line.contains("gitlab") && line.contains("the token does not match"), "{line}");
+    assert!(
+        line.contains("gitlab") && line.contains("the token does not match"),
+        "{line}"
+    );
     for hidden in ["body-canary-51f0", guess, SECRET] {
         assert!(!log.contains(hidden), "{hidden} in the log: {log}");
     }
@@ -522,9 +614,20 @@ async fn webhooks_are_off_without_a_secret_and_bounded_and_checked_with_one() {
     assert_eq!(off_here.status, StatusCode::NOT_FOUND);
     let unknown = post(addr, "bitbucket", &[], b"{}".to_vec()).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
-    assert!(unknown.message().contains("/api/v1/webhooks/gitea"), "{}", unknown.body);
+    assert!(
+        unknown.message().contains("/api/v1/webhooks/gitea"),
+        "{}",
+        unknown.body
+    );
     // Forgejo is Gitea.
-    let ping = deliver(addr, FakeKind::Gitea, SECRET, "push", &json!({"ref": "refs/heads/main"})).await;
+    let ping = deliver(
+        addr,
+        FakeKind::Gitea,
+        SECRET,
+        "push",
+        &json!({"ref": "refs/heads/main"}),
+    )
+    .await;
     assert_eq!(ping.status, StatusCode::ACCEPTED, "{}", ping.body);
     let (headers, body) = delivery(FakeKind::Gitea, SECRET, "push", &json!({"ref": "x"}));
     let forgejo = post(addr, "forgejo", &headers, body).await;
@@ -535,7 +638,12 @@ async fn webhooks_are_off_without_a_secret_and_bounded_and_checked_with_one() {
     let (headers, body) = delivery(FakeKind::Gitea, SECRET, "push", &huge);
     let before = scrape(&on).await;
     let refused = post(addr, "gitea", &headers, body).await;
-    assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", refused.body);
+    assert_eq!(
+        refused.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        refused.body
+    );
     assert_eq!(refused.code(), "too_large");
     let after = scrape(&on).await;
     assert!(deliveries(&after, "gitea", "too_large") > deliveries(&before, "gitea", "too_large"));
@@ -558,16 +666,27 @@ async fn webhooks_are_off_without_a_secret_and_bounded_and_checked_with_one() {
         }
     }
     let unreadable = post(addr, "gitea", &headers, form).await;
-    assert_eq!(unreadable.status, StatusCode::BAD_REQUEST, "{}", unreadable.body);
+    assert_eq!(
+        unreadable.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        unreadable.body
+    );
     assert_eq!(unreadable.code(), "webhook_unreadable");
-    assert!(unreadable.message().contains("application/json"), "{}", unreadable.body);
+    assert!(
+        unreadable.message().contains("application/json"),
+        "{}",
+        unreadable.body
+    );
 }
 
 /// The route as the OpenAPI document has it: no sign-in, the forges' proofs instead.
 #[tokio::test]
 async fn the_webhook_route_is_documented_with_the_forges_proofs() {
     let app = App::start(ServerConfig::default(), 0).await;
-    let doc = app.call(Method::GET, "/openapi.json", "anonymous", None).await;
+    let doc = app
+        .call(Method::GET, "/openapi.json", "anonymous", None)
+        .await;
     let op = &doc.body["paths"]["/webhooks/{forge}"]["post"];
     assert_eq!(
         op["security"],
