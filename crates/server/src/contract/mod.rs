@@ -12,7 +12,8 @@ mod webhooks;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use insights::{
-    CostOutcomes, EndReasonCount, InsightsQuery, InsightsView, PullRequestOutcomes, RunOutcomes,
+    ChartBar, CostOutcomes, EndReasonCount, InsightsQuery, InsightsView, PullRequestOutcomes,
+    RunOutcomes, TemplateOutcomeView, TimeSaved,
 };
 pub use people::{
     CreateProject, CreateToken, CreateUser, GroupBinding, GroupList, Me, MemberList, MemberSet,
