@@ -4,10 +4,12 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use nightshift_engine::telemetry::{self, DeliveryOutcome};
+use tracing::Instrument;
 
+use crate::auth::peer_of_request;
 use crate::contract::{ErrorCode, WebhookAccepted};
 use crate::{ApiError, AppState};
 
@@ -18,10 +20,24 @@ pub(crate) const MAX_DELIVERY_BYTES: usize = 1024 * 1024;
 pub(super) async fn deliver(
     State(state): State<AppState>,
     Path(forge): Path<String>,
+    request: Request,
+) -> Result<(StatusCode, Json<WebhookAccepted>), ApiError> {
+    // What the engine logs of the delivery says where it came from.
+    let peer = peer_of_request(&request).map_or_else(|| "-".to_string(), |ip| ip.to_string());
+    let span = tracing::info_span!("webhook", peer = %peer);
+    let (parts, body) = request.into_parts();
+    receive(state, &forge, parts.headers, body)
+        .instrument(span)
+        .await
+}
+
+async fn receive(
+    state: AppState,
+    forge: &str,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<WebhookAccepted>), ApiError> {
-    let source = state.engine.webhook_source(&forge)?;
+    let source = state.engine.webhook_source(forge)?;
     let too_large = || {
         telemetry::webhook_delivery(source.forge(), DeliveryOutcome::TooLarge);
         tracing::warn!(forge = source.forge(), "webhook delivery too large");

@@ -61,8 +61,7 @@ async fn a_refused_delivery_is_logged_without_its_body_or_any_secret() {
     let _guard = tracing::subscriber::set_default(subscriber);
     let payload = json!({"object_kind": "note", "object_attributes": {"note": "body-canary-51f0"}});
     let guess = "guessed-token-canary-7e21";
-    let (mut headers, body) = delivery(FakeKind::GitLab, guess, "Note Hook", &payload);
-    headers.push(("x-gitlab-event-uuid".into(), "uuid-1234".into()));
+    let (headers, body) = delivery(FakeKind::GitLab, guess, "Note Hook", &payload);
     let (status, answer) = call_direct(&app, "gitlab", &headers, body).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
     assert!(
@@ -79,6 +78,11 @@ async fn a_refused_delivery_is_logged_without_its_body_or_any_secret() {
         .unwrap_or_else(|| panic!("not logged: {log}"));
     assert!(
         line.contains("gitlab") && line.contains("the token does not match"),
+        "{line}"
+    );
+    // Where it came from, and which delivery it was in the forge's own log.
+    assert!(
+        line.contains("peer=127.0.0.1") && line.contains("f1d2c3b4-0000-4000-8000-000000000001"),
         "{line}"
     );
     for hidden in ["body-canary-51f0", guess, SECRET] {
