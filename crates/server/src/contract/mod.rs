@@ -8,10 +8,12 @@ mod people;
 mod records;
 mod tasks;
 mod templates;
+mod webhooks;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use insights::{
-    CostOutcomes, EndReasonCount, InsightsQuery, InsightsView, PullRequestOutcomes, RunOutcomes,
+    ChartBar, CostOutcomes, EndReasonCount, InsightsQuery, InsightsView, PullRequestOutcomes,
+    RunOutcomes, TemplateOutcomeView, TimeSaved,
 };
 pub use people::{
     CreateProject, CreateToken, CreateUser, GroupBinding, GroupList, Me, MemberList, MemberSet,
@@ -32,3 +34,4 @@ pub use templates::{
     FromTask, Instantiate, TemplateDetail, TemplateList, TemplateListEntry, TemplateQuery,
     TemplateUseView, TemplateVersionView, TemplateView,
 };
+pub use webhooks::{WebhookAccepted, WebhookPayload};

@@ -14,3 +14,5 @@ mod security;
 mod templates;
 mod ui;
 mod vault;
+mod webhook_door;
+mod webhooks;
