@@ -61,7 +61,10 @@ async fn main() {
         overhead.push(wall - own);
     }
     if show_events {
-        println!("The last run's events, from the task's creation:\n{}\n", last.join("\n"));
+        println!(
+            "The last run's events, from the task's creation:\n{}\n",
+            last.join("\n")
+        );
     }
     println!(
         "| runs | end-to-end, median | agent's own time, median | orchestration overhead, median | overhead, min–max |"

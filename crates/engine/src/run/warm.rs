@@ -125,8 +125,9 @@ async fn build(
     let engine = run.engine.clone();
     let failed = || EngineError::workspace("cannot build the warm base");
     let build = lock.start(key).map_err(failed())?;
-    let _counted = CountedBuild::link(&run.run_dir, &build.tree())
-        .map_err(EngineError::io("cannot link the base being built from the run's directory"))?;
+    let _counted = CountedBuild::link(&run.run_dir, &build.tree()).map_err(EngineError::io(
+        "cannot link the base being built from the run's directory",
+    ))?;
     let last = bases.latest().map_err(failed())?;
     let (worktree, refreshed) = engine
         .mirrors

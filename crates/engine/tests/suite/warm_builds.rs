@@ -56,12 +56,16 @@ fn setups_started(events: &[RunEvent]) -> usize {
 
 #[tokio::test]
 async fn what_a_base_build_writes_counts_under_the_run_s_checkout_disk() {
-    let h = Harness::start_with(tempfile::tempdir().unwrap(), 1, |config: &mut EngineConfig| {
-        config.run_limits = RunLimits {
-            checkout_disk: Some(4 << 20),
-            ..RunLimits::default()
-        };
-    })
+    let h = Harness::start_with(
+        tempfile::tempdir().unwrap(),
+        1,
+        |config: &mut EngineConfig| {
+            config.run_limits = RunLimits {
+                checkout_disk: Some(4 << 20),
+                ..RunLimits::default()
+            };
+        },
+    )
     .await;
     // Setup fills the base past the limit and would then go on for a minute.
     let remote = RemoteRepo::with_files(&[
@@ -73,7 +77,12 @@ async fn what_a_base_build_writes_counts_under_the_run_s_checkout_disk() {
         ("greeting.txt", "hello world\n"),
     ]);
     let task = h
-        .create(&remote.url(), "Say goodbye", "true", Duration::from_secs(300))
+        .create(
+            &remote.url(),
+            "Say goodbye",
+            "true",
+            Duration::from_secs(300),
+        )
         .await;
     let run = h.wait_end(task).await;
     assert_eq!(run.end_reason, Some(EndReason::BudgetExceeded), "{run:?}");
@@ -181,14 +190,20 @@ async fn a_worker_killed_while_building_a_base_leaves_nothing_used_and_the_next_
             started.elapsed() < Duration::from_secs(120),
             "the first worker never got to setup"
         );
-        assert!(worker.try_wait().unwrap().is_none(), "the first worker died");
+        assert!(
+            worker.try_wait().unwrap().is_none(),
+            "the first worker died"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
     // SIGKILL: nothing of the worker runs again, no destructor, the kernel drops its locks.
     worker.kill().unwrap();
     worker.wait().unwrap();
     assert!(half.is_file(), "a killed build leaves its directory behind");
-    assert!(ready_bases(data.path()).is_empty(), "a half-built base looks ready");
+    assert!(
+        ready_bases(data.path()).is_empty(),
+        "a half-built base looks ready"
+    );
     std::fs::write(&go, "").unwrap();
 
     // The worker starts again on the same data directory and takes the run over.
