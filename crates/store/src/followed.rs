@@ -13,7 +13,7 @@ use sqlx::any::AnyRow;
 
 use crate::{Backend, Result, Store, StoreError};
 
-const COLUMNS: &str = "id, project_id, task_id, run_id, repo, number, url, branch, state, ci, \
+pub(crate) const COLUMNS: &str = "id, project_id, task_id, run_id, repo, number, url, branch, state, ci, \
      mergeable, behind_base, head_sha, validators, opened_at, changed_at, ended_at, follow_until, \
      following, next_poll_at, polls, unchanged_polls, last_polled_at, last_error, failures";
 
@@ -45,7 +45,7 @@ pub enum PollOutcome {
     },
 }
 
-fn followed(row: &AnyRow) -> Result<FollowedPr> {
+pub(crate) fn followed(row: &AnyRow) -> Result<FollowedPr> {
     Ok(FollowedPr {
         id: row.try_get("id")?,
         project_id: row.try_get("project_id")?,

@@ -10,6 +10,7 @@ mod gauges;
 mod insights;
 mod live;
 mod notifications;
+mod rebase;
 mod rows;
 mod runs;
 mod snapshots;

@@ -96,10 +96,12 @@ async fn poll(engine: Arc<Engine>, follower: String, pr: FollowedPr) {
         .record_pull_request_poll(pr.id, &follower, &outcome)
         .await
     {
-        Ok(after) if after.changed_at > pr.changed_at || after.following != pr.following => {
-            tracing::info!(pr = pr.number, repo = %pr.repo, state = %after.describe(), "pull request changed");
+        Ok(after) => {
+            if after.changed_at > pr.changed_at || after.following != pr.following {
+                tracing::info!(pr = pr.number, repo = %pr.repo, state = %after.describe(), "pull request changed");
+            }
+            super::automatic::start_follow_up(&engine, &after).await;
         }
-        Ok(_) => {}
         Err(StoreError::FollowLeaseLost { .. }) => {
             tracing::debug!(pr = pr.number, "another follower took the poll over");
         }

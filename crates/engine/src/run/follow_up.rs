@@ -16,7 +16,10 @@ pub(crate) async fn read_input(run: &mut RunExecution, target: &Target) -> Step<
     let Some(follow_up) = run.run.follow_up.clone() else {
         return Ok(());
     };
-    let FollowUpKind::FixCi = follow_up.kind;
+    match follow_up.kind {
+        FollowUpKind::FixCi => {}
+        FollowUpKind::Rebase => return super::rebase::read_input(run, target, &follow_up).await,
+    }
     let number = follow_up.pr_number;
     let status = target
         .forge
