@@ -207,7 +207,11 @@ mod tests {
     #[test]
     fn the_rebase_policy_says_which_pull_requests_it_takes() {
         use Mergeability::*;
-        let policies = [RebasePolicy::Off, RebasePolicy::Conflicts, RebasePolicy::Behind];
+        let policies = [
+            RebasePolicy::Off,
+            RebasePolicy::Conflicts,
+            RebasePolicy::Behind,
+        ];
         let wants = |mergeable, behind| policies.map(|p| p.wants(mergeable, behind));
         assert_eq!(wants(Conflicting, Some(true)), [false, true, true]);
         assert_eq!(wants(Clean, Some(true)), [false, false, true]);

@@ -2,7 +2,7 @@
 //! commit where they apply, else as one uncommitted change with the conflict markers left in
 //! the files for the agent to resolve.
 
-use crate::{Git, Result, Worktree, WorkspaceError};
+use crate::{Git, Result, WorkspaceError, Worktree};
 
 /// The base's commits since the fork point that a conflicting change is shown, at most.
 const SHOWN_BASE_COMMITS: usize = 20;
@@ -76,7 +76,10 @@ impl Worktree {
         let range = format!("{fork_point}..{base}");
         let count = format!("-{SHOWN_BASE_COMMITS}");
         let log = git
-            .run(path, &["log", "--no-decorate", "--format=%h %s", &count, &range])
+            .run(
+                path,
+                &["log", "--no-decorate", "--format=%h %s", &count, &range],
+            )
             .await?;
         Ok(Replayed::Conflicts {
             files,

@@ -34,8 +34,8 @@ pub(crate) fn wanted(
             f.kind == FollowUpKind::FixCi && f.pr_number == pr.number && f.requested_by == AUTOMATIC
         })
         .count();
-    let rebase = settings.rebase.wants(pr.mergeable, pr.behind_base)
-        && !started(FollowUpKind::Rebase);
+    let rebase =
+        settings.rebase.wants(pr.mergeable, pr.behind_base) && !started(FollowUpKind::Rebase);
     let fix = pr.ci == CiState::Failing
         && automatic_fixes < settings.auto_fix_ci_attempts as usize
         && !started(FollowUpKind::FixCi);
@@ -73,8 +73,16 @@ pub(super) async fn start_follow_up(engine: &Engine, pr: &FollowedPr) {
         return;
     };
     let started = match kind {
-        FollowUpKind::Rebase => store.start_rebase(pr.project_id, pr.task_id, AUTOMATIC).await,
-        FollowUpKind::FixCi => store.start_fix_ci(pr.project_id, pr.task_id, AUTOMATIC).await,
+        FollowUpKind::Rebase => {
+            store
+                .start_rebase(pr.project_id, pr.task_id, AUTOMATIC)
+                .await
+        }
+        FollowUpKind::FixCi => {
+            store
+                .start_fix_ci(pr.project_id, pr.task_id, AUTOMATIC)
+                .await
+        }
     };
     match started {
         Ok(run) => {

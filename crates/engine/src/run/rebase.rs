@@ -11,7 +11,7 @@ use nightshift_checks::{CheckPlan, Stage};
 use nightshift_core::{CheckOutcome, EventKind, FollowUp, Phase, PrState};
 use nightshift_workspace::{Replayed, WorkspaceError};
 
-use super::agent::{FirstRound, Feedback};
+use super::agent::{Feedback, FirstRound};
 use super::prepare::{Start, Target};
 use super::review::Rejection;
 use super::validate::{Validated, run_checks};
@@ -180,10 +180,7 @@ pub(crate) async fn recheck(
     }
     run.events.info(
         Some(Phase::Validating),
-        format!(
-            "all {} checks passed on the rebased branch",
-            results.len()
-        ),
+        format!("all {} checks passed on the rebased branch", results.len()),
     );
     Ok(Validated { round: 1 })
 }
@@ -198,7 +195,10 @@ pub(crate) fn unresolved(run: &RunExecution, workspace: &Workspace) -> Option<Re
     }
     let detail = format!("conflict markers left at {}", markers.join(", "));
     Some(Rejection {
-        failed: vec![format!("the conflict resolution ({} markers left)", markers.len())],
+        failed: vec![format!(
+            "the conflict resolution ({} markers left)",
+            markers.len()
+        )],
         feedback: Feedback::Conflicts(markers),
         error: EngineError::Conflict(WorkspaceError::Conflict {
             base: run.task.base_branch.to_string(),
@@ -273,8 +273,14 @@ mod tests {
         };
         let text = conflict_instructions("Say goodbye\n", &follow_up, "main", &conflicts);
         assert!(text.starts_with("Say goodbye\n\nThis change is already in pull request #4"));
-        assert!(text.contains("moved on from aaaaaaaaaa to bbbbbbbbbb"), "{text}");
-        assert!(text.contains("Files with conflicts:\n- greeting.txt\n"), "{text}");
+        assert!(
+            text.contains("moved on from aaaaaaaaaa to bbbbbbbbbb"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Files with conflicts:\n- greeting.txt\n"),
+            "{text}"
+        );
         assert!(text.contains("- bbbbbbb Say hi instead\n"), "{text}");
     }
 }
