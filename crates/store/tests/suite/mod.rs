@@ -6,6 +6,7 @@ mod following;
 mod intake;
 mod policies;
 mod postgres;
+mod rebase;
 mod sessions;
 mod templates;
 mod values;
