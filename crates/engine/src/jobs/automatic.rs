@@ -97,3 +97,143 @@ pub(super) async fn start_follow_up(engine: &Engine, pr: &FollowedPr) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use nightshift_core::{Checkpoint, FollowUp, RebasePolicy, RunStatus, Usage};
+
+    use super::*;
+
+    fn pr(ci: CiState, mergeable: Mergeability, behind: bool, head: &str) -> FollowedPr {
+        FollowedPr {
+            id: 1,
+            project_id: 1,
+            task_id: 1,
+            run_id: 1,
+            repo: "https://forge.example/acme/widget.git".into(),
+            number: 7,
+            url: "https://forge.example/acme/widget/pull/7".into(),
+            branch: "nightshift/1-say-goodbye".into(),
+            state: PrState::Open,
+            ci,
+            mergeable,
+            behind_base: Some(behind),
+            head_sha: Some(head.into()),
+            validators: None,
+            opened_at: 0,
+            changed_at: 0,
+            ended_at: None,
+            follow_until: i64::MAX,
+            following: true,
+            next_poll_at: 0,
+            polls: 1,
+            unchanged_polls: 0,
+            last_polled_at: None,
+            last_error: None,
+            failures: 0,
+        }
+    }
+
+    fn run(status: RunStatus, follow_up: Option<(FollowUpKind, &str, &str)>) -> Run {
+        Run {
+            id: 1,
+            task_id: 1,
+            project_id: 1,
+            number: 1,
+            status,
+            phase: None,
+            progress: 0,
+            end_reason: None,
+            failed_phase: None,
+            error: None,
+            waiting_reason: None,
+            checkpoint: Checkpoint::default(),
+            usage: Usage::default(),
+            cancel_requested: false,
+            lease_owner: None,
+            lease_expires_at: None,
+            created_at: 0,
+            started_at: None,
+            ended_at: None,
+            event_bytes: 0,
+            follow_up: follow_up.map(|(kind, head, by)| FollowUp {
+                kind,
+                pr_number: 7,
+                pr_url: String::new(),
+                branch: String::new(),
+                head_sha: Some(head.into()),
+                requested_by: by.into(),
+            }),
+        }
+    }
+
+    fn settings(rebase: RebasePolicy, attempts: u32) -> ProjectSettings {
+        ProjectSettings {
+            rebase,
+            auto_fix_ci_attempts: attempts,
+            ..ProjectSettings::default()
+        }
+    }
+
+    #[test]
+    fn one_follow_up_per_head_within_the_bound_and_never_beside_an_active_run() {
+        use CiState::{Failing, Passing};
+        use Mergeability::{Clean, Conflicting};
+        let first = run(RunStatus::Succeeded, None);
+        let on = settings(RebasePolicy::Conflicts, 2);
+        let red = pr(Failing, Clean, false, "h1");
+        assert_eq!(
+            wanted(&red, &on, &[first.clone()]),
+            Some(FollowUpKind::FixCi)
+        );
+        // Off by default.
+        let defaults = ProjectSettings::default();
+        assert_eq!(wanted(&red, &defaults, &[first.clone()]), None);
+        // Not while a run of the task is active.
+        let active = run(RunStatus::Running, None);
+        assert_eq!(wanted(&red, &on, &[first.clone(), active]), None);
+        // Once per red head, whoever asked.
+        let fixed_h1 = run(
+            RunStatus::Failed,
+            Some((FollowUpKind::FixCi, "h1", "alice")),
+        );
+        assert_eq!(wanted(&red, &on, &[first.clone(), fixed_h1.clone()]), None);
+        // A new red head gets one, up to the bound of automatic attempts.
+        let red_h3 = pr(Failing, Clean, false, "h3");
+        let auto = |head| {
+            run(
+                RunStatus::Succeeded,
+                Some((FollowUpKind::FixCi, head, AUTOMATIC)),
+            )
+        };
+        let one = [first.clone(), auto("h1")];
+        assert_eq!(wanted(&red_h3, &on, &one), Some(FollowUpKind::FixCi));
+        let two = [first.clone(), auto("h1"), auto("h2")];
+        assert_eq!(wanted(&red_h3, &on, &two), None);
+
+        // A conflict is rebased first, once per head; being behind only under `behind`.
+        let both = pr(Failing, Conflicting, true, "h1");
+        assert_eq!(
+            wanted(&both, &on, &[first.clone()]),
+            Some(FollowUpKind::Rebase)
+        );
+        let rebased = run(
+            RunStatus::Failed,
+            Some((FollowUpKind::Rebase, "h1", AUTOMATIC)),
+        );
+        assert_eq!(
+            wanted(&both, &on, &[first.clone(), rebased]),
+            Some(FollowUpKind::FixCi)
+        );
+        let behind = pr(Passing, Clean, true, "h1");
+        assert_eq!(wanted(&behind, &on, &[first.clone()]), None);
+        let eager = settings(RebasePolicy::Behind, 0);
+        assert_eq!(
+            wanted(&behind, &eager, &[first.clone()]),
+            Some(FollowUpKind::Rebase)
+        );
+        let mut closed = behind.clone();
+        closed.state = PrState::Closed;
+        assert_eq!(wanted(&closed, &eager, &[first]), None);
+    }
+}
