@@ -16,7 +16,7 @@ mod values;
 
 pub use agent_event::{AgentEvent, OutputStream, ToolKind, Usage};
 pub use error::{CoreError, Result};
-pub use insights::{Insights, OutcomeCounts, percentile};
+pub use insights::{Bucket, Insights, OutcomeCounts, TemplateOutcome, bucket_width, percentile};
 pub use model::{
     AgentKind, AgentSpec, Budget, CheckOutcome, CheckResult, Checkpoint, DEFAULT_PROJECT,
     EventKind, GeneratedChange, MAX_TASK_COST_USD, MAX_TASK_TOKENS, MAX_TASK_TURNS, NewTask,
