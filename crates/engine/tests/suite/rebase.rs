@@ -39,8 +39,23 @@ async fn events_of(site: &Site, run: i64) -> String {
 }
 
 #[tokio::test]
-async fn a_base_that_moved_cleanly_is_replayed_checked_and_pushed_by_the_follower() {
-    let site = Site::start(FakeKind::GitHub).await;
+async fn a_base_that_moved_cleanly_is_replayed_checked_and_pushed_by_the_follower_on_github() {
+    clean_rebase(FakeKind::GitHub).await;
+}
+
+#[tokio::test]
+async fn a_base_that_moved_cleanly_is_replayed_checked_and_pushed_by_the_follower_on_gitlab() {
+    clean_rebase(FakeKind::GitLab).await;
+}
+
+#[tokio::test]
+async fn a_base_that_moved_cleanly_is_replayed_checked_and_pushed_by_the_follower_on_gitea() {
+    clean_rebase(FakeKind::Gitea).await;
+}
+
+/// Each forge says in its own words that the pull request fell behind; the follower rebases it.
+async fn clean_rebase(kind: FakeKind) {
+    let site = Site::start(kind).await;
     set_policy(&site, RebasePolicy::Behind, 0).await;
     let workers = site.workers(1, site.config(fast_retries())).await;
     let task = site
