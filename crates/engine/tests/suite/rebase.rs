@@ -141,6 +141,8 @@ async fn a_conflict_becomes_a_run_in_which_the_agent_resolves_it() {
     first_script.push(Turn::text("Said goodbye."));
     let first_server = ModelServer::start(first_script).await.unwrap();
     let second_server = ModelServer::start(vec![
+        // A first round that leaves the markers where they are goes back to the agent.
+        Turn::text("Looked at the conflict."),
         // Claude Code writes a file it has read.
         Turn::tool("Read", json!({"file_path": at(&ws(2), "greeting.txt")})),
         Turn::tool(
@@ -207,6 +209,18 @@ async fn a_conflict_becomes_a_run_in_which_the_agent_resolves_it() {
         "{prompt}"
     );
     assert!(prompt.contains("a person's commit"), "{prompt}");
+    let second_round = second_server
+        .scripted_requests()
+        .into_iter()
+        .find(|r| r.turn == Some(1))
+        .expect("a second round");
+    let told = second_round.body.to_string();
+    assert!(
+        told.contains("Conflict markers are still in the workspace at greeting.txt:1"),
+        "{told:.3000}"
+    );
+    let change = site.store.change(second.id).await.unwrap().unwrap();
+    assert_eq!(change.rounds, 2, "{change:?}");
 
     // The same pull request, one commit on top of main with the resolution.
     let pulls = site.fake.pulls(WIDGET);
@@ -223,7 +237,6 @@ async fn a_conflict_becomes_a_run_in_which_the_agent_resolves_it() {
         git(&bare, &["show", &format!("{head}:greeting.txt")]),
         "goodbye there, world\n"
     );
-    let change = site.store.change(second.id).await.unwrap().unwrap();
     assert!(
         change.checks.iter().any(|c| c.command == "sh test.sh"),
         "{change:?}"
