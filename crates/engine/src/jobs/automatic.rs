@@ -183,12 +183,12 @@ mod tests {
         let on = settings(RebasePolicy::Conflicts, 2);
         let red = pr(Failing, Clean, false, "h1");
         assert_eq!(
-            wanted(&red, &on, &[first.clone()]),
+            wanted(&red, &on, std::slice::from_ref(&first)),
             Some(FollowUpKind::FixCi)
         );
         // Off by default.
         let defaults = ProjectSettings::default();
-        assert_eq!(wanted(&red, &defaults, &[first.clone()]), None);
+        assert_eq!(wanted(&red, &defaults, std::slice::from_ref(&first)), None);
         // Not while a run of the task is active.
         let active = run(RunStatus::Running, None);
         assert_eq!(wanted(&red, &on, &[first.clone(), active]), None);
@@ -214,7 +214,7 @@ mod tests {
         // A conflict is rebased first, once per head; being behind only under `behind`.
         let both = pr(Failing, Conflicting, true, "h1");
         assert_eq!(
-            wanted(&both, &on, &[first.clone()]),
+            wanted(&both, &on, std::slice::from_ref(&first)),
             Some(FollowUpKind::Rebase)
         );
         let rebased = run(
@@ -226,10 +226,10 @@ mod tests {
             Some(FollowUpKind::FixCi)
         );
         let behind = pr(Passing, Clean, true, "h1");
-        assert_eq!(wanted(&behind, &on, &[first.clone()]), None);
+        assert_eq!(wanted(&behind, &on, std::slice::from_ref(&first)), None);
         let eager = settings(RebasePolicy::Behind, 0);
         assert_eq!(
-            wanted(&behind, &eager, &[first.clone()]),
+            wanted(&behind, &eager, std::slice::from_ref(&first)),
             Some(FollowUpKind::Rebase)
         );
         let mut closed = behind.clone();
