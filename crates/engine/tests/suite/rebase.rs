@@ -177,6 +177,13 @@ async fn a_conflict_becomes_a_run_in_which_the_agent_resolves_it() {
         pr.mergeable == Mergeability::Conflicting
     })
     .await;
+    // The task's creator is told.
+    let notes = site
+        .store
+        .notifications(site.project_id, "tester", true, 10)
+        .await
+        .unwrap();
+    assert!(notes.iter().any(|n| n.kind == "pr_conflicts"), "{notes:?}");
     workers.stop().await;
     let mut config = site.config(fast_retries());
     config.agents = agent_config(&second_server);
