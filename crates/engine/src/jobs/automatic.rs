@@ -62,6 +62,12 @@ pub(super) async fn start_follow_up(engine: &Engine, pr: &FollowedPr) {
             return;
         }
     };
+    // Most polls find nothing the project asks for: the task's runs are not read then.
+    let asked = settings.rebase.wants(pr.mergeable, pr.behind_base)
+        || (settings.auto_fix_ci_attempts > 0 && pr.ci == CiState::Failing);
+    if !asked {
+        return;
+    }
     let runs = match store.task_runs(pr.project_id, pr.task_id).await {
         Ok(runs) => runs,
         Err(e) => {

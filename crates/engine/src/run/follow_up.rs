@@ -1,6 +1,7 @@
 //! Follow-up runs on a task's open pull request. A fix-CI run asks the forge, before any agent
 //! time, whether the pull request is still open and what failed in its CI; it starts from the
 //! pushed branch, and the agent gets the failing jobs' output with the task's instructions.
+//! A rebase run reads what it needs in `rebase`.
 
 use std::fmt::Write;
 

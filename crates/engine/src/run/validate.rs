@@ -52,7 +52,6 @@ pub(crate) async fn round(
     )
     .await?;
     results.extend(checks);
-    run.change.rounds = round;
     let failures: Vec<CheckResult> = results
         .iter()
         .filter(|r| r.outcome != CheckOutcome::Passed)
