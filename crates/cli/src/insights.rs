@@ -51,7 +51,6 @@ fn render(view: &InsightsView) -> String {
         })
     };
     let (runs, prs, cost) = (&view.runs, &view.pull_requests, &view.cost);
-    let minutes = |m: u64| nightshift_core::format_duration(std::time::Duration::from_secs(m * 60));
     let reasons: Vec<String> = runs
         .by_end_reason
         .iter()
@@ -94,7 +93,10 @@ fn render(view: &InsightsView) -> String {
         cost.merged_prs,
         match view.time_saved.merged_prs {
             0 => "- (no merged pull request of a template that states its manual effort)".into(),
-            n => format!("{} by {n} merged PRs", minutes(view.time_saved.minutes)),
+            n => format!(
+                "{} by {n} merged PRs",
+                nightshift_core::format_work(view.time_saved.minutes)
+            ),
         },
     );
     if !view.templates.is_empty() {
@@ -110,7 +112,7 @@ fn render(view: &InsightsView) -> String {
                 t.prs_merged,
                 match t.time_saved_minutes {
                     0 => "-".to_string(),
-                    m => minutes(m),
+                    m => nightshift_core::format_work(m),
                 },
             ));
         }

@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, Query, State};
 use maud::{Markup, html};
-use nightshift_core::format_duration;
+use nightshift_core::{format_duration, format_work};
 
 use super::layout::{Chrome, Nav, PageError, page};
 use crate::AppState;
@@ -54,7 +54,7 @@ pub async fn show(
             " "
             button type="submit" { "Show" }
         }
-        p class="hint" {
+        p class="hint" id="period" {
             "From " (i.since) " to " (i.until) " (the last 30 days unless set)"
             @if let Some(t) = &i.template { ", tasks of template " strong { (t) } }
             "."
@@ -86,7 +86,7 @@ pub async fn show(
                     "– "
                     small { "(no merged pull request of a template that states its manual effort)" }
                 } @else {
-                    (format_duration(std::time::Duration::from_secs(saved.minutes * 60)))
+                    (format_work(saved.minutes))
                     " of manual work, by " (saved.merged_prs) " merged pull "
                     (if saved.merged_prs == 1 { "request" } else { "requests" })
                 }
@@ -129,7 +129,7 @@ pub async fn show(
                         td { (percent(t.merge_rate)) }
                         td {
                             @if t.time_saved_minutes == 0 { "–" }
-                            @else { (format_duration(std::time::Duration::from_secs(t.time_saved_minutes * 60))) }
+                            @else { (format_work(t.time_saved_minutes)) }
                         }
                     }
                 }
@@ -191,7 +191,12 @@ fn chart(bars: &[ChartBar], days: u64) -> Markup {
                 span class="key ok" { "■" } " succeeded  "
                 span class="key bad" { "■" } " failed or stopped  "
                 span class="key merged" { "▬" } " pull requests merged"
-                " · a bar per " (stretch) ", tallest " (most as u64)
+                " · a bar per " (stretch)
+                @if let (Some(first), Some(last)) = (bars.first(), bars.last()) {
+                    " from " (first.start.get(..10).unwrap_or(&first.start))
+                    " to " (last.start.get(..10).unwrap_or(&last.start))
+                }
+                ", tallest " (most as u64)
             }
         }
     }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nightshift_core::{
-    CiState, DEFAULT_PROJECT, FollowedPr, GeneratedChange, Mergeability, NewFollow, PrState,
+    CiState, DEFAULT_PROJECT, FollowedPr, GeneratedChange, Mergeability, NewFollow, PrState, Task,
     now_millis,
 };
 use nightshift_store::{PollOutcome, PrSeen, Store, StoreError};
@@ -21,18 +21,23 @@ pub(crate) async fn published(store: &Store, i: usize, number: u64) -> FollowedP
         .create_task(&independent_task(project.id, i, &format!("task {i}")))
         .await
         .unwrap();
+    follow(store, &task, run.id, number).await
+}
+
+/// Run `run_id` of `task` published pull request `number`, followed from now on.
+pub(crate) async fn follow(store: &Store, task: &Task, run_id: i64, number: u64) -> FollowedPr {
     store
         .save_change(&GeneratedChange {
-            run_id: run.id,
+            run_id,
             ..Default::default()
         })
         .await
         .unwrap();
     store
         .follow_pull_request(&NewFollow {
-            project_id: project.id,
+            project_id: task.project_id,
             task_id: task.id,
-            run_id: run.id,
+            run_id,
             repo: task.repo.clone(),
             number,
             url: format!("https://forge.example/pulls/{number}"),

@@ -5,13 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use nightshift_core::{
-    CiState, DEFAULT_PROJECT, GeneratedChange, NewFollow, PrState, TemplateSpec, now_millis,
-};
+use nightshift_core::{CiState, DEFAULT_PROJECT, PrState, TemplateSpec, now_millis};
 use nightshift_store::{Store, TaskAudit};
 
 use super::conformance::independent_task;
-use super::followed::{published, seen};
+use super::followed::{follow, published, seen};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
@@ -112,28 +110,10 @@ async fn from_template(store: &Store, template: &nightshift_core::Template, i: u
 /// Follows a pull request for the task's latest run, then records it `state`.
 async fn pull_request(store: &Store, task_id: i64, number: u64, state: PrState) {
     let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
+    let task = store.task(project.id, task_id).await.unwrap().unwrap();
     let runs = store.task_runs(project.id, task_id).await.unwrap();
     let run = runs.iter().max_by_key(|r| r.number).unwrap();
-    store
-        .save_change(&GeneratedChange {
-            run_id: run.id,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let pr = store
-        .follow_pull_request(&NewFollow {
-            project_id: project.id,
-            task_id,
-            run_id: run.id,
-            repo: format!("/srv/r{number}.git"),
-            number,
-            url: format!("https://forge.example/pulls/{number}"),
-            branch: format!("nightshift/task-{task_id}"),
-            follow_until: now_millis() + 14 * DAY_MS,
-        })
-        .await
-        .unwrap();
+    let pr = follow(store, &task, run.id, number).await;
     let claimed = store
         .claim_pull_request_poll("f", Duration::from_secs(60))
         .await
