@@ -105,6 +105,7 @@ async fn a_rebase_run_is_started_on_a_conflicting_pull_request_and_refused_other
     assert_eq!(run["follow_up"]["requested_by"], "eddie");
     let page = app.page(&format!("/p/alpha/tasks/{task}"), "editor").await;
     assert!(!page.contains("id=\"rebase\""), "{page}");
+    assert!(page.contains("(rebase, asked by eddie)"), "{page}");
     let again = app.call(Method::POST, &rebase, "editor", None).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert!(

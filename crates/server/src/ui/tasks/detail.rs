@@ -4,8 +4,8 @@
 use axum::extract::{Path, Query, State};
 use maud::{Markup, html};
 use nightshift_core::{
-    CiState, FollowedPr, GeneratedChange, Mergeability, PrState, Run, RunStatus, Task,
-    format_duration, format_timestamp,
+    CiState, FollowUpKind, FollowedPr, GeneratedChange, Mergeability, PrState, Run, RunStatus,
+    Task, format_duration, format_timestamp,
 };
 use serde::Deserialize;
 
@@ -265,6 +265,11 @@ fn top_html(
                 @for r in runs.iter().rev() {
                     li aria-current=[(r.number == run.number).then_some("true")] {
                         a href={ (base) "/tasks/" (id) "?run=" (r.number) } { "Run " (r.number) }
+                        @if let Some(follow_up) = &r.follow_up {
+                            " " small class="follow-up" {
+                                "(" (follow_up_label(follow_up.kind)) ", asked by " (follow_up.requested_by) ")"
+                            }
+                        }
                         " " (status_badge(r.status))
                         @if let Some(reason) = reason(r) { " " (reason) }
                         " "
@@ -296,4 +301,12 @@ fn stale_pr<'a>(runs: &[Run], pr: Option<&'a FollowedPr>) -> Option<&'a Followed
         idle && pr.state == PrState::Open
             && (pr.mergeable == Mergeability::Conflicting || pr.behind_base == Some(true))
     })
+}
+
+/// What a follow-up run was for, as the runs' timeline says it.
+fn follow_up_label(kind: FollowUpKind) -> &'static str {
+    match kind {
+        FollowUpKind::FixCi => "fix CI",
+        FollowUpKind::Rebase => "rebase",
+    }
 }
