@@ -100,6 +100,8 @@ pub struct FollowedPr {
     pub last_error: Option<String>,
     /// Failed polls in a row, for the back-off.
     pub failures: u32,
+    /// When a forge's webhook delivery about it last asked for a poll.
+    pub nudged_at: Option<Millis>,
 }
 
 impl FollowedPr {

@@ -146,6 +146,16 @@ pub enum EngineError {
     /// A follow-up run found its pull request no longer in the state it was started for.
     #[error("{0}")]
     FollowUpStale(String),
+    /// Webhook deliveries from that forge are not taken here (no secret is configured), or the
+    /// name is no forge's.
+    #[error("{0}")]
+    WebhooksOff(String),
+    /// A webhook delivery whose signature or token does not prove it came from the forge.
+    #[error("{0}")]
+    WebhookRefused(String),
+    /// A genuine webhook delivery that cannot be read.
+    #[error("{0}")]
+    WebhookUnreadable(String),
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -195,6 +205,9 @@ impl EngineError {
             | E::ForgeSettings(_)
             | E::Forge(_)
             | E::Checks(_)
+            | E::WebhooksOff(_)
+            | E::WebhookRefused(_)
+            | E::WebhookUnreadable(_)
             | E::Push(_) => EndReason::Infrastructure,
         }
     }

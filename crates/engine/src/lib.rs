@@ -15,6 +15,7 @@ mod limits;
 mod run;
 mod run_env;
 pub mod telemetry;
+mod webhooks;
 mod workspaces;
 
 pub use baseline::{BaseCheck, check_base};
@@ -29,6 +30,7 @@ pub use judge::{JudgeConfig, JudgeProvider, OnJudgeError, known_price};
 pub use limits::RunLimits;
 pub use nightshift_workspace::{AllowedRepo, LocalRepos, RepoPolicy, Requester};
 pub use run_env::{RunEnv, ToolchainInfo};
+pub use webhooks::{NUDGE_GAP, WebhookReceipt, WebhookSecrets, WebhookSource};
 pub use workspaces::{CheckoutKind, WorkspaceMode, WorkspacesStatus};
 
 use std::path::PathBuf;
@@ -106,6 +108,9 @@ pub struct EngineConfig {
     /// The program (and leading arguments) that serves the `verify` tool to agents: the
     /// `nightshift` binary's `verify-mcp`. `None`: agents get no `verify` tool.
     pub verify_tool: Option<Vec<String>>,
+    /// The secrets forges sign webhook deliveries with; a forge without one has its webhook
+    /// endpoint off, and its pull requests are only polled.
+    pub webhooks: WebhookSecrets,
 }
 
 impl EngineConfig {
@@ -134,6 +139,7 @@ impl EngineConfig {
             bases_budget: None,
             judge: None,
             verify_tool: None,
+            webhooks: WebhookSecrets::default(),
             data_dir,
         }
     }

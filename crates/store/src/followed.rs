@@ -15,7 +15,7 @@ use crate::{Backend, Result, Store, StoreError};
 
 pub(crate) const COLUMNS: &str = "id, project_id, task_id, run_id, repo, number, url, branch, state, ci, \
      mergeable, behind_base, head_sha, validators, opened_at, changed_at, ended_at, follow_until, \
-     following, next_poll_at, polls, unchanged_polls, last_polled_at, last_error, failures";
+     following, next_poll_at, polls, unchanged_polls, last_polled_at, last_error, failures, nudged_at";
 
 /// What one poll of a followed pull request found.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +74,7 @@ pub(crate) fn followed(row: &AnyRow) -> Result<FollowedPr> {
         last_polled_at: row.try_get("last_polled_at")?,
         last_error: row.try_get("last_error")?,
         failures: row.try_get::<i64, _>("failures")?.clamp(0, u32::MAX as i64) as u32,
+        nudged_at: row.try_get("nudged_at")?,
     })
 }
 

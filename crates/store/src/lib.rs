@@ -10,6 +10,7 @@ mod gauges;
 mod insights;
 mod live;
 mod notifications;
+mod nudges;
 mod rebase;
 mod rows;
 mod runs;

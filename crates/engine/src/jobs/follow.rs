@@ -100,6 +100,7 @@ async fn poll(engine: Arc<Engine>, follower: String, pr: FollowedPr) {
             if after.changed_at > pr.changed_at || after.following != pr.following {
                 tracing::info!(pr = pr.number, repo = %pr.repo, state = %after.describe(), "pull request changed");
             }
+            engine.nudged_meanwhile(&after, now).await;
             super::automatic::start_follow_up(&engine, &after).await;
         }
         Err(StoreError::FollowLeaseLost { .. }) => {

@@ -222,6 +222,11 @@ macro_rules! conformance_cases {
             crate::suite::rebase::the_follow_up_policy_is_kept_with_the_project(store).await;
         }
         #[tokio::test]
+        async fn a_nudge_moves_the_next_poll_but_not_within_the_gap() {
+            let (store, _guard) = $make().await;
+            crate::suite::nudges::a_nudge_moves_the_next_poll_but_not_within_the_gap(store).await;
+        }
+        #[tokio::test]
         async fn outcome_counts_cover_runs_retries_and_pull_requests() {
             let (store, _guard) = $make().await;
             crate::suite::insights::outcome_counts_cover_runs_retries_and_pull_requests(store)
