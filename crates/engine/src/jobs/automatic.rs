@@ -137,6 +137,7 @@ mod tests {
             last_polled_at: None,
             last_error: None,
             failures: 0,
+            nudged_at: None,
         }
     }
 
