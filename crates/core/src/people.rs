@@ -52,6 +52,11 @@ pub struct ProjectSettings {
     pub monthly_budget_usd: Option<f64>,
     /// Whether the judge reviews this project's changes (when the server configures one).
     pub judge: bool,
+    /// When the follower rebases an open pull request whose base moved on by itself.
+    pub rebase: crate::RebasePolicy,
+    /// How many fix-CI runs the follower starts by itself on one pull request whose CI
+    /// fails (one per failing head commit); 0: only people start them.
+    pub auto_fix_ci_attempts: u32,
 }
 
 impl Default for ProjectSettings {
@@ -61,6 +66,10 @@ impl Default for ProjectSettings {
             max_timeout_secs: None,
             monthly_budget_usd: None,
             judge: true,
+            // A conflicting pull request cannot be merged: resolving it is what its author
+            // would do next. One that is only behind merges as it is on most forges.
+            rebase: crate::RebasePolicy::Conflicts,
+            auto_fix_ci_attempts: 0,
         }
     }
 }

@@ -11,6 +11,7 @@ mod insights;
 mod live;
 mod notifications;
 mod nudges;
+mod rebase;
 mod rows;
 mod runs;
 mod snapshots;

@@ -101,6 +101,7 @@ async fn poll(engine: Arc<Engine>, follower: String, pr: FollowedPr) {
                 tracing::info!(pr = pr.number, repo = %pr.repo, state = %after.describe(), "pull request changed");
             }
             engine.nudged_meanwhile(&after, now).await;
+            super::automatic::start_follow_up(&engine, &after).await;
         }
         Err(StoreError::FollowLeaseLost { .. }) => {
             tracing::debug!(pr = pr.number, "another follower took the poll over");

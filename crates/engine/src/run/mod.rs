@@ -20,6 +20,7 @@ mod conclude;
 mod follow_up;
 mod prepare;
 mod publish;
+mod rebase;
 mod resume;
 mod review;
 mod validate;
@@ -175,6 +176,8 @@ pub(crate) struct RunExecution {
     run_dir: PathBuf,
     /// For a fix-CI run: what failed in the pull request's CI, read in preparing.
     ci_report: Option<nightshift_forge::CiReport>,
+    /// For a rebase run whose replay conflicts: what the agent resolves.
+    conflicts: Option<rebase::Conflicts>,
     /// The checks that already failed on the base commit, before the agent.
     failing_on_base: Vec<CheckResult>,
     /// How the lockfiles and manifests differed from the base when setup last ran again.
@@ -223,6 +226,7 @@ impl RunExecution {
             cause: Arc::new(Mutex::new(None)),
             run_dir,
             ci_report: None,
+            conflicts: None,
             failing_on_base: Vec::new(),
             setup_changes: String::new(),
         }
@@ -260,6 +264,11 @@ impl RunExecution {
         // agent ⇄ validating, unless the restored change had passed its checks already.
         let validated = match start {
             Start::Validated(validated) => validated,
+            // A rebase run: the branch already has the base, or replayed onto it cleanly.
+            Start::UpToDate => return Ok(Outcome::NoChanges),
+            Start::Rebased => rebase::recheck(self, workspace, &plan)
+                .await
+                .during(Phase::Validating)?,
             Start::Agent(first) => {
                 let mut agent = AgentPhase::start(self, workspace, &plan, first)
                     .await

@@ -1,7 +1,7 @@
 //! People and projects: sign-in, API tokens, users, projects with their limits, members and
 //! proxy groups.
 
-use nightshift_core::{Millis, ProjectSettings, Role, format_duration};
+use nightshift_core::{Millis, ProjectSettings, RebasePolicy, Role, format_duration};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -141,6 +141,13 @@ pub struct SettingsView {
     pub monthly_budget_usd: Option<f64>,
     /// Whether the judge reviews the project's changes, when the server configures one.
     pub judge: bool,
+    /// When the follower rebases an open pull request whose base moved on by itself: `off`,
+    /// `conflicts` (when it conflicts with its base; the default) or `behind` (whenever the
+    /// base has commits it lacks).
+    pub rebase: RebasePolicy,
+    /// How many fix-CI runs the follower starts by itself on one pull request whose CI fails,
+    /// one per failing head commit; 0 (the default): only people start them.
+    pub auto_fix_ci_attempts: u32,
 }
 
 impl SettingsView {
@@ -152,6 +159,8 @@ impl SettingsView {
                 .map(|s| format_duration(std::time::Duration::from_secs(s))),
             monthly_budget_usd: settings.monthly_budget_usd,
             judge: settings.judge,
+            rebase: settings.rebase,
+            auto_fix_ci_attempts: settings.auto_fix_ci_attempts,
         }
     }
 }
@@ -197,6 +206,12 @@ pub struct UpdateProject {
     /// Whether the judge reviews the project's changes (when the server configures one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge: Option<bool>,
+    /// `off`, `conflicts` or `behind`: when the follower rebases a pull request by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebase: Option<RebasePolicy>,
+    /// 0 to 10 automatic fix-CI runs per pull request; 0 turns them off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_fix_ci_attempts: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

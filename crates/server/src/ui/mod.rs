@@ -102,6 +102,14 @@ fn table() -> Vec<(PageRoute, MethodRouter<AppState>)> {
             ),
             post(tasks::fix_ci),
         ),
+        (
+            form(
+                "/p/{project}/tasks/{id}/rebase",
+                M::POST,
+                "/projects/{project}/tasks/{id}/rebase",
+            ),
+            post(tasks::rebase),
+        ),
         (shows("/p/{project}/templates"), get(templates::list)),
         (
             form(

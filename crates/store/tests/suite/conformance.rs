@@ -212,6 +212,16 @@ macro_rules! conformance_cases {
                 .await;
         }
         #[tokio::test]
+        async fn a_rebase_run_needs_an_open_pull_request() {
+            let (store, _guard) = $make().await;
+            crate::suite::rebase::a_rebase_run_needs_an_open_pull_request(store).await;
+        }
+        #[tokio::test]
+        async fn the_follow_up_policy_is_kept_with_the_project() {
+            let (store, _guard) = $make().await;
+            crate::suite::rebase::the_follow_up_policy_is_kept_with_the_project(store).await;
+        }
+        #[tokio::test]
         async fn a_nudge_moves_the_next_poll_but_not_within_the_gap() {
             let (store, _guard) = $make().await;
             crate::suite::nudges::a_nudge_moves_the_next_poll_but_not_within_the_gap(store).await;

@@ -8,6 +8,7 @@ mod intake;
 mod nudges;
 mod policies;
 mod postgres;
+mod rebase;
 mod sessions;
 mod templates;
 mod values;
