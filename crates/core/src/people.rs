@@ -52,6 +52,9 @@ pub struct ProjectSettings {
     pub monthly_budget_usd: Option<f64>,
     /// Whether the judge reviews this project's changes (when the server configures one).
     pub judge: bool,
+    /// Whether a `/nightshift` comment on a task's pull request, from someone with write
+    /// access on the forge, starts an address-review run.
+    pub comment_commands: bool,
 }
 
 impl Default for ProjectSettings {
@@ -61,6 +64,7 @@ impl Default for ProjectSettings {
             max_timeout_secs: None,
             monthly_budget_usd: None,
             judge: true,
+            comment_commands: false,
         }
     }
 }

@@ -217,7 +217,8 @@ impl Store {
 
     pub async fn project_settings(&self, project_id: i64) -> Result<ProjectSettings> {
         let row = sqlx::query(
-            "SELECT max_active_runs_per_user, max_timeout_secs, monthly_budget_usd, judge FROM projects WHERE id = $1",
+            "SELECT max_active_runs_per_user, max_timeout_secs, monthly_budget_usd, judge, comment_commands \
+             FROM projects WHERE id = $1",
         )
         .bind(project_id)
         .fetch_optional(&self.pool)
@@ -235,6 +236,7 @@ impl Store {
                 .map(|s| s.max(0) as u64),
             monthly_budget_usd: row.try_get("monthly_budget_usd")?,
             judge: row.try_get::<i64, _>("judge")? != 0,
+            comment_commands: row.try_get::<i64, _>("comment_commands")? != 0,
         })
     }
 
@@ -245,7 +247,8 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "UPDATE projects SET max_active_runs_per_user = $2, max_timeout_secs = $3, \
-             monthly_budget_usd = CASE WHEN $5 = 1 THEN $4 ELSE NULL END, judge = $6 WHERE id = $1",
+             monthly_budget_usd = CASE WHEN $5 = 1 THEN $4 ELSE NULL END, judge = $6, \
+             comment_commands = $7 WHERE id = $1",
         )
         .bind(project_id)
         .bind(i64::from(settings.max_active_runs_per_user))
@@ -254,6 +257,7 @@ impl Store {
         .bind(settings.monthly_budget_usd.unwrap_or(0.0))
         .bind(i64::from(settings.monthly_budget_usd.is_some()))
         .bind(i64::from(settings.judge))
+        .bind(i64::from(settings.comment_commands))
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nightshift_core::{FollowedPr, RepoUrl, now_millis};
+use nightshift_core::{FollowedPr, now_millis};
 use nightshift_forge::{ForgeError, PollValidators, PrPoll};
 use nightshift_store::{PollOutcome, PrSeen, StoreError};
 use tokio::task::JoinSet;
@@ -91,15 +91,28 @@ async fn poll(engine: Arc<Engine>, follower: String, pr: FollowedPr) {
             }
         }
     };
+    let answered = matches!(outcome, PollOutcome::Seen { .. });
     match engine
         .store
         .record_pull_request_poll(pr.id, &follower, &outcome)
         .await
     {
-        Ok(after) if after.changed_at > pr.changed_at || after.following != pr.following => {
-            tracing::info!(pr = pr.number, repo = %pr.repo, state = %after.describe(), "pull request changed");
+        Ok(after) => {
+            if after.changed_at > pr.changed_at || after.following != pr.following {
+                tracing::info!(pr = pr.number, repo = %pr.repo, state = %after.describe(), "pull request changed");
+            }
+            if answered && after.following {
+                match tokio::time::timeout(lease, super::commands::read(&engine, &after)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(pr = pr.number, error = %e, "cannot read the pull request's /nightshift comments")
+                    }
+                    Err(_) => {
+                        tracing::warn!(pr = pr.number, "the forge did not list the comments in time")
+                    }
+                }
+            }
         }
-        Ok(_) => {}
         Err(StoreError::FollowLeaseLost { .. }) => {
             tracing::debug!(pr = pr.number, "another follower took the poll over");
         }
@@ -111,11 +124,8 @@ async fn poll(engine: Arc<Engine>, follower: String, pr: FollowedPr) {
 
 /// One conditional poll of the pull request, with the project's credential for its host.
 async fn ask(engine: &Engine, pr: &FollowedPr) -> Result<PrPoll, EngineError> {
-    let repo = RepoUrl::parse(&pr.repo).map_err(EngineError::Core)?;
-    let config = engine.forge_config(pr.project_id, &repo).await?;
     // Nobody reads a log of these retries: the next poll is the retry.
-    let forge = nightshift_forge::resolve(&repo, &config, nightshift_forge::ignore_retries())
-        .map_err(EngineError::ForgeSettings)?;
+    let (repo, forge) = engine.pull_request_forge(pr).await?;
     // Validators that no longer read (an older format) only cost one unconditional poll.
     let previous: Option<PollValidators> = pr
         .validators
