@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use futures::StreamExt;
 use nightshift_core::{AgentKind, AgentSpec, Budget, RunEvent, RunStatus, parse_duration};
 use nightshift_server::contract::{
-    CancelOutcome, Cancelled, CreateTask, EventsPage, EventsQuery, Instantiate, RunView, TaskList,
+    AddressReview, CancelOutcome, Cancelled, CreateTask, EventsPage, EventsQuery, Instantiate, RunView, TaskList,
     TaskListQuery, TaskView,
 };
 
@@ -63,6 +63,20 @@ pub enum TaskCommand {
     /// the failing jobs' output and pushes on top of the same branch.
     FixCi {
         id: i64,
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Start a run that addresses the review comments on the task's open pull request (and
+    /// --instructions, if given): the agent pushes on top of the same branch.
+    AddressReview {
+        id: i64,
+        /// What to tell the agent besides the review comments.
+        #[arg(long)]
+        instructions: Option<String>,
         #[arg(long)]
         wait: bool,
         #[arg(long)]
@@ -190,6 +204,22 @@ pub async fn run(command: TaskCommand) -> anyhow::Result<ExitCode> {
             let client = Client::new(&client);
             let task: TaskView = client
                 .post(&format!("/tasks/{id}/fix-ci"), &serde_json::Map::new())
+                .await?;
+            finish(&client, task, wait, json).await
+        }
+        TaskCommand::AddressReview {
+            id,
+            instructions,
+            wait,
+            json,
+            client,
+        } => {
+            let client = Client::new(&client);
+            let task: TaskView = client
+                .post(
+                    &format!("/tasks/{id}/address-review"),
+                    &AddressReview { instructions },
+                )
                 .await?;
             finish(&client, task, wait, json).await
         }

@@ -173,6 +173,13 @@ impl From<EngineError> for ApiError {
                 e.to_string(),
             )
             .retry_after(retry_after),
+            EngineError::NothingToAddress(m) => ApiError::invalid(ErrorCode::NothingToAddress, m),
+            EngineError::Forge(e) => ApiError::failed(
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::ForgeFailed,
+                "the repository's forge did not answer",
+                e,
+            ),
             EngineError::Credential { .. } => {
                 ApiError::internal("the server could not open the project's credential", e)
             }

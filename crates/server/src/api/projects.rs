@@ -158,6 +158,10 @@ pub async fn update(
         settings.judge = judge;
         changed.push(format!("judge={judge}"));
     }
+    if let Some(commands) = request.comment_commands {
+        settings.comment_commands = commands;
+        changed.push(format!("comment_commands={commands}"));
+    }
     state
         .store
         .set_project_settings(access.project.id, &settings)

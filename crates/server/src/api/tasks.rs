@@ -14,7 +14,7 @@ use nightshift_store::CancelOutcome as StoreCancel;
 use crate::AppState;
 use crate::auth::{AuditNote, ProjectAccess};
 use crate::contract::{
-    CancelOutcome, Cancelled, CreateTask, ErrorCode, EventsPage, EventsQuery, RunView, TaskList,
+    AddressReview, CancelOutcome, Cancelled, CreateTask, ErrorCode, EventsPage, EventsQuery, RunView, TaskList,
     TaskListEntry, TaskListQuery, TaskView,
 };
 use crate::error::ApiError;
@@ -179,6 +179,35 @@ pub async fn fix_ci(
         .start_fix_ci(project.id, id, access.user.name())
         .await?;
     state.engine.wake();
+    Ok(AuditNote::task(id, run.number).attach((
+        StatusCode::CREATED,
+        Json(task_view(&state, project, id).await?),
+    )))
+}
+
+/// A follow-up run on the task's open pull request that addresses its review comments and
+/// the caller's extra instructions, pushing on top of the same branch. The body may be empty.
+pub async fn address_review(
+    State(state): State<AppState>,
+    Extension(access): Extension<ProjectAccess>,
+    Path((_, id)): Path<(String, i64)>,
+    request: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let request = if request.iter().all(u8::is_ascii_whitespace) {
+        AddressReview::default()
+    } else {
+        body(Json::<AddressReview>::from_bytes(&request))?
+    };
+    let project = &access.project;
+    let run = state
+        .engine
+        .address_review(
+            project.id,
+            id,
+            access.user.name(),
+            request.instructions.as_deref(),
+        )
+        .await?;
     Ok(AuditNote::task(id, run.number).attach((
         StatusCode::CREATED,
         Json(task_view(&state, project, id).await?),

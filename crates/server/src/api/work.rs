@@ -95,6 +95,20 @@ pub(super) fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             post(tasks::fix_ci),
         ),
         (
+            change(
+                M::POST,
+                "/projects/{project}/tasks/{id}/address-review",
+                EDITOR,
+                "task.address_review",
+                "Start a run that addresses the review comments on the task's open pull request, \
+                 with extra instructions",
+                Some(r#"{"instructions":"Keep the old name as a deprecated alias"}"#),
+            )
+            .body::<c::AddressReview>()
+            .creates::<c::TaskView>(),
+            post(tasks::address_review),
+        ),
+        (
             spec(
                 M::GET,
                 "/projects/{project}/tasks/{id}/runs/{number}/events",

@@ -24,7 +24,7 @@ pub use records::{
     MonthUsage, NotificationList, NotificationQuery, NotificationView, UsageQuery,
 };
 pub use tasks::{
-    CancelOutcome, Cancelled, CreateTask, EventsPage, EventsQuery, FollowQuery, PullRequestView,
+    AddressReview, CancelOutcome, Cancelled, CreateTask, EventsPage, EventsQuery, FollowQuery, PullRequestView,
     RunList, RunListEntry, RunView, RunsQuery, TaskFields, TaskList, TaskListEntry, TaskListQuery,
     TaskView,
 };

@@ -141,6 +141,9 @@ pub struct SettingsView {
     pub monthly_budget_usd: Option<f64>,
     /// Whether the judge reviews the project's changes, when the server configures one.
     pub judge: bool,
+    /// Whether a `/nightshift` comment on a task's pull request, from someone with write
+    /// access on the forge, starts an address-review run.
+    pub comment_commands: bool,
 }
 
 impl SettingsView {
@@ -152,6 +155,7 @@ impl SettingsView {
                 .map(|s| format_duration(std::time::Duration::from_secs(s))),
             monthly_budget_usd: settings.monthly_budget_usd,
             judge: settings.judge,
+            comment_commands: settings.comment_commands,
         }
     }
 }
@@ -197,6 +201,9 @@ pub struct UpdateProject {
     /// Whether the judge reviews the project's changes (when the server configures one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge: Option<bool>,
+    /// Whether `/nightshift` comments on pull requests start address-review runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment_commands: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -102,6 +102,14 @@ fn table() -> Vec<(PageRoute, MethodRouter<AppState>)> {
             ),
             post(tasks::fix_ci),
         ),
+        (
+            form(
+                "/p/{project}/tasks/{id}/address-review",
+                M::POST,
+                "/projects/{project}/tasks/{id}/address-review",
+            ),
+            post(tasks::address_review),
+        ),
         (shows("/p/{project}/templates"), get(templates::list)),
         (
             form(

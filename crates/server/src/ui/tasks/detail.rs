@@ -157,6 +157,8 @@ fn top_html(
     let id = task.id;
     // What a fix-CI run is for: the task's open pull request, its CI red, no run going.
     let fixable = retryable_pr(runs, pr);
+    // What an address-review run is for: the task's open pull request, no run going.
+    let reviewable = open_pr(runs, pr);
     let latest = runs.last().map(|r| r.number).unwrap_or(run.number);
     let cancellable = run.number == latest && run.status.is_active();
     let retryable = runs.last().is_some_and(|r| r.status.is_terminal());
@@ -199,6 +201,14 @@ fn top_html(
                         button type="submit" id="fix-ci" { "Fix CI" }
                     }
                 }
+                @if let Some(pr) = reviewable {
+                    form method="post" action={ (base) "/tasks/" (id) "/address-review" } class="address-review"
+                        data-confirm={ "Start a run that addresses the review of pull request #" (pr.number) "?" } {
+                        label for="review-instructions" { "Instructions besides the review comments (optional)" }
+                        textarea id="review-instructions" name="instructions" rows="2" {}
+                        button type="submit" id="address-review" { "Address review" }
+                    }
+                }
                 @if succeeded_once {
                     a class="button" id="save-template"
                         href={ (base) "/templates/from-task?task=" (id) } { "Save as template" }
@@ -227,6 +237,9 @@ fn top_html(
                         " — " span class="ci" { (pr.describe()) }
                         @if pr.ci == CiState::Failing && pr.state == PrState::Open {
                             " " strong class="ci-failing" id="ci-failing" { "CI fails on #" (pr.number) }
+                        }
+                        @if let Some(note) = &pr.command_note {
+                            br; small class="command-note" id="command-note" { (note) }
                         }
                     }
                 } @else if run.checkpoint.pr_url.is_some() {
@@ -266,6 +279,12 @@ fn top_html(
             }
         }
     }
+}
+
+/// The pull request an address-review run would work on: open, no run of the task going.
+fn open_pr<'a>(runs: &[Run], pr: Option<&'a FollowedPr>) -> Option<&'a FollowedPr> {
+    let idle = runs.last().is_some_and(|r| r.status.is_terminal());
+    pr.filter(|pr| idle && pr.state == PrState::Open)
 }
 
 /// The pull request a fix-CI run would work on: open with failing CI, no run of the task
