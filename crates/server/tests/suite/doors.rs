@@ -169,6 +169,22 @@ impl World {
         }
     }
 
+    async fn address_review(&mut self, task: i64, instructions: &str) -> StatusCode {
+        match self.door {
+            Door::Forms => {
+                let path = format!("/p/alpha/tasks/{task}/address-review");
+                let route = "/p/{project}/tasks/{id}/address-review";
+                self.form(route, &path, &[("instructions", instructions)])
+                    .await
+            }
+            Door::Api => {
+                let path = format!("/projects/alpha/tasks/{task}/address-review");
+                let body = json!({ "instructions": instructions });
+                self.api(Method::POST, &path, body).await.0
+            }
+        }
+    }
+
     async fn save_as_template(&mut self, task: i64, name: &str) -> StatusCode {
         match self.door {
             Door::Forms => {
@@ -368,6 +384,8 @@ async fn tell(door: Door) -> World {
     w.red_pull_request(1).await;
     assert!(created(w.fix_ci(1).await));
     w.finish_next(EndReason::Succeeded).await;
+    assert!(created(w.address_review(1, "Keep the old name too").await));
+    w.finish_next(EndReason::Succeeded).await;
     assert!(created(w.save_as_template(1, "from-first").await));
     assert!(created(w.save_template("Say {{word}}", false).await));
     let edited = w.save_template("Shout {{word}}", true).await;
@@ -412,6 +430,7 @@ async fn every_form_is_audited_as_the_api_route_it_performs() {
         entry("task.cancel", "task 2", Some("run 1")),
         entry("task.retry", "task 1", Some("run 2")),
         entry("task.fix_ci", "task 1", Some("run 3")),
+        entry("task.address_review", "task 1", Some("run 4")),
         entry(
             "template.from_task",
             "template from-first",
@@ -424,8 +443,9 @@ async fn every_form_is_audited_as_the_api_route_it_performs() {
         entry(
             "notification.read_all",
             "notifications of eddie",
-            // The red CI's and the fix-CI run's notifications besides the one read before.
-            Some("3 marked read"),
+            // The red CI's, the fix-CI run's and the address-review run's notifications
+            // besides the one read before.
+            Some("4 marked read"),
         ),
         entry("session.create", "user eddie", None),
         entry("session.delete", "user eddie", None),
