@@ -134,7 +134,11 @@ pub async fn project(cmd: ProjectCommand) -> anyhow::Result<ExitCode> {
             println!("judge     {}", if settings.judge { "on" } else { "off" });
             println!(
                 "/nightshift comments {}",
-                if settings.comment_commands { "on" } else { "off" }
+                if settings.comment_commands {
+                    "on"
+                } else {
+                    "off"
+                }
             );
             for m in &members.members {
                 println!("member    {:<24} {}", line(&m.user), m.role);

@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 use futures::StreamExt;
 use nightshift_core::{AgentKind, AgentSpec, Budget, RunEvent, RunStatus, parse_duration};
 use nightshift_server::contract::{
-    AddressReview, CancelOutcome, Cancelled, CreateTask, EventsPage, EventsQuery, Instantiate, RunView, TaskList,
-    TaskListQuery, TaskView,
+    AddressReview, CancelOutcome, Cancelled, CreateTask, EventsPage, EventsQuery, Instantiate,
+    RunView, TaskList, TaskListQuery, TaskView,
 };
 
 use crate::client::{Client, ClientArgs};

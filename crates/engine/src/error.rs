@@ -168,9 +168,7 @@ impl EngineError {
             E::Conflict(_)
             | E::FollowUpStale(_)
             | E::NothingToAddress(_)
-            | E::Push(WorkspaceError::LeaseBroken { .. }) => {
-                EndReason::Conflict
-            }
+            | E::Push(WorkspaceError::LeaseBroken { .. }) => EndReason::Conflict,
             E::CannotRun(_) => EndReason::SetupFailed,
             E::ChecksConfig(_) | E::ChecksFailed { .. } | E::RecheckFailed { .. } => {
                 EndReason::ChecksFailed

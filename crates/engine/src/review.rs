@@ -155,7 +155,10 @@ pub(crate) async fn review_comments(
     };
     Ok(comments
         .into_iter()
-        .filter(|c| !own.as_deref().is_some_and(|own| own.eq_ignore_ascii_case(&c.author)))
+        .filter(|c| {
+            !own.as_deref()
+                .is_some_and(|own| own.eq_ignore_ascii_case(&c.author))
+        })
         .filter(|c| !c.body.trim().is_empty() && comment_command(&c.body).is_none())
         .collect())
 }

@@ -260,7 +260,14 @@ impl Forge for GitLabForge {
     async fn own_login(&self, _repo: &RepoUrl) -> Result<Option<String>> {
         let user = self
             .api
-            .json(Method::GET, "/user", &[], None, &self.auth, "the token's user")
+            .json(
+                Method::GET,
+                "/user",
+                &[],
+                None,
+                &self.auth,
+                "the token's user",
+            )
             .await?;
         Ok(Some(field_str(&user, "/username")).filter(|l| !l.is_empty()))
     }

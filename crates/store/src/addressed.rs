@@ -2,9 +2,7 @@
 //! `/nightshift` comment, with how far the review comments went to a run and which command
 //! comment was handled last, so that each command starts at most one run.
 
-use nightshift_core::{
-    FollowUp, FollowUpKind, FollowedPr, Millis, PrState, ReviewRequest, Run,
-};
+use nightshift_core::{FollowUp, FollowUpKind, FollowedPr, Millis, PrState, ReviewRequest, Run};
 
 use crate::followed::{COLUMNS, followed};
 use crate::{Result, Store, StoreError};

@@ -108,7 +108,10 @@ async fn poll(engine: Arc<Engine>, follower: String, pr: FollowedPr) {
                         tracing::warn!(pr = pr.number, error = %e, "cannot read the pull request's /nightshift comments")
                     }
                     Err(_) => {
-                        tracing::warn!(pr = pr.number, "the forge did not list the comments in time")
+                        tracing::warn!(
+                            pr = pr.number,
+                            "the forge did not list the comments in time"
+                        )
                     }
                 }
             }

@@ -226,7 +226,13 @@ mod tests {
         };
         let comments = [
             comment(1, CommentKind::Review, "rita", "Please also log it.", None),
-            comment(2, CommentKind::Inline, "rita", "Rename this\nto `farewell`.", Some("src/lib.rs")),
+            comment(
+                2,
+                CommentKind::Inline,
+                "rita",
+                "Rename this\nto `farewell`.",
+                Some("src/lib.rs"),
+            ),
             comment(3, CommentKind::Conversation, "wes", "Looks close.", None),
         ];
         let follow_up = FollowUp {
@@ -245,9 +251,18 @@ mod tests {
         };
         let text = address_review_instructions("Say goodbye\n", &follow_up, &comments, &review);
         assert!(text.starts_with("Say goodbye\n\nThis change is already in pull request #7"));
-        assert!(text.contains("### rita in their review\n> Please also log it.\n"), "{text}");
-        assert!(text.contains("### rita on src/lib.rs:12\n> Rename this\n> to `farewell`.\n"), "{text}");
+        assert!(
+            text.contains("### rita in their review\n> Please also log it.\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("### rita on src/lib.rs:12\n> Rename this\n> to `farewell`.\n"),
+            "{text}"
+        );
         assert!(text.contains("### wes\n> Looks close.\n"), "{text}");
-        assert!(text.ends_with("## Instructions from eddie\nKeep the old name as an alias.\n"), "{text}");
+        assert!(
+            text.ends_with("## Instructions from eddie\nKeep the old name as an alias.\n"),
+            "{text}"
+        );
     }
 }

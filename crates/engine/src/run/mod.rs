@@ -176,7 +176,10 @@ pub(crate) struct RunExecution {
     /// For a fix-CI run: what failed in the pull request's CI, read in preparing.
     ci_report: Option<nightshift_forge::CiReport>,
     /// For an address-review run: the review comments it answers, and what was asked.
-    review: Option<(Vec<nightshift_forge::PrComment>, nightshift_core::ReviewRequest)>,
+    review: Option<(
+        Vec<nightshift_forge::PrComment>,
+        nightshift_core::ReviewRequest,
+    )>,
     /// The checks that already failed on the base commit, before the agent.
     failing_on_base: Vec<CheckResult>,
     /// How the lockfiles and manifests differed from the base when setup last ran again.

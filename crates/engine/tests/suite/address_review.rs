@@ -3,9 +3,7 @@
 //! scripted model server) reads them from the fake forge, and its commit goes on top of the
 //! same branch and pull request.
 
-use nightshift_core::{
-    AgentKind, AgentSpec, FollowUpKind, PrState, ProjectSettings, RunStatus,
-};
+use nightshift_core::{AgentKind, AgentSpec, FollowUpKind, PrState, ProjectSettings, RunStatus};
 use nightshift_engine::EngineError;
 use nightshift_store::StoreError;
 use nightshift_test_support::forge_fake::{Access, FakeKind, Review};
@@ -130,7 +128,10 @@ async fn an_address_review_run_reads_the_review_and_pushes_to_the_same_pull_requ
     assert!(prompt.contains(ASKED), "{prompt}");
     assert!(prompt.contains("rita on greeting.txt:1"), "{prompt}");
     assert!(prompt.contains(INLINE), "{prompt}");
-    assert!(prompt.contains("Keep the greeting on one line."), "{prompt}");
+    assert!(
+        prompt.contains("Keep the greeting on one line."),
+        "{prompt}"
+    );
     assert!(
         prompt.contains(&format!("pull request #{number}")),
         "{prompt}"
@@ -247,16 +248,16 @@ async fn a_nightshift_comment_starts_one_run_from_a_writer_and_none_from_a_reade
     assert_eq!(follow_up.kind, FollowUpKind::AddressReview);
     assert_eq!(follow_up.requested_by, "wes");
     let review = follow_up.review.unwrap();
-    assert_eq!(
-        review.instructions.as_deref(),
-        Some("make it friendlier")
-    );
+    assert_eq!(review.instructions.as_deref(), Some("make it friendlier"));
     assert!(review.command_url.is_some(), "{review:?}");
     let second = site.wait_end(task).await;
     assert_eq!(second.number, 2);
     assert!(second.status.is_terminal(), "{second:?}");
     assert_eq!(
-        std::fs::read_to_string(site.marker("runs")).unwrap().lines().count(),
+        std::fs::read_to_string(site.marker("runs"))
+            .unwrap()
+            .lines()
+            .count(),
         2,
         "the agent ran once per run"
     );

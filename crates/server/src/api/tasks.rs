@@ -14,8 +14,8 @@ use nightshift_store::CancelOutcome as StoreCancel;
 use crate::AppState;
 use crate::auth::{AuditNote, ProjectAccess};
 use crate::contract::{
-    AddressReview, CancelOutcome, Cancelled, CreateTask, ErrorCode, EventsPage, EventsQuery, RunView, TaskList,
-    TaskListEntry, TaskListQuery, TaskView,
+    AddressReview, CancelOutcome, Cancelled, CreateTask, ErrorCode, EventsPage, EventsQuery,
+    RunView, TaskList, TaskListEntry, TaskListQuery, TaskView,
 };
 use crate::error::ApiError;
 

@@ -93,7 +93,12 @@ async fn an_address_review_run_needs_an_open_pull_request_and_something_to_addre
         empty.body
     );
     let unknown = app
-        .call(Method::POST, &address, "editor", Some(r#"{"instruction":"x"}"#))
+        .call(
+            Method::POST,
+            &address,
+            "editor",
+            Some(r#"{"instruction":"x"}"#),
+        )
         .await;
     assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
 
@@ -151,14 +156,21 @@ async fn an_address_review_run_needs_an_open_pull_request_and_something_to_addre
             Some(r#"{"instructions":"Also update the changelog"}"#),
         )
         .await;
-    assert_eq!(instructed.status, StatusCode::CREATED, "{}", instructed.body);
+    assert_eq!(
+        instructed.status,
+        StatusCode::CREATED,
+        "{}",
+        instructed.body
+    );
     assert_eq!(instructed.body["runs"][2]["number"], 3);
 }
 
 #[tokio::test]
 async fn a_project_lets_comment_commands_start_runs() {
     let app = App::start(ServerConfig::default(), 0).await;
-    let project = app.call(Method::GET, "/projects/alpha", "admin", None).await;
+    let project = app
+        .call(Method::GET, "/projects/alpha", "admin", None)
+        .await;
     assert_eq!(project.body["settings"]["comment_commands"], false);
     let patch = |body: serde_json::Value| {
         let app = &app;
@@ -176,7 +188,13 @@ async fn a_project_lets_comment_commands_start_runs() {
     assert_eq!(on.status, StatusCode::OK, "{}", on.body);
     assert_eq!(on.body["settings"]["comment_commands"], true);
     let id = app.store.project("alpha").await.unwrap().unwrap().id;
-    assert!(app.store.project_settings(id).await.unwrap().comment_commands);
+    assert!(
+        app.store
+            .project_settings(id)
+            .await
+            .unwrap()
+            .comment_commands
+    );
     let editor = app
         .call(
             Method::PATCH,
