@@ -3,7 +3,7 @@
 //! address-review run (the rest of the comment is its instructions); any other is ignored, and
 //! the task says why. The store remembers the last comment handled, so none starts two runs.
 
-use nightshift_core::{FollowedPr, PrState, comment_command};
+use nightshift_core::{FollowedPr, Instructions, PrState, comment_command};
 use nightshift_forge::Permission;
 use nightshift_store::{CommandComment, StoreError};
 
@@ -70,7 +70,17 @@ pub(super) async fn read(engine: &Engine, pr: &FollowedPr) -> Result<()> {
             ignore(engine, pr, command, &note).await?;
             continue;
         }
-        let instructions = (!rest.is_empty()).then(|| rest.to_string());
+        let instructions = match rest {
+            "" => None,
+            text => match Instructions::parse(text) {
+                Ok(text) => Some(text.as_str().to_string()),
+                Err(e) => {
+                    let note = format!("/nightshift from {who} started no run: {e}");
+                    ignore(engine, pr, command, &note).await?;
+                    continue;
+                }
+            },
+        };
         let asked = Command {
             comment: command,
             url: comment.url.clone(),
@@ -91,7 +101,6 @@ pub(super) async fn read(engine: &Engine, pr: &FollowedPr) -> Result<()> {
             Err(EngineError::Store(StoreError::Conflict(_))) => return Ok(()),
             Err(
                 e @ (EngineError::NothingToAddress(_)
-                | EngineError::Core(_)
                 | EngineError::Store(StoreError::NothingToFix(_))),
             ) => {
                 let note = format!("/nightshift from {who} started no run: {e}");

@@ -212,6 +212,11 @@ macro_rules! conformance_cases {
                 .await;
         }
         #[tokio::test]
+        async fn a_command_comment_starts_at_most_one_run() {
+            let (store, _guard) = $make().await;
+            crate::suite::addressed::a_command_comment_starts_at_most_one_run(store).await;
+        }
+        #[tokio::test]
         async fn outcome_counts_cover_runs_retries_and_pull_requests() {
             let (store, _guard) = $make().await;
             crate::suite::followed::outcome_counts_cover_runs_retries_and_pull_requests(store)

@@ -15,7 +15,7 @@ use super::conformance::independent_task;
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// A task with a run that published pull request `number`, followed from now on.
-async fn published(store: &Store, i: usize, number: u64) -> FollowedPr {
+pub(super) async fn published(store: &Store, i: usize, number: u64) -> FollowedPr {
     let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
     let (task, run) = store
         .create_task(&independent_task(project.id, i, &format!("task {i}")))
@@ -43,7 +43,7 @@ async fn published(store: &Store, i: usize, number: u64) -> FollowedPr {
         .unwrap()
 }
 
-fn seen(state: PrState, ci: CiState, next_poll_at: i64) -> PollOutcome {
+pub(super) fn seen(state: PrState, ci: CiState, next_poll_at: i64) -> PollOutcome {
     PollOutcome::Seen {
         seen: PrSeen {
             state,
