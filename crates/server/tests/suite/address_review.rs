@@ -6,6 +6,7 @@ use axum::http::{Method, StatusCode};
 use nightshift_core::EndReason;
 use nightshift_forge::{ForgeConfig, ForgeEntry, ForgeKind, Secret};
 use nightshift_server::ServerConfig;
+use nightshift_store::CommandComment;
 use nightshift_test_support::forge_fake::{Access, FakeKind, ForgeFake};
 use serde_json::json;
 
@@ -163,6 +164,30 @@ async fn an_address_review_run_needs_an_open_pull_request_and_something_to_addre
         instructed.body
     );
     assert_eq!(instructed.body["runs"][2]["number"], 3);
+
+    // A reader's `/nightshift` comment started nothing: the task says why.
+    let project = app.store.project("alpha").await.unwrap().unwrap();
+    let pr = app
+        .store
+        .task_pull_request(project.id, task)
+        .await
+        .unwrap()
+        .unwrap();
+    let note = "/nightshift from rhea ignored: rhea has read access only on the repository";
+    let command = CommandComment { at: 9_000, id: 99 };
+    assert!(app.store.ignore_command(&pr, command, note).await.unwrap());
+    let shown = app
+        .call(
+            Method::GET,
+            &format!("/projects/alpha/tasks/{task}"),
+            "viewer",
+            None,
+        )
+        .await;
+    assert_eq!(shown.body["pull_request"]["command_note"], note);
+    let page = app.page(&format!("/p/alpha/tasks/{task}"), "viewer").await;
+    assert!(page.contains("id=\"command-note\""), "{page}");
+    assert!(page.contains("rhea has read access only"), "{page}");
 }
 
 #[tokio::test]
