@@ -79,10 +79,7 @@ async fn poll(engine: Arc<Engine>, follower: String, pr: FollowedPr) {
         },
         Err(e) => {
             let gone = matches!(e, EngineError::Forge(ForgeError::NotFound { .. }));
-            let error = match engine.secret_filter(Vec::new()) {
-                Ok(redactor) => redactor.redact(&e.to_string()).into_owned(),
-                Err(_) => "the forge's answer could not be read".to_string(),
-            };
+            let error = redacted(&engine, &e);
             PollOutcome::Failed {
                 error,
                 gone,
@@ -105,7 +102,12 @@ async fn poll(engine: Arc<Engine>, follower: String, pr: FollowedPr) {
                 match tokio::time::timeout(lease, super::commands::read(&engine, &after)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
-                        tracing::warn!(pr = pr.number, error = %e, "cannot read the pull request's /nightshift comments")
+                        let error = redacted(&engine, &e);
+                        tracing::warn!(
+                            pr = pr.number,
+                            error,
+                            "cannot read the pull request's /nightshift comments"
+                        )
                     }
                     Err(_) => {
                         tracing::warn!(
@@ -122,6 +124,14 @@ async fn poll(engine: Arc<Engine>, follower: String, pr: FollowedPr) {
         Err(e) => {
             tracing::warn!(pr = pr.number, error = %e, "cannot record the pull request's state")
         }
+    }
+}
+
+/// An error as it may be stored and logged: without the server's secrets.
+fn redacted(engine: &Engine, e: &EngineError) -> String {
+    match engine.secret_filter(Vec::new()) {
+        Ok(redactor) => redactor.redact(&e.to_string()).into_owned(),
+        Err(_) => "the forge's answer could not be read".to_string(),
     }
 }
 

@@ -204,8 +204,9 @@ fn top_html(
                 @if let Some(pr) = reviewable {
                     form method="post" action={ (base) "/tasks/" (id) "/address-review" } class="address-review"
                         data-confirm={ "Start a run that addresses the review of pull request #" (pr.number) "?" } {
-                        label for="review-instructions" { "Instructions besides the review comments (optional)" }
-                        textarea id="review-instructions" name="instructions" rows="2" {}
+                        textarea id="review-instructions" name="instructions" rows="1"
+                            aria-label="Instructions besides the review comments (optional)"
+                            placeholder="Instructions besides the review comments (optional)" {}
                         button type="submit" id="address-review" { "Address review" }
                     }
                 }
