@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use nightshift_core::{
     GeneratedChange, Project, RepoUrl, Run, RunEvent, Task, TaskFilter, parse_timestamp,
@@ -191,10 +191,21 @@ pub async fn address_review(
     State(state): State<AppState>,
     Extension(access): Extension<ProjectAccess>,
     Path((_, id)): Path<(String, i64)>,
+    headers: HeaderMap,
     request: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let request = if request.iter().all(u8::is_ascii_whitespace) {
         AddressReview::default()
+    } else if !headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            "send the body as application/json, or leave it out",
+        ));
     } else {
         body(Json::<AddressReview>::from_bytes(&request))?
     };

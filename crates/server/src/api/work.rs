@@ -104,7 +104,7 @@ pub(super) fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                  with extra instructions",
                 Some(r#"{"instructions":"Keep the old name as a deprecated alias"}"#),
             )
-            .body::<c::AddressReview>()
+            .optional_body::<c::AddressReview>()
             .creates::<c::TaskView>(),
             post(tasks::address_review),
         ),

@@ -195,6 +195,7 @@ pub(crate) fn page_spec(method: Method, path: &'static str, access: Access) -> R
         action: None,
         example: None,
         body: None,
+        body_optional: false,
         query: None,
         answer: None,
     }

@@ -102,6 +102,24 @@ async fn an_address_review_run_needs_an_open_pull_request_and_something_to_addre
         )
         .await;
     assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let form = app
+        .send(
+            axum::http::Request::post(format!("/api/v1{address}"))
+                .header(
+                    "authorization",
+                    format!("Bearer {}", app.token("editor").unwrap()),
+                )
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(axum::body::Body::from("instructions=x"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        form.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "{}",
+        form.body
+    );
 
     // A reviewer's comment is enough.
     fake.comment(WIDGET, 17, "rita", "Please keep Foo as an alias.");
@@ -193,6 +211,12 @@ async fn an_address_review_run_needs_an_open_pull_request_and_something_to_addre
 #[tokio::test]
 async fn a_project_lets_comment_commands_start_runs() {
     let app = App::start(ServerConfig::default(), 0).await;
+    // The route's body is documented, and documented as one that may be left out.
+    let doc = app.call(Method::GET, "/openapi.json", "viewer", None).await;
+    let body =
+        &doc.body["paths"]["/projects/{project}/tasks/{id}/address-review"]["post"]["requestBody"];
+    assert!(body["content"]["application/json"].is_object(), "{body}");
+    assert_ne!(body["required"], true, "{body}");
     let project = app
         .call(Method::GET, "/projects/alpha", "admin", None)
         .await;
