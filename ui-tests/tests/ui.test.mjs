@@ -224,6 +224,39 @@ test("the bell counts a finished run of the signed-in admin", { timeout: 120_000
   await page.close();
 }));
 
+test("insights: a chart of the period, a line per template, one template's outcomes", { timeout: 60_000 }, timed("insights", async () => {
+  const page = await openPage();
+  // A new version of the template states the manual work it replaces.
+  await page.goto(`${server.url}/p/default/templates/say-goodbye/edit`);
+  await page.fill("#manual_effort_minutes", "90");
+  await page.click("button:has-text('Save new version')");
+  await page.waitForURL(/\/templates\/say-goodbye$/);
+
+  await page.goto(`${server.url}/p/default/insights`);
+  const ended = Number((await page.locator("#runs-ended").textContent()).trim());
+  assert.ok(ended >= 4, `the runs of the tests before ended: ${ended}`);
+  // The last 30 days, a bar a day; today's holds every run so far.
+  const bars = page.locator("#chart svg g");
+  assert.equal(await bars.count(), 30);
+  assert.match(await bars.last().locator("title").textContent(), /: \d+ succeeded, \d+ failed/);
+  const height = Number(await bars.last().locator("rect.ok").getAttribute("height"))
+    + Number(await bars.last().locator("rect.bad").getAttribute("height"));
+  assert.ok(height > 0, "today's bar is drawn");
+  assert.match(await page.locator("#templates").textContent(), /say-goodbye/);
+  // Without a forge nothing merged, and the page says why no time was saved.
+  assert.match(await page.locator("#time-saved").textContent(), /no merged pull request/);
+  await page.screenshot({ path: join(SCREENSHOTS, "insights.png"), fullPage: true });
+
+  // One template's tasks alone, chosen in the form.
+  await page.selectOption("#template", "say-goodbye");
+  await page.click("form.period button[type=submit]");
+  await page.waitForURL(/template=say-goodbye/);
+  assert.equal((await page.locator("#tasks-created").textContent()).trim(), "1");
+  assert.match(await page.locator("#period").textContent(), /tasks of template say-goodbye/);
+  assert.equal(await page.locator("#template").inputValue(), "say-goodbye");
+  await page.close();
+}));
+
 test("keyboard: a skip link and visible focus", { timeout: 30_000 }, timed("keyboard", async () => {
   const page = await openPage();
   await page.goto(`${server.url}/p/default/tasks`);

@@ -16,6 +16,9 @@ pub struct InsightsArgs {
     /// End of the period (not included); now by default.
     #[arg(long)]
     until: Option<String>,
+    /// Only the tasks made from this template.
+    #[arg(long)]
+    template: Option<String>,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -27,6 +30,7 @@ pub async fn run(args: InsightsArgs) -> anyhow::Result<ExitCode> {
     let query = InsightsQuery {
         since: args.since,
         until: args.until,
+        template: args.template,
     };
     let view: InsightsView = client.get_with("/insights", &query).await?;
     if args.json {
@@ -52,15 +56,20 @@ fn render(view: &InsightsView) -> String {
         .iter()
         .map(|r| format!("{} {}", r.runs, r.end_reason))
         .collect();
-    format!(
-        "project {} from {} to {}\n\
+    let mut text = format!(
+        "project {}{} from {} to {}\n\
          tasks created        {}\n\
          runs ended           {}{}\n\
          retries              {} ({} succeeded)\n\
          pull requests        {} opened, {} merged, {} closed (merge rate {})\n\
          time to PR           median {}, p90 {}, {} within 1 hour\n\
-         cost                 ${:.2} total, {} per run, {} per merged PR ({} merged)\n",
+         cost                 ${:.2} total, {} per run, {} per merged PR ({} merged)\n\
+         time saved           {}\n",
         crate::output::line(&view.project),
+        match &view.template {
+            Some(t) => format!(", template {}", crate::output::line(t)),
+            None => String::new(),
+        },
         view.since,
         view.until,
         view.tasks_created,
@@ -82,5 +91,31 @@ fn render(view: &InsightsView) -> String {
         usd(cost.per_run_usd),
         usd(cost.per_merged_pr_usd),
         cost.merged_prs,
-    )
+        match view.time_saved.merged_prs {
+            0 => "- (no merged pull request of a template that states its manual effort)".into(),
+            n => format!(
+                "{} by {n} merged PRs",
+                nightshift_core::format_work(view.time_saved.minutes)
+            ),
+        },
+    );
+    if !view.templates.is_empty() {
+        text.push_str("\nby template\n");
+        for t in &view.templates {
+            text.push_str(&format!(
+                "  {:<24} {} tasks, {} runs ({} succeeded), {} PRs ({} merged), saved {}\n",
+                crate::output::line(&t.template),
+                t.tasks_created,
+                t.runs_ended,
+                percent(t.success_rate),
+                t.prs_opened,
+                t.prs_merged,
+                match t.time_saved_minutes {
+                    0 => "-".to_string(),
+                    m => nightshift_core::format_work(m),
+                },
+            ));
+        }
+    }
+    text
 }

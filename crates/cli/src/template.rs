@@ -59,6 +59,10 @@ pub struct CreateArgs {
     /// checks' configuration (what the guard finds is listed in the pull request).
     #[arg(long)]
     allow_test_changes: bool,
+    /// How many minutes the change takes a person by hand: `nightshift insights` counts it as
+    /// time saved for each merged pull request of a task from this template.
+    #[arg(long, value_name = "MINUTES")]
+    manual_effort: Option<u32>,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -176,6 +180,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
                 budget: Default::default(),
                 timeout_secs: None,
                 allow_test_changes: args.allow_test_changes,
+                manual_effort_minutes: args.manual_effort,
             }
         }
     };

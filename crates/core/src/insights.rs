@@ -5,6 +5,57 @@
 use crate::{EndReason, Millis};
 
 const HOUR_MS: Millis = 3_600_000;
+const DAY_MS: Millis = 24 * HOUR_MS;
+/// The most bars a chart of the period has: a day each up to two months, wider beyond.
+const MAX_BUCKETS: i64 = 62;
+
+/// How wide each bar of the period's chart is: a day, or as many whole days as keep the chart
+/// within [`MAX_BUCKETS`] bars.
+pub fn bucket_width(since: Millis, until: Millis) -> Millis {
+    let days = ceil_div((until - since).max(1), DAY_MS);
+    ceil_div(days, MAX_BUCKETS) * DAY_MS
+}
+
+/// `a / b` rounded up, for positive `a` and `b`.
+fn ceil_div(a: i64, b: i64) -> i64 {
+    (a + b - 1) / b
+}
+
+/// What a stretch of the period holds: runs ended in it and pull requests merged in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Bucket {
+    pub start: Millis,
+    pub runs_succeeded: u64,
+    /// Runs that ended any other way.
+    pub runs_failed: u64,
+    pub prs_merged: u64,
+}
+
+/// How the tasks made from one template fared over the period.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TemplateOutcome {
+    pub template: String,
+    pub tasks_created: u64,
+    pub runs: u64,
+    pub runs_succeeded: u64,
+    /// Pull requests opened in the period, and of those merged by now.
+    pub prs_opened: u64,
+    pub prs_merged: u64,
+    /// Pull requests merged in the period (whenever opened) and the manual effort they
+    /// replaced, as the template version each task used states it.
+    pub merged_in_period: u64,
+    pub saved_minutes: u64,
+}
+
+impl TemplateOutcome {
+    pub fn merge_rate(&self) -> Option<f64> {
+        rate(self.prs_merged, self.prs_opened)
+    }
+
+    pub fn success_rate(&self) -> Option<f64> {
+        rate(self.runs_succeeded, self.runs)
+    }
+}
 
 /// What the store counts for a project over `[since, until)`; [`Insights::new`] derives the
 /// rates and percentiles.
@@ -25,6 +76,14 @@ pub struct OutcomeCounts {
     /// Pull requests merged in the period, and what every run of their tasks cost.
     pub merged: u64,
     pub merged_tasks_cost_usd: f64,
+    /// Of those, how many came from a template that states its manual effort, and the minutes
+    /// that effort adds up to.
+    pub merged_with_effort: u64,
+    pub saved_minutes: u64,
+    /// By bucket index ([`bucket_width`] from `since`): runs ended (succeeded, other) and pull
+    /// requests merged. Buckets without anything may be missing.
+    pub runs_by_bucket: Vec<(i64, u64, u64)>,
+    pub merged_by_bucket: Vec<(i64, u64)>,
 }
 
 /// A project's outcomes over a period, as the API, the CLI and the UI show them.
@@ -53,10 +112,17 @@ pub struct Insights {
     /// merged pull request.
     pub merged_in_period: u64,
     pub cost_per_merged_pr_usd: Option<f64>,
+    /// Merged pull requests of tasks from templates that state their manual effort, and the
+    /// minutes of work they replaced.
+    pub merged_with_effort: u64,
+    pub saved_minutes: u64,
+    /// The period in stretches of equal width, oldest first, for a chart.
+    pub buckets: Vec<Bucket>,
 }
 
 impl Insights {
     pub fn new(since: Millis, until: Millis, counts: OutcomeCounts) -> Insights {
+        let buckets = buckets(since, until, &counts);
         let mut times = counts.time_to_pr_ms;
         times.sort_unstable();
         let runs: u64 = counts.ended_runs.iter().map(|(_, n, _)| n).sum();
@@ -89,8 +155,41 @@ impl Insights {
             merged_in_period: counts.merged,
             cost_per_merged_pr_usd: (counts.merged > 0)
                 .then(|| counts.merged_tasks_cost_usd / counts.merged as f64),
+            merged_with_effort: counts.merged_with_effort,
+            saved_minutes: counts.saved_minutes,
+            buckets,
         }
     }
+}
+
+/// Every stretch of `[since, until)`, empty ones included, so a chart's bars keep their
+/// places; counts outside the period (none, from a correct store) are left out.
+fn buckets(since: Millis, until: Millis, counts: &OutcomeCounts) -> Vec<Bucket> {
+    let width = bucket_width(since, until);
+    let mut buckets: Vec<Bucket> = (0..ceil_div((until - since).max(1), width))
+        .map(|i| Bucket {
+            start: since + i * width,
+            ..Bucket::default()
+        })
+        .collect();
+    for (index, succeeded, failed) in &counts.runs_by_bucket {
+        if let Some(bucket) = usize::try_from(*index)
+            .ok()
+            .and_then(|i| buckets.get_mut(i))
+        {
+            bucket.runs_succeeded += succeeded;
+            bucket.runs_failed += failed;
+        }
+    }
+    for (index, merged) in &counts.merged_by_bucket {
+        if let Some(bucket) = usize::try_from(*index)
+            .ok()
+            .and_then(|i| buckets.get_mut(i))
+        {
+            bucket.prs_merged += merged;
+        }
+    }
+    buckets
 }
 
 fn rate(part: u64, whole: u64) -> Option<f64> {
@@ -142,6 +241,7 @@ mod tests {
                 opened_closed: 1,
                 merged: 2,
                 merged_tasks_cost_usd: 3.0,
+                ..OutcomeCounts::default()
             },
         );
         assert_eq!(insights.runs, 5);
@@ -158,8 +258,38 @@ mod tests {
         assert_eq!(insights.cost_usd, 3.0);
         assert_eq!(insights.cost_per_run_usd, Some(0.6));
         assert_eq!(insights.cost_per_merged_pr_usd, Some(1.5));
+        assert_eq!(insights.buckets.len(), 1, "ten milliseconds fit in a day");
         let empty = Insights::new(0, 10, OutcomeCounts::default());
         assert_eq!((empty.merge_rate, empty.median_time_to_pr_ms), (None, None));
         assert_eq!(empty.cost_per_run_usd, None);
+    }
+
+    #[test]
+    fn the_chart_has_a_bar_per_day_up_to_two_months_and_wider_beyond() {
+        assert_eq!(bucket_width(0, 30 * DAY_MS), DAY_MS);
+        assert_eq!(bucket_width(0, 62 * DAY_MS), DAY_MS);
+        assert_eq!(bucket_width(0, 63 * DAY_MS), 2 * DAY_MS);
+        assert_eq!(bucket_width(0, 365 * DAY_MS), 6 * DAY_MS);
+        let counts = OutcomeCounts {
+            runs_by_bucket: vec![(0, 1, 2), (2, 3, 0), (99, 5, 5)],
+            merged_by_bucket: vec![(2, 1)],
+            ..OutcomeCounts::default()
+        };
+        let insights = Insights::new(DAY_MS, 4 * DAY_MS + 1, counts);
+        let bars: Vec<(Millis, u64, u64, u64)> = insights
+            .buckets
+            .iter()
+            .map(|b| (b.start, b.runs_succeeded, b.runs_failed, b.prs_merged))
+            .collect();
+        assert_eq!(
+            bars,
+            vec![
+                (DAY_MS, 1, 2, 0),
+                (2 * DAY_MS, 0, 0, 0),
+                (3 * DAY_MS, 3, 0, 1),
+                (4 * DAY_MS, 0, 0, 0),
+            ],
+            "every day has its bar, empty ones too, and nothing outside the period counts"
+        );
     }
 }

@@ -16,7 +16,7 @@ mod values;
 
 pub use agent_event::{AgentEvent, OutputStream, ToolKind, Usage};
 pub use error::{CoreError, Result};
-pub use insights::{Insights, OutcomeCounts, percentile};
+pub use insights::{Bucket, Insights, OutcomeCounts, TemplateOutcome, bucket_width, percentile};
 pub use model::{
     AgentKind, AgentSpec, Budget, CheckOutcome, CheckResult, Checkpoint, DEFAULT_PROJECT,
     EventKind, GeneratedChange, MAX_TASK_COST_USD, MAX_TASK_TOKENS, MAX_TASK_TURNS, NewTask,
@@ -39,8 +39,8 @@ pub use template::{
 pub use text::{multi_line, printable, single_line};
 pub use values::{
     BranchName, DEFAULT_TIMEOUT, Instructions, MAX_INSTRUCTIONS_BYTES, MAX_TITLE_CHARS, RepoTarget,
-    RepoUrl, Title, format_duration, format_size, format_timestamp, now_millis, parse_duration,
-    parse_timestamp, slug,
+    RepoUrl, Title, format_duration, format_size, format_timestamp, format_work, now_millis,
+    parse_duration, parse_timestamp, slug,
 };
 
 /// Milliseconds since the Unix epoch: the one time representation stored and sent everywhere.

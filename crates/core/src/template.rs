@@ -64,6 +64,10 @@ pub struct TemplateSpec {
     /// `NewTask::allow_test_changes`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_test_changes: bool,
+    /// How many minutes the change takes a person by hand: each merged pull request of a task
+    /// made from this template counts as that much time saved in the project's insights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual_effort_minutes: Option<u32>,
 }
 
 /// One stored version of a template. Editing makes version N+1; tasks name the version they used.
@@ -84,6 +88,8 @@ pub struct Template {
 pub struct TemplateParams(BTreeMap<String, String>);
 
 const MAX_TEMPLATE_NAME: usize = 100;
+/// 500 working hours: a change that takes longer by hand is not one task.
+const MAX_MANUAL_EFFORT_MINUTES: u32 = 30_000;
 
 fn valid_param_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -237,6 +243,15 @@ impl TemplateSpec {
         crate::Instructions::parse(&self.instructions)?;
         crate::multi_line("description", &self.description)?;
         self.budget.validate()?;
+        if let Some(minutes) = self.manual_effort_minutes
+            && !(1..=MAX_MANUAL_EFFORT_MINUTES).contains(&minutes)
+        {
+            return Err(invalid_template(format!(
+                "manual_effort_minutes {minutes}: say how many minutes the change takes a person \
+                 by hand, from 1 to {MAX_MANUAL_EFFORT_MINUTES} (500 hours), or leave \
+                 it out"
+            )));
+        }
         for check in &self.checks {
             crate::single_line("check command", check)?;
         }
@@ -448,6 +463,7 @@ mod tests {
             budget: Budget::default(),
             timeout_secs: None,
             allow_test_changes: false,
+            manual_effort_minutes: None,
         }
     }
 

@@ -369,6 +369,16 @@ pub fn format_duration(d: Duration) -> String {
     humantime::format_duration(shown).to_string()
 }
 
+/// Working time as people count it, in hours and minutes (`36h`, `2h 30m`, `45m`): days of
+/// work are not 24-hour days, so no day unit.
+pub fn format_work(minutes: u64) -> String {
+    match (minutes / 60, minutes % 60) {
+        (0, m) => format!("{m}m"),
+        (h, 0) => format!("{h}h"),
+        (h, m) => format!("{h}h {m}m"),
+    }
+}
+
 /// A size as people read it, in the units nightshift.toml takes: `512 B`, `64 KiB`, `1.5 GiB`.
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -549,6 +559,10 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert_eq!(format_duration(Duration::from_millis(90_400)), "1m 30s");
         assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
+        // Working time has no day unit: 36 hours of work are not a day and a half.
+        assert_eq!(format_work(36 * 60), "36h");
+        assert_eq!(format_work(150), "2h 30m");
+        assert_eq!(format_work(45), "45m");
     }
 
     #[test]

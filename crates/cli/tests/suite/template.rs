@@ -47,9 +47,12 @@ fn templates_from_the_command_line() {
         "who",
         "--param",
         "times:number=2",
+        "--manual-effort",
+        "45",
         "--json",
     ]);
     assert_eq!(t["parameters"][1]["default"], "2");
+    assert_eq!(t["manual_effort_minutes"], 45);
     let list = server.json(&["template", "list", "--json"]);
     assert_eq!(list.as_array().unwrap().len(), 2);
 
@@ -89,4 +92,24 @@ fn templates_from_the_command_line() {
     assert_eq!(shown["success_rate"], 1.0);
     let text = server.cli(&["template", "show", "replace"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("success rate 100%"));
+
+    // The template's tasks in the project's insights, alone and on a line of their own.
+    let insights = server.json(&["insights", "--template", "replace", "--json"]);
+    assert_eq!(insights["template"], "replace");
+    assert_eq!(insights["tasks_created"], 1);
+    assert_eq!(
+        insights["runs"]["by_end_reason"][0]["end_reason"],
+        "succeeded"
+    );
+    let out = server.cli(&["insights"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("tasks created        2"), "{text}");
+    assert!(
+        text.contains("\nby template\n  replace                  1 tasks, 1 runs (100% succeeded)"),
+        "{text}"
+    );
+    let out = server.cli(&["insights", "--template", "nope"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no template named \"nope\""), "{stderr}");
 }

@@ -2,7 +2,10 @@
 //! agent CLI (against the scripted model server) gets the failing jobs' output from the fake
 //! forge, and its commit goes on top of the same branch and pull request.
 
-use nightshift_core::{AgentKind, AgentSpec, CiState, FollowUpKind, PrState, RunStatus};
+use nightshift_core::{
+    AgentKind, AgentSpec, CiState, EndReason, FollowUpKind, Insights, PrState, RunStatus,
+    now_millis,
+};
 use nightshift_store::StoreError;
 use nightshift_test_support::forge_fake::{FakeCheck, FakeKind};
 use nightshift_test_support::git::git;
@@ -193,6 +196,35 @@ async fn a_fix_ci_run_reads_the_failing_jobs_and_updates_the_same_pull_request()
     assert_eq!(green.head_sha.as_deref(), Some(new_head.as_str()));
     let change = site.store.change(second.id).await.unwrap().unwrap();
     assert_eq!(change.ci_status.as_deref(), Some("open · ci passing"));
+
+    // Another restart, then the merge: the follower records it, and the project's insights
+    // count one pull request opened and merged, two succeeded runs and no retry.
+    workers.stop().await;
+    let _workers = site.workers(1, site.config(fast_retries())).await;
+    site.fake.merge(WIDGET, number);
+    let merged = followed_when(&site, task, "the merge", |pr| pr.state == PrState::Merged).await;
+    assert!(
+        !merged.following,
+        "a merged pull request is not followed any more"
+    );
+    let until = now_millis() + 1;
+    let counts = site
+        .store
+        .outcome_counts(site.project_id, 0, until, None)
+        .await
+        .unwrap();
+    let insights = Insights::new(0, until, counts);
+    assert_eq!(
+        (
+            insights.pull_requests_opened,
+            insights.pull_requests_merged,
+            insights.merged_in_period
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(insights.merge_rate, Some(1.0));
+    assert_eq!(insights.runs_by_end_reason, vec![(EndReason::Succeeded, 2)]);
+    assert_eq!(insights.retries, 0, "a fix-CI run is not a retry");
     assert_eq!(site.fake.violations(), Vec::<String>::new());
     site.assert_no_leak(&[task]).await;
 }

@@ -42,7 +42,32 @@ pub(crate) async fn view(
             "since must be before until: the period is [since, until)",
         ));
     }
-    let counts = state.store.outcome_counts(project.id, since, until).await?;
+    let template = match q.template.as_deref().filter(|t| !t.is_empty()) {
+        Some(name) => Some(state.store.template(project.id, name, None).await?.ok_or_else(|| {
+            ApiError::invalid(
+                ErrorCode::InvalidQuery,
+                format!(
+                    "project {} has no template named {name:?}: name one of its templates, or \
+                     leave template out for every task",
+                    project.name
+                ),
+            )
+        })?),
+        None => None,
+    };
+    let counts = state
+        .store
+        .outcome_counts(project.id, since, until, template.as_ref().map(|t| t.id))
+        .await?;
+    let templates = state
+        .store
+        .template_outcomes(project.id, since, until)
+        .await?;
     let insights = Insights::new(since, until, counts);
-    Ok(InsightsView::new(&project.name, &insights))
+    Ok(InsightsView::new(
+        &project.name,
+        template.as_ref().map(|t| t.spec.name.as_str()),
+        &insights,
+        &templates,
+    ))
 }

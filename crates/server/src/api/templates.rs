@@ -182,6 +182,7 @@ pub(crate) async fn spec_from_task(
         budget: task.budget,
         timeout_secs: Some(task.timeout_secs),
         allow_test_changes: task.allow_test_changes,
+        manual_effort_minutes: None,
     })
 }
 

@@ -1,6 +1,6 @@
 //! Outcome insights: how a project's tasks fared over a period.
 
-use nightshift_core::{EndReason, Insights, format_timestamp};
+use nightshift_core::{EndReason, Insights, TemplateOutcome, format_timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -16,18 +16,82 @@ pub struct InsightsQuery {
     /// Now by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
+    /// Only the tasks made from this template (by name); every task by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }
 
 /// A project's outcomes over `[since, until)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct InsightsView {
     pub project: String,
+    /// The template whose tasks alone are counted, when the request names one.
+    #[schema(required)]
+    pub template: Option<String>,
     pub since: String,
     pub until: String,
     pub tasks_created: u64,
     pub runs: RunOutcomes,
     pub pull_requests: PullRequestOutcomes,
     pub cost: CostOutcomes,
+    pub time_saved: TimeSaved,
+    /// The period in stretches of `chart_days` days, oldest first.
+    pub chart_days: u64,
+    pub chart: Vec<ChartBar>,
+    /// How each template's tasks fared over the period (all of them, whatever `template` says).
+    pub templates: Vec<TemplateOutcomeView>,
+}
+
+/// The manual work merged pull requests replaced, as their templates state it
+/// (`manual_effort_minutes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TimeSaved {
+    pub minutes: u64,
+    /// Pull requests merged in the period whose template states its manual effort.
+    pub merged_prs: u64,
+}
+
+/// One stretch of the period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChartBar {
+    pub start: String,
+    pub runs_succeeded: u64,
+    /// Runs that ended any other way.
+    pub runs_failed: u64,
+    pub prs_merged: u64,
+}
+
+/// One template's tasks over the period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TemplateOutcomeView {
+    pub template: String,
+    pub tasks_created: u64,
+    pub runs_ended: u64,
+    #[schema(required)]
+    pub success_rate: Option<f64>,
+    pub prs_opened: u64,
+    pub prs_merged: u64,
+    #[schema(required)]
+    pub merge_rate: Option<f64>,
+    /// Merged in the period, whenever opened.
+    pub merged_in_period: u64,
+    pub time_saved_minutes: u64,
+}
+
+impl TemplateOutcomeView {
+    pub fn new(o: &TemplateOutcome) -> Self {
+        TemplateOutcomeView {
+            template: o.template.clone(),
+            tasks_created: o.tasks_created,
+            runs_ended: o.runs,
+            success_rate: o.success_rate(),
+            prs_opened: o.prs_opened,
+            prs_merged: o.prs_merged,
+            merge_rate: o.merge_rate(),
+            merged_in_period: o.merged_in_period,
+            time_saved_minutes: o.saved_minutes,
+        }
+    }
 }
 
 /// Runs that ended in the period.
@@ -84,10 +148,17 @@ pub struct CostOutcomes {
 }
 
 impl InsightsView {
-    pub fn new(project: &str, insights: &Insights) -> Self {
+    pub fn new(
+        project: &str,
+        template: Option<&str>,
+        insights: &Insights,
+        templates: &[TemplateOutcome],
+    ) -> Self {
         let secs = |ms: Option<i64>| ms.map(|ms| (ms.max(0) / 1000) as u64);
+        let width = nightshift_core::bucket_width(insights.since, insights.until);
         InsightsView {
             project: project.to_string(),
+            template: template.map(str::to_string),
             since: format_timestamp(insights.since),
             until: format_timestamp(insights.until),
             tasks_created: insights.tasks_created,
@@ -119,6 +190,22 @@ impl InsightsView {
                 merged_prs: insights.merged_in_period,
                 per_merged_pr_usd: insights.cost_per_merged_pr_usd,
             },
+            time_saved: TimeSaved {
+                minutes: insights.saved_minutes,
+                merged_prs: insights.merged_with_effort,
+            },
+            chart_days: (width / (24 * 3_600_000)).max(1) as u64,
+            chart: insights
+                .buckets
+                .iter()
+                .map(|b| ChartBar {
+                    start: format_timestamp(b.start),
+                    runs_succeeded: b.runs_succeeded,
+                    runs_failed: b.runs_failed,
+                    prs_merged: b.prs_merged,
+                })
+                .collect(),
+            templates: templates.iter().map(TemplateOutcomeView::new).collect(),
         }
     }
 }

@@ -11,7 +11,8 @@ mod templates;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use insights::{
-    CostOutcomes, EndReasonCount, InsightsQuery, InsightsView, PullRequestOutcomes, RunOutcomes,
+    ChartBar, CostOutcomes, EndReasonCount, InsightsQuery, InsightsView, PullRequestOutcomes,
+    RunOutcomes, TemplateOutcomeView, TimeSaved,
 };
 pub use people::{
     CreateProject, CreateToken, CreateUser, GroupBinding, GroupList, Me, MemberList, MemberSet,

@@ -465,7 +465,19 @@ async fn every_form_is_audited_as_the_api_route_it_performs() {
 /// Gives task `task`'s latest run (in project `alpha`) a pull request whose CI the follower
 /// saw fail, as a worker's follower would record it.
 pub(super) async fn red_pull_request(store: &nightshift_store::Store, task: i64) -> i64 {
-    use nightshift_core::{CiState, Mergeability, NewFollow, PrState, now_millis};
+    use nightshift_core::{CiState, PrState};
+    pull_request_seen(store, task, PrState::Open, CiState::Failing).await
+}
+
+/// Gives task `task`'s latest run (in project `alpha`) a pull request the follower saw in
+/// `state` with CI `ci`.
+pub(super) async fn pull_request_seen(
+    store: &nightshift_store::Store,
+    task: i64,
+    state: nightshift_core::PrState,
+    ci: nightshift_core::CiState,
+) -> i64 {
+    use nightshift_core::{Mergeability, NewFollow, now_millis};
     use nightshift_store::{PollOutcome, PrSeen};
     let project = store.project("alpha").await.unwrap().unwrap();
     let run = store
@@ -481,8 +493,9 @@ pub(super) async fn red_pull_request(store: &nightshift_store::Store, task: i64)
             task_id: task.id,
             run_id: run.id,
             repo: task.repo.clone(),
-            number: 17,
-            url: "https://forge.example/acme/widget/pull/17".into(),
+            // Pull request 17 for the first task, 18 for the second, …
+            number: 16 + task.id as u64,
+            url: format!("https://forge.example/acme/widget/pull/{}", 16 + task.id),
             branch: format!("nightshift/{}-fix", task.id),
             follow_until: now_millis() + 3_600_000,
         })
@@ -496,8 +509,8 @@ pub(super) async fn red_pull_request(store: &nightshift_store::Store, task: i64)
     assert_eq!(claimed.id, pr.id);
     let red = PollOutcome::Seen {
         seen: PrSeen {
-            state: PrState::Open,
-            ci: CiState::Failing,
+            state,
+            ci,
             mergeable: Mergeability::Clean,
             behind_base: Some(false),
             head_sha: Some("0123456789abcdef0123456789abcdef01234567".into()),

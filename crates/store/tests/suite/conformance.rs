@@ -219,8 +219,16 @@ macro_rules! conformance_cases {
         #[tokio::test]
         async fn outcome_counts_cover_runs_retries_and_pull_requests() {
             let (store, _guard) = $make().await;
-            crate::suite::followed::outcome_counts_cover_runs_retries_and_pull_requests(store)
+            crate::suite::insights::outcome_counts_cover_runs_retries_and_pull_requests(store)
                 .await;
+        }
+        #[tokio::test]
+        async fn insights_count_one_templates_tasks_and_the_time_they_saved() {
+            let (store, _guard) = $make().await;
+            crate::suite::insights::insights_count_one_templates_tasks_and_the_time_they_saved(
+                store,
+            )
+            .await;
         }
     };
 }

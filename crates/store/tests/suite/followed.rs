@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nightshift_core::{
-    CiState, DEFAULT_PROJECT, FollowedPr, GeneratedChange, Mergeability, NewFollow, PrState,
+    CiState, DEFAULT_PROJECT, FollowedPr, GeneratedChange, Mergeability, NewFollow, PrState, Task,
     now_millis,
 };
 use nightshift_store::{PollOutcome, PrSeen, Store, StoreError};
@@ -15,24 +15,29 @@ use super::conformance::independent_task;
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// A task with a run that published pull request `number`, followed from now on.
-pub(super) async fn published(store: &Store, i: usize, number: u64) -> FollowedPr {
+pub(crate) async fn published(store: &Store, i: usize, number: u64) -> FollowedPr {
     let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
     let (task, run) = store
         .create_task(&independent_task(project.id, i, &format!("task {i}")))
         .await
         .unwrap();
+    follow(store, &task, run.id, number).await
+}
+
+/// Run `run_id` of `task` published pull request `number`, followed from now on.
+pub(crate) async fn follow(store: &Store, task: &Task, run_id: i64, number: u64) -> FollowedPr {
     store
         .save_change(&GeneratedChange {
-            run_id: run.id,
+            run_id,
             ..Default::default()
         })
         .await
         .unwrap();
     store
         .follow_pull_request(&NewFollow {
-            project_id: project.id,
+            project_id: task.project_id,
             task_id: task.id,
-            run_id: run.id,
+            run_id,
             repo: task.repo.clone(),
             number,
             url: format!("https://forge.example/pulls/{number}"),
@@ -43,7 +48,7 @@ pub(super) async fn published(store: &Store, i: usize, number: u64) -> FollowedP
         .unwrap()
 }
 
-pub(super) fn seen(state: PrState, ci: CiState, next_poll_at: i64) -> PollOutcome {
+pub(crate) fn seen(state: PrState, ci: CiState, next_poll_at: i64) -> PollOutcome {
     PollOutcome::Seen {
         seen: PrSeen {
             state,
@@ -391,78 +396,4 @@ pub async fn a_fix_ci_run_needs_an_open_pull_request_with_failing_ci(store: Stor
             .unwrap_err(),
     );
     assert!(message.contains("#5 is merged"), "{message}");
-}
-
-/// Ends the next queued run the way a worker would, having spent `cost_usd`.
-async fn end_next(store: &Store, reason: nightshift_core::EndReason, cost_usd: f64) -> i64 {
-    let claim = store
-        .claim_run("w", Duration::from_secs(60))
-        .await
-        .unwrap()
-        .unwrap();
-    let usage = nightshift_core::Usage {
-        cost_usd,
-        ..Default::default()
-    };
-    let update = nightshift_store::RunUpdate {
-        usage: Some(usage),
-        ..Default::default()
-    };
-    store.update_run(claim.run.id, "w", &update).await.unwrap();
-    store
-        .finish_run(claim.run.id, "w", reason, None, None)
-        .await
-        .unwrap();
-    claim.task.id
-}
-
-pub async fn outcome_counts_cover_runs_retries_and_pull_requests(store: Store) {
-    use nightshift_core::EndReason::{ChecksFailed, Succeeded};
-    let started = now_millis();
-    // Task A fails, is retried and succeeds, and its pull request is merged; task B's pull
-    // request stays open; task C fails once.
-    let a = published(&store, 1, 1).await;
-    let b = published(&store, 2, 2).await;
-    let project = store.ensure_project(DEFAULT_PROJECT).await.unwrap();
-    store
-        .create_task(&independent_task(project.id, 3, "task C"))
-        .await
-        .unwrap();
-    assert_eq!(end_next(&store, ChecksFailed, 0.5).await, a.task_id);
-    assert_eq!(end_next(&store, Succeeded, 1.0).await, b.task_id);
-    end_next(&store, ChecksFailed, 0.25).await;
-    store.retry_task(project.id, a.task_id).await.unwrap();
-    assert_eq!(end_next(&store, Succeeded, 2.0).await, a.task_id);
-    let lease = Duration::from_secs(60);
-    while let Some(pr) = store.claim_pull_request_poll("f", lease).await.unwrap() {
-        let state = if pr.id == a.id {
-            PrState::Merged
-        } else {
-            PrState::Open
-        };
-        let outcome = seen(state, CiState::Passing, now_millis() + DAY_MS);
-        store
-            .record_pull_request_poll(pr.id, "f", &outcome)
-            .await
-            .unwrap();
-    }
-
-    let counts = store
-        .outcome_counts(project.id, started, now_millis() + 1)
-        .await
-        .unwrap();
-    assert_eq!(counts.tasks_created, 3);
-    let mut ended = counts.ended_runs.clone();
-    ended.sort_by_key(|(reason, _, _)| reason.as_str());
-    assert_eq!(ended, vec![(ChecksFailed, 2, 0.75), (Succeeded, 2, 3.0)]);
-    assert_eq!((counts.retries, counts.retries_succeeded), (1, 1));
-    assert_eq!(counts.time_to_pr_ms.len(), 2);
-    assert!(counts.time_to_pr_ms.iter().all(|t| *t >= 0 && *t < 60_000));
-    assert_eq!((counts.opened_merged, counts.opened_closed), (1, 0));
-    assert_eq!(counts.merged, 1);
-    // Both of task A's runs count against its merged pull request.
-    assert_eq!(counts.merged_tasks_cost_usd, 2.5);
-
-    let before = store.outcome_counts(project.id, 0, started).await.unwrap();
-    assert_eq!(before, nightshift_core::OutcomeCounts::default());
 }

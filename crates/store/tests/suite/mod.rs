@@ -4,6 +4,7 @@ mod conformance;
 mod events;
 mod followed;
 mod following;
+mod insights;
 mod intake;
 mod policies;
 mod postgres;

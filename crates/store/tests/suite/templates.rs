@@ -29,6 +29,7 @@ fn spec(name: &str, instructions: &str) -> TemplateSpec {
         budget: Budget::default(),
         timeout_secs: Some(60),
         allow_test_changes: false,
+        manual_effort_minutes: None,
     }
 }
 

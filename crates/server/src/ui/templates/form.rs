@@ -125,6 +125,12 @@ fn template_form(
                 input id="timeout" name="timeout" value=(number(
                     spec.timeout_secs.map(|s| format_duration(std::time::Duration::from_secs(s)))
                 ));
+                label for="manual_effort_minutes" {
+                    "Manual effort in minutes "
+                    small { "(how long the change takes a person by hand; insights count it as time saved per merged pull request)" }
+                }
+                input id="manual_effort_minutes" name="manual_effort_minutes" type="number" min="1"
+                    value=(number(spec.manual_effort_minutes.map(|m| m.to_string())));
                 div class="check" {
                     input type="hidden" name="allow_test_changes" value="false";
                     input type="checkbox" id="allow_test_changes" name="allow_test_changes"
@@ -210,6 +216,7 @@ fn spec_from_form(form: &[(String, String)]) -> (TemplateSpec, Result<(), String
         max_turns: number("max_turns").map(|t| t as u64),
         max_tokens: None,
     };
+    let manual_effort_minutes = number("manual_effort_minutes").map(|m| m as u32);
     let timeout_secs = match filled(form, "timeout").map(parse_duration) {
         Some(Ok(d)) => Some(d.as_secs()),
         Some(Err(e)) => {
@@ -237,6 +244,7 @@ fn spec_from_form(form: &[(String, String)]) -> (TemplateSpec, Result<(), String
         budget,
         timeout_secs,
         allow_test_changes: field(form, "allow_test_changes") == Some("true"),
+        manual_effort_minutes,
     };
     (spec, problem)
 }
@@ -252,6 +260,7 @@ fn empty_spec() -> TemplateSpec {
         budget: Budget::default(),
         timeout_secs: None,
         allow_test_changes: false,
+        manual_effort_minutes: None,
     }
 }
 
