@@ -65,6 +65,9 @@ pub(crate) struct ConfigFile {
     repositories: crate::repos::RepositorySettings,
     /// `[judge]`: the model that reviews each change against its task once the checks pass.
     judge: Option<crate::judge::JudgeSettings>,
+    /// `[webhooks]`: the secrets forges sign webhook deliveries with (`secret`, or
+    /// `github_secret`, `gitlab_secret`, `gitea_secret`); none: the endpoints are off.
+    pub(crate) webhooks: nightshift_engine::WebhookSecrets,
 }
 
 /// What the retention sweeper keeps, and for how long. Durations as `90d`, `12h`.
@@ -250,6 +253,8 @@ pub(crate) fn engine_config(
     if let Some(kept) = duration("retention.failed_workspaces", &retention.failed_workspaces)? {
         engine.retention.workspaces = kept;
     }
+    config.webhooks.validate().map_err(anyhow::Error::msg)?;
+    engine.webhooks = config.webhooks.clone();
     if let Some(judge) = &config.judge {
         engine.judge = Some(
             judge
@@ -385,6 +390,32 @@ mod tests {
             err.contains("[judge]") && err.contains("model is missing"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn webhook_secrets_are_read_and_a_guessable_one_is_refused_without_showing_it() {
+        let dir = std::path::Path::new("/srv/nightshift");
+        let engine = |text: &str| {
+            engine_config(
+                parse_config(text).unwrap(),
+                dir,
+                None,
+                LocalRepos::ForServerAdmins,
+            )
+        };
+        assert!(engine("").unwrap().webhooks.forges().is_empty());
+        let on = engine(
+            "[webhooks]\nsecret = \"4f9c1e0b7d2a6358-shared\"\ngitlab_secret = \"a-different-one-for-gitlab\"\n",
+        )
+        .unwrap();
+        assert_eq!(on.webhooks.forges(), ["github", "gitlab", "gitea"]);
+        let err = format!(
+            "{:#}",
+            engine("[webhooks]\nsecret = \"hunter2\"\n").unwrap_err()
+        );
+        assert!(err.contains("webhooks.secret"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(parse_config("[webhooks]\nsecrets = \"x\"\n").is_err());
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// The key that seals stored credentials (32 bytes, base64); else `<data-dir>/secret.key`.
     #[arg(long, env = "NIGHTSHIFT_SECRET_KEY", hide_env_values = true)]
     secret_key: Option<String>,
+    /// The secret forges sign webhook deliveries with; overrides `[webhooks] secret` of the
+    /// configuration file (set it in the environment, not on the command line).
+    #[arg(long, env = "NIGHTSHIFT_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
     /// Keep run events and diffs this long [default: `[retention] events`, else 90d].
     #[arg(long, value_parser = parse_duration)]
     keep_events: Option<std::time::Duration>,
@@ -89,7 +93,10 @@ pub(crate) fn default_data_dir() -> PathBuf {
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init(args.log_format);
     let data_dir = data_dir(args.data_dir)?;
-    let config = load_config(args.config.as_ref(), &data_dir)?;
+    let mut config = load_config(args.config.as_ref(), &data_dir)?;
+    if let Some(secret) = args.webhook_secret {
+        config.webhooks.secret = Some(nightshift_forge::Secret::new(secret));
+    }
     let default_agent = config.default_agent.clone();
     let allowed_hosts = AllowedHosts::parse(&config.allowed_hosts).map_err(anyhow::Error::msg)?;
     let task_rate = config.rate_limits.task_rate()?;

@@ -107,6 +107,8 @@ pub struct FollowedPr {
     pub last_command: Option<(Millis, u64)>,
     /// Why the last `/nightshift` comment started no run, for the task page.
     pub command_note: Option<String>,
+    /// When a forge's webhook delivery about it last asked for a poll.
+    pub nudged_at: Option<Millis>,
 }
 
 impl FollowedPr {

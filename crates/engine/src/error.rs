@@ -149,6 +149,16 @@ pub enum EngineError {
     /// An address-review run was asked for with no review comment and no instruction.
     #[error("{0}")]
     NothingToAddress(String),
+    /// Webhook deliveries from that forge are not taken here (no secret is configured), or the
+    /// name is no forge's.
+    #[error("{0}")]
+    WebhooksOff(String),
+    /// A webhook delivery whose signature or token does not prove it came from the forge.
+    #[error("{0}")]
+    WebhookRefused(String),
+    /// A genuine webhook delivery that cannot be read.
+    #[error("{0}")]
+    WebhookUnreadable(String),
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -199,6 +209,9 @@ impl EngineError {
             | E::ForgeSettings(_)
             | E::Forge(_)
             | E::Checks(_)
+            | E::WebhooksOff(_)
+            | E::WebhookRefused(_)
+            | E::WebhookUnreadable(_)
             | E::Push(_) => EndReason::Infrastructure,
         }
     }

@@ -16,6 +16,7 @@ mod review;
 mod run;
 mod run_env;
 pub mod telemetry;
+mod webhooks;
 mod workspaces;
 
 pub use baseline::{BaseCheck, check_base};
@@ -30,6 +31,7 @@ pub use judge::{JudgeConfig, JudgeProvider, OnJudgeError, known_price};
 pub use limits::RunLimits;
 pub use nightshift_workspace::{AllowedRepo, LocalRepos, RepoPolicy, Requester};
 pub use run_env::{RunEnv, ToolchainInfo};
+pub use webhooks::{NUDGE_GAP, WebhookReceipt, WebhookSecrets, WebhookSource};
 pub use workspaces::{CheckoutKind, WorkspaceMode, WorkspacesStatus};
 
 use std::path::PathBuf;
@@ -107,6 +109,9 @@ pub struct EngineConfig {
     /// The program (and leading arguments) that serves the `verify` tool to agents: the
     /// `nightshift` binary's `verify-mcp`. `None`: agents get no `verify` tool.
     pub verify_tool: Option<Vec<String>>,
+    /// The secrets forges sign webhook deliveries with; a forge without one has its webhook
+    /// endpoint off, and its pull requests are only polled.
+    pub webhooks: WebhookSecrets,
 }
 
 impl EngineConfig {
@@ -135,6 +140,7 @@ impl EngineConfig {
             bases_budget: None,
             judge: None,
             verify_tool: None,
+            webhooks: WebhookSecrets::default(),
             data_dir,
         }
     }

@@ -93,3 +93,43 @@ pub(crate) fn model_usage(usage: &Usage) {
     counter!("nightshift_model_cost_microdollars_total")
         .increment((usage.cost_usd * 1_000_000.0).round() as u64);
 }
+
+/// What became of a webhook delivery: the `outcome` label of
+/// `nightshift_webhook_deliveries_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// About followed pull requests: each is polled now.
+    Nudged,
+    /// Genuine, but about nothing Nightshift follows (or an event it does not act on).
+    Ignored,
+    /// Forged or unsigned: its signature or token does not match the secret.
+    Refused,
+    /// Genuine, but not JSON or without the fields its event documents.
+    Unreadable,
+    /// Larger than the server reads.
+    TooLarge,
+    /// For a forge whose webhooks are off (no secret configured).
+    Off,
+}
+
+impl DeliveryOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Nudged => "nudged",
+            DeliveryOutcome::Ignored => "ignored",
+            DeliveryOutcome::Refused => "refused",
+            DeliveryOutcome::Unreadable => "unreadable",
+            DeliveryOutcome::TooLarge => "too_large",
+            DeliveryOutcome::Off => "off",
+        }
+    }
+}
+
+/// A webhook delivery from `forge` (`github`, `gitlab`, `gitea`: never a name from the
+/// request, so the labels stay few).
+pub fn webhook_delivery(forge: &'static str, outcome: DeliveryOutcome) {
+    // An API-only node records these before (or without) starting workers.
+    install();
+    counter!("nightshift_webhook_deliveries_total", "forge" => forge, "outcome" => outcome.as_str())
+        .increment(1);
+}

@@ -88,9 +88,14 @@ pub enum ForgeError {
         forge: &'static str,
         what: &'static str,
     },
-    /// A webhook delivery that cannot be trusted or read; nothing in it was acted on.
+    /// A webhook delivery that cannot be trusted: no signature or token, or one that does not
+    /// match the secret. Nothing in it was acted on.
     #[error("{forge} webhook delivery refused: {reason}")]
     WebhookRejected { forge: &'static str, reason: String },
+    /// A genuine delivery (its signature matches) that cannot be read: not JSON, no event
+    /// header, or a payload without the fields its event documents.
+    #[error("{forge} webhook delivery unreadable: {reason}")]
+    WebhookUnreadable { forge: &'static str, reason: String },
 }
 
 pub type Result<T, E = ForgeError> = std::result::Result<T, E>;

@@ -56,7 +56,8 @@ pub enum WebhookEvent {
 
 /// Checks a delivery's signature with `secret` and reads it. `Ok(None)` for a genuine delivery
 /// of something a follower does not act on (a ping, a push, an edited title);
-/// [`ForgeError::WebhookRejected`] when it cannot be trusted or read.
+/// [`ForgeError::WebhookRejected`] when it cannot be trusted, [`ForgeError::WebhookUnreadable`]
+/// when it is genuine but cannot be read.
 pub fn parse_webhook(
     kind: ForgeKind,
     secret: &Secret,
@@ -97,8 +98,12 @@ pub fn parse_webhook(
             });
         }
     }
-    let payload: Value =
-        serde_json::from_slice(body).map_err(|_| reject("the body is not JSON"))?;
+    let garbled = |reason: &str| ForgeError::WebhookUnreadable {
+        forge,
+        reason: reason.to_string(),
+    };
+    let payload: Value = serde_json::from_slice(body)
+        .map_err(|_| garbled("the body is not JSON (send deliveries as application/json)"))?;
     let event = match kind {
         ForgeKind::Github => header("x-github-event").map(|e| github(e, &payload)),
         ForgeKind::Gitlab => header("x-gitlab-event").map(|e| gitlab(e, &payload)),
@@ -106,7 +111,7 @@ pub fn parse_webhook(
             .or_else(|| header("x-gitea-event"))
             .map(|e| gitea(e, &payload)),
     };
-    event.ok_or_else(|| reject("no event header"))?
+    event.ok_or_else(|| garbled("no event header"))?
 }
 
 /// `signature` (hex) against HMAC-SHA256 of `body`; `verify_slice` compares in constant time.
@@ -131,7 +136,7 @@ fn number(value: &Value, pointer: &str) -> Option<u64> {
 
 /// A payload of a known event that lacks what it must carry.
 fn unreadable(forge: &'static str, event: &str) -> ForgeError {
-    ForgeError::WebhookRejected {
+    ForgeError::WebhookUnreadable {
         forge,
         reason: format!("the {event} payload lacks the fields it documents"),
     }

@@ -180,6 +180,15 @@ impl From<EngineError> for ApiError {
                 "the repository's forge did not answer",
                 e,
             ),
+            EngineError::WebhooksOff(m) => {
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::WebhooksOff, m)
+            }
+            EngineError::WebhookRefused(m) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::WebhookRefused, m)
+            }
+            EngineError::WebhookUnreadable(m) => {
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::WebhookUnreadable, m)
+            }
             EngineError::Credential { .. } => {
                 ApiError::internal("the server could not open the project's credential", e)
             }

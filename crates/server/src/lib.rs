@@ -231,6 +231,14 @@ pub async fn serve(options: ServeOptions, shutdown: CancellationToken) -> Result
         .clone()
         .unwrap_or_else(|| EngineConfig::new(&options.data_dir));
     engine_config.secret_key = Some(secret_key.clone());
+    let webhooks = engine_config.webhooks.forges();
+    if !webhooks.is_empty() {
+        let url = engine_config.public_url.trim_end_matches('/');
+        tracing::info!(
+            forges = ?webhooks,
+            "webhook endpoints on: {url}/api/v1/webhooks/<forge>"
+        );
+    }
     let engine = Engine::new(store.clone(), engine_config);
     let state = AppState::new(
         store.clone(),

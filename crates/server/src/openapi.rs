@@ -28,6 +28,25 @@ use crate::contract::ErrorBody;
 
 const JSON: &str = "application/json";
 
+/// How each forge proves a webhook delivery: security scheme, header, what it holds.
+const FORGE_PROOFS: [(&str, &str, &str); 3] = [
+    (
+        "github_signature",
+        "X-Hub-Signature-256",
+        "GitHub: `sha256=` and the HMAC-SHA256 of the body with the webhook secret",
+    ),
+    (
+        "gitlab_token",
+        "X-Gitlab-Token",
+        "GitLab: the webhook secret itself (the webhook's secret token)",
+    ),
+    (
+        "gitea_signature",
+        "X-Gitea-Signature",
+        "Gitea and Forgejo: the HMAC-SHA256 of the body with the webhook secret, in hex",
+    ),
+];
+
 /// Every schema the document refers to, by name.
 type Schemas = BTreeMap<String, RefOr<JsonSchema>>;
 
@@ -49,6 +68,9 @@ fn path_parameters(path: &str) -> Vec<Parameter> {
                 "id" | "number" => ObjectBuilder::new().schema_type(Type::Integer).format(Some(
                     utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64),
                 )),
+                "forge" => ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["github", "gitlab", "gitea", "forgejo"])),
                 _ => ObjectBuilder::new().schema_type(Type::String),
             };
             ParameterBuilder::new()
@@ -75,7 +97,7 @@ fn error(description: &str) -> utoipa::openapi::Response {
 
 fn who(access: Access) -> Option<&'static str> {
     match access {
-        Access::Public => None,
+        Access::Public | Access::Forge => None,
         Access::SignedIn => Some("any signed-in user"),
         Access::ServerAdmin => Some("a server admin"),
         Access::Project(role) => Some(match role {
@@ -163,6 +185,29 @@ fn responses(spec: &RouteSpec, schemas: &mut Schemas) -> ResponsesBuilder {
             error("No such project, or not one the caller can see (the same answer)"),
         );
     }
+    if spec.access == Access::Forge {
+        // A delivery is read by its own rules: any content, the forge's proof, its event.
+        return responses
+            .response(
+                "400",
+                error("A genuine delivery that cannot be read: not JSON, or no event header"),
+            )
+            .response(
+                "401",
+                error(
+                    "Forged or unsigned: the signature (GitHub, Gitea) or token (GitLab) is \
+                     missing or does not match the secret",
+                ),
+            )
+            .response(
+                "404",
+                error(
+                    "Webhooks from this forge are off (no secret is configured), or no such forge",
+                ),
+            )
+            .response("413", error("The delivery is larger than the server reads"))
+            .response("5XX", error("The server failed; its log says why"));
+    }
     if spec.body.is_some() {
         responses = responses
             .response("400", error("The body is not JSON"))
@@ -194,14 +239,23 @@ fn operation(spec: &RouteSpec, schemas: &mut Schemas) -> utoipa::openapi::path::
     let mut op = OperationBuilder::new()
         .summary(Some(spec.summary))
         .operation_id(Some(operation_id(spec)))
-        .description(Some(match who(spec.access) {
-            Some(who) => format!("Allowed for {who}."),
-            None => "Public.".to_string(),
+        .description(Some(match (who(spec.access), spec.access) {
+            (Some(who), _) => format!("Allowed for {who}."),
+            (None, Access::Forge) => "Called by the forge, not people: no sign-in, but the \
+                 delivery must carry the forge's proof made with the server's webhook secret."
+                .to_string(),
+            (None, _) => "Public.".to_string(),
         }))
         .parameters(Some(parameters))
         .responses(responses(spec, schemas));
     if spec.access == Access::Public {
         op = op.securities(Some(Vec::<SecurityRequirement>::new()));
+    }
+    if spec.access == Access::Forge {
+        op =
+            op.securities(Some(FORGE_PROOFS.iter().map(|(name, _, _)| {
+                SecurityRequirement::new(*name, Vec::<String>::new())
+            })));
     }
     if let Some(action) = spec.action {
         op = op.extensions(Some(
@@ -262,11 +316,20 @@ pub fn build() -> OpenApi {
         .description(Some("An API token (`nightshift token create`)"))
         .build();
     let session = ApiKey::Cookie(ApiKeyValue::new(crate::auth::SESSION_COOKIE));
-    let components = ComponentsBuilder::new()
+    let mut components = ComponentsBuilder::new()
         .schemas_from_iter(schemas)
         .security_scheme("bearer", SecurityScheme::Http(bearer))
-        .security_scheme("session", SecurityScheme::ApiKey(session))
-        .build();
+        .security_scheme("session", SecurityScheme::ApiKey(session));
+    for (name, header, description) in FORGE_PROOFS {
+        components = components.security_scheme(
+            name,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                header,
+                description,
+            ))),
+        );
+    }
+    let components = components.build();
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()

@@ -16,7 +16,7 @@ use crate::{Backend, Result, Store, StoreError};
 pub(crate) const COLUMNS: &str = "id, project_id, task_id, run_id, repo, number, url, branch, state, ci, \
      mergeable, behind_base, head_sha, validators, opened_at, changed_at, ended_at, follow_until, \
      following, next_poll_at, polls, unchanged_polls, last_polled_at, last_error, failures, \
-     review_until, last_command_at, last_command_id, command_note";
+     nudged_at, review_until, last_command_at, last_command_id, command_note";
 
 /// What one poll of a followed pull request found.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +84,7 @@ pub(crate) fn followed(row: &AnyRow) -> Result<FollowedPr> {
             _ => None,
         },
         command_note: row.try_get("command_note")?,
+        nudged_at: row.try_get("nudged_at")?,
     })
 }
 

@@ -11,6 +11,7 @@ mod gauges;
 mod insights;
 mod live;
 mod notifications;
+mod nudges;
 mod rows;
 mod runs;
 mod snapshots;

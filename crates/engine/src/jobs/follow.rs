@@ -117,6 +117,7 @@ async fn poll(engine: Arc<Engine>, follower: String, pr: FollowedPr) {
                     }
                 }
             }
+            engine.nudged_meanwhile(&after, now).await;
         }
         Err(StoreError::FollowLeaseLost { .. }) => {
             tracing::debug!(pr = pr.number, "another follower took the poll over");

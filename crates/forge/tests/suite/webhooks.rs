@@ -201,6 +201,56 @@ async fn forged_deliveries_are_refused(kind: FakeKind) {
     assert!(!reason.contains(SECRET));
 }
 
+/// A genuine delivery Nightshift cannot read (GitHub's form-encoded content type, a payload
+/// without its fields) is told apart from a forged one: the sender is right, the setup is not.
+async fn genuine_but_unreadable_deliveries_say_why(kind: FakeKind) {
+    let (event, _) = merged(kind);
+    let form = b"payload=%7B%22action%22%3A%22closed%22%7D".to_vec();
+    let (headers, _) = delivery(kind, SECRET, event, &json!({}));
+    // Signed again over the form body, as the forge would have.
+    let resigned: Vec<(String, String)> = proof_for(kind, &form)
+        .into_iter()
+        .chain(
+            headers
+                .into_iter()
+                .filter(|(n, _)| !n.contains("signature") && n != "x-gitlab-token"),
+        )
+        .collect();
+    match parse_webhook(
+        forge_kind(kind),
+        &Secret::new(SECRET),
+        &header_map(&resigned),
+        &form,
+    ) {
+        Err(ForgeError::WebhookUnreadable { reason, .. }) => {
+            assert!(reason.contains("not JSON"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let (event, mut payload) = merged(kind);
+    payload["repository"] = Value::Null;
+    payload["project"] = Value::Null;
+    match parse(kind, SECRET, event, &payload) {
+        Err(ForgeError::WebhookUnreadable { reason, .. }) => {
+            assert!(reason.contains("lacks the fields"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The proof headers `kind` sends for `body` signed with [`SECRET`].
+fn proof_for(kind: FakeKind, body: &[u8]) -> Vec<(String, String)> {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    let signature = hex::encode(mac.finalize().into_bytes());
+    match kind {
+        FakeKind::GitHub => vec![("x-hub-signature-256".into(), format!("sha256={signature}"))],
+        FakeKind::GitLab => vec![("x-gitlab-token".into(), SECRET.into())],
+        FakeKind::Gitea => vec![("x-gitea-signature".into(), signature)],
+    }
+}
+
 #[tokio::test]
 async fn github_deliveries_are_read() {
     genuine_deliveries_are_read(FakeKind::GitHub).await;
@@ -229,4 +279,11 @@ async fn forged_gitlab_deliveries_are_refused() {
 #[tokio::test]
 async fn forged_gitea_deliveries_are_refused() {
     forged_deliveries_are_refused(FakeKind::Gitea).await;
+}
+
+#[tokio::test]
+async fn genuine_but_unreadable_deliveries_are_told_apart_from_forged_ones() {
+    for kind in [FakeKind::GitHub, FakeKind::GitLab, FakeKind::Gitea] {
+        genuine_but_unreadable_deliveries_say_why(kind).await;
+    }
 }

@@ -13,6 +13,7 @@ mod stream;
 pub(crate) mod tasks;
 pub(crate) mod templates;
 pub(crate) mod tokens;
+mod webhooks;
 mod work;
 
 use axum::Router;
@@ -353,6 +354,23 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             .query::<c::InsightsQuery>()
             .answers::<c::InsightsView>(),
             get(insights::insights),
+        ),
+        (
+            spec(
+                M::POST,
+                "/webhooks/{forge}",
+                Access::Forge,
+                "A webhook delivery from GitHub, GitLab or Gitea/Forgejo, proven with the \
+                 server's webhook secret. One about a pull request Nightshift follows (merged, \
+                 closed, pushed to, CI finished, commented on) makes it poll that pull request \
+                 now; the poll records what the forge says. Anything else is taken and ignored",
+            )
+            .body::<c::WebhookPayload>()
+            .example(
+                r#"{"action":"closed","number":7,"pull_request":{"number":7,"merged":true},"repository":{"full_name":"acme/widget"}}"#,
+            )
+            .accepts::<c::WebhookAccepted>(),
+            post(webhooks::deliver),
         ),
     ];
     table.extend(work::routes());

@@ -122,6 +122,17 @@ impl RouteSpec {
         self.answers_with::<T>(StatusCode::CREATED)
     }
 
+    /// Answers `202 Accepted` with a `T`: taken, the work follows.
+    pub(super) fn accepts<T: ToSchema>(self) -> Self {
+        self.answers_with::<T>(StatusCode::ACCEPTED)
+    }
+
+    /// A valid request body, for a route that records no audit action.
+    pub(super) fn example(mut self, example: &'static str) -> Self {
+        self.example = Some(example);
+        self
+    }
+
     fn answers_with<T: ToSchema>(mut self, status: StatusCode) -> Self {
         self.answer = Some(Answer::Json {
             statuses: vec![status],

@@ -59,6 +59,9 @@ pub enum Access {
     ServerAdmin,
     /// Members of the route's `{project}` with at least this role.
     Project(Role),
+    /// A forge delivering a webhook: no sign-in, but the delivery's signature (or GitLab's
+    /// token) must match the configured secret. The handler checks it, since it signs the body.
+    Forge,
 }
 
 /// The user name that acts when sign-in is disabled.

@@ -72,6 +72,12 @@ nightshift_core::string_enum!(
         TaskNotSucceeded => "task_not_succeeded",
         /// Too many tasks created too fast; `Retry-After` says when to go on.
         TooManyTasks => "too_many_tasks",
+        /// Webhook deliveries from that forge are not taken: the server has no secret for it.
+        WebhooksOff => "webhooks_off",
+        /// A webhook delivery whose signature or token does not match the server's secret.
+        WebhookRefused => "webhook_refused",
+        /// A genuine webhook delivery that cannot be read (not JSON, no event header).
+        WebhookUnreadable => "webhook_unreadable",
         /// The server could not run git for the request (its log says why).
         GitFailed => "git_failed",
         /// The repository's forge did not answer what the request needed from it.

@@ -8,6 +8,7 @@ mod people;
 mod records;
 mod tasks;
 mod templates;
+mod webhooks;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use insights::{
@@ -33,3 +34,4 @@ pub use templates::{
     FromTask, Instantiate, TemplateDetail, TemplateList, TemplateListEntry, TemplateQuery,
     TemplateUseView, TemplateVersionView, TemplateView,
 };
+pub use webhooks::{WebhookAccepted, WebhookPayload};

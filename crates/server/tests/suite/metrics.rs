@@ -10,7 +10,7 @@ use tower::ServiceExt;
 
 use super::app::{App, create, wait_end};
 
-async fn scrape(app: &App) -> Vec<Sample> {
+pub(super) async fn scrape(app: &App) -> Vec<Sample> {
     let request = Request::get("/api/v1/metrics")
         .header(
             "authorization",

@@ -15,3 +15,5 @@ mod security;
 mod templates;
 mod ui;
 mod vault;
+mod webhook_door;
+mod webhooks;

@@ -217,6 +217,11 @@ macro_rules! conformance_cases {
             crate::suite::addressed::a_command_comment_starts_at_most_one_run(store).await;
         }
         #[tokio::test]
+        async fn a_nudge_moves_the_next_poll_but_not_within_the_gap() {
+            let (store, _guard) = $make().await;
+            crate::suite::nudges::a_nudge_moves_the_next_poll_but_not_within_the_gap(store).await;
+        }
+        #[tokio::test]
         async fn outcome_counts_cover_runs_retries_and_pull_requests() {
             let (store, _guard) = $make().await;
             crate::suite::insights::outcome_counts_cover_runs_retries_and_pull_requests(store)

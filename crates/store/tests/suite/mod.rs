@@ -6,6 +6,7 @@ mod followed;
 mod following;
 mod insights;
 mod intake;
+mod nudges;
 mod policies;
 mod postgres;
 mod sessions;
