@@ -140,6 +140,11 @@ pub async fn project(cmd: ProjectCommand) -> anyhow::Result<ExitCode> {
                     "off"
                 }
             );
+            println!("rebase    {}", settings.rebase);
+            println!(
+                "fix CI    {} automatic attempts per pull request",
+                settings.auto_fix_ci_attempts
+            );
             for m in &members.members {
                 println!("member    {:<24} {}", line(&m.user), m.role);
             }

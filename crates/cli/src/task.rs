@@ -70,6 +70,17 @@ pub enum TaskCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Start a run that rebases the task's open pull request onto its base branch as it is
+    /// now: checked again and pushed with a lease; where it conflicts, the agent resolves it.
+    Rebase {
+        id: i64,
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Start a run that addresses the review comments on the task's open pull request (and
     /// --instructions, if given): the agent pushes on top of the same branch.
     AddressReview {
@@ -204,6 +215,18 @@ pub async fn run(command: TaskCommand) -> anyhow::Result<ExitCode> {
             let client = Client::new(&client);
             let task: TaskView = client
                 .post(&format!("/tasks/{id}/fix-ci"), &serde_json::Map::new())
+                .await?;
+            finish(&client, task, wait, json).await
+        }
+        TaskCommand::Rebase {
+            id,
+            wait,
+            json,
+            client,
+        } => {
+            let client = Client::new(&client);
+            let task: TaskView = client
+                .post(&format!("/tasks/{id}/rebase"), &serde_json::Map::new())
                 .await?;
             finish(&client, task, wait, json).await
         }

@@ -55,6 +55,11 @@ pub struct ProjectSettings {
     /// Whether a `/nightshift` comment on a task's pull request, from someone with write
     /// access on the forge, starts an address-review run.
     pub comment_commands: bool,
+    /// When the follower rebases an open pull request whose base moved on by itself.
+    pub rebase: crate::RebasePolicy,
+    /// How many fix-CI runs the follower starts by itself on one pull request whose CI
+    /// fails (one per failing head commit); 0: only people start them.
+    pub auto_fix_ci_attempts: u32,
 }
 
 impl Default for ProjectSettings {
@@ -64,6 +69,10 @@ impl Default for ProjectSettings {
             max_timeout_secs: None,
             monthly_budget_usd: None,
             judge: true,
+            // A conflicting pull request cannot be merged: resolving it is what its author
+            // would do next. One that is only behind merges as it is on most forges.
+            rebase: crate::RebasePolicy::Conflicts,
+            auto_fix_ci_attempts: 0,
             comment_commands: false,
         }
     }

@@ -137,8 +137,39 @@ string_enum!(
         /// Reviewers commented on the pull request, or a person asked for changes: their
         /// comments and instructions are the agent's input.
         AddressReview => "address_review",
+        /// The base branch moved on: the branch is replayed onto it and checked again; where
+        /// that conflicts, the agent resolves the conflicts.
+        Rebase => "rebase",
     }
 );
+
+string_enum!(
+    /// When the follower rebases a project's open pull requests by itself.
+    RebasePolicy, "rebase" {
+        /// Never: a person starts a rebase run.
+        Off => "off",
+        /// When the pull request conflicts with its base (it cannot be merged as it is).
+        Conflicts => "conflicts",
+        /// Whenever the base has commits the pull request lacks, conflicting or not.
+        Behind => "behind",
+    }
+);
+
+impl RebasePolicy {
+    /// Whether a pull request in this state is rebased by itself under the policy.
+    pub fn wants(self, mergeable: Mergeability, behind_base: Option<bool>) -> bool {
+        match self {
+            RebasePolicy::Off => false,
+            RebasePolicy::Conflicts => mergeable == Mergeability::Conflicting,
+            RebasePolicy::Behind => {
+                mergeable == Mergeability::Conflicting || behind_base == Some(true)
+            }
+        }
+    }
+}
+
+/// Who the follower says started a follow-up run it started by itself.
+pub const AUTOMATIC: &str = "nightshift (automatic)";
 
 /// A run of a task on its open pull request: it starts from the pushed branch, and pushes on
 /// top of it to the same pull request, with a lease that never overwrites a person's push.
@@ -148,7 +179,8 @@ pub struct FollowUp {
     pub pr_number: u64,
     pub pr_url: String,
     pub branch: String,
-    /// The commit the pull request's CI failed on.
+    /// The pull request's head when the run was asked for: the commit its CI failed on, or
+    /// the one to rebase.
     #[schema(required)]
     pub head_sha: Option<String>,
     /// Who started it.
@@ -214,6 +246,21 @@ mod tests {
         assert_eq!(describe(PrState::Open, Passing), "open · ci passing");
         assert_eq!("merged".parse::<PrState>().unwrap(), PrState::Merged);
         assert!("gone".parse::<PrState>().is_err());
+    }
+
+    #[test]
+    fn the_rebase_policy_says_which_pull_requests_it_takes() {
+        use Mergeability::*;
+        let policies = [
+            RebasePolicy::Off,
+            RebasePolicy::Conflicts,
+            RebasePolicy::Behind,
+        ];
+        let wants = |mergeable, behind| policies.map(|p| p.wants(mergeable, behind));
+        assert_eq!(wants(Conflicting, Some(true)), [false, true, true]);
+        assert_eq!(wants(Clean, Some(true)), [false, false, true]);
+        assert_eq!(wants(Clean, Some(false)), [false, false, false]);
+        assert_eq!(wants(Unknown, None), [false, false, false]);
     }
 
     #[test]

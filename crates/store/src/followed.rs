@@ -312,7 +312,8 @@ impl Store {
 }
 
 /// What a change in a pull request's state leaves behind: the run's change reads the new
-/// state, and CI turning red, a merge or a close is told to the task's creator.
+/// state, and CI turning red, a conflict with the base, a merge or a close is told to the
+/// task's creator.
 async fn record_on_change(
     conn: &mut sqlx::AnyConnection,
     before: &FollowedPr,
@@ -345,6 +346,18 @@ async fn record_on_change(
             "ci_failed",
             format!("CI fails on pull request #{number}: a fix-CI run can take it on"),
         )),
+        PrState::Open
+            if seen.mergeable == Mergeability::Conflicting
+                && before.mergeable != Mergeability::Conflicting =>
+        {
+            Some((
+                "pr_conflicts",
+                format!(
+                    "pull request #{number} conflicts with its base branch: a rebase run can \
+                     resolve it"
+                ),
+            ))
+        }
         _ => None,
     };
     if let Some((kind, message)) = news {

@@ -12,6 +12,7 @@ mod insights;
 mod live;
 mod notifications;
 mod nudges;
+mod rebase;
 mod rows;
 mod runs;
 mod snapshots;

@@ -15,8 +15,8 @@ pub struct Notification {
     pub user: String,
     pub task_id: i64,
     pub run_id: i64,
-    /// `succeeded`, `failed` or `pr_opened`; after the run, `ci_failed`, `pr_merged` or
-    /// `pr_closed` from the pull request follower.
+    /// `succeeded`, `failed` or `pr_opened`; after the run, `ci_failed`, `pr_conflicts`,
+    /// `pr_merged` or `pr_closed` from the pull request follower.
     pub kind: String,
     pub message: String,
     pub created_at: Millis,

@@ -9,12 +9,14 @@ mod bases;
 mod git;
 mod layer;
 mod mirror;
+mod replay;
 mod worktree;
 
 pub use access::{AllowedRepo, LocalRepos, RepoPolicy, Requester};
 pub use bases::{BaseBuild, BaseInfo, BaseLease, Bases, BuildLock, RepoBases, remove_tree};
 pub use git::Git;
 pub use mirror::{Mirrors, RemoteInfo};
+pub use replay::Replayed;
 pub use worktree::{Diff, Worktree};
 
 #[derive(Debug, thiserror::Error)]

@@ -307,6 +307,54 @@ impl Mirrors {
         .with_upstream(tip))
     }
 
+    /// Fetches, then checks out `branch` at the tip of `base` in `dest`, for a rebase run of
+    /// the remote's `branch` (a pull request's): the checkout is the new base, its
+    /// [`Worktree::upstream`] the branch's commit now (which the push with lease expects), and
+    /// [`Worktree::replay`] brings the pull request's commits onto it.
+    pub async fn checkout_for_rebase(
+        &self,
+        repo: &AllowedRepo,
+        base: &str,
+        branch: &str,
+        dest: &Path,
+    ) -> Result<Worktree> {
+        let mirror = self.mirror_path(repo);
+        let lock = self.lock_for(&mirror);
+        let _held = lock.lock().await;
+        self.sync_locked(repo, &mirror).await?;
+        let mut tips = Vec::new();
+        for name in [branch, base] {
+            let tip = self
+                .git
+                .run(
+                    &mirror,
+                    &[
+                        "rev-parse",
+                        "--verify",
+                        "--quiet",
+                        &format!("refs/remotes/origin/{name}^{{commit}}"),
+                    ],
+                )
+                .await
+                .map_err(|_| WorkspaceError::MissingBranch {
+                    repo: repo.to_string(),
+                    branch: name.to_string(),
+                })?;
+            tips.push(tip.trim().to_string());
+        }
+        let (tip, base_tip) = (tips.remove(0), tips.remove(0));
+        self.add_worktree_locked(&mirror, dest, branch, &base_tip)
+            .await?;
+        Ok(Worktree::new(
+            dest.to_path_buf(),
+            mirror,
+            branch.to_string(),
+            base.to_string(),
+            base_tip,
+        )
+        .with_upstream(tip))
+    }
+
     /// `git worktree add` of `branch` at `commit` in `dest`, replacing a leftover there. The
     /// mirror's lock must be held.
     async fn add_worktree_locked(

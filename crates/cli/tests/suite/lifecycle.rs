@@ -134,6 +134,13 @@ fn a_failed_wait_exits_non_zero_and_retry_makes_run_two() {
         stderr.contains("an address-review run works on the pull request"),
         "{stderr}"
     );
+    let refused = server.cli(&["task", "rebase", &id]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("a rebase run works on the pull request"),
+        "{stderr}"
+    );
 
     // Both runs count in the project's insights: one retry, which did not succeed.
     let insights = server.json(&["insights", "--json"]);

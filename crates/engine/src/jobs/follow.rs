@@ -118,6 +118,7 @@ async fn poll(engine: Arc<Engine>, follower: String, pr: FollowedPr) {
                 }
             }
             engine.nudged_meanwhile(&after, now).await;
+            super::automatic::start_follow_up(&engine, &after).await;
         }
         Err(StoreError::FollowLeaseLost { .. }) => {
             tracing::debug!(pr = pr.number, "another follower took the poll over");

@@ -1,6 +1,7 @@
 //! The engine's background jobs, started with its workers and stopped after them: the retention
-//! sweeper and the pull request follower.
+//! sweeper and the pull request follower, with the follow-up runs it starts by itself.
 
+mod automatic;
 mod commands;
 mod follow;
 mod retention;

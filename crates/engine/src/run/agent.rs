@@ -38,6 +38,8 @@ pub(crate) enum Feedback {
     Guard(Vec<String>),
     /// The judge's reasons for rejecting the change.
     Judge(Vec<String>),
+    /// The conflict markers a rebase run's resolution left behind, `path:line`.
+    Conflicts(Vec<String>),
 }
 
 /// What a round left in the workspace.
@@ -105,6 +107,16 @@ impl AgentPhase {
                 )
             }
             _ => run.task.instructions.clone(),
+        };
+        // A rebase run's agent resolves the conflicts its replay left.
+        let instructions = match (&run.conflicts, &run.run.follow_up) {
+            (Some(conflicts), Some(follow_up)) => super::rebase::conflict_instructions(
+                &instructions,
+                follow_up,
+                &run.task.base_branch,
+                conflicts,
+            ),
+            _ => instructions,
         };
         let instructions = match run.task.agent.kind {
             // A codemod gets the instructions as they are; an agent gets them in the frame,
@@ -228,11 +240,13 @@ impl AgentPhase {
             Feedback::Checks(failures) => feedback_prompt(failures),
             Feedback::Guard(findings) => guard_prompt(findings),
             Feedback::Judge(reasons) => judge_prompt(reasons),
+            Feedback::Conflicts(markers) => super::rebase::markers_prompt(markers),
         };
         self.after = match feedback {
             Feedback::Checks(_) => "after failing checks",
             Feedback::Guard(_) => "after the test-tampering guard",
             Feedback::Judge(_) => "after the judge's review",
+            Feedback::Conflicts(_) => "after leaving conflict markers",
         };
         if run.checkpoint.agent_session_id.is_none() {
             // A new session (the old one could not be continued here) needs the task too.

@@ -1,7 +1,8 @@
 //! Follow-up runs on a task's open pull request. A fix-CI run asks the forge, before any agent
 //! time, whether the pull request is still open and what failed in its CI; an address-review
 //! run asks for the review comments written since the last one. Either starts from the pushed
-//! branch, and the agent gets what the forge said with the task's instructions.
+//! branch, and the agent gets what the forge said with the task's instructions. A rebase run
+//! reads what it needs in `rebase`.
 
 use std::fmt::Write;
 
@@ -17,6 +18,10 @@ pub(crate) async fn read_input(run: &mut RunExecution, target: &Target) -> Step<
     let Some(follow_up) = run.run.follow_up.clone() else {
         return Ok(());
     };
+    match follow_up.kind {
+        FollowUpKind::FixCi | FollowUpKind::AddressReview => {}
+        FollowUpKind::Rebase => return super::rebase::read_input(run, target, &follow_up).await,
+    }
     let number = follow_up.pr_number;
     let status = target
         .forge

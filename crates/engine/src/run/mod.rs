@@ -20,6 +20,7 @@ mod conclude;
 mod follow_up;
 mod prepare;
 mod publish;
+mod rebase;
 mod resume;
 mod review;
 mod validate;
@@ -180,6 +181,8 @@ pub(crate) struct RunExecution {
         Vec<nightshift_forge::PrComment>,
         nightshift_core::ReviewRequest,
     )>,
+    /// For a rebase run whose replay conflicts: what the agent resolves.
+    conflicts: Option<rebase::Conflicts>,
     /// The checks that already failed on the base commit, before the agent.
     failing_on_base: Vec<CheckResult>,
     /// How the lockfiles and manifests differed from the base when setup last ran again.
@@ -229,6 +232,7 @@ impl RunExecution {
             run_dir,
             ci_report: None,
             review: None,
+            conflicts: None,
             failing_on_base: Vec::new(),
             setup_changes: String::new(),
         }
@@ -266,6 +270,11 @@ impl RunExecution {
         // agent ⇄ validating, unless the restored change had passed its checks already.
         let validated = match start {
             Start::Validated(validated) => validated,
+            // A rebase run: the branch already has the base, or replayed onto it cleanly.
+            Start::UpToDate => return Ok(Outcome::NoChanges),
+            Start::Rebased => rebase::recheck(self, workspace, &plan)
+                .await
+                .during(Phase::Validating)?,
             Start::Agent(first) => {
                 let mut agent = AgentPhase::start(self, workspace, &plan, first)
                     .await

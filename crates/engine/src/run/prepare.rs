@@ -4,7 +4,7 @@
 //! baseline on the base commit (see `baseline`); warm, over a base, where it can (see `warm`).
 
 use nightshift_checks::{CheckPlan, Stage};
-use nightshift_core::{EventKind, Phase, Redactor};
+use nightshift_core::{EventKind, FollowUpKind, Phase, Redactor};
 use nightshift_forge::{Forge, RepoPath};
 use nightshift_workspace::{AllowedRepo, Worktree};
 
@@ -36,6 +36,11 @@ pub(crate) enum Start {
     Agent(FirstRound),
     /// The restored change had passed its checks: publishing.
     Validated(Validated),
+    /// A rebase run whose branch replayed onto the base without conflicts: checked again,
+    /// then pushed.
+    Rebased,
+    /// A rebase run whose branch already has the base's tip: nothing to do.
+    UpToDate,
 }
 
 /// The run's secret filter and its target. Everything the run records is masked from here on.
@@ -148,7 +153,16 @@ pub(crate) async fn workspace<'w>(
     baseline::on_base(run, workspace, &plan, baseline::Reuse::Cached).await?;
     // Applied after the plan is read and set up: as in a first run, the checks are the ones
     // the repository had before the agent touched it.
-    let start = resume::restore(run, target, workspace, from).await?;
+    let rebasing = run
+        .run
+        .follow_up
+        .as_ref()
+        .is_some_and(|f| f.kind == FollowUpKind::Rebase);
+    let start = if rebasing {
+        super::rebase::replay(run, workspace).await?
+    } else {
+        resume::restore(run, target, workspace, from).await?
+    };
     run.save_checkpoint(Phase::Preparing).await?;
     run.hand_over_if_stopping()?;
     Ok(Prepared {

@@ -31,7 +31,10 @@ pub(crate) async fn push(
     validated: Validated,
 ) -> Step<Pushed> {
     run.enter(Phase::Publishing).await?;
-    commit(run, workspace).await?;
+    // A rebase run's clean replay is committed already.
+    if workspace.has_changes(&run.engine).await? {
+        commit(run, workspace).await?;
+    }
     rebase_if_moved(run, target, workspace, plan, validated.round).await?;
     run.progress(90).await?;
     let git = &run.engine.git;

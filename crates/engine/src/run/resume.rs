@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use nightshift_core::{EventKind, Phase};
+use nightshift_core::{EventKind, FollowUpKind, Phase};
 use nightshift_store::WorkspaceSnapshot;
 use nightshift_workspace::Worktree;
 
@@ -267,6 +267,12 @@ async fn fresh(run: &RunExecution, target: &Target, work: &Path) -> Step<Worktre
     let mirrors = &run.engine.mirrors;
     let base = &run.task.base_branch;
     let checkout = match &run.run.follow_up {
+        // A rebase run starts on the base's tip; the branch's commits are replayed onto it.
+        Some(follow_up) if follow_up.kind == FollowUpKind::Rebase => {
+            mirrors
+                .checkout_for_rebase(&target.repo, base, &target.branch, work)
+                .await
+        }
         Some(_) => {
             mirrors
                 .checkout_branch(&target.repo, base, &target.branch, work)

@@ -38,6 +38,10 @@ pub(crate) async fn round(
 ) -> Step<Verdict> {
     let round = agent.number();
     run.enter(Phase::Validating).await?;
+    run.change.rounds = round;
+    if let Some(rejection) = super::rebase::unresolved(run, workspace) {
+        return refuse(run, workspace, agent, rejection);
+    }
     let mut results = super::baseline::setup_again(run, workspace, plan, round).await?;
     let checks = run_checks(
         run,
@@ -48,7 +52,6 @@ pub(crate) async fn round(
     )
     .await?;
     results.extend(checks);
-    run.change.rounds = round;
     let failures: Vec<CheckResult> = results
         .iter()
         .filter(|r| r.outcome != CheckOutcome::Passed)
@@ -88,6 +91,17 @@ pub(crate) async fn round(
         run.hand_over_if_stopping()?;
         return Ok(Verdict::Passed(Validated { round }));
     };
+    refuse(run, workspace, agent, rejection)
+}
+
+/// A refused round: back to the agent with the feedback, or — no round left — the run's end.
+fn refuse(
+    run: &RunExecution,
+    workspace: &Workspace,
+    agent: &AgentPhase,
+    rejection: Rejection,
+) -> Step<Verdict> {
+    let round = agent.number();
     let said = outcome(run, round, &rejection.failed);
     let what = rejection.failed.join(", ");
     if agent.is_last() {

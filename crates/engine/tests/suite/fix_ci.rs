@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::agents::{MODEL, agent_config, at, read_then_edit};
 use super::follow::followed_when;
-use super::forge_site::{Site, WIDGET, fast_retries};
+use super::forge_site::{Site, WIDGET, fast_retries, wait_for};
 
 /// A line of the failing job's log that only the forge knows.
 const CI_LOG: &str = "test_farewell FAILED: expected a NOTES.md saying goodbye";
@@ -227,4 +227,118 @@ async fn a_fix_ci_run_reads_the_failing_jobs_and_updates_the_same_pull_request()
     assert_eq!(insights.retries, 0, "a fix-CI run is not a retry");
     assert_eq!(site.fake.violations(), Vec::<String>::new());
     site.assert_no_leak(&[task]).await;
+}
+
+/// Fails CI on `sha` with one check run.
+fn red(site: &Site, sha: &str) {
+    site.fake.add_check_run(
+        WIDGET,
+        sha,
+        FakeCheck {
+            name: "test (ubuntu)".into(),
+            status: "completed".into(),
+            conclusion: Some("failure".into()),
+            title: "1 test failed".into(),
+            log: Some(format!("{CI_LOG}\n")),
+            ..FakeCheck::default()
+        },
+    );
+}
+
+#[tokio::test]
+async fn the_follower_fixes_ci_once_per_red_head_and_stops_at_the_bound() {
+    let site = Site::start(FakeKind::GitHub).await;
+    let settings = nightshift_core::ProjectSettings {
+        auto_fix_ci_attempts: 2,
+        ..site.store.project_settings(site.project_id).await.unwrap()
+    };
+    site.store
+        .set_project_settings(site.project_id, &settings)
+        .await
+        .unwrap();
+    // The agent counts its runs; from its third on, it adds a line to NOTES.md (a change to
+    // push); its second changes nothing.
+    let marker = site.marker("agent");
+    let command = format!(
+        "sed -i 's/hello/goodbye/' greeting.txt; echo ran >> {m}; n=$(wc -l < {m}); \
+         if [ \"$n\" -ge 3 ]; then echo \"fix $n\" >> NOTES.md; fi",
+        m = marker.display()
+    );
+    let workers = site.workers(1, site.config(fast_retries())).await;
+    let task = site.create(&workers, WIDGET, "Say goodbye", &command).await;
+    let first = site.wait_end(task).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{first:?}");
+    let h1 = first.checkpoint.pushed_commit.clone().unwrap();
+
+    // CI fails on the head: the follower starts one fix-CI run, which changes nothing.
+    red(&site, &h1);
+    let second = wait_for("an automatic fix-CI run", async || {
+        site.runs(task)
+            .await
+            .get(1)
+            .filter(|r| r.status.is_terminal())
+            .cloned()
+    })
+    .await;
+    let follow_up = second.follow_up.clone().unwrap();
+    assert_eq!(
+        (
+            follow_up.kind,
+            follow_up.requested_by.as_str(),
+            follow_up.head_sha.as_deref()
+        ),
+        (
+            FollowUpKind::FixCi,
+            nightshift_core::AUTOMATIC,
+            Some(h1.as_str())
+        )
+    );
+    assert_eq!(
+        second.end_reason,
+        Some(nightshift_core::EndReason::NoChanges)
+    );
+    // The same red head is not tried again, however often it is polled.
+    let pr = followed_when(&site, task, "a poll after run 2", |pr| {
+        pr.ci == CiState::Failing && pr.last_polled_at > second.ended_at
+    })
+    .await;
+    followed_when(&site, task, "more polls", |p| p.polls >= pr.polls + 3).await;
+    assert_eq!(site.runs(task).await.len(), 2);
+
+    // A person pushes; CI fails on their head too: a second attempt, which pushes a fix.
+    let branch = site.fake.pulls(WIDGET)[0].head.clone();
+    let h2 = site
+        .fake
+        .push_commit(WIDGET, &branch, &[("person.txt", "mine\n")]);
+    red(&site, &h2);
+    let third = wait_for("a second automatic fix-CI run", async || {
+        site.runs(task)
+            .await
+            .get(2)
+            .filter(|r| r.status.is_terminal())
+            .cloned()
+    })
+    .await;
+    assert_eq!(third.status, RunStatus::Succeeded, "{third:?}");
+    assert_eq!(
+        third.follow_up.as_ref().and_then(|f| f.head_sha.clone()),
+        Some(h2.clone())
+    );
+    let h3 = third.checkpoint.pushed_commit.clone().unwrap();
+    assert_eq!(site.fake.branch_sha(WIDGET, &branch), Some(h3.clone()));
+
+    // Red again: the bound of two automatic attempts is reached; people may still start one.
+    red(&site, &h3);
+    let pr = followed_when(&site, task, "the fix's head failing", |pr| {
+        pr.head_sha.as_deref() == Some(h3.as_str()) && pr.ci == CiState::Failing
+    })
+    .await;
+    followed_when(&site, task, "more polls", |p| p.polls >= pr.polls + 3).await;
+    assert_eq!(site.runs(task).await.len(), 3);
+    let by_hand = site
+        .store
+        .start_fix_ci(site.project_id, task, "tester")
+        .await
+        .unwrap();
+    assert_eq!(by_hand.number, 4);
 }

@@ -17,6 +17,7 @@ mod masking;
 mod pipeline;
 mod projects;
 mod publish;
+mod rebase;
 mod repos;
 mod stops;
 mod takeover;

@@ -17,6 +17,9 @@ use crate::contract::{
 };
 use crate::error::ApiError;
 
+/// Automatic fix-CI runs past this many on one pull request are more spend than fixing.
+const MAX_AUTO_FIX_CI_ATTEMPTS: u32 = 10;
+
 fn valid_project_name(name: &str) -> Result<&str, ApiError> {
     let ok = (1..=63).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -157,6 +160,22 @@ pub async fn update(
     if let Some(judge) = request.judge {
         settings.judge = judge;
         changed.push(format!("judge={judge}"));
+    }
+    if let Some(rebase) = request.rebase {
+        settings.rebase = rebase;
+        changed.push(format!("rebase={rebase}"));
+    }
+    if let Some(attempts) = request.auto_fix_ci_attempts {
+        if attempts > MAX_AUTO_FIX_CI_ATTEMPTS {
+            return Err(ApiError::invalid(
+                ErrorCode::InvalidValue,
+                format!(
+                    "auto_fix_ci_attempts: 0 (off) to {MAX_AUTO_FIX_CI_ATTEMPTS} runs per pull request"
+                ),
+            ));
+        }
+        settings.auto_fix_ci_attempts = attempts;
+        changed.push(format!("auto_fix_ci_attempts={attempts}"));
     }
     if let Some(commands) = request.comment_commands {
         settings.comment_commands = commands;

@@ -185,6 +185,25 @@ pub async fn fix_ci(
     )))
 }
 
+/// A follow-up run that replays the task's open pull request onto its base branch as it is
+/// now; where that conflicts, the agent resolves it. Pushed with a lease.
+pub async fn rebase(
+    State(state): State<AppState>,
+    Extension(access): Extension<ProjectAccess>,
+    Path((_, id)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    let project = &access.project;
+    let run = state
+        .store
+        .start_rebase(project.id, id, access.user.name())
+        .await?;
+    state.engine.wake();
+    Ok(AuditNote::task(id, run.number).attach((
+        StatusCode::CREATED,
+        Json(task_view(&state, project, id).await?),
+    )))
+}
+
 /// A follow-up run on the task's open pull request that addresses its review comments and
 /// the caller's extra instructions, pushing on top of the same branch. The body may be empty.
 pub async fn address_review(

@@ -109,6 +109,19 @@ pub(super) fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             post(tasks::address_review),
         ),
         (
+            change(
+                M::POST,
+                "/projects/{project}/tasks/{id}/rebase",
+                EDITOR,
+                "task.rebase",
+                "Start a run that rebases the task's open pull request onto its base branch \
+                 (the agent resolves conflicts)",
+                None,
+            )
+            .creates::<c::TaskView>(),
+            post(tasks::rebase),
+        ),
+        (
             spec(
                 M::GET,
                 "/projects/{project}/tasks/{id}/runs/{number}/events",

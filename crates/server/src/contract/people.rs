@@ -1,7 +1,7 @@
 //! People and projects: sign-in, API tokens, users, projects with their limits, members and
 //! proxy groups.
 
-use nightshift_core::{Millis, ProjectSettings, Role, format_duration};
+use nightshift_core::{Millis, ProjectSettings, RebasePolicy, Role, format_duration};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -144,6 +144,13 @@ pub struct SettingsView {
     /// Whether a `/nightshift` comment on a task's pull request, from someone with write
     /// access on the forge, starts an address-review run.
     pub comment_commands: bool,
+    /// When the follower rebases an open pull request whose base moved on by itself: `off`,
+    /// `conflicts` (when it conflicts with its base; the default) or `behind` (whenever the
+    /// base has commits it lacks).
+    pub rebase: RebasePolicy,
+    /// How many fix-CI runs the follower starts by itself on one pull request whose CI fails,
+    /// one per failing head commit; 0 (the default): only people start them.
+    pub auto_fix_ci_attempts: u32,
 }
 
 impl SettingsView {
@@ -155,6 +162,8 @@ impl SettingsView {
                 .map(|s| format_duration(std::time::Duration::from_secs(s))),
             monthly_budget_usd: settings.monthly_budget_usd,
             judge: settings.judge,
+            rebase: settings.rebase,
+            auto_fix_ci_attempts: settings.auto_fix_ci_attempts,
             comment_commands: settings.comment_commands,
         }
     }
@@ -201,6 +210,12 @@ pub struct UpdateProject {
     /// Whether the judge reviews the project's changes (when the server configures one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge: Option<bool>,
+    /// `off`, `conflicts` or `behind`: when the follower rebases a pull request by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebase: Option<RebasePolicy>,
+    /// 0 to 10 automatic fix-CI runs per pull request; 0 turns them off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_fix_ci_attempts: Option<u32>,
     /// Whether `/nightshift` comments on pull requests start address-review runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment_commands: Option<bool>,

@@ -104,6 +104,14 @@ fn table() -> Vec<(PageRoute, MethodRouter<AppState>)> {
         ),
         (
             form(
+                "/p/{project}/tasks/{id}/rebase",
+                M::POST,
+                "/projects/{project}/tasks/{id}/rebase",
+            ),
+            post(tasks::rebase),
+        ),
+        (
+            form(
                 "/p/{project}/tasks/{id}/address-review",
                 M::POST,
                 "/projects/{project}/tasks/{id}/address-review",

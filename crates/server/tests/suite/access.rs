@@ -75,6 +75,8 @@ pub(super) struct Fixture {
     notification_id: i64,
     /// A task of root's whose run succeeded, with an open pull request to address a review on.
     reviewed_task_id: i64,
+    /// Another such task, on another repository: its pull request is rebased.
+    stale_task_id: i64,
 }
 
 pub(super) async fn fixture() -> Fixture {
@@ -121,6 +123,34 @@ pub(super) async fn fixture() -> Fixture {
         .unwrap();
     // Its pull request's CI is red: a fix-CI run can be started on it.
     super::doors::red_pull_request(&app.store, done.id).await;
+    // Another one, on its own repository, whose pull request is rebased.
+    let other = RemoteRepo::with_files(&[("README.md", "hello\n")]);
+    let (stale, _) = app
+        .store
+        .create_task(&NewTask {
+            repo: RepoUrl::parse(&other.url()).unwrap(),
+            ..new_task("root", "Another task that worked")
+        })
+        .await
+        .unwrap();
+    let claim = app
+        .store
+        .claim_run("test", std::time::Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.task.id, stale.id);
+    app.store
+        .finish_run(
+            claim.run.id,
+            "test",
+            nightshift_core::EndReason::Succeeded,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    super::doors::red_pull_request(&app.store, stale.id).await;
     let notification_id = app
         .store
         .notifications(alpha.id, "root", false, 10)
@@ -187,6 +217,7 @@ pub(super) async fn fixture() -> Fixture {
         task_id: task.id,
         root_token_id: token.id,
         done_task_id: done.id,
+        stale_task_id: stale.id,
         notification_id,
         reviewed_task_id: reviewed.id,
     }
@@ -202,6 +233,8 @@ impl Fixture {
             self.done_task_id
         } else if spec.path.ends_with("/address-review") {
             self.reviewed_task_id
+        } else if spec.path.ends_with("/rebase") {
+            self.stale_task_id
         } else {
             self.task_id
         };

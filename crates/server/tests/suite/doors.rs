@@ -169,6 +169,20 @@ impl World {
         }
     }
 
+    async fn rebase(&mut self, task: i64) -> StatusCode {
+        match self.door {
+            Door::Forms => {
+                let path = format!("/p/alpha/tasks/{task}/rebase");
+                self.form("/p/{project}/tasks/{id}/rebase", &path, &[])
+                    .await
+            }
+            Door::Api => {
+                let path = format!("/projects/alpha/tasks/{task}/rebase");
+                self.api(Method::POST, &path, Value::Null).await.0
+            }
+        }
+    }
+
     async fn address_review(&mut self, task: i64, instructions: &str) -> StatusCode {
         match self.door {
             Door::Forms => {
@@ -354,7 +368,7 @@ impl World {
 }
 
 /// The same story through one door: sign in, create tasks (one refused), cancel one (and one
-/// that already ended), retry, fix the CI of its pull request, save one as a template, create and edit a template, create a
+/// that already ended), retry, fix the CI of its pull request and rebase it, save one as a template, create and edit a template, create a
 /// task from it, read notifications, sign out.
 async fn tell(door: Door) -> World {
     let mut w = World::start(door).await;
@@ -386,6 +400,8 @@ async fn tell(door: Door) -> World {
     w.finish_next(EndReason::Succeeded).await;
     assert!(created(w.address_review(1, "Keep the old name too").await));
     w.finish_next(EndReason::Succeeded).await;
+    assert!(created(w.rebase(1).await));
+    w.finish_next(EndReason::NoChanges).await;
     assert!(created(w.save_as_template(1, "from-first").await));
     assert!(created(w.save_template("Say {{word}}", false).await));
     let edited = w.save_template("Shout {{word}}", true).await;
@@ -431,6 +447,7 @@ async fn every_form_is_audited_as_the_api_route_it_performs() {
         entry("task.retry", "task 1", Some("run 2")),
         entry("task.fix_ci", "task 1", Some("run 3")),
         entry("task.address_review", "task 1", Some("run 4")),
+        entry("task.rebase", "task 1", Some("run 5")),
         entry(
             "template.from_task",
             "template from-first",
@@ -443,9 +460,9 @@ async fn every_form_is_audited_as_the_api_route_it_performs() {
         entry(
             "notification.read_all",
             "notifications of eddie",
-            // The red CI's, the fix-CI run's and the address-review run's notifications
-            // besides the one read before.
-            Some("4 marked read"),
+            // The red CI's, the fix-CI run's, the rebase run's and the address-review run's
+            // notifications besides the one read before.
+            Some("5 marked read"),
         ),
         entry("session.create", "user eddie", None),
         entry("session.delete", "user eddie", None),

@@ -9,6 +9,7 @@ mod insights;
 mod intake;
 mod limits;
 mod metrics;
+mod rebase;
 mod repos;
 mod review;
 mod security;

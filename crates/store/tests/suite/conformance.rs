@@ -212,6 +212,16 @@ macro_rules! conformance_cases {
                 .await;
         }
         #[tokio::test]
+        async fn a_rebase_run_needs_an_open_pull_request() {
+            let (store, _guard) = $make().await;
+            crate::suite::rebase::a_rebase_run_needs_an_open_pull_request(store).await;
+        }
+        #[tokio::test]
+        async fn the_follow_up_policy_is_kept_with_the_project() {
+            let (store, _guard) = $make().await;
+            crate::suite::rebase::the_follow_up_policy_is_kept_with_the_project(store).await;
+        }
+        #[tokio::test]
         async fn a_command_comment_starts_at_most_one_run() {
             let (store, _guard) = $make().await;
             crate::suite::addressed::a_command_comment_starts_at_most_one_run(store).await;

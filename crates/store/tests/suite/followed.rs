@@ -12,7 +12,7 @@ use nightshift_store::{PollOutcome, PrSeen, Store, StoreError};
 
 use super::conformance::independent_task;
 
-const DAY_MS: i64 = 24 * 3600 * 1000;
+pub(super) const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// A task with a run that published pull request `number`, followed from now on.
 pub(crate) async fn published(store: &Store, i: usize, number: u64) -> FollowedPr {

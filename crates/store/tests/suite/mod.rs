@@ -9,6 +9,7 @@ mod intake;
 mod nudges;
 mod policies;
 mod postgres;
+mod rebase;
 mod sessions;
 mod templates;
 mod values;

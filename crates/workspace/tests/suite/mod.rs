@@ -1,4 +1,5 @@
 mod access;
 mod bases;
 mod follow_up;
+mod replay;
 mod worktree;

@@ -4,8 +4,8 @@
 use axum::extract::{Path, Query, State};
 use maud::{Markup, html};
 use nightshift_core::{
-    CiState, FollowedPr, GeneratedChange, PrState, Run, RunStatus, Task, format_duration,
-    format_timestamp,
+    CiState, FollowUpKind, FollowedPr, GeneratedChange, Mergeability, PrState, Run, RunStatus,
+    Task, format_duration, format_timestamp,
 };
 use serde::Deserialize;
 
@@ -159,6 +159,8 @@ fn top_html(
     let fixable = retryable_pr(runs, pr);
     // What an address-review run is for: the task's open pull request, no run going.
     let reviewable = open_pr(runs, pr);
+    // What a rebase run is for: the open pull request, its base moved on, no run going.
+    let rebasable = stale_pr(runs, pr);
     let latest = runs.last().map(|r| r.number).unwrap_or(run.number);
     let cancellable = run.number == latest && run.status.is_active();
     let retryable = runs.last().is_some_and(|r| r.status.is_terminal());
@@ -201,6 +203,12 @@ fn top_html(
                         button type="submit" id="fix-ci" { "Fix CI" }
                     }
                 }
+                @if let Some(pr) = rebasable {
+                    form method="post" action={ (base) "/tasks/" (id) "/rebase" }
+                        data-confirm={ "Rebase pull request #" (pr.number) " onto its base branch? Conflicts go to the agent." } {
+                        button type="submit" id="rebase" { "Rebase" }
+                    }
+                }
                 @if let Some(pr) = reviewable {
                     form method="post" action={ (base) "/tasks/" (id) "/address-review" } class="address-review"
                         data-confirm={ "Start a run that addresses the review of pull request #" (pr.number) "?" } {
@@ -239,6 +247,11 @@ fn top_html(
                         @if pr.ci == CiState::Failing && pr.state == PrState::Open {
                             " " strong class="ci-failing" id="ci-failing" { "CI fails on #" (pr.number) }
                         }
+                        @if pr.state == PrState::Open && pr.mergeable == Mergeability::Conflicting {
+                            " " strong class="ci-failing" id="pr-conflicts" { "conflicts with its base" }
+                        } @else if pr.state == PrState::Open && pr.behind_base == Some(true) {
+                            " " small id="pr-behind" { "behind its base" }
+                        }
                         @if let Some(note) = &pr.command_note {
                             br; small class="command-note" id="command-note" { (note) }
                         }
@@ -266,6 +279,11 @@ fn top_html(
                 @for r in runs.iter().rev() {
                     li aria-current=[(r.number == run.number).then_some("true")] {
                         a href={ (base) "/tasks/" (id) "?run=" (r.number) } { "Run " (r.number) }
+                        @if let Some(follow_up) = &r.follow_up {
+                            " " small class="follow-up" {
+                                "(" (follow_up_label(follow_up.kind)) ", asked by " (follow_up.requested_by) ")"
+                            }
+                        }
                         " " (status_badge(r.status))
                         @if let Some(reason) = reason(r) { " " (reason) }
                         " "
@@ -293,4 +311,23 @@ fn open_pr<'a>(runs: &[Run], pr: Option<&'a FollowedPr>) -> Option<&'a FollowedP
 fn retryable_pr<'a>(runs: &[Run], pr: Option<&'a FollowedPr>) -> Option<&'a FollowedPr> {
     let idle = runs.last().is_some_and(|r| r.status.is_terminal());
     pr.filter(|pr| idle && pr.state == PrState::Open && pr.ci == CiState::Failing)
+}
+
+/// The pull request a rebase run would work on: open, conflicting with or behind its base, no
+/// run of the task going.
+fn stale_pr<'a>(runs: &[Run], pr: Option<&'a FollowedPr>) -> Option<&'a FollowedPr> {
+    let idle = runs.last().is_some_and(|r| r.status.is_terminal());
+    pr.filter(|pr| {
+        idle && pr.state == PrState::Open
+            && (pr.mergeable == Mergeability::Conflicting || pr.behind_base == Some(true))
+    })
+}
+
+/// What a follow-up run was for, as the runs' timeline says it.
+fn follow_up_label(kind: FollowUpKind) -> &'static str {
+    match kind {
+        FollowUpKind::FixCi => "fix CI",
+        FollowUpKind::Rebase => "rebase",
+        FollowUpKind::AddressReview => "address review",
+    }
 }

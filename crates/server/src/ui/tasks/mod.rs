@@ -93,6 +93,21 @@ pub async fn fix_ci(
     Ok(AuditNote::task(id, run.number).attach(back))
 }
 
+pub async fn rebase(
+    State(state): State<AppState>,
+    Path((project, id)): Path<(String, i64)>,
+    user: CurrentUser,
+) -> Result<Response, PageError> {
+    let project = state.project(&project).await?;
+    let run = state
+        .store
+        .start_rebase(project.id, id, user.name())
+        .await?;
+    state.engine.wake();
+    let back = see_other(&format!("{}/tasks/{id}", project_base(&project.name)));
+    Ok(AuditNote::task(id, run.number).attach(back))
+}
+
 /// The task page's address-review form: its optional instructions go to the agent with the
 /// pull request's review comments.
 pub async fn address_review(
