@@ -132,6 +132,14 @@ pub async fn project(cmd: ProjectCommand) -> anyhow::Result<ExitCode> {
                     .map_or_else(|| "-".into(), |usd| usd.to_string())
             );
             println!("judge     {}", if settings.judge { "on" } else { "off" });
+            println!(
+                "/nightshift comments {}",
+                if settings.comment_commands {
+                    "on"
+                } else {
+                    "off"
+                }
+            );
             println!("rebase    {}", settings.rebase);
             println!(
                 "fix CI    {} automatic attempts per pull request",

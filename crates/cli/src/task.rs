@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 use futures::StreamExt;
 use nightshift_core::{AgentKind, AgentSpec, Budget, RunEvent, RunStatus, parse_duration};
 use nightshift_server::contract::{
-    CancelOutcome, Cancelled, CreateTask, EventsPage, EventsQuery, Instantiate, RunView, TaskList,
-    TaskListQuery, TaskView,
+    AddressReview, CancelOutcome, Cancelled, CreateTask, EventsPage, EventsQuery, Instantiate,
+    RunView, TaskList, TaskListQuery, TaskView,
 };
 
 use crate::client::{Client, ClientArgs};
@@ -74,6 +74,20 @@ pub enum TaskCommand {
     /// now: checked again and pushed with a lease; where it conflicts, the agent resolves it.
     Rebase {
         id: i64,
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Start a run that addresses the review comments on the task's open pull request (and
+    /// --instructions, if given): the agent pushes on top of the same branch.
+    AddressReview {
+        id: i64,
+        /// What to tell the agent besides the review comments.
+        #[arg(long)]
+        instructions: Option<String>,
         #[arg(long)]
         wait: bool,
         #[arg(long)]
@@ -213,6 +227,22 @@ pub async fn run(command: TaskCommand) -> anyhow::Result<ExitCode> {
             let client = Client::new(&client);
             let task: TaskView = client
                 .post(&format!("/tasks/{id}/rebase"), &serde_json::Map::new())
+                .await?;
+            finish(&client, task, wait, json).await
+        }
+        TaskCommand::AddressReview {
+            id,
+            instructions,
+            wait,
+            json,
+            client,
+        } => {
+            let client = Client::new(&client);
+            let task: TaskView = client
+                .post(
+                    &format!("/tasks/{id}/address-review"),
+                    &AddressReview { instructions },
+                )
                 .await?;
             finish(&client, task, wait, json).await
         }

@@ -26,8 +26,8 @@ pub use people::{
     AuditEvent, AuditFilter, ProjectSettings, Role, User, month_bounds, month_label, parse_month,
 };
 pub use pull_request::{
-    AUTOMATIC, CiState, FollowUp, FollowUpKind, FollowedPr, Mergeability, NewFollow, PrState,
-    RebasePolicy, describe as describe_pr,
+    AUTOMATIC, COMMENT_COMMAND, CiState, FollowUp, FollowUpKind, FollowedPr, Mergeability,
+    NewFollow, PrState, RebasePolicy, ReviewRequest, comment_command, describe as describe_pr,
 };
 pub use redact::{MASK, MIN_SECRET_LEN, Redactor};
 pub use review::{GuardFinding, GuardKind, JudgeDecision, JudgeVerdict};

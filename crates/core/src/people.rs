@@ -52,6 +52,9 @@ pub struct ProjectSettings {
     pub monthly_budget_usd: Option<f64>,
     /// Whether the judge reviews this project's changes (when the server configures one).
     pub judge: bool,
+    /// Whether a `/nightshift` comment on a task's pull request, from someone with write
+    /// access on the forge, starts an address-review run.
+    pub comment_commands: bool,
     /// When the follower rebases an open pull request whose base moved on by itself.
     pub rebase: crate::RebasePolicy,
     /// How many fix-CI runs the follower starts by itself on one pull request whose CI
@@ -70,6 +73,7 @@ impl Default for ProjectSettings {
             // would do next. One that is only behind merges as it is on most forges.
             rebase: crate::RebasePolicy::Conflicts,
             auto_fix_ci_attempts: 0,
+            comment_commands: false,
         }
     }
 }

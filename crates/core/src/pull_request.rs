@@ -100,6 +100,13 @@ pub struct FollowedPr {
     pub last_error: Option<String>,
     /// Failed polls in a row, for the back-off.
     pub failures: u32,
+    /// Review comments up to this time went to an address-review run.
+    pub review_until: Option<Millis>,
+    /// The last `/nightshift` comment handled (run started or ignored): its time and id, so
+    /// none starts a second run.
+    pub last_command: Option<(Millis, u64)>,
+    /// Why the last `/nightshift` comment started no run, for the task page.
+    pub command_note: Option<String>,
     /// When a forge's webhook delivery about it last asked for a poll.
     pub nudged_at: Option<Millis>,
 }
@@ -127,6 +134,9 @@ string_enum!(
     FollowUpKind, "follow_up" {
         /// The pull request's CI failed: the failing jobs' output is the agent's input.
         FixCi => "fix_ci",
+        /// Reviewers commented on the pull request, or a person asked for changes: their
+        /// comments and instructions are the agent's input.
+        AddressReview => "address_review",
         /// The base branch moved on: the branch is replayed onto it and checked again; where
         /// that conflicts, the agent resolves the conflicts.
         Rebase => "rebase",
@@ -175,6 +185,38 @@ pub struct FollowUp {
     pub head_sha: Option<String>,
     /// Who started it.
     pub requested_by: String,
+    /// For an address-review run: what it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewRequest>,
+}
+
+/// What an address-review run answers: the review comments made after `comments_since`, and a
+/// person's extra instructions (from the task page, the API, or a `/nightshift` comment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReviewRequest {
+    /// Extra instructions for the agent, besides the comments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// Comments up to this time (milliseconds since the epoch) went to an earlier run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comments_since: Option<Millis>,
+    /// The `/nightshift` comment that asked for it, when one did: its link on the forge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_url: Option<String>,
+}
+
+/// The marker a reviewer's comment starts with to send the agent back to the pull request.
+pub const COMMENT_COMMAND: &str = "/nightshift";
+
+/// The extra instructions of a `/nightshift` comment (the rest of it, trimmed; empty for a bare
+/// command), or `None` when the comment is no command.
+pub fn comment_command(body: &str) -> Option<&str> {
+    let rest = body.trim_start().strip_prefix(COMMENT_COMMAND)?;
+    // `/nightshifted` is a word of its own, not the command.
+    if rest.chars().next().is_some_and(|c| !c.is_whitespace()) {
+        return None;
+    }
+    Some(rest.trim())
 }
 
 /// What a run that just published hands to the follower.
@@ -219,5 +261,16 @@ mod tests {
         assert_eq!(wants(Clean, Some(true)), [false, false, true]);
         assert_eq!(wants(Clean, Some(false)), [false, false, false]);
         assert_eq!(wants(Unknown, None), [false, false, false]);
+    }
+
+    #[test]
+    fn a_comment_command_is_the_marker_then_the_instructions() {
+        assert_eq!(comment_command("/nightshift"), Some(""));
+        assert_eq!(
+            comment_command("  /nightshift please rename it\nand test it "),
+            Some("please rename it\nand test it")
+        );
+        assert_eq!(comment_command("/nightshifted it"), None);
+        assert_eq!(comment_command("LGTM /nightshift"), None);
     }
 }

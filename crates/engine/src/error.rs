@@ -146,6 +146,9 @@ pub enum EngineError {
     /// A follow-up run found its pull request no longer in the state it was started for.
     #[error("{0}")]
     FollowUpStale(String),
+    /// An address-review run was asked for with no review comment and no instruction.
+    #[error("{0}")]
+    NothingToAddress(String),
     /// Webhook deliveries from that forge are not taken here (no secret is configured), or the
     /// name is no forge's.
     #[error("{0}")]
@@ -172,9 +175,10 @@ impl EngineError {
                 permission: true, ..
             }) => EndReason::PermissionDenied,
             // A person's push to the branch in between is kept, not overwritten.
-            E::Conflict(_) | E::FollowUpStale(_) | E::Push(WorkspaceError::LeaseBroken { .. }) => {
-                EndReason::Conflict
-            }
+            E::Conflict(_)
+            | E::FollowUpStale(_)
+            | E::NothingToAddress(_)
+            | E::Push(WorkspaceError::LeaseBroken { .. }) => EndReason::Conflict,
             E::CannotRun(_) => EndReason::SetupFailed,
             E::ChecksConfig(_) | E::ChecksFailed { .. } | E::RecheckFailed { .. } => {
                 EndReason::ChecksFailed

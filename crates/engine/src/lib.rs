@@ -12,6 +12,7 @@ mod intake;
 mod jobs;
 mod judge;
 mod limits;
+mod review;
 mod run;
 mod run_env;
 pub mod telemetry;

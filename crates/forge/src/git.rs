@@ -71,7 +71,8 @@ impl Forge for GitForge {
         _number: u64,
         _since: Option<i64>,
     ) -> Result<Vec<PrComment>> {
-        Err(UNSUPPORTED)
+        // A plain remote has no review comments: what a person asks for is all there is.
+        Ok(Vec::new())
     }
 
     async fn permission(&self, _repo: &RepoUrl, _user: &str) -> Result<Permission> {

@@ -246,4 +246,19 @@ impl Forge for GiteaForge {
     async fn permission(&self, repo: &RepoUrl, user: &str) -> Result<Permission> {
         self.user_permission(repo, user).await
     }
+
+    async fn own_login(&self, _repo: &RepoUrl) -> Result<Option<String>> {
+        let user = self
+            .api
+            .json(
+                Method::GET,
+                "/user",
+                &[],
+                None,
+                &self.auth,
+                "the token's user",
+            )
+            .await?;
+        Ok(Some(field_str(&user, "/login")).filter(|l| !l.is_empty()))
+    }
 }

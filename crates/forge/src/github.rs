@@ -430,4 +430,22 @@ impl Forge for GitHubForge {
     async fn permission(&self, repo: &RepoUrl, user: &str) -> Result<Permission> {
         self.user_permission(repo, user).await
     }
+
+    async fn own_login(&self, _repo: &RepoUrl) -> Result<Option<String>> {
+        let GitHubAuth::Token(token) = &self.auth else {
+            return Ok(None);
+        };
+        let user = self
+            .api
+            .json(
+                Method::GET,
+                "/user",
+                &[],
+                None,
+                &Self::bearer(token),
+                "the authenticated user",
+            )
+            .await?;
+        Ok(Some(field_str(&user, "/login")).filter(|l| !l.is_empty()))
+    }
 }

@@ -188,4 +188,11 @@ pub trait Forge: Send + Sync + std::fmt::Debug {
     /// What `user` (a login) may do on `repo`: a `/nightshift` comment counts only from
     /// someone with write access.
     async fn permission(&self, repo: &RepoUrl, user: &str) -> Result<Permission>;
+
+    /// The login Nightshift's credential acts as on `repo`'s forge, so that what it wrote
+    /// itself is told from what reviewers wrote. `None` when the forge cannot say (a GitHub
+    /// App's installation token has no user; plain git has no comments).
+    async fn own_login(&self, _repo: &RepoUrl) -> Result<Option<String>> {
+        Ok(None)
+    }
 }

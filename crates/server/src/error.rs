@@ -173,6 +173,13 @@ impl From<EngineError> for ApiError {
                 e.to_string(),
             )
             .retry_after(retry_after),
+            EngineError::NothingToAddress(m) => ApiError::invalid(ErrorCode::NothingToAddress, m),
+            EngineError::Forge(e) => ApiError::failed(
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::ForgeFailed,
+                "the repository's forge did not answer",
+                e,
+            ),
             EngineError::WebhooksOff(m) => {
                 ApiError::new(StatusCode::NOT_FOUND, ErrorCode::WebhooksOff, m)
             }

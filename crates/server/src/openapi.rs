@@ -272,7 +272,11 @@ fn operation(spec: &RouteSpec, schemas: &mut Schemas) -> utoipa::openapi::path::
             .build();
         op = op.request_body(Some(
             RequestBodyBuilder::new()
-                .required(Some(Required::True))
+                .required(Some(if spec.body_optional {
+                    Required::False
+                } else {
+                    Required::True
+                }))
                 .content(JSON, content)
                 .build(),
         ));

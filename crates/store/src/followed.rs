@@ -15,7 +15,8 @@ use crate::{Backend, Result, Store, StoreError};
 
 pub(crate) const COLUMNS: &str = "id, project_id, task_id, run_id, repo, number, url, branch, state, ci, \
      mergeable, behind_base, head_sha, validators, opened_at, changed_at, ended_at, follow_until, \
-     following, next_poll_at, polls, unchanged_polls, last_polled_at, last_error, failures, nudged_at";
+     following, next_poll_at, polls, unchanged_polls, last_polled_at, last_error, failures, \
+     nudged_at, review_until, last_command_at, last_command_id, command_note";
 
 /// What one poll of a followed pull request found.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +75,15 @@ pub(crate) fn followed(row: &AnyRow) -> Result<FollowedPr> {
         last_polled_at: row.try_get("last_polled_at")?,
         last_error: row.try_get("last_error")?,
         failures: row.try_get::<i64, _>("failures")?.clamp(0, u32::MAX as i64) as u32,
+        review_until: row.try_get("review_until")?,
+        last_command: match (
+            row.try_get::<Option<i64>, _>("last_command_at")?,
+            row.try_get::<Option<i64>, _>("last_command_id")?,
+        ) {
+            (Some(at), Some(id)) => Some((at, id.max(0) as u64)),
+            _ => None,
+        },
+        command_note: row.try_get("command_note")?,
         nudged_at: row.try_get("nudged_at")?,
     })
 }
@@ -276,6 +286,7 @@ impl Store {
             branch: pr.branch.clone(),
             head_sha: pr.head_sha.clone(),
             requested_by: requested_by.to_string(),
+            review: None,
         };
         self.queue_next_run(tx, project_id, task_id, Some(&follow_up), "fixing CI")
             .await

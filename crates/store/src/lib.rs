@@ -4,6 +4,7 @@
 //! locks when claiming, `NOTIFY` for live events across nodes, and the text-search index.
 //! The conformance suite (tests/suite/conformance.rs) runs every case on both.
 
+mod addressed;
 mod events;
 mod followed;
 mod gauges;
@@ -27,6 +28,7 @@ mod projects;
 mod retention;
 mod users;
 
+pub use addressed::CommandComment;
 pub use events::{EVENT_ROW_BYTES, NewEvent};
 pub use followed::{PollOutcome, PrSeen};
 pub use gauges::QueueGauges;

@@ -218,7 +218,7 @@ impl Store {
     pub async fn project_settings(&self, project_id: i64) -> Result<ProjectSettings> {
         let row = sqlx::query(
             "SELECT max_active_runs_per_user, max_timeout_secs, monthly_budget_usd, judge, rebase, \
-             auto_fix_ci_attempts FROM projects WHERE id = $1",
+             auto_fix_ci_attempts, comment_commands FROM projects WHERE id = $1",
         )
         .bind(project_id)
         .fetch_optional(&self.pool)
@@ -240,6 +240,7 @@ impl Store {
             auto_fix_ci_attempts: row
                 .try_get::<i64, _>("auto_fix_ci_attempts")?
                 .clamp(0, i64::from(u32::MAX)) as u32,
+            comment_commands: row.try_get::<i64, _>("comment_commands")? != 0,
         })
     }
 
@@ -251,7 +252,7 @@ impl Store {
         sqlx::query(
             "UPDATE projects SET max_active_runs_per_user = $2, max_timeout_secs = $3, \
              monthly_budget_usd = CASE WHEN $5 = 1 THEN $4 ELSE NULL END, judge = $6, rebase = $7, \
-             auto_fix_ci_attempts = $8 WHERE id = $1",
+             auto_fix_ci_attempts = $8, comment_commands = $9 WHERE id = $1",
         )
         .bind(project_id)
         .bind(i64::from(settings.max_active_runs_per_user))
@@ -262,6 +263,7 @@ impl Store {
         .bind(i64::from(settings.judge))
         .bind(settings.rebase.as_str())
         .bind(i64::from(settings.auto_fix_ci_attempts))
+        .bind(i64::from(settings.comment_commands))
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -50,6 +50,7 @@ impl Store {
             branch: pr.branch.clone(),
             head_sha: pr.head_sha.clone(),
             requested_by: requested_by.to_string(),
+            review: None,
         };
         self.queue_next_run(tx, project_id, task_id, Some(&follow_up), "rebasing")
             .await

@@ -120,6 +120,20 @@ fn a_failed_wait_exits_non_zero_and_retry_makes_run_two() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("has no pull request"), "{stderr}");
+    // Nor for an address-review run, with or without instructions.
+    let refused = server.cli(&[
+        "task",
+        "address-review",
+        &id,
+        "--instructions",
+        "Keep the old name too",
+    ]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("an address-review run works on the pull request"),
+        "{stderr}"
+    );
     let refused = server.cli(&["task", "rebase", &id]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);

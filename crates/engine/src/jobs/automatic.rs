@@ -89,6 +89,8 @@ pub(super) async fn start_follow_up(engine: &Engine, pr: &FollowedPr) {
                 .start_fix_ci(pr.project_id, pr.task_id, AUTOMATIC)
                 .await
         }
+        // Reviews are asked for by people, or by their `/nightshift` comments (`commands`).
+        FollowUpKind::AddressReview => return,
     };
     match started {
         Ok(run) => {
@@ -138,6 +140,9 @@ mod tests {
             last_error: None,
             failures: 0,
             nudged_at: None,
+            review_until: None,
+            last_command: None,
+            command_note: None,
         }
     }
 
@@ -170,6 +175,7 @@ mod tests {
                 branch: String::new(),
                 head_sha: Some(head.into()),
                 requested_by: by.into(),
+                review: None,
             }),
         }
     }

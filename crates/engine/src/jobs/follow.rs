@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nightshift_core::{FollowedPr, RepoUrl, now_millis};
+use nightshift_core::{FollowedPr, now_millis};
 use nightshift_forge::{ForgeError, PollValidators, PrPoll};
 use nightshift_store::{PollOutcome, PrSeen, StoreError};
 use tokio::task::JoinSet;
@@ -79,10 +79,7 @@ async fn poll(engine: Arc<Engine>, follower: String, pr: FollowedPr) {
         },
         Err(e) => {
             let gone = matches!(e, EngineError::Forge(ForgeError::NotFound { .. }));
-            let error = match engine.secret_filter(Vec::new()) {
-                Ok(redactor) => redactor.redact(&e.to_string()).into_owned(),
-                Err(_) => "the forge's answer could not be read".to_string(),
-            };
+            let error = redacted(&engine, &e);
             PollOutcome::Failed {
                 error,
                 gone,
@@ -91,6 +88,7 @@ async fn poll(engine: Arc<Engine>, follower: String, pr: FollowedPr) {
             }
         }
     };
+    let answered = matches!(outcome, PollOutcome::Seen { .. });
     match engine
         .store
         .record_pull_request_poll(pr.id, &follower, &outcome)
@@ -99,6 +97,25 @@ async fn poll(engine: Arc<Engine>, follower: String, pr: FollowedPr) {
         Ok(after) => {
             if after.changed_at > pr.changed_at || after.following != pr.following {
                 tracing::info!(pr = pr.number, repo = %pr.repo, state = %after.describe(), "pull request changed");
+            }
+            if answered && after.following {
+                match tokio::time::timeout(lease, super::commands::read(&engine, &after)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        let error = redacted(&engine, &e);
+                        tracing::warn!(
+                            pr = pr.number,
+                            error,
+                            "cannot read the pull request's /nightshift comments"
+                        )
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            pr = pr.number,
+                            "the forge did not list the comments in time"
+                        )
+                    }
+                }
             }
             engine.nudged_meanwhile(&after, now).await;
             super::automatic::start_follow_up(&engine, &after).await;
@@ -112,13 +129,18 @@ async fn poll(engine: Arc<Engine>, follower: String, pr: FollowedPr) {
     }
 }
 
+/// An error as it may be stored and logged: without the server's secrets.
+fn redacted(engine: &Engine, e: &EngineError) -> String {
+    match engine.secret_filter(Vec::new()) {
+        Ok(redactor) => redactor.redact(&e.to_string()).into_owned(),
+        Err(_) => "the forge's answer could not be read".to_string(),
+    }
+}
+
 /// One conditional poll of the pull request, with the project's credential for its host.
 async fn ask(engine: &Engine, pr: &FollowedPr) -> Result<PrPoll, EngineError> {
-    let repo = RepoUrl::parse(&pr.repo).map_err(EngineError::Core)?;
-    let config = engine.forge_config(pr.project_id, &repo).await?;
     // Nobody reads a log of these retries: the next poll is the retry.
-    let forge = nightshift_forge::resolve(&repo, &config, nightshift_forge::ignore_retries())
-        .map_err(EngineError::ForgeSettings)?;
+    let (repo, forge) = engine.pull_request_forge(pr).await?;
     // Validators that no longer read (an older format) only cost one unconditional poll.
     let previous: Option<PollValidators> = pr
         .validators

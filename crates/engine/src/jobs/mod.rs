@@ -2,6 +2,7 @@
 //! sweeper and the pull request follower, with the follow-up runs it starts by itself.
 
 mod automatic;
+mod commands;
 mod follow;
 mod retention;
 

@@ -92,12 +92,20 @@ impl AgentPhase {
         } else {
             1
         };
-        let instructions = match (&run.ci_report, &run.run.follow_up) {
-            (Some(report), Some(follow_up)) => super::follow_up::fix_ci_instructions(
+        let instructions = match (&run.ci_report, &run.review, &run.run.follow_up) {
+            (Some(report), _, Some(follow_up)) => super::follow_up::fix_ci_instructions(
                 &run.task.instructions,
                 follow_up.pr_number,
                 report,
             ),
+            (_, Some((comments, review)), Some(follow_up)) => {
+                super::follow_up::address_review_instructions(
+                    &run.task.instructions,
+                    follow_up,
+                    comments,
+                    review,
+                )
+            }
             _ => run.task.instructions.clone(),
         };
         // A rebase run's agent resolves the conflicts its replay left.

@@ -176,6 +176,11 @@ pub(crate) struct RunExecution {
     run_dir: PathBuf,
     /// For a fix-CI run: what failed in the pull request's CI, read in preparing.
     ci_report: Option<nightshift_forge::CiReport>,
+    /// For an address-review run: the review comments it answers, and what was asked.
+    review: Option<(
+        Vec<nightshift_forge::PrComment>,
+        nightshift_core::ReviewRequest,
+    )>,
     /// For a rebase run whose replay conflicts: what the agent resolves.
     conflicts: Option<rebase::Conflicts>,
     /// The checks that already failed on the base commit, before the agent.
@@ -226,6 +231,7 @@ impl RunExecution {
             cause: Arc::new(Mutex::new(None)),
             run_dir,
             ci_report: None,
+            review: None,
             conflicts: None,
             failing_on_base: Vec::new(),
             setup_changes: String::new(),

@@ -264,6 +264,7 @@ mod tests {
             branch: "nightshift/1-say-goodbye".into(),
             head_sha: Some("0123456789abcdef".into()),
             requested_by: "alice".into(),
+            review: None,
         };
         let conflicts = Conflicts {
             files: vec!["greeting.txt".into()],

@@ -1,3 +1,4 @@
+mod address_review;
 mod agent_limits;
 mod agent_rounds;
 mod agents;

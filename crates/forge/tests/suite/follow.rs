@@ -379,6 +379,14 @@ pub async fn reads_comments_and_permissions(kind: FakeKind, credential: Credenti
     assert_eq!(permission("bob").await, Permission::Read);
     assert!(!permission("bob").await.can_write());
     assert_eq!(permission("carol").await, Permission::None);
+
+    // Who Nightshift itself is there, so its own comments are told from reviewers'. An App's
+    // installation token has no user of its own.
+    let own = h.forge.own_login(&h.repo).await.unwrap();
+    match credential {
+        Credential::Token => assert_eq!(own.as_deref(), Some("nightshift-bot")),
+        Credential::App => assert_eq!(own, None),
+    }
     h.assert_contract_kept();
     h.assert_no_leak_in_recordings();
 }

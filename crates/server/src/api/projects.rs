@@ -177,6 +177,10 @@ pub async fn update(
         settings.auto_fix_ci_attempts = attempts;
         changed.push(format!("auto_fix_ci_attempts={attempts}"));
     }
+    if let Some(commands) = request.comment_commands {
+        settings.comment_commands = commands;
+        changed.push(format!("comment_commands={commands}"));
+    }
     state
         .store
         .set_project_settings(access.project.id, &settings)

@@ -66,6 +66,8 @@ pub struct RouteSpec {
     pub example: Option<&'static str>,
     /// The type of the request body.
     pub body: Option<Schema>,
+    /// The body may be left out.
+    pub body_optional: bool,
     /// The query parameters, from the type they are read into.
     pub query: Option<fn() -> Vec<Parameter>>,
     /// What a success answers; every route declares it.
@@ -86,6 +88,7 @@ impl RouteSpec {
             action: None,
             example: None,
             body: None,
+            body_optional: false,
             query: None,
             answer: None,
         }
@@ -95,6 +98,12 @@ impl RouteSpec {
     pub(super) fn body<T: ToSchema>(mut self) -> Self {
         self.body = Some(Schema::of::<T>());
         self
+    }
+
+    /// The request body, when sent, is a `T`; it may be left out.
+    pub(super) fn optional_body<T: ToSchema>(mut self) -> Self {
+        self.body_optional = true;
+        self.body::<T>()
     }
 
     /// The query string is read into a `T`.

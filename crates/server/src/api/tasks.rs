@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use nightshift_core::{
     GeneratedChange, Project, RepoUrl, Run, RunEvent, Task, TaskFilter, parse_timestamp,
@@ -14,8 +14,8 @@ use nightshift_store::CancelOutcome as StoreCancel;
 use crate::AppState;
 use crate::auth::{AuditNote, ProjectAccess};
 use crate::contract::{
-    CancelOutcome, Cancelled, CreateTask, ErrorCode, EventsPage, EventsQuery, RunView, TaskList,
-    TaskListEntry, TaskListQuery, TaskView,
+    AddressReview, CancelOutcome, Cancelled, CreateTask, ErrorCode, EventsPage, EventsQuery,
+    RunView, TaskList, TaskListEntry, TaskListQuery, TaskView,
 };
 use crate::error::ApiError;
 
@@ -198,6 +198,46 @@ pub async fn rebase(
         .start_rebase(project.id, id, access.user.name())
         .await?;
     state.engine.wake();
+    Ok(AuditNote::task(id, run.number).attach((
+        StatusCode::CREATED,
+        Json(task_view(&state, project, id).await?),
+    )))
+}
+
+/// A follow-up run on the task's open pull request that addresses its review comments and
+/// the caller's extra instructions, pushing on top of the same branch. The body may be empty.
+pub async fn address_review(
+    State(state): State<AppState>,
+    Extension(access): Extension<ProjectAccess>,
+    Path((_, id)): Path<(String, i64)>,
+    headers: HeaderMap,
+    request: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let request = if request.iter().all(u8::is_ascii_whitespace) {
+        AddressReview::default()
+    } else if !headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            "send the body as application/json, or leave it out",
+        ));
+    } else {
+        body(Json::<AddressReview>::from_bytes(&request))?
+    };
+    let project = &access.project;
+    let run = state
+        .engine
+        .address_review(
+            project.id,
+            id,
+            access.user.name(),
+            request.instructions.as_deref(),
+        )
+        .await?;
     Ok(AuditNote::task(id, run.number).attach((
         StatusCode::CREATED,
         Json(task_view(&state, project, id).await?),

@@ -97,6 +97,20 @@ pub(super) fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         (
             change(
                 M::POST,
+                "/projects/{project}/tasks/{id}/address-review",
+                EDITOR,
+                "task.address_review",
+                "Start a run that addresses the review comments on the task's open pull request, \
+                 with extra instructions",
+                Some(r#"{"instructions":"Keep the old name as a deprecated alias"}"#),
+            )
+            .optional_body::<c::AddressReview>()
+            .creates::<c::TaskView>(),
+            post(tasks::address_review),
+        ),
+        (
+            change(
+                M::POST,
                 "/projects/{project}/tasks/{id}/rebase",
                 EDITOR,
                 "task.rebase",

@@ -63,9 +63,11 @@ nightshift_core::string_enum!(
         AlreadyEnded => "already_ended",
         /// The project's last admin cannot leave or be demoted.
         LastAdmin => "last_admin",
-        /// A fix-CI run needs the task's pull request open with failing CI; the message says
-        /// which it is not.
+        /// A follow-up run needs the task's pull request open (and, to fix CI, its CI
+        /// failing); the message says which it is not.
         NothingToFix => "nothing_to_fix",
+        /// An address-review run needs a review comment on the pull request or instructions.
+        NothingToAddress => "nothing_to_address",
         /// Only a task that succeeded can become a template.
         TaskNotSucceeded => "task_not_succeeded",
         /// Too many tasks created too fast; `Retry-After` says when to go on.
@@ -78,6 +80,8 @@ nightshift_core::string_enum!(
         WebhookUnreadable => "webhook_unreadable",
         /// The server could not run git for the request (its log says why).
         GitFailed => "git_failed",
+        /// The repository's forge did not answer what the request needed from it.
+        ForgeFailed => "forge_failed",
         /// The server failed (its log says why, under the id the message gives).
         Internal => "internal",
     }

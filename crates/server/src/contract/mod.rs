@@ -26,9 +26,9 @@ pub use records::{
     MonthUsage, NotificationList, NotificationQuery, NotificationView, UsageQuery,
 };
 pub use tasks::{
-    CancelOutcome, Cancelled, CreateTask, EventsPage, EventsQuery, FollowQuery, PullRequestView,
-    RunList, RunListEntry, RunView, RunsQuery, TaskFields, TaskList, TaskListEntry, TaskListQuery,
-    TaskView,
+    AddressReview, CancelOutcome, Cancelled, CreateTask, EventsPage, EventsQuery, FollowQuery,
+    PullRequestView, RunList, RunListEntry, RunView, RunsQuery, TaskFields, TaskList,
+    TaskListEntry, TaskListQuery, TaskView,
 };
 pub use templates::{
     FromTask, Instantiate, TemplateDetail, TemplateList, TemplateListEntry, TemplateQuery,

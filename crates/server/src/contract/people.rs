@@ -141,6 +141,9 @@ pub struct SettingsView {
     pub monthly_budget_usd: Option<f64>,
     /// Whether the judge reviews the project's changes, when the server configures one.
     pub judge: bool,
+    /// Whether a `/nightshift` comment on a task's pull request, from someone with write
+    /// access on the forge, starts an address-review run.
+    pub comment_commands: bool,
     /// When the follower rebases an open pull request whose base moved on by itself: `off`,
     /// `conflicts` (when it conflicts with its base; the default) or `behind` (whenever the
     /// base has commits it lacks).
@@ -161,6 +164,7 @@ impl SettingsView {
             judge: settings.judge,
             rebase: settings.rebase,
             auto_fix_ci_attempts: settings.auto_fix_ci_attempts,
+            comment_commands: settings.comment_commands,
         }
     }
 }
@@ -212,6 +216,9 @@ pub struct UpdateProject {
     /// 0 to 10 automatic fix-CI runs per pull request; 0 turns them off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_fix_ci_attempts: Option<u32>,
+    /// Whether `/nightshift` comments on pull requests start address-review runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment_commands: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -9,6 +9,16 @@ use nightshift_core::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+/// `POST /projects/{project}/tasks/{id}/address-review`: what to tell the agent besides the
+/// pull request's review comments. The body may be left out when there are comments.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddressReview {
+    /// Extra instructions for the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+}
+
 /// `POST /projects/{project}/tasks`: a change to make on one repository.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -239,6 +249,10 @@ pub struct PullRequestView {
     /// Why the last poll failed, if it did.
     #[schema(required)]
     pub last_error: Option<String>,
+    /// Why the last `/nightshift` comment on it started no run, if it did not.
+    #[serde(default)]
+    #[schema(required)]
+    pub command_note: Option<String>,
 }
 
 impl PullRequestView {
@@ -259,6 +273,7 @@ impl PullRequestView {
             ended_at: pr.ended_at.map(format_timestamp),
             last_polled_at: pr.last_polled_at.map(format_timestamp),
             last_error: pr.last_error.clone(),
+            command_note: pr.command_note.clone(),
         }
     }
 }

@@ -110,6 +110,14 @@ fn table() -> Vec<(PageRoute, MethodRouter<AppState>)> {
             ),
             post(tasks::rebase),
         ),
+        (
+            form(
+                "/p/{project}/tasks/{id}/address-review",
+                M::POST,
+                "/projects/{project}/tasks/{id}/address-review",
+            ),
+            post(tasks::address_review),
+        ),
         (shows("/p/{project}/templates"), get(templates::list)),
         (
             form(
@@ -195,6 +203,7 @@ pub(crate) fn page_spec(method: Method, path: &'static str, access: Access) -> R
         action: None,
         example: None,
         body: None,
+        body_optional: false,
         query: None,
         answer: None,
     }

@@ -73,6 +73,8 @@ pub(super) struct Fixture {
     done_task_id: i64,
     /// Root's notification about that run.
     notification_id: i64,
+    /// A task of root's whose run succeeded, with an open pull request to address a review on.
+    reviewed_task_id: i64,
     /// Another such task, on another repository: its pull request is rebased.
     stale_task_id: i64,
 }
@@ -155,6 +157,42 @@ pub(super) async fn fixture() -> Fixture {
         .await
         .unwrap()[0]
         .id;
+    // Another, whose open pull request an address-review run can work on.
+    let (reviewed, _) = app
+        .store
+        .create_task(&new_task("root", "A task to review"))
+        .await
+        .unwrap();
+    let claim = app
+        .store
+        .claim_run("test", std::time::Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.task.id, reviewed.id);
+    app.store
+        .finish_run(
+            claim.run.id,
+            "test",
+            nightshift_core::EndReason::Succeeded,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    app.store
+        .follow_pull_request(&nightshift_core::NewFollow {
+            project_id: alpha.id,
+            task_id: reviewed.id,
+            run_id: claim.run.id,
+            repo: reviewed.repo.clone(),
+            number: 18,
+            url: "https://forge.example/acme/widget/pull/18".into(),
+            branch: format!("nightshift/{}-review", reviewed.id),
+            follow_until: nightshift_core::now_millis() + 3_600_000,
+        })
+        .await
+        .unwrap();
     let (task, _) = app
         .store
         .create_task(&NewTask {
@@ -181,6 +219,7 @@ pub(super) async fn fixture() -> Fixture {
         done_task_id: done.id,
         stale_task_id: stale.id,
         notification_id,
+        reviewed_task_id: reviewed.id,
     }
 }
 
@@ -192,6 +231,8 @@ impl Fixture {
             self.notification_id
         } else if spec.path.ends_with("/fix-ci") {
             self.done_task_id
+        } else if spec.path.ends_with("/address-review") {
+            self.reviewed_task_id
         } else if spec.path.ends_with("/rebase") {
             self.stale_task_id
         } else {

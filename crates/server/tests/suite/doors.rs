@@ -183,6 +183,22 @@ impl World {
         }
     }
 
+    async fn address_review(&mut self, task: i64, instructions: &str) -> StatusCode {
+        match self.door {
+            Door::Forms => {
+                let path = format!("/p/alpha/tasks/{task}/address-review");
+                let route = "/p/{project}/tasks/{id}/address-review";
+                self.form(route, &path, &[("instructions", instructions)])
+                    .await
+            }
+            Door::Api => {
+                let path = format!("/projects/alpha/tasks/{task}/address-review");
+                let body = json!({ "instructions": instructions });
+                self.api(Method::POST, &path, body).await.0
+            }
+        }
+    }
+
     async fn save_as_template(&mut self, task: i64, name: &str) -> StatusCode {
         match self.door {
             Door::Forms => {
@@ -382,6 +398,8 @@ async fn tell(door: Door) -> World {
     w.red_pull_request(1).await;
     assert!(created(w.fix_ci(1).await));
     w.finish_next(EndReason::Succeeded).await;
+    assert!(created(w.address_review(1, "Keep the old name too").await));
+    w.finish_next(EndReason::Succeeded).await;
     assert!(created(w.rebase(1).await));
     w.finish_next(EndReason::NoChanges).await;
     assert!(created(w.save_as_template(1, "from-first").await));
@@ -428,7 +446,8 @@ async fn every_form_is_audited_as_the_api_route_it_performs() {
         entry("task.cancel", "task 2", Some("run 1")),
         entry("task.retry", "task 1", Some("run 2")),
         entry("task.fix_ci", "task 1", Some("run 3")),
-        entry("task.rebase", "task 1", Some("run 4")),
+        entry("task.address_review", "task 1", Some("run 4")),
+        entry("task.rebase", "task 1", Some("run 5")),
         entry(
             "template.from_task",
             "template from-first",
@@ -441,9 +460,9 @@ async fn every_form_is_audited_as_the_api_route_it_performs() {
         entry(
             "notification.read_all",
             "notifications of eddie",
-            // The red CI's, the fix-CI run's and the rebase run's notifications besides the
-            // one read before.
-            Some("4 marked read"),
+            // The red CI's, the fix-CI run's, the rebase run's and the address-review run's
+            // notifications besides the one read before.
+            Some("5 marked read"),
         ),
         entry("session.create", "user eddie", None),
         entry("session.delete", "user eddie", None),

@@ -1,4 +1,5 @@
 mod access;
+mod address_review;
 mod app;
 mod contract;
 mod doors;

@@ -222,6 +222,11 @@ macro_rules! conformance_cases {
             crate::suite::rebase::the_follow_up_policy_is_kept_with_the_project(store).await;
         }
         #[tokio::test]
+        async fn a_command_comment_starts_at_most_one_run() {
+            let (store, _guard) = $make().await;
+            crate::suite::addressed::a_command_comment_starts_at_most_one_run(store).await;
+        }
+        #[tokio::test]
         async fn a_nudge_moves_the_next_poll_but_not_within_the_gap() {
             let (store, _guard) = $make().await;
             crate::suite::nudges::a_nudge_moves_the_next_poll_but_not_within_the_gap(store).await;

@@ -1,3 +1,4 @@
+mod addressed;
 mod claims;
 mod conformance;
 mod events;

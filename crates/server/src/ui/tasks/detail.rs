@@ -157,6 +157,8 @@ fn top_html(
     let id = task.id;
     // What a fix-CI run is for: the task's open pull request, its CI red, no run going.
     let fixable = retryable_pr(runs, pr);
+    // What an address-review run is for: the task's open pull request, no run going.
+    let reviewable = open_pr(runs, pr);
     // What a rebase run is for: the open pull request, its base moved on, no run going.
     let rebasable = stale_pr(runs, pr);
     let latest = runs.last().map(|r| r.number).unwrap_or(run.number);
@@ -207,6 +209,15 @@ fn top_html(
                         button type="submit" id="rebase" { "Rebase" }
                     }
                 }
+                @if let Some(pr) = reviewable {
+                    form method="post" action={ (base) "/tasks/" (id) "/address-review" } class="address-review"
+                        data-confirm={ "Start a run that addresses the review of pull request #" (pr.number) "?" } {
+                        textarea id="review-instructions" name="instructions" rows="1"
+                            aria-label="Instructions besides the review comments (optional)"
+                            placeholder="Instructions besides the review comments (optional)" {}
+                        button type="submit" id="address-review" { "Address review" }
+                    }
+                }
                 @if succeeded_once {
                     a class="button" id="save-template"
                         href={ (base) "/templates/from-task?task=" (id) } { "Save as template" }
@@ -240,6 +251,9 @@ fn top_html(
                             " " strong class="ci-failing" id="pr-conflicts" { "conflicts with its base" }
                         } @else if pr.state == PrState::Open && pr.behind_base == Some(true) {
                             " " small id="pr-behind" { "behind its base" }
+                        }
+                        @if let Some(note) = &pr.command_note {
+                            br; small class="command-note" id="command-note" { (note) }
                         }
                     }
                 } @else if run.checkpoint.pr_url.is_some() {
@@ -286,6 +300,12 @@ fn top_html(
     }
 }
 
+/// The pull request an address-review run would work on: open, no run of the task going.
+fn open_pr<'a>(runs: &[Run], pr: Option<&'a FollowedPr>) -> Option<&'a FollowedPr> {
+    let idle = runs.last().is_some_and(|r| r.status.is_terminal());
+    pr.filter(|pr| idle && pr.state == PrState::Open)
+}
+
 /// The pull request a fix-CI run would work on: open with failing CI, no run of the task
 /// going.
 fn retryable_pr<'a>(runs: &[Run], pr: Option<&'a FollowedPr>) -> Option<&'a FollowedPr> {
@@ -308,5 +328,6 @@ fn follow_up_label(kind: FollowUpKind) -> &'static str {
     match kind {
         FollowUpKind::FixCi => "fix CI",
         FollowUpKind::Rebase => "rebase",
+        FollowUpKind::AddressReview => "address review",
     }
 }

@@ -12,7 +12,7 @@ pub use detail::{detail, live};
 pub use list::{list, rows};
 pub use new::{create, new_form};
 
-use axum::extract::{Path, State};
+use axum::extract::{Form, Path, State};
 use axum::response::Response;
 use maud::{Markup, html};
 use nightshift_core::{Run, RunStatus};
@@ -104,6 +104,28 @@ pub async fn rebase(
         .start_rebase(project.id, id, user.name())
         .await?;
     state.engine.wake();
+    let back = see_other(&format!("{}/tasks/{id}", project_base(&project.name)));
+    Ok(AuditNote::task(id, run.number).attach(back))
+}
+
+/// The task page's address-review form: its optional instructions go to the agent with the
+/// pull request's review comments.
+pub async fn address_review(
+    State(state): State<AppState>,
+    Path((project, id)): Path<(String, i64)>,
+    user: CurrentUser,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let project = state.project(&project).await?;
+    let instructions = form
+        .iter()
+        .find(|(k, _)| k == "instructions")
+        .map(|(_, v)| v.as_str());
+    let run = state
+        .engine
+        .address_review(project.id, id, user.name(), instructions)
+        .await
+        .map_err(crate::error::ApiError::from)?;
     let back = see_other(&format!("{}/tasks/{id}", project_base(&project.name)));
     Ok(AuditNote::task(id, run.number).attach(back))
 }
