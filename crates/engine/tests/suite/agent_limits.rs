@@ -137,7 +137,7 @@ async fn cancel_stops_claude_code_and_its_tools() {
     let started = Instant::now();
     while processes_with("sleep 60.417").is_empty() {
         assert!(
-            started.elapsed() < Duration::from_secs(30),
+            started.elapsed() < Duration::from_secs(90),
             "the tool never ran"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -150,8 +150,10 @@ async fn cancel_stops_claude_code_and_its_tools() {
     let asked = Instant::now();
     let run = rig.h.wait_end(task).await;
     assert_eq!(run.end_reason, Some(EndReason::Cancelled), "{run:?}");
+    // Well before the tool's minute is up: the cancel stopped it, not its end (a loaded
+    // machine may take seconds to deliver the signals and reap the processes).
     assert!(
-        asked.elapsed() < Duration::from_secs(5),
+        asked.elapsed() < Duration::from_secs(20),
         "{:?}",
         asked.elapsed()
     );

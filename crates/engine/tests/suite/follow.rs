@@ -53,6 +53,9 @@ async fn a_restart_mid_follow_still_records_the_merge() {
     // The process dies; the PR is merged while nobody follows it.
     drop(first);
     site.fake.merge(WIDGET, pr.number);
+    // A request the dead follower sent just before it died may still be arriving; after a
+    // moment, nothing more does.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let requests = site.fake.requests().len();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
