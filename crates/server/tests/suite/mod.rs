@@ -13,6 +13,7 @@ mod rebase;
 mod repos;
 mod review;
 mod security;
+mod sign_in;
 mod templates;
 mod ui;
 mod vault;
