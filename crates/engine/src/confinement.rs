@@ -221,6 +221,8 @@ pub(crate) struct RunConfinement {
     env: PhaseEnv,
     /// How every process sees the checkout, when it is a base or a layer over one.
     view: Option<MountView>,
+    /// The repository's download and build caches.
+    cache: PathBuf,
 }
 
 /// What the run's setup and checks get from the server for project `project_id`'s repository
@@ -239,10 +241,11 @@ pub(crate) fn phase_env(
         .join("caches")
         .join(project_id.to_string())
         .join(mirror.file_stem().unwrap_or_default());
-    std::fs::create_dir_all(&cache).map_err(EngineError::io(format!(
-        "cannot create {}",
-        cache.display()
-    )))?;
+    // The download caches exist before any agent, so its sandbox can show them read-only.
+    for dir in std::iter::once(cache.clone()).chain(nightshift_sandbox::download_dirs(&cache)) {
+        std::fs::create_dir_all(&dir)
+            .map_err(EngineError::io(format!("cannot create {}", dir.display())))?;
+    }
     let env = PhaseEnv::new(
         &confinement.host,
         &toolchains,
@@ -276,6 +279,7 @@ impl RunConfinement {
                 redactor,
                 env,
                 view,
+                cache,
             });
         }
         let mirror = worktree.mirror();
@@ -336,6 +340,7 @@ impl RunConfinement {
             redactor,
             env,
             view,
+            cache,
         })
     }
 
@@ -371,11 +376,15 @@ impl RunConfinement {
         self.sandbox(&self.env.checks, |policy| policy.network(network))
     }
 
-    /// For the agent: no network but the model gateways relayed to `(port, socket)`.
+    /// For the agent: no network but the model gateways relayed to `(port, socket)`, and the
+    /// download caches setup filled read-only.
     fn with_forwards(&self, forwards: &[(u16, &Path)]) -> Result<Sandbox, SandboxError> {
         self.sandbox(&self.env.agent, |mut policy| {
             for (port, socket) in forwards {
                 policy = policy.forward(*port, socket);
+            }
+            for dir in nightshift_sandbox::download_dirs(&self.cache) {
+                policy = policy.readonly_within(dir);
             }
             policy.network(Network::None)
         })

@@ -50,6 +50,9 @@ pub struct ConfinementPolicy {
     /// Writable besides the workspace and the home, even under a hidden path (a repository's
     /// download and build caches).
     pub extra_writable: Vec<PathBuf>,
+    /// Read-only although they lie inside a writable directory (the download caches within a
+    /// repository's caches, for the agent): bound after the writable ones.
+    pub readonly_within: Vec<PathBuf>,
     /// Paths that must not be visible at all: the data directory, other workspaces, key files.
     pub hidden: Vec<PathBuf>,
     /// `(source, path)`: the file `source` from outside shown read-only at `path` instead of
@@ -87,6 +90,7 @@ impl ConfinementPolicy {
             home: home.into(),
             extra_readonly: Vec::new(),
             extra_writable: Vec::new(),
+            readonly_within: Vec::new(),
             hidden: default_hidden(),
             substitutes: Vec::new(),
             network: Network::None,
@@ -110,6 +114,12 @@ impl ConfinementPolicy {
     /// Makes `path`, an existing directory, writable inside the sandbox.
     pub fn writable(mut self, path: impl Into<PathBuf>) -> Self {
         self.extra_writable.push(path.into());
+        self
+    }
+
+    /// Makes `path`, an existing directory inside a writable one, read-only inside the sandbox.
+    pub fn readonly_within(mut self, path: impl Into<PathBuf>) -> Self {
+        self.readonly_within.push(path.into());
         self
     }
 
@@ -286,6 +296,13 @@ impl ConfinementPolicy {
         for path in [&workspace, &home].into_iter().chain(&writable) {
             let path = path_str(path)?.to_string();
             args.extend(["--bind".into(), path.clone(), path]);
+        }
+        // Over the writable binds they lie in, so they stay read-only.
+        for path in &self.readonly_within {
+            if let Ok(path) = std::fs::canonicalize(path) {
+                let path = path_str(&path)?.to_string();
+                args.extend(["--ro-bind".into(), path.clone(), path]);
+            }
         }
         if let Some(socket) = proxy_socket {
             args.extend([

@@ -50,7 +50,7 @@ pub use process::{Exit, OutputLine, ProcessSpec, Sandbox};
 pub use programs::{install_root, interpreter, resolve};
 pub use proxy::AllowedHost;
 pub use running::{RunningProcess, group_alive};
-pub use toolchains::{HostEnv, Toolchain, Toolchains, cache_env};
+pub use toolchains::{HostEnv, Toolchain, Toolchains, cache_env, download_dirs};
 
 use std::path::PathBuf;
 

@@ -233,6 +233,23 @@ pub fn cache_env(cache: &Path) -> Vec<(String, String)> {
     ]
 }
 
+/// The download caches within `cache` ([`cache_env`]'s directories): what setup fetched, which
+/// the agent may read and never change, so no run can plant a package for the next one to
+/// build. Build caches (Go's, cargo's locks, npm's logs) stay writable, and so does uv's cache,
+/// which uv refuses to open read-only even offline.
+pub fn download_dirs(cache: &Path) -> Vec<PathBuf> {
+    [
+        "cargo/registry",
+        "cargo/git",
+        "go/pkg/mod",
+        "npm/_cacache",
+        "cache/pip",
+    ]
+    .iter()
+    .map(|sub| cache.join(sub))
+    .collect()
+}
+
 fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }

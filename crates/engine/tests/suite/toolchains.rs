@@ -232,3 +232,62 @@ async fn python_and_the_operators_variables_reach_the_checks_and_home_secrets_do
     assert!(!everything.contains(OPERATOR_TOKEN), "{everything}");
     assert!(!everything.contains("home-canary-secret"), "{everything}");
 }
+
+/// What setup downloads stays for later runs, and the agent reads it but cannot change it: a
+/// run can never plant a package in the cache for the next run to build. Build caches stay
+/// writable to the agent.
+#[tokio::test]
+async fn the_agent_reads_the_download_caches_setup_filled_and_cannot_change_them() {
+    let h = Harness::start(1).await;
+    let config = "[setup]\ncommands = [\"echo from-setup > $CARGO_HOME/registry/fetched && \
+                  echo from-setup > $npm_config_cache/_cacache/fetched\"]\n\
+                  [checks]\ntest = [\"true\"]\n";
+    let repo = RemoteRepo::with_files(&[(".nightshift.toml", config), ("a.txt", "a\n")]);
+    let attempts: String = [
+        ("registry", "$CARGO_HOME/registry/planted"),
+        ("cargo-git", "$CARGO_HOME/git/planted"),
+        ("npm", "$npm_config_cache/_cacache/planted"),
+        ("go-modules", "$GOPATH/pkg/mod/planted"),
+        ("go-build", "$GOCACHE/built"),
+        ("cargo-home", "$CARGO_HOME/.package-cache-lock"),
+    ]
+    .iter()
+    .map(|(name, path)| {
+        format!("if echo x > {path}; then echo WROTE {name}; else echo REFUSED {name}; fi; ")
+    })
+    .collect();
+    let agent = format!(
+        "echo READ $(cat $CARGO_HOME/registry/fetched) $(cat $npm_config_cache/_cacache/fetched); \
+         {attempts}touch b"
+    );
+    let (_, run, events) = run_task(&h, &repo, "Touch b", &agent).await;
+    let log = text(&events);
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}\n{log}");
+    assert!(log.contains("READ from-setup from-setup"), "{log}");
+    for refused in ["registry", "cargo-git", "npm", "go-modules"] {
+        assert!(log.contains(&format!("REFUSED {refused}")), "{log}");
+    }
+    for wrote in ["go-build", "cargo-home"] {
+        assert!(log.contains(&format!("WROTE {wrote}")), "{log}");
+    }
+    // Nothing the agent tried to plant reached the caches on disk.
+    let planted: Vec<PathBuf> = walk(&h.data.path().join("caches"))
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "planted"))
+        .collect();
+    assert_eq!(planted, Vec::<PathBuf>::new());
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
