@@ -2,9 +2,9 @@
 //! `/nightshift` comment, with how far the review comments went to a run and which command
 //! comment was handled last, so that each command starts at most one run.
 
-use nightshift_core::{FollowUp, FollowUpKind, FollowedPr, Millis, PrState, ReviewRequest, Run};
+use nightshift_core::{FollowUp, FollowUpKind, FollowedPr, Millis, ReviewRequest, Run};
 
-use crate::followed::{COLUMNS, followed};
+use crate::followed::open_pull_request;
 use crate::{Result, Store, StoreError};
 
 /// A `/nightshift` comment, as its pull request remembers the last one handled.
@@ -68,28 +68,7 @@ impl Store {
         command: Option<CommandComment>,
     ) -> Result<Run> {
         let mut tx = self.write_tx().await?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM followed_pull_requests WHERE project_id = $1 AND task_id = $2 \
-             ORDER BY id DESC LIMIT 1"
-        );
-        let row = sqlx::query(&sql)
-            .bind(project_id)
-            .bind(task_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(pr) = row.as_ref().map(followed).transpose()? else {
-            drop(tx);
-            return match self.task(project_id, task_id).await? {
-                None => Err(crate::tasks::not_found("task", task_id)),
-                Some(_) => Err(StoreError::NothingToFix(format!(
-                    "task {task_id} has no pull request: an address-review run works on the \
-                     pull request a run of the task opened"
-                ))),
-            };
-        };
-        if pr.state != PrState::Open {
-            return Err(ended(&pr));
-        }
+        let pr = open_pull_request(&mut tx, project_id, task_id, "an address-review run").await?;
         if let Some(command) = command
             && !advance_command(&mut tx, pr.id, command, None).await?
         {
@@ -149,13 +128,4 @@ impl Store {
         tx.commit().await?;
         Ok(true)
     }
-}
-
-/// Why a pull request no longer takes follow-up runs.
-fn ended(pr: &FollowedPr) -> StoreError {
-    StoreError::NothingToFix(format!(
-        "pull request #{} is {}: there is nothing left to change on it; retry the task to open \
-         a new one",
-        pr.number, pr.state
-    ))
 }

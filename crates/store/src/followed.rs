@@ -243,33 +243,8 @@ impl Store {
         requested_by: &str,
     ) -> Result<Run> {
         let mut tx = self.write_tx().await?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM followed_pull_requests WHERE project_id = $1 AND task_id = $2 \
-             ORDER BY id DESC LIMIT 1"
-        );
-        let row = sqlx::query(&sql)
-            .bind(project_id)
-            .bind(task_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(pr) = row.as_ref().map(followed).transpose()? else {
-            drop(tx);
-            return match self.task(project_id, task_id).await? {
-                None => Err(crate::tasks::not_found("task", task_id)),
-                Some(_) => Err(StoreError::NothingToFix(format!(
-                    "task {task_id} has no pull request: a fix-CI run works on the pull request \
-                     a run of the task opened"
-                ))),
-            };
-        };
+        let pr = open_pull_request(&mut tx, project_id, task_id, "a fix-CI run").await?;
         let number = pr.number;
-        if pr.state != PrState::Open {
-            return Err(StoreError::NothingToFix(format!(
-                "pull request #{number} is {}: there is nothing left to fix on it; retry the \
-                 task to open a new one",
-                pr.state
-            )));
-        }
         if pr.ci != CiState::Failing {
             return Err(StoreError::NothingToFix(format!(
                 "CI on pull request #{number} is {}, not failing: there is nothing to fix yet",
@@ -309,6 +284,48 @@ impl Store {
             .await?;
         rows.iter().map(followed).collect()
     }
+}
+
+/// The task's latest pull request, which `run` (`a fix-CI run`, …) works on, read in the
+/// transaction that queues it: refused with [`StoreError::NothingToFix`] when the task has
+/// none or it is merged or closed.
+pub(crate) async fn open_pull_request(
+    conn: &mut sqlx::AnyConnection,
+    project_id: i64,
+    task_id: i64,
+    run: &str,
+) -> Result<FollowedPr> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM followed_pull_requests WHERE project_id = $1 AND task_id = $2 \
+         ORDER BY id DESC LIMIT 1"
+    );
+    let row = sqlx::query(&sql)
+        .bind(project_id)
+        .bind(task_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(pr) = row.as_ref().map(followed).transpose()? else {
+        let task = sqlx::query("SELECT id FROM tasks WHERE project_id = $1 AND id = $2")
+            .bind(project_id)
+            .bind(task_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        return Err(match task {
+            None => crate::tasks::not_found("task", task_id),
+            Some(_) => StoreError::NothingToFix(format!(
+                "task {task_id} has no pull request: {run} works on the pull request a run of \
+                 the task opened"
+            )),
+        });
+    };
+    if pr.state != PrState::Open {
+        return Err(StoreError::NothingToFix(format!(
+            "pull request #{} is {}: there is nothing left to change on it; retry the task to \
+             open a new one",
+            pr.number, pr.state
+        )));
+    }
+    Ok(pr)
 }
 
 /// What a change in a pull request's state leaves behind: the run's change reads the new

@@ -1,10 +1,10 @@
 //! Rebase runs: a follow-up run of a task that replays its open pull request's branch onto the
 //! base branch as it is now (the agent resolves what conflicts), and pushes it with a lease.
 
-use nightshift_core::{FollowUp, FollowUpKind, PrState, Run};
+use nightshift_core::{FollowUp, FollowUpKind, Run};
 
-use crate::followed::{COLUMNS, followed};
-use crate::{Result, Store, StoreError};
+use crate::followed::open_pull_request;
+use crate::{Result, Store};
 
 impl Store {
     /// Queues a rebase run of the task: run N+1, on its latest pull request, which must be
@@ -17,32 +17,7 @@ impl Store {
         requested_by: &str,
     ) -> Result<Run> {
         let mut tx = self.write_tx().await?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM followed_pull_requests WHERE project_id = $1 AND task_id = $2 \
-             ORDER BY id DESC LIMIT 1"
-        );
-        let row = sqlx::query(&sql)
-            .bind(project_id)
-            .bind(task_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(pr) = row.as_ref().map(followed).transpose()? else {
-            drop(tx);
-            return match self.task(project_id, task_id).await? {
-                None => Err(crate::tasks::not_found("task", task_id)),
-                Some(_) => Err(StoreError::NothingToFix(format!(
-                    "task {task_id} has no pull request: a rebase run works on the pull request \
-                     a run of the task opened"
-                ))),
-            };
-        };
-        if pr.state != PrState::Open {
-            return Err(StoreError::NothingToFix(format!(
-                "pull request #{} is {}: there is nothing left to rebase; retry the task to \
-                 open a new one",
-                pr.number, pr.state
-            )));
-        }
+        let pr = open_pull_request(&mut tx, project_id, task_id, "a rebase run").await?;
         let follow_up = FollowUp {
             kind: FollowUpKind::Rebase,
             pr_number: pr.number,
