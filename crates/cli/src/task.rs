@@ -199,37 +199,19 @@ pub async fn run(command: TaskCommand) -> anyhow::Result<ExitCode> {
             wait,
             json,
             client,
-        } => {
-            let client = Client::new(&client);
-            let task: TaskView = client
-                .post(&format!("/tasks/{id}/retry"), &serde_json::Map::new())
-                .await?;
-            finish(&client, task, wait, json).await
-        }
+        } => start_run(&client, &format!("/tasks/{id}/retry"), wait, json).await,
         TaskCommand::FixCi {
             id,
             wait,
             json,
             client,
-        } => {
-            let client = Client::new(&client);
-            let task: TaskView = client
-                .post(&format!("/tasks/{id}/fix-ci"), &serde_json::Map::new())
-                .await?;
-            finish(&client, task, wait, json).await
-        }
+        } => start_run(&client, &format!("/tasks/{id}/fix-ci"), wait, json).await,
         TaskCommand::Rebase {
             id,
             wait,
             json,
             client,
-        } => {
-            let client = Client::new(&client);
-            let task: TaskView = client
-                .post(&format!("/tasks/{id}/rebase"), &serde_json::Map::new())
-                .await?;
-            finish(&client, task, wait, json).await
-        }
+        } => start_run(&client, &format!("/tasks/{id}/rebase"), wait, json).await,
         TaskCommand::AddressReview {
             id,
             instructions,
@@ -537,4 +519,17 @@ fn print_event(event: &RunEvent) {
         event.kind.as_str(),
         lines(&event.message)
     );
+}
+
+/// Starts the next run of a task through `path` (retry, fix CI, rebase), then shows it as
+/// `task create` does, waiting for it when asked.
+async fn start_run(
+    client: &ClientArgs,
+    path: &str,
+    wait: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let client = Client::new(client);
+    let task: TaskView = client.post(path, &serde_json::Map::new()).await?;
+    finish(&client, task, wait, json).await
 }

@@ -178,11 +178,7 @@ pub async fn fix_ci(
         .store
         .start_fix_ci(project.id, id, access.user.name())
         .await?;
-    state.engine.wake();
-    Ok(AuditNote::task(id, run.number).attach((
-        StatusCode::CREATED,
-        Json(task_view(&state, project, id).await?),
-    )))
+    follow_up_queued(&state, project, id, &run).await
 }
 
 /// A follow-up run that replays the task's open pull request onto its base branch as it is
@@ -197,10 +193,20 @@ pub async fn rebase(
         .store
         .start_rebase(project.id, id, access.user.name())
         .await?;
+    follow_up_queued(&state, project, id, &run).await
+}
+
+/// What starting a follow-up run answers: the task with its new run, audited as that run.
+async fn follow_up_queued(
+    state: &AppState,
+    project: &Project,
+    id: i64,
+    run: &Run,
+) -> Result<Response, ApiError> {
     state.engine.wake();
     Ok(AuditNote::task(id, run.number).attach((
         StatusCode::CREATED,
-        Json(task_view(&state, project, id).await?),
+        Json(task_view(state, project, id).await?),
     )))
 }
 
@@ -238,10 +244,7 @@ pub async fn address_review(
             request.instructions.as_deref(),
         )
         .await?;
-    Ok(AuditNote::task(id, run.number).attach((
-        StatusCode::CREATED,
-        Json(task_view(&state, project, id).await?),
-    )))
+    follow_up_queued(&state, project, id, &run).await
 }
 
 pub async fn retry(
