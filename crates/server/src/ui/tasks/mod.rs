@@ -15,7 +15,7 @@ pub use new::{create, new_form};
 use axum::extract::{Form, Path, State};
 use axum::response::Response;
 use maud::{Markup, html};
-use nightshift_core::{Run, RunStatus};
+use nightshift_core::{Project, Run, RunStatus};
 use nightshift_store::CancelOutcome;
 
 use super::layout::{PageError, project_base, see_other};
@@ -88,9 +88,7 @@ pub async fn fix_ci(
         .store
         .start_fix_ci(project.id, id, user.name())
         .await?;
-    state.engine.wake();
-    let back = see_other(&format!("{}/tasks/{id}", project_base(&project.name)));
-    Ok(AuditNote::task(id, run.number).attach(back))
+    Ok(run_started(&state, &project, id, &run))
 }
 
 pub async fn rebase(
@@ -103,9 +101,7 @@ pub async fn rebase(
         .store
         .start_rebase(project.id, id, user.name())
         .await?;
-    state.engine.wake();
-    let back = see_other(&format!("{}/tasks/{id}", project_base(&project.name)));
-    Ok(AuditNote::task(id, run.number).attach(back))
+    Ok(run_started(&state, &project, id, &run))
 }
 
 /// The task page's address-review form: its optional instructions go to the agent with the
@@ -126,8 +122,7 @@ pub async fn address_review(
         .address_review(project.id, id, user.name(), instructions)
         .await
         .map_err(crate::error::ApiError::from)?;
-    let back = see_other(&format!("{}/tasks/{id}", project_base(&project.name)));
-    Ok(AuditNote::task(id, run.number).attach(back))
+    Ok(run_started(&state, &project, id, &run))
 }
 
 pub async fn retry(
@@ -136,7 +131,12 @@ pub async fn retry(
 ) -> Result<Response, PageError> {
     let project = state.project(&project).await?;
     let run = state.store.retry_task(project.id, id).await?;
+    Ok(run_started(&state, &project, id, &run))
+}
+
+/// Back to the task page once a form started its next run, audited as that run.
+fn run_started(state: &AppState, project: &Project, id: i64, run: &Run) -> Response {
     state.engine.wake();
     let back = see_other(&format!("{}/tasks/{id}", project_base(&project.name)));
-    Ok(AuditNote::task(id, run.number).attach(back))
+    AuditNote::task(id, run.number).attach(back)
 }
