@@ -71,7 +71,14 @@ fn the_server_says_whether_runs_are_confined_and_none_must_be_chosen() {
 fn without_bubblewrap_runs_fail_naming_the_fix_until_it_is_installed() {
     let data = tempfile::tempdir().unwrap();
     // Not under /tmp: inside a sandbox that is a fresh one, and the runs' PATH would be empty.
-    let bin = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // The build's own temporary directory, unless the checkout itself lies under /tmp.
+    let target_tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let outside_tmp = if target_tmp.starts_with("/tmp") {
+        std::path::Path::new("/var/tmp")
+    } else {
+        target_tmp
+    };
+    let bin = tempfile::tempdir_in(outside_tmp).unwrap();
     for program in ["git", "sh", "touch"] {
         std::os::unix::fs::symlink(which(program), bin.path().join(program)).unwrap();
     }
